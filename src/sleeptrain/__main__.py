@@ -1,0 +1,3 @@
+from sleeptrain.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""`sleeptrain` command line. Every error a user can cause ends as one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sleeptrain.errors import SleeptrainError
+
+EXIT_USER_ERROR = 2
+
+TRAIN_DESCRIPTION = """Train a language model with a schedule. With no arguments: the built-in demo (generated
+child-directed English, the tiny Llama-style model), a few minutes on a laptop CPU.
+
+examples:
+  sleeptrain train
+  sleeptrain train data=babylm data.path=../shared/data/corpus-mini model=tiny
+  sleeptrain train model=roberta-tiny schedule=epochs schedule.epochs=3 train.max_steps=200
+  sleeptrain train model=small train.precision=bf16 run.dir=runs/small seed=1
+"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sleeptrain.presets import help_text
+
+    parser = OneLineParser(prog="sleeptrain", description="Sleep-inspired training of neural networks.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=OneLineParser)
+    train = sub.add_parser("train", help="train a model (no arguments: the demo)", description=TRAIN_DESCRIPTION,
+                           epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("overrides", nargs="*", metavar="group=preset|key=value")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sleeptrain.presets import load_config
+    from sleeptrain.train import describe, train
+
+    loaded = load_config(args.overrides)
+    result = train(loaded.config, loaded.presets, loaded.overrides)
+    print(describe(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        argv = ["--help"]
+    args = parser.parse_args(argv)
+    if args.version:
+        import sleeptrain
+
+        print(sleeptrain.__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"train": cmd_train}[args.command](args)
+    except SleeptrainError as exc:
+        print(f"sleeptrain: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("sleeptrain: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

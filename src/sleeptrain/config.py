@@ -1,0 +1,260 @@
+"""The typed schema of every option, validated at load time.
+
+Each section is a dataclass; `__post_init__` checks ranges and choices and raises `ConfigError` with a one-line
+message naming the full key and what is allowed (litgpt style). Loading presets and command-line overrides into this
+schema lives in `presets.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Optional
+
+from sleeptrain.errors import ConfigError
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    """A dataclass field carrying its help text (shown by `sleeptrain train --help`)."""
+    return field(metadata={"help": text}, **kwargs)
+
+
+def check_choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
+
+
+def check_positive(key: str, value: Optional[float], allow_zero: bool = False, allow_none: bool = False) -> None:
+    if value is None:
+        if allow_none:
+            return
+        raise ConfigError(f"{key}: a value is required")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{key}: must be {bound}, got {value}")
+
+
+def check_fraction(key: str, value: float, closed_low: bool = True, closed_high: bool = True) -> None:
+    low_ok = value >= 0 if closed_low else value > 0
+    high_ok = value <= 1 if closed_high else value < 1
+    if not (low_ok and high_ok):
+        lo, hi = ("[" if closed_low else "("), ("]" if closed_high else ")")
+        raise ConfigError(f"{key}: must be in {lo}0, 1{hi}, got {value}")
+
+
+@dataclass
+class RunConfig:
+    dir: Optional[str] = _help("run directory (default: runs/<date-time>-<schedule>)", default=None)
+    progress: bool = _help("show a progress bar on stderr", default=True)
+
+
+@dataclass
+class GeneratedDataConfig:
+    train_sentences: int = _help("sentences in the generated training split", default=60_000)
+    dev_sentences: int = _help("sentences in the generated dev split", default=2_000)
+    test_sentences: int = _help("sentences in the generated test split", default=2_000)
+    pairs_per_paradigm: int = _help("generated minimal pairs per agreement paradigm", default=500)
+    seed: int = _help("grammar seed (the corpus is a pure function of it)", default=0)
+
+    def __post_init__(self) -> None:
+        for name in ("train_sentences", "dev_sentences", "test_sentences", "pairs_per_paradigm"):
+            check_positive(f"data.generated.{name}", getattr(self, name))
+
+
+@dataclass
+class HFDataConfig:
+    config_name: Optional[str] = _help("dataset configuration name passed to datasets.load_dataset", default=None)
+    train_split: str = _help("split used for training", default="train")
+    dev_split: Optional[str] = _help("split used for validation (held out from train when absent)", default="validation")
+    text_field: str = _help("column holding the text", default="text")
+
+
+@dataclass
+class DataConfig:
+    source: str = _help("generated (built-in grammar) | babylm (BabyLM-layout folder) | hf (datasets)", default="generated")
+    path: Optional[str] = _help("babylm: folder with train/ dev/ test/; hf: dataset name or local path", default=None)
+    strip_speaker_tags: bool = _help("babylm: drop leading speaker tags such as 'A:<tab>'", default=True)
+    seq_len: int = _help("tokens per training sample (context length)", default=128)
+    packing: str = _help("blocks (consecutive packed blocks) | windows (random windows over the token tape)", default="blocks")
+    windows: Optional[int] = _help("packing=windows: number of windows (default: tokens // seq_len)", default=None)
+    dev_fraction: float = _help("fraction of train held out as dev when the data has no dev split", default=0.02)
+    max_lines: Optional[int] = _help("read at most this many lines per split and source (quick looks)", default=None)
+    cache_dir: Optional[str] = _help("tokenizer/token-store cache (default: $SLEEPTRAIN_CACHE or ~/.cache/sleeptrain)", default=None)
+    generated: GeneratedDataConfig = field(default_factory=GeneratedDataConfig)
+    hf: HFDataConfig = field(default_factory=HFDataConfig)
+
+    def __post_init__(self) -> None:
+        check_choice("data.source", self.source, ("generated", "babylm", "hf"))
+        check_choice("data.packing", self.packing, ("blocks", "windows"))
+        if self.seq_len < 8:
+            raise ConfigError(f"data.seq_len: must be >= 8, got {self.seq_len}")
+        check_positive("data.windows", self.windows, allow_none=True)
+        check_positive("data.max_lines", self.max_lines, allow_none=True)
+        check_fraction("data.dev_fraction", self.dev_fraction, closed_low=False, closed_high=False)
+        if self.source in ("babylm", "hf") and not self.path:
+            raise ConfigError(f"data.path: required with data.source={self.source} (a folder or dataset name)")
+
+
+@dataclass
+class TokenizerConfig:
+    path: Optional[str] = _help("load this tokenizer folder instead of training a BPE", default=None)
+    vocab_size: int = _help("byte-level BPE vocabulary size (trained on the training split)", default=4096)
+    min_frequency: int = _help("BPE: minimum pair frequency for a merge", default=2)
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 300:
+            raise ConfigError(f"tokenizer.vocab_size: must be >= 300 (256 bytes + specials + merges), got {self.vocab_size}")
+        check_positive("tokenizer.min_frequency", self.min_frequency)
+
+
+MODEL_ARCHS = ("llama", "gpt2", "roberta")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _help("llama (causal: RMSNorm, RoPE, GQA) | gpt2 (causal) | roberta (masked LM)", default="llama")
+    hidden_size: int = _help("model width", default=128)
+    num_layers: int = _help("transformer blocks", default=4)
+    num_heads: int = _help("attention heads", default=4)
+    num_kv_heads: Optional[int] = _help("llama: key/value heads for grouped-query attention (default: num_heads)", default=None)
+    head_dim: Optional[int] = _help("llama: per-head dimension (default: hidden_size // num_heads)", default=None)
+    intermediate_size: int = _help("MLP width", default=512)
+    tie_embeddings: bool = _help("share input and output embeddings (gpt2 and roberta always do)", default=True)
+    dropout: float = _help("dropout probability", default=0.0)
+    rope_theta: float = _help("llama: RoPE base", default=10_000.0)
+    norm_eps: float = _help("layer/RMS norm epsilon", default=1e-6)
+    init_std: float = _help("std of the normal weight init", default=0.02)
+    max_positions: Optional[int] = _help("position embeddings (default: data.seq_len)", default=None)
+    mlm_probability: float = _help("roberta: fraction of tokens masked (80% <mask>, 10% random, 10% kept)", default=0.15)
+
+    def __post_init__(self) -> None:
+        check_choice("model.arch", self.arch, MODEL_ARCHS)
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
+            check_positive(f"model.{name}", getattr(self, name))
+        check_positive("model.num_kv_heads", self.num_kv_heads, allow_none=True)
+        check_positive("model.head_dim", self.head_dim, allow_none=True)
+        check_positive("model.max_positions", self.max_positions, allow_none=True)
+        check_fraction("model.dropout", self.dropout, closed_high=False)
+        check_fraction("model.mlm_probability", self.mlm_probability, closed_low=False, closed_high=False)
+        if self.head_dim is None and self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"model.num_heads: {self.num_heads} does not divide model.hidden_size={self.hidden_size}"
+                " (set model.head_dim for llama, or change either)"
+            )
+        if self.arch != "llama" and (self.head_dim is not None or self.num_kv_heads not in (None, self.num_heads)):
+            raise ConfigError(f"model.head_dim / model.num_kv_heads: only supported with model.arch=llama, not {self.arch}")
+        kv = self.num_kv_heads or self.num_heads
+        if self.num_heads % kv:
+            raise ConfigError(f"model.num_kv_heads: {kv} must divide model.num_heads={self.num_heads}")
+
+    @property
+    def is_masked_lm(self) -> bool:
+        return self.arch == "roberta"
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = _help("samples per optimizer step (global batch)", default=32)
+    micro_batch_size: Optional[int] = _help("samples per forward pass; batch_size must be a multiple (default: batch_size)", default=None)
+    lr: float = _help("peak learning rate", default=2e-3)
+    lr_schedule: str = _help("cosine | linear | constant (after linear warm-up)", default="cosine")
+    warmup_steps: int = _help("linear warm-up steps (capped at 20% of the run's steps)", default=50)
+    min_lr_ratio: float = _help("final LR as a fraction of the peak (cosine/linear)", default=0.1)
+    weight_decay: float = _help("decoupled AdamW weight decay", default=0.1)
+    decay_norms_and_biases: bool = _help("also decay 1-D parameters (norm gains, biases)", default=False)
+    beta1: float = _help("AdamW beta1", default=0.9)
+    beta2: float = _help("AdamW beta2", default=0.95)
+    eps: float = _help("AdamW epsilon", default=1e-8)
+    clip_grad: Optional[float] = _help("max global gradient norm (null: no clipping)", default=1.0)
+    max_steps: Optional[int] = _help("cap on optimizer steps for any schedule (the LR schedule is fitted to the cap)", default=None)
+    precision: str = _help("fp32 | bf16 (autocast, CPU or GPU) | fp16 (GPU only)", default="fp32")
+    device: str = _help("auto | cpu | cuda", default="auto")
+    log_every: int = _help("steps between training records in metrics.jsonl", default=10)
+    eval_every: int = _help("steps between validation-loss evaluations (0: only at the end)", default=100)
+    eval_max_batches: Optional[int] = _help("cap on validation batches per evaluation (null: whole dev split)", default=None)
+    checkpoint_every: int = _help("steps between checkpoints (0: none)", default=0)
+    checkpoint_keep: int = _help("checkpoints kept (oldest removed first)", default=2)
+    trackers: list[str] = _help("experiment trackers via Accelerate: tensorboard, wandb (default: none)", default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_positive("train.batch_size", self.batch_size)
+        check_positive("train.micro_batch_size", self.micro_batch_size, allow_none=True)
+        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise ConfigError(
+                f"train.micro_batch_size: {self.micro_batch_size} must divide train.batch_size={self.batch_size}"
+            )
+        check_positive("train.lr", self.lr)
+        check_choice("train.lr_schedule", self.lr_schedule, ("cosine", "linear", "constant"))
+        check_positive("train.warmup_steps", self.warmup_steps, allow_zero=True)
+        check_fraction("train.min_lr_ratio", self.min_lr_ratio)
+        check_positive("train.weight_decay", self.weight_decay, allow_zero=True)
+        check_fraction("train.beta1", self.beta1, closed_high=False)
+        check_fraction("train.beta2", self.beta2, closed_high=False)
+        check_positive("train.eps", self.eps)
+        check_positive("train.clip_grad", self.clip_grad, allow_none=True)
+        check_positive("train.max_steps", self.max_steps, allow_none=True)
+        check_choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
+        check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        check_positive("train.log_every", self.log_every)
+        check_positive("train.eval_every", self.eval_every, allow_zero=True)
+        check_positive("train.eval_max_batches", self.eval_max_batches, allow_none=True)
+        check_positive("train.checkpoint_every", self.checkpoint_every, allow_zero=True)
+        check_positive("train.checkpoint_keep", self.checkpoint_keep)
+        for tracker in self.trackers:
+            check_choice("train.trackers", tracker, ("tensorboard", "wandb"))
+
+    @property
+    def grad_accum_steps(self) -> int:
+        return self.batch_size // (self.micro_batch_size or self.batch_size)
+
+
+SCHEDULES = ("single_pass", "epochs")
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = _help("single_pass (every sample once) | epochs (classic multi-epoch baseline)", default="single_pass")
+    epochs: int = _help("passes over the training data (schedule.name=epochs)", default=1)
+
+    def __post_init__(self) -> None:
+        check_choice("schedule.name", self.name, SCHEDULES)
+        check_positive("schedule.epochs", self.epochs)
+        if self.name == "single_pass" and self.epochs != 1:
+            raise ConfigError(f"schedule.epochs: single_pass makes exactly 1 pass, got {self.epochs} (use schedule=epochs)")
+
+    @property
+    def passes(self) -> int:
+        return self.epochs
+
+
+@dataclass
+class Config:
+    seed: int = _help("seeds Python, NumPy and torch, the data order and the model init", default=0)
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed: must be >= 0, got {self.seed}")
+        if self.model.max_positions is not None and self.model.max_positions < self.data.seq_len:
+            raise ConfigError(
+                f"model.max_positions: {self.model.max_positions} is smaller than data.seq_len={self.data.seq_len}"
+            )
+        if self.train.precision == "fp16" and self.train.device == "cpu":
+            raise ConfigError("train.precision: fp16 needs a GPU; use bf16 on CPU")
+
+
+def iter_keys(schema: type = Config, prefix: str = ""):
+    """Yield (dotted key, type name, default, help) for every leaf option of the schema."""
+    instance = schema()
+    for f in fields(schema):
+        value = getattr(instance, f.name)
+        key = f"{prefix}{f.name}"
+        if is_dataclass(value):
+            yield from iter_keys(type(value), key + ".")
+        else:
+            type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            yield key, type_name, value, f.metadata.get("help", "")

@@ -1,0 +1,1 @@
+"""Data flows corpus -> tokenizer -> token store -> samples -> batches."""

@@ -1,0 +1,93 @@
+"""Training samples over a token tape, addressed by integer index, and the batches built from them.
+
+A *sample* is what the sampler orders and (later) what replay scores and re-visits, so it has a stable index:
+- `PackedBlocks`: sample i = tokens [i*L, (i+1)*L) of the tape (the last block padded, no token dropped);
+- `RandomWindows`: sample i = a window of L tokens at a seeded random offset (FORGETTER-style random windows
+  over one tape); the set of windows is fixed for the run, so a sample means the same tokens every time.
+Batch builders turn `(input_ids, attention_mask)` into model inputs with labels: causal LM labels are the inputs
+(pad -> -100, the model shifts); masked LM uses HF's `DataCollatorForLanguageModeling` masking (15%, 80/10/10).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sleeptrain.data.token_store import TokenStore
+from sleeptrain.errors import DataError
+
+IGNORE_INDEX = -100
+
+
+class PackedBlocks:
+    def __init__(self, store: TokenStore, seq_len: int, pad_id: int):
+        if store.n_tokens == 0:
+            raise DataError("data: the split has no tokens")
+        self.store, self.seq_len, self.pad_id = store, seq_len, pad_id
+        self.starts = np.arange(0, store.n_tokens, seq_len, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts.shape[0])
+
+    def get(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), each (len(indices), seq_len) int64; padding where the tape ends."""
+        pos = self.starts[np.asarray(indices, dtype=np.int64)][:, None] + np.arange(self.seq_len)
+        valid = pos < self.store.n_tokens
+        ids = np.asarray(self.store.ids[np.minimum(pos, self.store.n_tokens - 1)], dtype=np.int64)
+        ids[~valid] = self.pad_id
+        return torch.from_numpy(ids), torch.from_numpy(valid.astype(np.int64))
+
+    @property
+    def n_tokens(self) -> int:
+        return self.store.n_tokens
+
+
+class RandomWindows(PackedBlocks):
+    def __init__(self, store: TokenStore, seq_len: int, pad_id: int, n_windows: int | None, seed: int):
+        if store.n_tokens < seq_len:
+            raise DataError(f"data.packing: windows need at least data.seq_len={seq_len} tokens, "
+                            f"the split has {store.n_tokens}")
+        self.store, self.seq_len, self.pad_id = store, seq_len, pad_id
+        n = n_windows or max(1, store.n_tokens // seq_len)
+        rng = np.random.default_rng([seed, 0x57A11])
+        self.starts = rng.integers(0, store.n_tokens - seq_len + 1, size=n, dtype=np.int64)
+
+
+def make_samples(store: TokenStore, seq_len: int, pad_id: int, packing: str = "blocks",
+                 n_windows: int | None = None, seed: int = 0) -> PackedBlocks:
+    if packing == "windows":
+        return RandomWindows(store, seq_len, pad_id, n_windows, seed)
+    return PackedBlocks(store, seq_len, pad_id)
+
+
+class CausalBatcher:
+    """Labels = inputs (HF causal models shift them inside); padding is ignored."""
+
+    masked = False
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class MaskedBatcher:
+    """RoBERTa-style masking via HF's collator, drawing from our own seeded generator (reproducible)."""
+
+    masked = True
+
+    def __init__(self, tokenizer, mlm_probability: float, seed: int):
+        from transformers import DataCollatorForLanguageModeling
+
+        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.collator.generator = self.generator
+        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        special = torch.isin(input_ids, self.special_ids) | (attention_mask == 0)
+        inputs, labels = self.collator.torch_mask_tokens(input_ids.clone(), special_tokens_mask=special)
+        return {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
+
+
+def make_batcher(tokenizer, masked: bool, mlm_probability: float = 0.15, seed: int = 0):
+    return MaskedBatcher(tokenizer, mlm_probability, seed) if masked else CausalBatcher()

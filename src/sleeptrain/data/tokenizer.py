@@ -1,0 +1,92 @@
+"""Byte-level BPE trained with `tokenizers` on the training split (cached), or an existing tokenizer folder.
+
+Special tokens follow RoBERTa's ids (`<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, `<mask>`=4) so one tokenizer serves
+causal and masked models. The post-processor wraps a single text as `<s> text </s>`: exactly how documents are laid
+out on the training tape, so `tokenizer(text)` at evaluation time sees what training saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from sleeptrain.config import DataConfig, TokenizerConfig
+from sleeptrain.data.corpus import Corpus
+from sleeptrain.errors import ConfigError
+from sleeptrain.fsutil import atomic_dir
+
+SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+TOKENIZER_VERSION = 1  # bump when training changes (invalidates caches)
+
+
+def cache_root(cfg: DataConfig) -> Path:
+    root = cfg.cache_dir or os.environ.get("SLEEPTRAIN_CACHE") or Path.home() / ".cache" / "sleeptrain"
+    return Path(root)
+
+
+def train_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2):
+    """Train a byte-level BPE and wrap it as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(lines, trainer, length=len(lines))
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+        mask_token="<mask>", clean_up_tokenization_spaces=True,
+    )
+
+
+def load_tokenizer(path: str | Path, need_mask: bool = False):
+    """Load a tokenizer folder (local only). Gives it a pad token if it has none (eos, as GPT-2 users do)."""
+    from transformers import AutoTokenizer
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError(f"tokenizer.path: folder {str(folder)!r} does not exist")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"tokenizer.path: cannot load a tokenizer from {str(folder)!r}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError(f"tokenizer.path: {str(folder)!r} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if need_mask and tokenizer.mask_token is None:
+        raise ConfigError(f"tokenizer.path: {str(folder)!r} has no mask token, which model.arch=roberta needs")
+    return tokenizer
+
+
+def get_tokenizer(cfg: TokenizerConfig, corpus: Corpus, data_cfg: DataConfig, need_mask: bool = False):
+    """The configured tokenizer: loaded from `cfg.path`, or trained on the corpus (cached by content)."""
+    if cfg.path:
+        return load_tokenizer(cfg.path, need_mask=need_mask)
+    key = hashlib.sha256(
+        f"v{TOKENIZER_VERSION}-{corpus.fingerprint}-{cfg.vocab_size}-{cfg.min_frequency}".encode()
+    ).hexdigest()[:16]
+    folder = cache_root(data_cfg) / "tokenizers" / key
+    if not (folder / "tokenizer.json").exists():
+        tokenizer = train_bpe(corpus.lines("train"), cfg.vocab_size, cfg.min_frequency)
+        with atomic_dir(folder) as tmp:
+            tokenizer.save_pretrained(str(tmp))
+    return load_tokenizer(folder, need_mask=need_mask)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Content hash of the tokenizer (vocabulary, merges, normalisation, specials)."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]

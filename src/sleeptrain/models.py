@@ -1,0 +1,71 @@
+"""Models built from config with Hugging Face transformers classes (no hub downloads).
+
+- `llama`: causal decoder with RMSNorm, RoPE, grouped-query attention and a configurable head_dim (which also
+  covers the minGemma shapes of the FORGETTER paper);
+- `gpt2`: causal decoder with learned positions and LayerNorm;
+- `roberta`: masked LM (RoBERTa positions start after the padding index, hence max_positions + 2).
+The models are plain `PreTrainedModel`s, so `save_pretrained` writes folders that `AutoModelForCausalLM` /
+`AutoModelForMaskedLM` load as they are.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sleeptrain.config import ModelConfig
+
+
+def build_hf_config(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]):
+    from transformers import GPT2Config, LlamaConfig, RobertaConfig
+
+    positions = cfg.max_positions or seq_len
+    common = dict(vocab_size=vocab_size, bos_token_id=special["bos"], eos_token_id=special["eos"],
+                  pad_token_id=special["pad"])
+    if cfg.arch == "llama":
+        return LlamaConfig(
+            hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_kv_heads or cfg.num_heads, head_dim=cfg.head_dim,
+            max_position_embeddings=positions, rms_norm_eps=cfg.norm_eps, initializer_range=cfg.init_std,
+            tie_word_embeddings=cfg.tie_embeddings, attention_dropout=cfg.dropout,
+            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta}, **common,
+        )
+    if cfg.arch == "gpt2":
+        return GPT2Config(
+            n_embd=cfg.hidden_size, n_layer=cfg.num_layers, n_head=cfg.num_heads, n_inner=cfg.intermediate_size,
+            n_positions=positions, layer_norm_epsilon=cfg.norm_eps, initializer_range=cfg.init_std,
+            resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, tie_word_embeddings=True,
+            **common,
+        )
+    return RobertaConfig(
+        hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size, max_position_embeddings=positions + 2, type_vocab_size=1,
+        layer_norm_eps=cfg.norm_eps, initializer_range=cfg.init_std, hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout, tie_word_embeddings=True, **common,
+    )
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]) -> torch.nn.Module:
+    """A freshly initialised model (initialisation uses torch's global RNG: seed before calling)."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    hf_config = build_hf_config(cfg, vocab_size, seq_len, special)
+    auto = AutoModelForMaskedLM if cfg.is_masked_lm else AutoModelForCausalLM
+    return auto.from_config(hf_config, attn_implementation="sdpa")
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Total and non-embedding parameter counts (tied weights counted once)."""
+    seen, total, embedding = set(), 0, 0
+    for name, p in model.named_parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if "embed" in name or "wte" in name or "wpe" in name or "lm_head" in name:
+            embedding += p.numel()
+    return {"total": total, "non_embedding": total - embedding}
+
+
+def special_token_ids(tokenizer) -> dict[str, int | None]:
+    return {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id}

@@ -1,0 +1,206 @@
+"""Presets in config groups + Hydra-style `key=value` overrides, merged into the typed schema with OmegaConf.
+
+Resolution order (later wins): schema defaults -> one preset per group (defaults below, or the user's `group=name`)
+-> the user's `key=value` overrides. Group presets apply in the fixed order of GROUPS whatever their order on the
+command line. A preset file is a partial config at the root (it may set keys outside its own group, e.g. a schedule
+preset may set `train.weight_decay`); its first comment line is its description in `--help`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sleeptrain.config import Config, iter_keys
+from sleeptrain.errors import ConfigError
+
+GROUPS = ("data", "model", "schedule")
+DEFAULT_PRESETS = {"data": "demo", "model": "tiny", "schedule": "single_pass"}
+PATH_KEYS = ("run.dir", "data.cache_dir", "tokenizer.path")
+
+
+@dataclass
+class LoadedConfig:
+    config: Config
+    presets: dict[str, str]
+    overrides: list[str]
+
+
+def preset_dir(group: str) -> Path:
+    return Path(str(resources.files("sleeptrain") / "conf" / group))
+
+
+def list_presets(group: str) -> dict[str, str]:
+    """Preset name -> description (first comment line of the file)."""
+    out = {}
+    for path in sorted(preset_dir(group).glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.stat().st_size else ""
+        out[path.stem] = first.lstrip("# ").strip() if first.startswith("#") else ""
+    return out
+
+
+def _preset_path(group: str, name: str) -> Path:
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{group}: preset file {name!r} does not exist")
+        return path
+    path = preset_dir(group) / f"{name}.yaml"
+    if not path.is_file():
+        allowed = ", ".join(list_presets(group))
+        raise ConfigError(f"{group}: unknown preset {name!r}; available: {allowed} (or a path to a .yaml file)")
+    return path
+
+
+def _all_keys() -> list[str]:
+    return [key for key, *_ in iter_keys()]
+
+
+def _unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, _all_keys(), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{key}: unknown key{hint} (sleeptrain train --help lists every key)"
+
+
+def _type_of(key: str) -> str:
+    for k, type_name, _, _ in iter_keys():
+        if k == key:
+            return type_name
+    return "another type"
+
+
+def _merge(base: DictConfig, update: Any, origin: str, user_key: str | None = None) -> DictConfig:
+    """Merge `update` into `base`, turning OmegaConf's multi-line errors into one line naming the key."""
+    try:
+        return OmegaConf.merge(base, update)
+    except OmegaConfBaseException as exc:
+        key = user_key or getattr(exc, "full_key", None) or "?"
+        name = type(exc).__name__
+        if name in ("ConfigKeyError", "ConfigAttributeError", "KeyValidationError"):
+            raise ConfigError(f"{_unknown_key_message(key)} [{origin}]") from None
+        value = getattr(exc, "value", None)
+        if value is None and key != "?":
+            # the offending value is the one being merged in; find it in the update
+            try:
+                value = OmegaConf.select(OmegaConf.create(update), key)
+            except OmegaConfBaseException:
+                value = None
+        raise ConfigError(f"{key}: expected {_type_of(key)}, got {value!r} [{origin}]") from None
+
+
+def _load_yaml(path: Path, origin: str) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{origin}: {path} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def split_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split command-line words into group choices (`model=tiny`) and dotted overrides (`train.lr=1e-3`)."""
+    groups: dict[str, str] = {}
+    overrides: list[str] = []
+    for arg in args:
+        if "=" not in arg:
+            raise ConfigError(f"{arg!r}: expected group=preset or key=value (sleeptrain train --help)")
+        key, value = arg.split("=", 1)
+        if not key:
+            raise ConfigError(f"{arg!r}: empty key before '='")
+        if key in GROUPS:
+            groups[key] = value
+        else:
+            overrides.append(arg)
+    return groups, overrides
+
+
+def load_config(args: list[str] | None = None, defaults: dict[str, str] | None = None) -> LoadedConfig:
+    """Build a validated `Config` from preset choices and overrides, as the CLI does."""
+    groups, overrides = split_args(list(args or []))
+    presets = {**(defaults or DEFAULT_PRESETS), **groups}
+    cfg = OmegaConf.structured(Config)
+    for group in GROUPS:
+        path = _preset_path(group, presets[group])
+        cfg = _merge(cfg, _load_yaml(path, f"{group}={presets[group]}"), f"{group}={presets[group]}")
+    for item in overrides:
+        key, value = item.split("=", 1)
+        try:
+            update = OmegaConf.from_dotlist([item])
+        except OmegaConfBaseException:
+            raise ConfigError(f"{key}: cannot parse value {value!r}") from None
+        if value.strip() in ("", "null", "~") and key in _all_keys():
+            update = OmegaConf.create({})
+            OmegaConf.update(update, key, None)
+        cfg = _merge(cfg, update, item, user_key=key)
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if value:
+            OmegaConf.update(cfg, key, str(Path(value).expanduser().resolve()))
+    if cfg.data.path and cfg.data.source != "hf":
+        cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
+    elif cfg.data.path and Path(cfg.data.path).expanduser().exists():
+        cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
+    return LoadedConfig(config=to_config(cfg), presets=presets, overrides=overrides)
+
+
+def to_config(cfg: DictConfig | dict) -> Config:
+    """Instantiate the dataclasses (running every `__post_init__` check)."""
+    if not isinstance(cfg, DictConfig) or OmegaConf.get_type(cfg) is not Config:
+        cfg = _merge(OmegaConf.structured(Config), cfg, "config")
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ConfigError):
+            raise ConfigError(str(cause)) from None
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(msg) from None
+
+
+def config_to_yaml(config: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def config_from_yaml(text: str) -> Config:
+    return to_config(OmegaConf.create(text))
+
+
+def flat_config(config: Config) -> dict[str, Any]:
+    """Dotted key -> value, for trackers and run records."""
+    container = OmegaConf.to_container(OmegaConf.structured(config))
+
+    def walk(node: Any, prefix: str):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{prefix}{k}.")
+        else:
+            yield prefix[:-1], node
+
+    return dict(walk(container, ""))
+
+
+def help_text() -> str:
+    """The `sleeptrain train --help` epilog: groups with presets, then every key."""
+    lines = ["config groups (group=preset; a path to a .yaml file also works):"]
+    for group in GROUPS:
+        lines.append(f"  {group}=  (default: {DEFAULT_PRESETS[group]})")
+        for name, desc in list_presets(group).items():
+            lines.append(f"      {name:<16} {desc}")
+    lines.append("")
+    lines.append("keys (key=value, dotted; lists as key=[a,b]; null clears an optional value):")
+    for key, type_name, default, help_ in iter_keys():
+        type_name = type_name.replace("Optional[", "").rstrip("]") if "Optional" in type_name else type_name
+        lines.append(f"  {key:<30} {type_name:<10} default {default!r}: {help_}")
+    return "\n".join(lines)

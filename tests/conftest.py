@@ -1,0 +1,46 @@
+"""Shared fixtures. Tests that need ../shared/data are marked `shared` and skip when it is absent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Tiny settings that make an end-to-end run take seconds.
+TINY_RUN = [
+    "data.generated.train_sentences=3000", "data.generated.dev_sentences=200", "data.generated.test_sentences=50",
+    "data.generated.pairs_per_paradigm=20", "data.seq_len=32", "tokenizer.vocab_size=400",
+    "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.num_kv_heads=null",
+    "model.intermediate_size=64", "train.batch_size=16", "train.log_every=2", "train.eval_every=10",
+    "run.progress=false",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Keep the tokenizer/token caches of the whole session out of the user's home."""
+    cache = tmp_path_factory.mktemp("sleeptrain-cache")
+    os.environ["SLEEPTRAIN_CACHE"] = str(cache)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    yield cache
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    return SHARED_DATA
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m sleeptrain ...` in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "sleeptrain", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from sleeptrain.config import ModelConfig
+from sleeptrain.losses import per_sample_loss, token_losses
+from sleeptrain.models import build_model, count_parameters
+from sleeptrain.presets import load_config
+
+SPECIAL = {"bos": 0, "eos": 2, "pad": 1}
+
+
+@pytest.mark.parametrize("preset,low,high", [("tiny", 0.5e6, 1.5e6), ("small", 8e6, 12e6), ("gpt2-small", 8e6, 12e6),
+                                             ("roberta-small", 8e6, 12e6)])
+def test_preset_sizes(preset, low, high):
+    cfg = load_config([f"model={preset}"]).config
+    torch.manual_seed(0)
+    n = count_parameters(build_model(cfg.model, 1000, 128, SPECIAL))["non_embedding"]
+    assert low < n < high, n
+
+
+def test_base_is_about_100m_non_embedding():
+    from transformers import AutoModelForCausalLM
+
+    from sleeptrain.models import build_hf_config
+
+    cfg = load_config(["model=base"]).config
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(build_hf_config(cfg.model, 16_000, 128, SPECIAL))
+    assert 90e6 < count_parameters(model)["non_embedding"] < 115e6
+
+
+def test_llama_options_reach_the_hf_config():
+    cfg = ModelConfig(hidden_size=64, num_heads=4, num_kv_heads=2, head_dim=24, intermediate_size=96, num_layers=1,
+                      tie_embeddings=False)
+    model = build_model(cfg, 300, 32, SPECIAL)
+    hf = model.config
+    assert (hf.num_key_value_heads, hf.head_dim, hf.tie_word_embeddings) == (2, 24, False)
+    assert model.model.layers[0].self_attn.k_proj.out_features == 2 * 24
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "roberta"])
+def test_our_token_losses_match_the_models_own_loss(arch):
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1)
+    model = build_model(cfg, 300, 16, SPECIAL).eval()
+    ids = torch.randint(5, 300, (3, 16))
+    attn = torch.ones_like(ids)
+    attn[1, 10:] = 0
+    labels = ids.masked_fill(attn == 0, -100)
+    if arch == "roberta":
+        labels = labels.masked_fill(torch.rand(ids.shape) > 0.3, -100)
+    out = model(input_ids=ids, attention_mask=attn, labels=labels)
+    loss, mask = token_losses(out.logits, labels, causal=arch != "roberta")
+    assert torch.allclose(loss.sum() / mask.sum(), out.loss, atol=1e-5)
+    per_sample = per_sample_loss(loss, mask)
+    for i in range(3):
+        one = model(input_ids=ids[i:i + 1], attention_mask=attn[i:i + 1], labels=labels[i:i + 1]).loss
+        assert torch.allclose(per_sample[i], one, atol=1e-5)

@@ -1,0 +1,53 @@
+import math
+
+import numpy as np
+import pytest
+
+from sleeptrain.lr_schedules import lr_at
+from sleeptrain.sampler import EpochPlan
+
+
+def test_warmup_is_linear_to_the_peak():
+    lrs = [lr_at(s, 100, 1.0, warmup_steps=10) for s in range(10)]
+    assert lrs == pytest.approx([(s + 1) / 10 for s in range(10)])
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_decay_ends_at_min_ratio(kind):
+    assert lr_at(10, 101, 2.0, 10, kind, min_ratio=0.1) == pytest.approx(2.0)
+    assert lr_at(100, 101, 2.0, 10, kind, min_ratio=0.1) == pytest.approx(0.2)
+    values = [lr_at(s, 101, 2.0, 10, kind, 0.1) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_cosine_midpoint_and_constant():
+    assert lr_at(50, 101, 1.0, 0, "cosine") == pytest.approx(0.5)
+    assert lr_at(50, 101, 1.0, 0, "linear") == pytest.approx(0.5)
+    assert {lr_at(s, 50, 3.0, 5, "constant") for s in range(5, 50)} == {3.0}
+
+
+def test_schedules_are_pure_functions_of_the_step():
+    assert lr_at(37, 200, 1e-3, 20) == lr_at(37, 200, 1e-3, 20)
+    with pytest.raises(ValueError):
+        lr_at(0, 10, 1.0, kind="nope")
+
+
+@pytest.mark.parametrize("n,batch,passes", [(10, 3, 1), (64, 8, 3), (7, 10, 2), (1000, 33, 2)])
+def test_each_pass_visits_every_sample_exactly_once(n, batch, passes):
+    plan = EpochPlan(n, batch, passes, seed=1)
+    assert plan.total_steps == passes * math.ceil(n / batch)
+    for p in range(passes):
+        seen = np.concatenate([plan.indices(s) for s in range(p * plan.steps_per_pass, (p + 1) * plan.steps_per_pass)])
+        assert sorted(seen.tolist()) == list(range(n))
+
+
+def test_passes_use_different_orders_and_seeds_matter():
+    plan = EpochPlan(100, 10, 2, seed=0)
+    assert not np.array_equal(plan.indices(0), plan.indices(plan.steps_per_pass))
+    assert not np.array_equal(plan.indices(0), EpochPlan(100, 10, 2, seed=1).indices(0))
+    assert np.array_equal(plan.indices(3), EpochPlan(100, 10, 2, seed=0).indices(3))
+
+
+def test_max_steps_caps_the_plan():
+    assert EpochPlan(100, 10, 5, seed=0, max_steps=7).total_steps == 7
+    assert EpochPlan(100, 10, 1, seed=0, max_steps=70).total_steps == 10

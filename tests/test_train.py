@@ -1,0 +1,151 @@
+"""End-to-end: tiny runs into tmp_path, through the CLI as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY_RUN, run_cli
+from sleeptrain.metrics import read_metrics
+from sleeptrain.presets import load_config
+from sleeptrain.train import train
+
+
+def tiny_config(run_dir, *extra):
+    return load_config([*TINY_RUN, f"run.dir={run_dir}", *extra]).config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    result = run_cli("train", *TINY_RUN, f"run.dir={run_dir}", "train.max_steps=40", "train.checkpoint_every=20",
+                     "train.checkpoint_keep=1")
+    assert result.returncode == 0, result.stderr
+    return run_dir, result
+
+
+def test_tiny_run_writes_everything(tiny_run):
+    run_dir, result = tiny_run
+    for name in ("config.yaml", "run.json", "metrics.jsonl", "summary.json", "final/config.json",
+                 "final/model.safetensors", "final/tokenizer.json", "minimal_pairs"):
+        assert (run_dir / name).exists(), name
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step-00000040"]
+    assert "validation loss" in result.stdout and str(run_dir / "final") in result.stdout
+    run_info = json.loads((run_dir / "run.json").read_text())
+    assert run_info["presets"] == {"data": "demo", "model": "tiny", "schedule": "single_pass"}
+    assert "torch" in run_info and "code_version" in run_info
+
+
+def test_metrics_records_have_the_promised_fields(tiny_run):
+    records = read_metrics(tiny_run[0] / "metrics.jsonl")
+    train_records = [r for r in records if r["event"] == "train"]
+    evals = [r for r in records if r["event"] == "eval"]
+    assert len(train_records) == 20
+    for r in train_records:
+        assert {"step", "loss", "lr", "tokens", "tokens_per_s"} <= set(r)
+    assert [r["step"] for r in evals] == [0, 10, 20, 30, 40]
+    assert all("val_loss" in r for r in evals)
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 1.0
+    tokens = [r["tokens"] for r in train_records]
+    assert tokens == sorted(tokens)
+
+
+def test_final_model_loads_and_generates_in_a_new_process(tiny_run):
+    final = tiny_run[0] / "final"
+    code = f"""
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained({str(final)!r})
+tok = AutoTokenizer.from_pretrained({str(final)!r})
+ids = tok("the dog", return_tensors="pt")["input_ids"][:, :-1]  # drop </s> to continue the sentence
+out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+assert out.shape[1] > ids.shape[1]
+print(tok.decode(out[0], skip_special_tokens=True))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("the dog")
+
+
+def test_same_seed_gives_identical_losses(tmp_path):
+    losses = []
+    for name in ("a", "b"):
+        train(tiny_config(tmp_path / name, "train.max_steps=12", "model.dropout=0.1"))
+        losses.append([(r["step"], r.get("loss"), r.get("val_loss")) for r in read_metrics(tmp_path / name /
+                                                                                            "metrics.jsonl")
+                       if r["event"] in ("train", "eval")])
+    assert losses[0] == losses[1]
+    train(tiny_config(tmp_path / "c", "train.max_steps=12", "model.dropout=0.1", "seed=1"))
+    other = [r.get("loss") for r in read_metrics(tmp_path / "c" / "metrics.jsonl") if r["event"] == "train"]
+    assert other != [loss for _, loss, _ in losses[0] if loss is not None]
+
+
+def test_masked_lm_run_loads_with_auto_masked_lm(tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    cfg = tiny_config(tmp_path / "mlm", "model=roberta-tiny", "model.hidden_size=32", "model.num_heads=2",
+                      "model.intermediate_size=64", "model.num_layers=2", "train.max_steps=20")
+    result = train(cfg)
+    assert result.final_val_loss < result.first_val_loss
+    model = AutoModelForMaskedLM.from_pretrained(str(result.final_dir))
+    tok = AutoTokenizer.from_pretrained(str(result.final_dir))
+    enc = tok("the dog <mask> .", return_tensors="pt")
+    assert model(**enc).logits.shape[-1] == len(tok)
+
+
+@pytest.mark.parametrize("extra", [["model=gpt2-tiny", "model.hidden_size=32", "model.num_heads=2",
+                                    "model.intermediate_size=64"],
+                                   ["data.packing=windows", "train.micro_batch_size=8", "train.precision=bf16"],
+                                   ["schedule=epochs", "schedule.epochs=2"]])
+def test_other_models_and_options_train(tmp_path, extra):
+    result = train(tiny_config(tmp_path / "r", "train.max_steps=16", *extra))
+    assert result.steps == 16 and result.final_val_loss < result.first_val_loss
+
+
+# --- errors a user can cause: one line, exit 2, nothing lost --------------------------------------------------
+
+@pytest.mark.parametrize("args,expected", [
+    (["train.lrr=0.1"], "train.lrr: unknown key; did you mean 'train.lr'?"),
+    (["train.batch_size=many"], "train.batch_size: expected int"),
+    (["data=babylm", "data.path=/nonexistent/corpus"], "data.path: folder '/nonexistent/corpus' does not exist"),
+])
+def test_cli_errors_are_one_line_without_traceback(tmp_path, args, expected):
+    result = run_cli("train", *args, f"run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_data_directory_is_one_line(tmp_path):
+    (tmp_path / "corpus" / "train").mkdir(parents=True)
+    (tmp_path / "corpus" / "train" / "a.train").write_text("\n\n")
+    result = run_cli("train", "data=babylm", f"data.path={tmp_path / 'corpus'}", f"run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "data.path: the training files in" in result.stderr and "are empty" in result.stderr
+
+
+def test_an_existing_run_is_never_overwritten(tiny_run):
+    run_dir, _ = tiny_run
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    result = run_cli("train", *TINY_RUN, f"run.dir={run_dir}")
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+
+
+def test_help_lists_groups_presets_and_keys():
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    for word in ("model=", "data=", "schedule=", "roberta-tiny", "train.max_steps", "run.dir", "seed"):
+        assert word in result.stdout
+
+
+@pytest.mark.shared
+def test_trains_on_corpus_mini(shared_data, tmp_path):
+    run_dir = tmp_path / "mini"
+    result = run_cli("train", "data=babylm", f"data.path={shared_data / 'corpus-mini'}", "model=tiny",
+                     "train.max_steps=6", "train.eval_max_batches=4", "run.progress=false", f"run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    start = read_metrics(run_dir / "metrics.jsonl")[0]
+    assert start["train_tokens"] > 1_000_000 and "corpus-mini" in start["corpus"]
