@@ -15,7 +15,8 @@ def test_every_preset_parses_and_validates(group, name):
 
 def test_defaults_are_the_demo():
     cfg = load_config([]).config
-    assert (cfg.data.source, cfg.model.arch, cfg.schedule.name) == ("generated", "llama", "single_pass")
+    assert (cfg.data.source, cfg.model.arch, cfg.schedule.name) == ("generated", "llama", "sleep")
+    assert cfg.sleep.ops == ["replay"] and cfg.schedule.n_cycles == 5
 
 
 def test_overrides_apply_after_presets_whatever_their_order():
@@ -55,7 +56,6 @@ def test_a_preset_file_path_works(tmp_path):
     (["model.num_kv_heads=3"], "model.num_kv_heads: 3 must divide model.num_heads=4"),
     (["model.dropout=1.5"], "model.dropout: must be in [0, 1)"),
     (["schedule.epochs=0", "schedule=epochs"], "schedule.epochs: must be > 0"),
-    (["schedule.epochs=3"], "schedule.epochs: single_pass makes exactly 1 pass"),
     (["model.max_positions=16"], "model.max_positions: 16 is smaller than data.seq_len=128"),
     (["train.precision=fp16", "train.device=cpu"], "train.precision: fp16 needs a GPU"),
     (["model=gpt2-tiny", "model.head_dim=16"], "only supported with model.arch=llama"),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sleeptrain.lr_schedules import lr_at
-from sleeptrain.sampler import EpochPlan
+from sleeptrain.phases import build_plan
 
 
 def test_warmup_is_linear_to_the_peak():
@@ -34,20 +34,23 @@ def test_schedules_are_pure_functions_of_the_step():
 
 @pytest.mark.parametrize("n,batch,passes", [(10, 3, 1), (64, 8, 3), (7, 10, 2), (1000, 33, 2)])
 def test_each_pass_visits_every_sample_exactly_once(n, batch, passes):
-    plan = EpochPlan(n, batch, passes, seed=1)
+    plan = build_plan(n, batch, seed=1, passes=passes)
     assert plan.total_steps == passes * math.ceil(n / batch)
-    for p in range(passes):
-        seen = np.concatenate([plan.indices(s) for s in range(p * plan.steps_per_pass, (p + 1) * plan.steps_per_pass)])
+    for stage in plan.stages:
+        seen = np.concatenate([plan.wake_indices(stage, o) for o in range(stage.steps)])
         assert sorted(seen.tolist()) == list(range(n))
 
 
 def test_passes_use_different_orders_and_seeds_matter():
-    plan = EpochPlan(100, 10, 2, seed=0)
-    assert not np.array_equal(plan.indices(0), plan.indices(plan.steps_per_pass))
-    assert not np.array_equal(plan.indices(0), EpochPlan(100, 10, 2, seed=1).indices(0))
-    assert np.array_equal(plan.indices(3), EpochPlan(100, 10, 2, seed=0).indices(3))
+    plan = build_plan(100, 10, seed=0, passes=2)
+    first, second = plan.stages
+    assert not np.array_equal(plan.wake_indices(first, 0), plan.wake_indices(second, 0))
+    other = build_plan(100, 10, seed=1, passes=2)
+    assert not np.array_equal(plan.wake_indices(first, 0), other.wake_indices(other.stages[0], 0))
+    again = build_plan(100, 10, seed=0, passes=2)
+    assert np.array_equal(plan.wake_indices(first, 3), again.wake_indices(again.stages[0], 3))
 
 
 def test_max_steps_caps_the_plan():
-    assert EpochPlan(100, 10, 5, seed=0, max_steps=7).total_steps == 7
-    assert EpochPlan(100, 10, 1, seed=0, max_steps=70).total_steps == 10
+    assert build_plan(100, 10, seed=0, passes=5, max_steps=7).total_steps == 7
+    assert build_plan(100, 10, seed=0, passes=1, max_steps=70).total_steps == 10

@@ -13,13 +13,13 @@ from sleeptrain.train import train
 
 
 def tiny_config(run_dir, *extra):
-    return load_config([*TINY_RUN, f"run.dir={run_dir}", *extra]).config
+    return load_config([*TINY_RUN, "schedule=single_pass", "run.plot=false", f"run.dir={run_dir}", *extra]).config
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    result = run_cli("train", *TINY_RUN, f"run.dir={run_dir}", "train.max_steps=40", "train.checkpoint_every=20",
+    result = run_cli("train", *TINY_RUN, "schedule=single_pass", f"run.dir={run_dir}", "train.max_steps=40", "train.checkpoint_every=20",
                      "train.checkpoint_keep=1")
     assert result.returncode == 0, result.stderr
     return run_dir, result
@@ -34,6 +34,7 @@ def test_tiny_run_writes_everything(tiny_run):
     assert "validation loss" in result.stdout and str(run_dir / "final") in result.stdout
     run_info = json.loads((run_dir / "run.json").read_text())
     assert run_info["presets"] == {"data": "demo", "model": "tiny", "schedule": "single_pass"}
+    assert (run_dir / "loss.png").exists()
     assert "torch" in run_info and "code_version" in run_info
 
 

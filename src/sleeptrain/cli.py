@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (no arguments: the demo)", description=TRAIN_DESCRIPTION,
                            epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("overrides", nargs="*", metavar="group=preset|key=value")
+    plot = sub.add_parser("plot", help="plot loss curves of runs, sleep phases shaded",
+                          description="Training and validation loss against tokens seen for one or more runs "
+                                      "(overlaid), sleep phases shaded.")
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--out", default=None, help="PNG to write (default: RUN_DIR/loss.png for one run, "
+                                                  "loss-comparison.png in the current folder for several)")
+    plot.add_argument("--title", default=None)
     return parser
 
 
@@ -48,6 +55,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     loaded = load_config(args.overrides)
     result = train(loaded.config, loaded.presets, loaded.overrides)
     print(describe(result))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sleeptrain.plot import plot_runs
+
+    out = args.out or (Path(args.runs[0]) / "loss.png" if len(args.runs) == 1 else Path("loss-comparison.png"))
+    print(plot_runs(args.runs, out, args.title))
     return 0
 
 
@@ -68,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"train": cmd_train}[args.command](args)
+        return {"train": cmd_train, "plot": cmd_plot}[args.command](args)
     except SleeptrainError as exc:
         print(f"sleeptrain: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -45,6 +45,7 @@ def check_fraction(key: str, value: float, closed_low: bool = True, closed_high:
 class RunConfig:
     dir: Optional[str] = _help("run directory (default: runs/<date-time>-<schedule>)", default=None)
     progress: bool = _help("show a progress bar on stderr", default=True)
+    plot: bool = _help("write RUN_DIR/loss.png at the end (loss curves, sleep phases shaded)", default=True)
 
 
 @dataclass
@@ -207,23 +208,99 @@ class TrainConfig:
         return self.batch_size // (self.micro_batch_size or self.batch_size)
 
 
-SCHEDULES = ("single_pass", "epochs")
+SLEEP_OPS = ("replay", "optimizer_reset", "deep_reset", "downscale", "plasticity_decay")
+RESET_OPS = ("optimizer_reset", "deep_reset")
 
 
 @dataclass
 class ScheduleConfig:
-    name: str = _help("single_pass (every sample once) | epochs (classic multi-epoch baseline)", default="single_pass")
-    epochs: int = _help("passes over the training data (schedule.name=epochs)", default=1)
+    name: str = _help("label of the schedule (run folder names, plots); behaviour comes from the keys below",
+                      default="single_pass")
+    epochs: int = _help("passes over the training data", default=1)
+    n_cycles: int = _help("wake/sleep cycles per pass: the data is cut into this many folds", default=1)
+    sleep_wake_ratio: float = _help("sleep steps = this x the wake steps before it (when replay_repeats is unset)",
+                                    default=0.25)
+    replay_repeats: Optional[float] = _help("sleep steps = this x buffer size / batch size (bounded replay)",
+                                            default=None)
+    sleep_after_last: bool = _help("also sleep after the last wake phase", default=True)
+    controller: bool = _help("FORGETTER controller: light sleeps while val loss improves by >= criteria, then "
+                             "roll back and deep sleeps; stop when a deep sleep fails", default=False)
+    criteria: float = _help("controller: minimum val-loss improvement per cycle", default=0.01)
 
     def __post_init__(self) -> None:
-        check_choice("schedule.name", self.name, SCHEDULES)
         check_positive("schedule.epochs", self.epochs)
-        if self.name == "single_pass" and self.epochs != 1:
-            raise ConfigError(f"schedule.epochs: single_pass makes exactly 1 pass, got {self.epochs} (use schedule=epochs)")
+        check_positive("schedule.n_cycles", self.n_cycles)
+        check_positive("schedule.sleep_wake_ratio", self.sleep_wake_ratio, allow_zero=True)
+        check_positive("schedule.replay_repeats", self.replay_repeats, allow_none=True)
+        check_positive("schedule.criteria", self.criteria, allow_zero=True)
 
     @property
     def passes(self) -> int:
         return self.epochs
+
+
+REPLAY_STRATEGIES = ("random", "weighted", "strict", "recency")
+
+
+@dataclass
+class ReplayConfig:
+    strategy: str = _help("random (uniform) | weighted (prop. to decayed score) | strict (top-k score) | "
+                          "recency (power law of the time since last seen); all without replacement",
+                          default="weighted")
+    ratio: float = _help("replay buffer size per sleep, as a fraction of the samples seen so far", default=0.2)
+    decay_rate: float = _help("scores are multiplied by this once per cycle of age", default=0.9)
+    min_decay: float = _help("floor of the age decay factor", default=0.1)
+    recency_alpha: float = _help("recency: P(replay) prop. to (steps since last seen + 1) ^ -alpha", default=1.0)
+    context_augment: bool = _help("re-pack replayed documents into new contexts (padding masked out)",
+                                  default=True)
+
+    def __post_init__(self) -> None:
+        check_choice("replay.strategy", self.strategy, REPLAY_STRATEGIES)
+        check_fraction("replay.ratio", self.ratio)
+        check_fraction("replay.decay_rate", self.decay_rate, closed_low=False)
+        check_fraction("replay.min_decay", self.min_decay)
+        check_positive("replay.recency_alpha", self.recency_alpha, allow_zero=True)
+
+
+@dataclass
+class SleepConfig:
+    ops: list[str] = _help("sleep operations in order; ops before `replay` run at sleep start, after it at sleep "
+                           "end: " + ", ".join(SLEEP_OPS), default_factory=list)
+    shrink: float = _help("downscale: factor applied to every unprotected weight", default=0.95)
+    protect_fraction: float = _help("downscale: fraction of weights protected by importance", default=0.1)
+    importance: str = _help("downscale: taylor (|w*grad|) | fisher (grad^2), accumulated during wake",
+                            default="taylor")
+    scope: str = _help("downscale: protect the top fraction per tensor or globally", default="tensor")
+    include_norms: bool = _help("downscale: also shrink 1-D parameters (norm gains, biases)", default=False)
+    plasticity_decay: float = _help("plasticity_decay: peak LR of cycle k is multiplied by this^k", default=0.8)
+
+    def __post_init__(self) -> None:
+        for op in self.ops:
+            check_choice("sleep.ops", op, SLEEP_OPS)
+        if len(set(self.ops)) != len(self.ops):
+            raise ConfigError(f"sleep.ops: each operation at most once, got {list(self.ops)}")
+        if sum(op in RESET_OPS for op in self.ops) > 1:
+            raise ConfigError("sleep.ops: optimizer_reset and deep_reset exclude each other (deep includes light)")
+        check_fraction("sleep.shrink", self.shrink, closed_low=False)
+        check_fraction("sleep.protect_fraction", self.protect_fraction)
+        check_choice("sleep.importance", self.importance, ("taylor", "fisher"))
+        check_choice("sleep.scope", self.scope, ("tensor", "global"))
+        check_fraction("sleep.plasticity_decay", self.plasticity_decay, closed_low=False)
+
+    @property
+    def has_sleep(self) -> bool:
+        return bool(self.ops)
+
+    @property
+    def replays(self) -> bool:
+        return "replay" in self.ops
+
+    def split_ops(self) -> tuple[list[str], list[str]]:
+        """(ops run at sleep start, ops run at sleep end): those listed before / after `replay`."""
+        if "replay" not in self.ops:
+            return [op for op in self.ops], []
+        i = self.ops.index("replay")
+        return list(self.ops[:i]), list(self.ops[i + 1:])
 
 
 @dataclass
@@ -235,6 +312,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    sleep: SleepConfig = field(default_factory=SleepConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -243,6 +322,11 @@ class Config:
             raise ConfigError(
                 f"model.max_positions: {self.model.max_positions} is smaller than data.seq_len={self.data.seq_len}"
             )
+        if self.schedule.controller and not any(op in RESET_OPS for op in self.sleep.ops):
+            raise ConfigError("schedule.controller: needs optimizer_reset (light sleep) in sleep.ops")
+        if self.schedule.n_cycles > 1 and not self.sleep.ops:
+            raise ConfigError(f"schedule.n_cycles: {self.schedule.n_cycles} cycles need sleep.ops (e.g. [replay]); "
+                              "without sleep use schedule.n_cycles=1")
         if self.train.precision == "fp16" and self.train.device == "cpu":
             raise ConfigError("train.precision: fp16 needs a GPU; use bf16 on CPU")
 

@@ -25,3 +25,31 @@ def lr_at(step: int, total_steps: int, peak_lr: float, warmup_steps: int = 0, ki
     else:
         raise ValueError(f"unknown LR schedule {kind!r}")
     return peak_lr * (min_ratio + (1.0 - min_ratio) * factor)
+
+
+def plan_lr_function(plan, train_cfg, sleep_cfg):
+    """step -> LR over a phase plan. The LR cycle restarts wherever an optimizer reset happens (FORGETTER: each
+    cycle decays to its minimum, then a light or deep sleep starts a fresh cycle); with `plasticity_decay` in the
+    sleep operations, the peak of cycle k is `lr * decay**k`. Warm-up is capped at 20% of each LR cycle."""
+    import bisect
+
+    total = plan.total_steps
+    boundaries = {0}
+    resets = [op for op in sleep_cfg.ops if op in ("optimizer_reset", "deep_reset")]
+    if resets:
+        before, _ = sleep_cfg.split_ops()
+        for stage in plan.stages:
+            if stage.phase == "sleep":
+                boundaries.add(stage.start if resets[0] in before else stage.end)
+    cuts = sorted(b for b in boundaries if b < total)
+    decay = sleep_cfg.plasticity_decay if "plasticity_decay" in sleep_cfg.ops else 1.0
+
+    def lr(step: int) -> float:
+        i = bisect.bisect_right(cuts, step) - 1
+        start, end = cuts[i], (cuts[i + 1] if i + 1 < len(cuts) else total)
+        length = end - start
+        peak = train_cfg.lr * (decay ** plan.lookup(step).stage.cycle if decay != 1.0 else 1.0)
+        return lr_at(step - start, length, peak, min(train_cfg.warmup_steps, length // 5), train_cfg.lr_schedule,
+                     train_cfg.min_lr_ratio)
+
+    return lr

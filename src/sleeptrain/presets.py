@@ -22,7 +22,7 @@ from sleeptrain.config import Config, iter_keys
 from sleeptrain.errors import ConfigError
 
 GROUPS = ("data", "model", "schedule")
-DEFAULT_PRESETS = {"data": "demo", "model": "tiny", "schedule": "single_pass"}
+DEFAULT_PRESETS = {"data": "demo", "model": "tiny", "schedule": "sleep"}
 PATH_KEYS = ("run.dir", "data.cache_dir", "tokenizer.path")
 
 

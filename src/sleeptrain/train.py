@@ -1,7 +1,12 @@
 """The training loop: explicit and readable, on Accelerate (devices, mixed precision, later multi-process).
 
-Data flows one way: corpus -> tokenizer -> token store -> samples -> plan (which samples each step) -> this loop
--> metrics.jsonl / checkpoints / final model. The loop owns the model and the optimizer.
+Data flows one way: corpus -> tokenizer -> token store -> samples -> phase plan (which samples each step) -> this
+loop -> metrics.jsonl / checkpoints / final model. The loop owns the model and the optimizer; sleep operations are
+functions it calls at phase boundaries, handing them over explicitly.
+
+    for stage in plan.stages:
+        wake:  stream the fold, each sample once; record per-sample losses (replay scores) from the same forward
+        sleep: [controller] -> ops before replay -> choose buffer -> replay steps -> ops after replay
 """
 
 from __future__ import annotations
@@ -13,23 +18,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sleeptrain.checkpoint import save_checkpoint
 from sleeptrain.config import Config
-from sleeptrain.data.corpus import Corpus, load_corpus
+from sleeptrain.data.corpus import load_corpus
 from sleeptrain.data.grammar import generate_minimal_pairs, write_minimal_pairs
-from sleeptrain.data.samples import PackedBlocks, make_batcher, make_samples
+from sleeptrain.data.samples import IGNORE_INDEX, PackedBlocks, make_batcher, make_samples
 from sleeptrain.data.token_store import get_token_stores
 from sleeptrain.data.tokenizer import get_tokenizer
 from sleeptrain.errors import ConfigError, DataError
-from sleeptrain.fsutil import atomic_write_text
-from sleeptrain.losses import token_losses
-from sleeptrain.lr_schedules import lr_at
+from sleeptrain.fsutil import atomic_dir, atomic_write_text
+from sleeptrain.losses import per_sample_loss, token_losses
+from sleeptrain.lr_schedules import plan_lr_function
 from sleeptrain.metrics import MetricsLog, environment_record
 from sleeptrain.models import build_model, count_parameters, special_token_ids
+from sleeptrain.phases import PhasePlan, Stage, build_plan
 from sleeptrain.presets import config_to_yaml, flat_config
-from sleeptrain.sampler import EpochPlan
+from sleeptrain.replay import BufferSamples, RepackedSamples, ScoreBook, select_buffer, sleep_order
+from sleeptrain.sleep_ops import Importance, SleepContext, run_op
 from sleeptrain.validation import validation_loss
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -44,7 +52,10 @@ class RunResult:
     seconds: float
     first_val_loss: float
     final_val_loss: float
+    stopped_early: bool = False
 
+
+# --- set-up ---------------------------------------------------------------------------------------------------
 
 def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.schedule.name}"
@@ -67,6 +78,15 @@ def prepare_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
+def check_trackers(trackers: list[str]) -> None:
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
+    for name in trackers:
+        if not available[name]():
+            raise ConfigError(f"train.trackers: {name} is not installed (pip install {name}, or drop it)")
+
+
 def make_accelerator(cfg: Config, run_dir: Path):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -79,6 +99,7 @@ def make_accelerator(cfg: Config, run_dir: Path):
     use_cpu = cfg.train.device == "cpu" or not torch.cuda.is_available()
     if cfg.train.precision == "fp16" and use_cpu:
         raise ConfigError("train.precision: fp16 needs a GPU; use bf16 on CPU")
+    check_trackers(cfg.train.trackers)
     return Accelerator(cpu=use_cpu, mixed_precision=PRECISION[cfg.train.precision],
                        log_with=list(cfg.train.trackers) or None, project_dir=str(run_dir))
 
@@ -96,6 +117,17 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), eps=cfg.train.eps)
 
 
+def make_plan(cfg: Config, n_samples: int) -> PhasePlan:
+    sc = cfg.schedule
+    if sc.n_cycles > n_samples:
+        raise ConfigError(f"schedule.n_cycles: {sc.n_cycles} cycles but the training data has only {n_samples} "
+                          f"samples of data.seq_len={cfg.data.seq_len} tokens")
+    return build_plan(n_samples, cfg.train.batch_size, cfg.seed, passes=sc.epochs, n_cycles=sc.n_cycles,
+                      sleep=cfg.sleep.has_sleep, replay_ratio=cfg.replay.ratio if cfg.sleep.replays else 0.0,
+                      sleep_wake_ratio=sc.sleep_wake_ratio, replay_repeats=sc.replay_repeats,
+                      sleep_after_last=sc.sleep_after_last, max_steps=cfg.train.max_steps)
+
+
 def write_run_start(run_dir: Path, cfg: Config, presets: dict[str, str], overrides: list[str]) -> None:
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
     record = {"presets": presets, "overrides": overrides, **environment_record()}
@@ -110,139 +142,9 @@ def write_demo_pairs(cfg: Config, run_dir: Path) -> Path | None:
     return write_minimal_pairs(generate_minimal_pairs(g.pairs_per_paradigm, g.seed), run_dir / "minimal_pairs")
 
 
-def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[str] | None = None) -> RunResult:
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-
-    t_start = time.time()
-    corpus: Corpus = load_corpus(cfg.data)  # data errors surface before anything is written
-    run_dir = prepare_run_dir(cfg)
-    write_run_start(run_dir, cfg, presets or {}, overrides or [])
-    pairs_dir = write_demo_pairs(cfg, run_dir)
-
-    accelerator = make_accelerator(cfg, run_dir)
-    device = accelerator.device
-    set_seed(cfg.seed)
-    masked = cfg.model.is_masked_lm
-    tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=masked)
-    stores = get_token_stores(corpus, tokenizer, cfg.data)
-    if stores["train"].n_tokens < cfg.data.seq_len:
-        raise DataError(f"data: the training split has {stores['train'].n_tokens} tokens, fewer than "
-                        f"data.seq_len={cfg.data.seq_len}")
-    train_samples = make_samples(stores["train"], cfg.data.seq_len, tokenizer.pad_token_id, cfg.data.packing,
-                                 cfg.data.windows, cfg.seed)
-    dev_samples = PackedBlocks(stores["dev"], cfg.data.seq_len, tokenizer.pad_token_id)
-
-    set_seed(cfg.seed)
-    model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
-    params = count_parameters(model)
-    optimizer = make_optimizer(model, cfg)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    batcher = make_batcher(tokenizer, masked, cfg.model.mlm_probability, seed=cfg.seed)
-
-    tc = cfg.train
-    plan = EpochPlan(len(train_samples), tc.batch_size, cfg.schedule.passes, cfg.seed, tc.max_steps)
-    total_steps = plan.total_steps
-    # warm-up is capped at 20% of the run so quick looks (train.max_steps=N) still reach the peak LR
-    warmup = min(tc.warmup_steps, total_steps // 5)
-    micro = tc.micro_batch_size or tc.batch_size
-    eval_kwargs = dict(masked=masked, batch_size=micro, device=device, max_batches=tc.eval_max_batches,
-                       mlm_probability=cfg.model.mlm_probability, seed=cfg.seed, autocast=accelerator.autocast)
-
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
-    metrics.write({"event": "start", "steps": total_steps, "warmup_steps": warmup, "samples": len(train_samples),
-                   "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
-                   "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
-                   "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes})
-    if tc.trackers:
-        accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
-
-    def evaluate(step: int, tokens: int) -> float:
-        record = {"event": "eval", "step": step, "tokens": tokens,
-                  **validation_loss(accelerator.unwrap_model(model), dev_samples, tokenizer, **eval_kwargs)}
-        metrics.write(record)
-        if tc.trackers:
-            accelerator.log({"val_loss": record["val_loss"]}, step=step)
-        return record["val_loss"]
-
-    first_val = evaluate(0, 0)
-    bar = tqdm(total=total_steps, desc="train", disable=not cfg.run.progress, dynamic_ncols=True, leave=True)
-    model.train()
-    tokens_seen = 0
-    interval_loss = torch.zeros((), device=device)
-    interval_steps, interval_tokens, interval_start = 0, 0, time.time()
-    last_val = first_val
-    for step in range(total_steps):
-        lr = lr_at(step, total_steps, tc.lr, warmup, tc.lr_schedule, tc.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        indices = plan.indices(step)
-        batches = [batcher(*train_samples.get(indices[i:i + micro])) for i in range(0, len(indices), micro)]
-        n_label_tokens = sum(int((b["labels"] != -100).sum()) for b in batches) or 1
-        step_loss = torch.zeros((), device=device)
-        for i, batch in enumerate(batches):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            sync = i == len(batches) - 1
-            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss, _ = token_losses(logits, batch["labels"], causal=not masked)
-                loss = loss.sum() / n_label_tokens
-                accelerator.backward(loss)
-            step_loss += loss.detach()
-            interval_tokens += int(batch["attention_mask"].sum())
-        if tc.clip_grad:
-            accelerator.clip_grad_norm_(model.parameters(), tc.clip_grad)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        interval_loss += step_loss
-        interval_steps += 1
-        done = step + 1
-        bar.update(1)
-
-        if done % tc.log_every == 0 or done == total_steps:
-            loss_value = (interval_loss / interval_steps).item()  # the only host sync, once per log interval
-            if not math.isfinite(loss_value):
-                metrics.close()
-                raise DataError(f"training loss became {loss_value} at step {done}; lower train.lr or check the data")
-            elapsed = max(time.time() - interval_start, 1e-9)
-            tokens_seen += interval_tokens
-            record = {"event": "train", "step": done, "loss": loss_value, "lr": lr, "tokens": tokens_seen,
-                      "tokens_per_s": interval_tokens / elapsed, "epoch": plan.pass_of(step)}
-            metrics.write(record)
-            if tc.trackers:
-                accelerator.log({"loss": loss_value, "lr": lr}, step=done)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
-            interval_loss.zero_()
-            interval_steps, interval_tokens, interval_start = 0, 0, time.time()
-        if tc.eval_every and done % tc.eval_every == 0 and done != total_steps:
-            last_val = evaluate(done, tokens_seen)
-        if tc.checkpoint_every and done % tc.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(run_dir, done, accelerator.unwrap_model(model), optimizer, tokenizer,
-                            {"tokens": tokens_seen, "seed": cfg.seed}, tc.checkpoint_keep)
-    bar.close()
-    last_val = evaluate(total_steps, tokens_seen)
-
-    final_dir = run_dir / "final"
-    if accelerator.is_main_process:
-        save_final(accelerator.unwrap_model(model), tokenizer, final_dir, cfg.data.seq_len)
-    seconds = time.time() - t_start
-    summary = {"steps": total_steps, "tokens": tokens_seen, "seconds": seconds, "first_val_loss": first_val,
-               "final_val_loss": last_val, "final_val_ppl": math.exp(min(last_val, 50.0)),
-               "parameters": params, "final_dir": str(final_dir),
-               "minimal_pairs": str(pairs_dir) if pairs_dir else None}
-    metrics.write({"event": "end", **summary})
-    metrics.close()
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    if tc.trackers:
-        accelerator.end_training()
-    return RunResult(run_dir, final_dir, total_steps, tokens_seen, seconds, first_val, last_val)
-
-
 def save_final(model, tokenizer, final_dir: Path, seq_len: int) -> None:
     """`save_pretrained` model (safetensors) + tokenizer: a folder the HF Auto classes load as it is."""
     from transformers.utils import logging as hf_logging
-
-    from sleeptrain.fsutil import atomic_dir
 
     hf_logging.disable_progress_bar()
     tokenizer.model_max_length = seq_len
@@ -251,12 +153,310 @@ def save_final(model, tokenizer, final_dir: Path, seq_len: int) -> None:
         tokenizer.save_pretrained(str(tmp))
 
 
+# --- the loop ---------------------------------------------------------------------------------------------------
+
+class TrainingLoop:
+    """Owns model, optimizer and counters for one run; `run()` walks the phase plan stage by stage."""
+
+    def __init__(self, cfg: Config, run_dir: Path, accelerator, model, tokenizer, train_samples, dev_samples,
+                 plan: PhasePlan, metrics: MetricsLog):
+        self.cfg, self.run_dir, self.acc = cfg, run_dir, accelerator
+        self.tokenizer, self.train_samples, self.dev_samples = tokenizer, train_samples, dev_samples
+        self.plan, self.metrics = plan, metrics
+        self.masked = cfg.model.is_masked_lm
+        self.device = accelerator.device
+        self.micro = cfg.train.micro_batch_size or cfg.train.batch_size
+        self.lr_fn = plan_lr_function(plan, cfg.train, cfg.sleep)
+        self.batcher = make_batcher(tokenizer, self.masked, cfg.model.mlm_probability, seed=cfg.seed)
+        self.scores = ScoreBook(len(train_samples))
+        self.importance = (Importance(model, cfg.sleep.importance, cfg.sleep.include_norms)
+                           if "downscale" in cfg.sleep.ops else None)
+        self.model, self.optimizer = accelerator.prepare(model, make_optimizer(model, cfg))
+        self.step = 0
+        self.tokens = 0
+        self.stage: Stage | None = None
+        self._interval_loss = torch.zeros((), device=self.device)
+        self._interval_steps = self._interval_tokens = 0
+        self._interval_start = time.time()
+        self.first_val = self.last_val = float("nan")
+        self.controller = Controller(cfg) if cfg.schedule.controller else None
+        self.stopped_early = False
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=plan.total_steps, disable=not cfg.run.progress, dynamic_ncols=True)
+        self.n_cycles_total = max((s.cycle for s in plan.stages), default=0) + 1
+
+    # one optimizer step on the given inputs; `sample_ids` (or None) receive the per-sample losses as scores
+    def train_step(self, ids: torch.Tensor, mask: torch.Tensor, sample_ids: np.ndarray | None) -> None:
+        tc = self.cfg.train
+        lr = self.lr_fn(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batches = [self.batcher(ids[i:i + self.micro], mask[i:i + self.micro]) for i in range(0, len(ids), self.micro)]
+        n_label_tokens = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batches) or 1
+        step_loss = torch.zeros((), device=self.device)
+        for i, batch in enumerate(batches):
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            last = i == len(batches) - 1
+            with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                token_loss, counted = token_losses(logits, batch["labels"], causal=not self.masked)
+                loss = token_loss.sum() / n_label_tokens
+                self.acc.backward(loss)
+            if sample_ids is not None:
+                self.scores.record(sample_ids[i * self.micro:(i + 1) * self.micro],
+                                   per_sample_loss(token_loss.detach(), counted), self.stage.cycle, self.step)
+            step_loss += loss.detach()
+            self._interval_tokens += int(batch["attention_mask"].sum())
+        if self.importance is not None and self.stage.phase == "wake":
+            self.importance.accumulate(self.acc.unwrap_model(self.model))
+        if tc.clip_grad:
+            self.acc.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._interval_loss += step_loss
+        self._interval_steps += 1
+        self.step += 1
+        self.bar.update(1)
+        self.after_step(lr)
+
+    def after_step(self, lr: float) -> None:
+        tc = self.cfg.train
+        if self.step % tc.log_every == 0 or self.step == self.plan.total_steps or self._stage_ends_now():
+            self.log_train(lr)
+        if tc.eval_every and self.step % tc.eval_every == 0 and self.step != self.plan.total_steps:
+            self.evaluate()
+        if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.acc.is_main_process:
+            save_checkpoint(self.run_dir, self.step, self.acc.unwrap_model(self.model), self.optimizer,
+                            self.tokenizer, {"tokens": self.tokens, "seed": self.cfg.seed}, tc.checkpoint_keep)
+
+    def _stage_ends_now(self) -> bool:
+        return self.stage is not None and self.step == self.stage.end
+
+    def log_train(self, lr: float) -> None:
+        if not self._interval_steps:
+            return
+        loss = (self._interval_loss / self._interval_steps).item()  # the only host sync, once per log interval
+        if not math.isfinite(loss):
+            raise DataError(f"training loss became {loss} at step {self.step}; lower train.lr or check the data")
+        self.scores.flush()
+        elapsed = max(time.time() - self._interval_start, 1e-9)
+        self.tokens += self._interval_tokens
+        record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
+                  "tokens_per_s": self._interval_tokens / elapsed, "phase": self.stage.phase,
+                  "cycle": self.stage.cycle, "epoch": self.stage.pass_index}
+        self.metrics.write(record)
+        if self.cfg.train.trackers:
+            self.acc.log({"loss": loss, "lr": lr}, step=self.step)
+        self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+        self._interval_loss.zero_()
+        self._interval_steps = self._interval_tokens = 0
+        self._interval_start = time.time()
+
+    def evaluate(self) -> float:
+        result = validation_loss(self.acc.unwrap_model(self.model), self.dev_samples, self.tokenizer,
+                                 masked=self.masked, batch_size=self.micro, device=self.device,
+                                 max_batches=self.cfg.train.eval_max_batches,
+                                 mlm_probability=self.cfg.model.mlm_probability, seed=self.cfg.seed,
+                                 autocast=self.acc.autocast)
+        self.metrics.write({"event": "eval", "step": self.step, "tokens": self.tokens, **result})
+        if self.cfg.train.trackers:
+            self.acc.log({"val_loss": result["val_loss"]}, step=self.step)
+        self.last_val = result["val_loss"]
+        if math.isnan(self.first_val):
+            self.first_val = self.last_val
+        return self.last_val
+
+    # --- phases ---
+    def run(self) -> None:
+        self.evaluate()
+        for stage in self.plan.stages:
+            self.stage = stage
+            self.bar.set_description(f"{stage.phase} {stage.cycle + 1}/{self.n_cycles_total}")
+            if stage.phase == "wake":
+                self.wake(stage)
+            elif not self.sleep(stage):
+                self.stopped_early = True
+                break
+        self.bar.close()
+        self.scores.flush()
+        if self.controller is not None:
+            self.controller.finish(self)
+        self.evaluate()
+
+    def wake(self, stage: Stage) -> None:
+        for offset in range(stage.steps):
+            indices = self.plan.wake_indices(stage, offset)
+            ids, mask = self.train_samples.get(indices)
+            self.train_step(ids, mask, indices)
+
+    def sleep(self, stage: Stage) -> bool:
+        """One sleep phase. Returns False when the controller ends the run."""
+        before, after = self.cfg.sleep.split_ops()
+        if self.controller is not None:
+            decision = self.controller.decide(self)
+            if decision == "stop":
+                return False
+            before = [("deep_reset" if op == "optimizer_reset" and decision == "deep" else op) for op in before]
+        self.metrics.write({"event": "sleep_start", "step": self.step, "tokens": self.tokens, "cycle": stage.cycle,
+                            **self.choose_buffer(stage)})
+        for op in before:
+            self.run_sleep_op(op, stage)
+        for offset in range(stage.steps):
+            positions = self._sleep_positions[offset * self.cfg.train.batch_size:
+                                              (offset + 1) * self.cfg.train.batch_size]
+            ids, mask = self._sleep_source.get(positions)
+            self.train_step(ids, mask, self._sleep_source.sample_ids(positions))
+        for op in after:
+            self.run_sleep_op(op, stage)
+        self.metrics.write({"event": "sleep_end", "step": self.step, "tokens": self.tokens, "cycle": stage.cycle})
+        return True
+
+    def choose_buffer(self, stage: Stage) -> dict:
+        """Select the replay buffer and lay out this sleep's batches (nothing to do without replay)."""
+        self._sleep_source, self._sleep_positions = None, np.zeros(0, dtype=np.int64)
+        if not stage.steps:
+            return {"buffer_size": 0, "replay_score_mean": None, "candidate_score_mean": None}
+        rng = np.random.default_rng([self.cfg.seed, 0x51EE9, stage.cycle])
+        selection = select_buffer(self.scores, stage.buffer_size, stage.cycle, self.step, self.cfg.replay, rng)
+        self.scores.mark_seen(selection.indices, self.step)
+        if self.cfg.replay.context_augment:
+            source = RepackedSamples(self.train_samples, selection.indices, self.tokenizer.pad_token_id, rng,
+                                     doc_start_id=self.tokenizer.bos_token_id, doc_end_id=self.tokenizer.eos_token_id)
+        else:
+            source = BufferSamples(self.train_samples, selection.indices)
+        self._sleep_source = source
+        self._sleep_positions = sleep_order(len(source), stage.steps * self.cfg.train.batch_size, rng)
+        return {"buffer_size": int(selection.indices.size), "contexts": len(source),
+                "replay_score_mean": selection.replay_score_mean,
+                "candidate_score_mean": selection.candidate_score_mean,
+                "candidates": int(self.scores.candidates().size), "strategy": self.cfg.replay.strategy}
+
+    def run_sleep_op(self, name: str, stage: Stage) -> None:
+        ctx = SleepContext(self.model, self.optimizer, self.cfg, stage.cycle, accelerator=self.acc,
+                           make_optimizer=lambda m: make_optimizer(m, self.cfg), importance=self.importance)
+        changed = run_op(name, ctx)
+        self.model, self.optimizer = ctx.model, ctx.optimizer
+        self.metrics.write({"event": "sleep_op", "op": name, "step": self.step, "cycle": stage.cycle, **changed})
+
+
+class Controller:
+    """FORGETTER's adaptive controller. After each cycle: evaluate; while val loss improves by >= `criteria`, keep
+    light sleeps (optimizer reset); when it stops improving, roll back to the best weights and switch to deep
+    sleeps; stop when a deep sleep fails to improve. Every decision is logged as `event: "controller"`."""
+
+    def __init__(self, cfg: Config):
+        self.criteria = cfg.schedule.criteria
+        self.mode = "light"
+        self.best_loss = float("inf")
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_step = 0
+
+    def decide(self, loop: TrainingLoop) -> str:
+        loss = loop.evaluate()
+        improved = loss <= self.best_loss - self.criteria
+        model = loop.acc.unwrap_model(loop.model)
+        if improved:
+            self.best_loss, self.best_step = loss, loop.step
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            decision = self.mode
+        elif self.mode == "light":
+            self._roll_back(model)
+            self.mode = decision = "deep"
+        else:
+            self._roll_back(model)
+            decision = "stop"
+        loop.metrics.write({"event": "controller", "step": loop.step, "cycle": loop.stage.cycle, "val_loss": loss,
+                            "best_val_loss": self.best_loss, "best_step": self.best_step, "improved": improved,
+                            "decision": decision})
+        return decision
+
+    def _roll_back(self, model: torch.nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+    def finish(self, loop: TrainingLoop) -> None:
+        """At the end of the run keep the best weights seen at a cycle boundary, if better than the last."""
+        loss = loop.evaluate()
+        if self.best_state is not None and loss > self.best_loss:
+            self._roll_back(loop.acc.unwrap_model(loop.model))
+            loop.metrics.write({"event": "controller", "step": loop.step, "decision": "final_rollback",
+                                "val_loss": loss, "best_val_loss": self.best_loss, "best_step": self.best_step})
+
+
+# --- entry point ----------------------------------------------------------------------------------------------------
+
+def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[str] | None = None) -> RunResult:
+    from accelerate.utils import set_seed
+
+    t_start = time.time()
+    corpus = load_corpus(cfg.data)  # data errors surface before anything is written
+    run_dir = prepare_run_dir(cfg)
+    write_run_start(run_dir, cfg, presets or {}, overrides or [])
+    pairs_dir = write_demo_pairs(cfg, run_dir)
+
+    accelerator = make_accelerator(cfg, run_dir)
+    set_seed(cfg.seed)
+    tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm)
+    stores = get_token_stores(corpus, tokenizer, cfg.data)
+    if stores["train"].n_tokens < cfg.data.seq_len:
+        raise DataError(f"data: the training split has {stores['train'].n_tokens} tokens, fewer than "
+                        f"data.seq_len={cfg.data.seq_len}")
+    train_samples = make_samples(stores["train"], cfg.data.seq_len, tokenizer.pad_token_id, cfg.data.packing,
+                                 cfg.data.windows, cfg.seed)
+    dev_samples = PackedBlocks(stores["dev"], cfg.data.seq_len, tokenizer.pad_token_id)
+    plan = make_plan(cfg, len(train_samples))
+
+    set_seed(cfg.seed)
+    model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
+    params = count_parameters(model)
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
+                   "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
+                   "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
+                   "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
+                   "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages]})
+    if cfg.train.trackers:
+        accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
+
+    loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
+    try:
+        loop.run()
+    finally:
+        loop.bar.close()
+    final_dir = run_dir / "final"
+    if accelerator.is_main_process:
+        save_final(accelerator.unwrap_model(loop.model), tokenizer, final_dir, cfg.data.seq_len)
+    seconds = time.time() - t_start
+    summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens, "seconds": seconds,
+               "first_val_loss": loop.first_val, "final_val_loss": loop.last_val,
+               "final_val_ppl": math.exp(min(loop.last_val, 50.0)), "stopped_early": loop.stopped_early,
+               "parameters": params, "final_dir": str(final_dir),
+               "minimal_pairs": str(pairs_dir) if pairs_dir else None}
+    metrics.write({"event": "end", **summary})
+    metrics.close()
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    if cfg.run.plot and accelerator.is_main_process:
+        from sleeptrain.plot import plot_runs
+
+        plot_runs([run_dir], run_dir / "loss.png")
+    if cfg.train.trackers:
+        accelerator.end_training()
+    return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.first_val, loop.last_val,
+                     loop.stopped_early)
+
+
 def describe(result: RunResult) -> str:
-    return "\n".join([
-        f"done: {result.steps} steps, {result.tokens:,} tokens in {result.seconds:.0f} s",
+    lines = [
+        f"done: {result.steps} steps, {result.tokens:,} tokens in {result.seconds:.0f} s"
+        + (" (stopped early by the controller)" if result.stopped_early else ""),
         f"  model + tokenizer : {result.final_dir}",
         f"  metrics           : {result.run_dir / 'metrics.jsonl'}",
         f"  config            : {result.run_dir / 'config.yaml'}",
-        f"  validation loss   : {result.final_val_loss:.4f} (perplexity {math.exp(min(result.final_val_loss, 50)):.2f}),"
-        f" first {result.first_val_loss:.4f}",
-    ])
+    ]
+    plot = result.run_dir / "loss.png"
+    if plot.exists():
+        lines.append(f"  loss plot         : {plot}")
+    lines.append(f"  validation loss   : {result.final_val_loss:.4f} (perplexity "
+                 f"{math.exp(min(result.final_val_loss, 50)):.2f}), first {result.first_val_loss:.4f}")
+    return "\n".join(lines)

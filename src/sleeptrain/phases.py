@@ -1,0 +1,143 @@
+"""The phase plan: a list of wake and sleep stages, and `lookup(step)` (modded-nanogpt style).
+
+Every schedule is one plan. Per pass over the data (`schedule.epochs` passes), a seeded permutation of the sample
+indices is cut into `schedule.n_cycles` contiguous folds whose sizes differ by at most one; no sample is dropped
+(the reference implementation silently never visited the leftover fold). Wake stage k streams fold k, each sample
+exactly once; sleep stage k (sleep schedules only) replays a buffer chosen from the samples seen so far.
+Baselines are plans too: `single_pass` = one pass, one fold, no sleep; `epochs` = N passes, one fold each.
+
+The plan is a pure function of the config and the sample count, so any step can be located without running the
+ones before it (resume, plots, tests).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stage:
+    phase: str            # "wake" | "sleep"
+    cycle: int            # 0-based, counted over the whole run (passes included)
+    pass_index: int
+    start: int            # first optimizer step of the stage
+    steps: int            # may be 0 for a sleep that only runs boundary operations
+    fold: tuple[int, int]  # wake: [lo, hi) into the pass permutation; sleep: the fold just learned
+    buffer_size: int = 0  # sleep: samples chosen for replay
+    candidates: int = 0   # sleep: distinct samples seen so far (the pool replay chooses from)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.steps
+
+
+@dataclass(frozen=True)
+class Position:
+    stage: Stage
+    index: int            # position of the stage in the plan
+    offset: int           # step within the stage
+
+
+@lru_cache(maxsize=4)
+def pass_permutation(n_samples: int, seed: int, pass_index: int) -> np.ndarray:
+    return np.random.default_rng([seed, 0xDA7A, pass_index]).permutation(n_samples)
+
+
+def fold_bounds(n_samples: int, n_folds: int) -> list[int]:
+    """Boundaries of `n_folds` contiguous folds of sizes differing by at most one, covering every index."""
+    return [(k * n_samples) // n_folds for k in range(n_folds + 1)]
+
+
+@dataclass
+class PhasePlan:
+    stages: list[Stage]
+    n_samples: int
+    batch_size: int
+    seed: int
+    n_cycles: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.stages[-1].end if self.stages else 0
+
+    def lookup(self, step: int) -> Position:
+        """The stage holding optimizer step `step` (0-based). Zero-step stages are never returned."""
+        starts = self._starts()
+        i = bisect.bisect_right(starts, step) - 1
+        while i >= 0 and self.stages[i].steps == 0:
+            i -= 1
+        if i < 0 or not 0 <= step < self.total_steps:
+            raise IndexError(f"step {step} outside the plan of {self.total_steps} steps")
+        stage = self.stages[i]
+        if step >= stage.end:  # inside a gap can't happen: stages are contiguous
+            raise IndexError(f"step {step} not covered by the plan")
+        return Position(stage, i, step - stage.start)
+
+    def _starts(self) -> list[int]:
+        if not hasattr(self, "_cached_starts"):
+            self._cached_starts = [s.start for s in self.stages]
+        return self._cached_starts
+
+    def wake_indices(self, stage: Stage, offset: int) -> np.ndarray:
+        """Sample indices of wake step `offset` of `stage`: consecutive slices of the fold."""
+        perm = pass_permutation(self.n_samples, self.seed, stage.pass_index)
+        lo, hi = stage.fold
+        a = lo + offset * self.batch_size
+        return perm[a:min(a + self.batch_size, hi)]
+
+    def fold_indices(self, stage: Stage) -> np.ndarray:
+        perm = pass_permutation(self.n_samples, self.seed, stage.pass_index)
+        return perm[stage.fold[0]:stage.fold[1]]
+
+
+def build_plan(n_samples: int, batch_size: int, seed: int, *, passes: int = 1, n_cycles: int = 1,
+               sleep: bool = False, replay_ratio: float = 0.0, sleep_wake_ratio: float | None = None,
+               replay_repeats: float | None = None, sleep_after_last: bool = True,
+               max_steps: int | None = None) -> PhasePlan:
+    """Lay out wake/sleep stages. Sleep length: `replay_repeats` x buffer / batch when set, else
+    `sleep_wake_ratio` x the wake steps before it (0 when neither: a sleep of boundary operations only)."""
+    if n_cycles > n_samples:
+        raise ValueError(f"{n_cycles} cycles need at least as many samples, got {n_samples}")
+    bounds = fold_bounds(n_samples, n_cycles)
+    stages: list[Stage] = []
+    step, cycle = 0, 0
+    for p in range(passes):
+        for k in range(n_cycles):
+            fold = (bounds[k], bounds[k + 1])
+            wake_steps = math.ceil((fold[1] - fold[0]) / batch_size)
+            stages.append(Stage("wake", cycle, p, step, wake_steps, fold))
+            step += wake_steps
+            last = p == passes - 1 and k == n_cycles - 1
+            if sleep and (sleep_after_last or not last):
+                candidates = n_samples if p > 0 else fold[1]
+                buffer = min(candidates, max(1, round(replay_ratio * candidates))) if replay_ratio > 0 else 0
+                if not buffer:
+                    sleep_steps = 0
+                elif replay_repeats is not None:
+                    sleep_steps = math.ceil(replay_repeats * buffer / batch_size)
+                else:
+                    sleep_steps = math.ceil((sleep_wake_ratio or 0.0) * wake_steps)
+                stages.append(Stage("sleep", cycle, p, step, sleep_steps, fold, buffer, candidates))
+                step += sleep_steps
+            cycle += 1
+    if max_steps is not None:
+        stages = truncate(stages, max_steps)
+    return PhasePlan(stages, n_samples, batch_size, seed, n_cycles)
+
+
+def truncate(stages: list[Stage], max_steps: int) -> list[Stage]:
+    """Cut the plan at `max_steps` optimizer steps (the stage holding the cap is shortened)."""
+    out = []
+    for s in stages:
+        if s.start >= max_steps and not (s.steps == 0 and s.start == max_steps and out and out[-1].phase == "wake"):
+            break
+        if s.end > max_steps:
+            s = Stage(s.phase, s.cycle, s.pass_index, s.start, max_steps - s.start, s.fold, s.buffer_size,
+                      s.candidates)
+        out.append(s)
+    return out

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from sleeptrain.config import Config, ModelConfig, SleepConfig
+from sleeptrain.models import build_model
+from sleeptrain.sleep_ops import OPS, Importance, SleepContext, protection_masks, run_op
+from sleeptrain.train import make_optimizer
+
+SPECIAL = {"bos": 0, "eos": 2, "pad": 1}
+
+
+def trained_model(tie=True):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2,
+                                    tie_embeddings=tie), 50, 16, SPECIAL)
+    cfg = Config()
+    opt = make_optimizer(model, cfg)
+    ids = torch.randint(3, 50, (4, 16))
+    for _ in range(2):
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+    return model, opt, cfg, ids
+
+
+def test_registry_has_every_operation():
+    assert set(OPS) == {"optimizer_reset", "deep_reset", "downscale", "plasticity_decay"}
+
+
+def test_optimizer_reset_keeps_weights_bit_identical_and_zeroes_the_state():
+    model, opt, cfg, _ = trained_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert len(opt.state) > 0
+    changed = run_op("optimizer_reset", SleepContext(model, opt, cfg, cycle=0))
+    assert changed["optimizer_states_cleared"] > 0 and len(opt.state) == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_deep_reset_rebuilds_fresh_objects_with_identical_outputs():
+    model, opt, cfg, ids = trained_model()
+    model.eval()
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    ctx = SleepContext(model, opt, cfg, cycle=0, make_optimizer=lambda m: make_optimizer(m, cfg))
+    run_op("deep_reset", ctx)
+    assert ctx.model is not model and ctx.optimizer is not opt and len(ctx.optimizer.state) == 0
+    assert all(p is not q for p, q in zip(ctx.model.parameters(), model.parameters()))
+    assert ctx.model.lm_head.weight is ctx.model.model.embed_tokens.weight  # ties survive the rebuild
+    with torch.no_grad():
+        assert torch.equal(ctx.model.eval()(input_ids=ids).logits, before)
+
+
+@pytest.mark.parametrize("scope", ["tensor", "global"])
+@pytest.mark.parametrize("kind", ["taylor", "fisher"])
+def test_downscale_keeps_exactly_the_protected_weights(scope, kind):
+    model, opt, cfg, ids = trained_model(tie=True)
+    cfg.sleep = SleepConfig(ops=["downscale"], shrink=0.5, protect_fraction=0.25, scope=scope, importance=kind)
+    importance = Importance(model, kind)
+    model(input_ids=ids, labels=ids).loss.backward()
+    importance.accumulate(model)
+    masks = protection_masks(dict(importance.table), 0.25, scope)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    changed = run_op("downscale", SleepContext(model, opt, cfg, cycle=0, importance=importance))
+    total = 0
+    for name, p in model.named_parameters():
+        if name in masks:
+            keep = masks[name]
+            assert torch.equal(p[keep], before[name][keep])
+            assert torch.equal(p[~keep], before[name][~keep] * 0.5)  # tied embedding shrunk once, not twice
+            total += keep.numel()
+        else:
+            assert torch.equal(p, before[name])  # 1-D parameters untouched by default
+    assert changed["scaled"] + changed["protected"] == total
+    assert changed["protected"] == pytest.approx(0.25 * total, abs=len(masks))
+    assert all(float(t.abs().sum()) == 0 for t in importance.table.values())  # reset for the next wake
+
+
+def test_downscale_fails_loudly_when_importance_matches_nothing():
+    model, opt, cfg, _ = trained_model()
+    importance = Importance(model)
+    importance.table = {"not.a.parameter": torch.zeros(3)}
+    with pytest.raises(RuntimeError, match="matches no parameter"):
+        run_op("downscale", SleepContext(model, opt, cfg, cycle=0, importance=importance))
+
+
+def test_plasticity_decay_reports_the_next_peak_scale():
+    model, opt, cfg, _ = trained_model()
+    cfg.sleep = SleepConfig(ops=["plasticity_decay"], plasticity_decay=0.5)
+    assert run_op("plasticity_decay", SleepContext(model, opt, cfg, cycle=1)) == {"peak_lr_scale_next_cycle": 0.25}
