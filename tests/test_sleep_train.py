@@ -99,7 +99,8 @@ def test_more_cycles_than_samples_is_a_config_error(tmp_path):
 def test_sleep_strict_on_corpus_mini(shared_data, tmp_path):
     run_dir = tmp_path / "strict"
     result = run_cli("train", "schedule=sleep_strict", "data=babylm", f"data.path={shared_data / 'corpus-mini'}",
-                     "model=tiny", "data.max_lines=3000", "train.eval_max_batches=4", "run.progress=false",
+                     "model=tiny", "data.max_lines=1500", "tokenizer.vocab_size=2000", "train.eval_max_batches=4",
+                     "run.progress=false",
                      f"run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     records = read_metrics(run_dir / "metrics.jsonl")

@@ -21,6 +21,17 @@ examples:
 """
 
 
+EVAL_DESCRIPTION = """Evaluate a Hugging Face causal or masked LM folder (from sleeptrain or any save_pretrained):
+minimal-pair accuracy (BLiMP format; causal: sentence log-probability with BOS prepended; masked: pseudo-log-
+likelihood), ties counted as half a point, and perplexity on a BabyLM-layout split. Scores are float32.
+
+examples:
+  sleeptrain eval runs/DEMO/final
+  sleeptrain eval runs/RUN/final blimp.path=../shared/data/blimp perplexity.path=../shared/data/corpus-mini
+  sleeptrain eval my-roberta blimp.path=pairs/ blimp.method=pll_word_l2r perplexity.enabled=false
+"""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but usage errors are one line (no usage dump)."""
 
@@ -38,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (no arguments: the demo)", description=TRAIN_DESCRIPTION,
                            epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("overrides", nargs="*", metavar="group=preset|key=value")
+    from sleeptrain.config import EvalCommandConfig
+
+    evaluate = sub.add_parser("eval", help="BLiMP-style minimal pairs and perplexity of a model folder",
+                              description=EVAL_DESCRIPTION, epilog=help_text(EvalCommandConfig),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("model_dir", metavar="MODEL_DIR")
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value")
     plot = sub.add_parser("plot", help="plot loss curves of runs, sleep phases shaded",
                           description="Training and validation loss against tokens seen for one or more runs "
                                       "(overlaid), sleep phases shaded.")
@@ -55,6 +73,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     loaded = load_config(args.overrides)
     result = train(loaded.config, loaded.presets, loaded.overrides)
     print(describe(result))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from sleeptrain.config import EvalCommandConfig
+    from sleeptrain.evaluate.runner import describe_results, run_eval
+    from sleeptrain.presets import load_overrides
+
+    opts = load_overrides(EvalCommandConfig, args.overrides)
+    results, out = run_eval(args.model_dir, opts)
+    print(describe_results(results))
+    print(f"results: {out}")
     return 0
 
 
@@ -85,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"train": cmd_train, "plot": cmd_plot}[args.command](args)
+        return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
     except SleeptrainError as exc:
         print(f"sleeptrain: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

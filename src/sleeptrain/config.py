@@ -303,6 +303,27 @@ class SleepConfig:
         return list(self.ops[:i]), list(self.ops[i + 1:])
 
 
+MLM_SCORING = ("pll", "pll_word_l2r")
+
+
+@dataclass
+class EvalConfig:
+    blimp_path: Optional[str] = _help("minimal pairs for BLiMP during/after training (default: the generated pairs "
+                                      "with data=demo, else none)", default=None)
+    blimp_every: int = _help("steps between fast BLiMP evaluations logged as event 'blimp' (0: none)", default=0)
+    blimp_n: int = _help("pairs per paradigm in the fast periodic evaluation", default=50)
+    final: bool = _help("full evaluation (BLiMP + dev perplexity) of the final model, written to "
+                        "final/eval/results.json", default=True)
+    method: str = _help("masked-LM scoring: pll | pll_word_l2r", default="pll")
+    batch_size: int = _help("sentences (or masked copies) per scoring batch", default=64)
+
+    def __post_init__(self) -> None:
+        check_positive("eval.blimp_every", self.blimp_every, allow_zero=True)
+        check_positive("eval.blimp_n", self.blimp_n)
+        check_choice("eval.method", self.method, MLM_SCORING)
+        check_positive("eval.batch_size", self.batch_size)
+
+
 @dataclass
 class Config:
     seed: int = _help("seeds Python, NumPy and torch, the data order and the model init", default=0)
@@ -314,6 +335,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     sleep: SleepConfig = field(default_factory=SleepConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -329,6 +351,61 @@ class Config:
                               "without sleep use schedule.n_cycles=1")
         if self.train.precision == "fp16" and self.train.device == "cpu":
             raise ConfigError("train.precision: fp16 needs a GPU; use bf16 on CPU")
+
+
+# --- `sleeptrain eval MODEL_DIR [key=value ...]` ---------------------------------------------------------------
+
+@dataclass
+class BlimpEvalConfig:
+    path: Optional[str] = _help("folder of *.jsonl / *.jsonl.gz minimal pairs (default: the generated pairs of the "
+                                "run the model came from)", default=None)
+    enabled: bool = _help("score minimal pairs", default=True)
+    method: str = _help("masked-LM scoring: pll | pll_word_l2r (causal LMs always sum token log-probs)",
+                        default="pll")
+    max_pairs: Optional[int] = _help("at most this many pairs per paradigm", default=None)
+    per_pair: bool = _help("also write per-pair scores (pairs.jsonl beside the results)", default=False)
+
+    def __post_init__(self) -> None:
+        check_choice("blimp.method", self.method, MLM_SCORING)
+        check_positive("blimp.max_pairs", self.max_pairs, allow_none=True)
+
+
+@dataclass
+class PerplexityEvalConfig:
+    path: Optional[str] = _help("BabyLM-layout folder (default: the data of the run the model came from)",
+                                default=None)
+    enabled: bool = _help("compute perplexity", default=True)
+    split: str = _help("split to evaluate: dev | test | train", default="dev")
+    seq_len: Optional[int] = _help("window length (default: the run's data.seq_len, else the model's positions)",
+                                   default=None)
+    stride: Optional[int] = _help("causal: new tokens scored per window, < seq_len (default: seq_len - 1, packed "
+                                  "blocks; smaller = sliding windows with more context)", default=None)
+    mlm_positions: int = _help("masked LM: positions sampled per source for pseudo-perplexity", default=2000)
+    max_lines: Optional[int] = _help("at most this many lines per source", default=None)
+
+    def __post_init__(self) -> None:
+        check_choice("perplexity.split", self.split, ("dev", "test", "train"))
+        check_positive("perplexity.seq_len", self.seq_len, allow_none=True)
+        check_positive("perplexity.stride", self.stride, allow_none=True)
+        check_positive("perplexity.mlm_positions", self.mlm_positions)
+        check_positive("perplexity.max_lines", self.max_lines, allow_none=True)
+        if self.stride and self.seq_len and self.stride >= self.seq_len:
+            raise ConfigError(f"perplexity.stride: must be smaller than perplexity.seq_len={self.seq_len}, "
+                              f"got {self.stride}")
+
+
+@dataclass
+class EvalCommandConfig:
+    out: Optional[str] = _help("results file (default: MODEL_DIR/eval/results.json)", default=None)
+    batch_size: int = _help("sentences (or masked copies) per batch", default=64)
+    device: str = _help("auto | cpu | cuda", default="auto")
+    seed: int = _help("seeds the sampled positions of masked-LM pseudo-perplexity", default=0)
+    blimp: BlimpEvalConfig = field(default_factory=BlimpEvalConfig)
+    perplexity: PerplexityEvalConfig = field(default_factory=PerplexityEvalConfig)
+
+    def __post_init__(self) -> None:
+        check_positive("batch_size", self.batch_size)
+        check_choice("device", self.device, ("auto", "cpu", "cuda"))
 
 
 def iter_keys(schema: type = Config, prefix: str = ""):

@@ -59,24 +59,26 @@ def _preset_path(group: str, name: str) -> Path:
     return path
 
 
-def _all_keys() -> list[str]:
-    return [key for key, *_ in iter_keys()]
+def _all_keys(schema: type = Config) -> list[str]:
+    return [key for key, *_ in iter_keys(schema)]
 
 
-def _unknown_key_message(key: str) -> str:
-    close = difflib.get_close_matches(key, _all_keys(), n=1, cutoff=0.6)
+def _unknown_key_message(key: str, schema: type = Config) -> str:
+    close = difflib.get_close_matches(key, _all_keys(schema), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{key}: unknown key{hint} (sleeptrain train --help lists every key)"
+    command = "train" if schema is Config else "eval"
+    return f"{key}: unknown key{hint} (sleeptrain {command} --help lists every key)"
 
 
-def _type_of(key: str) -> str:
-    for k, type_name, _, _ in iter_keys():
+def _type_of(key: str, schema: type = Config) -> str:
+    for k, type_name, _, _ in iter_keys(schema):
         if k == key:
             return type_name
     return "another type"
 
 
-def _merge(base: DictConfig, update: Any, origin: str, user_key: str | None = None) -> DictConfig:
+def _merge(base: DictConfig, update: Any, origin: str, user_key: str | None = None,
+           schema: type = Config) -> DictConfig:
     """Merge `update` into `base`, turning OmegaConf's multi-line errors into one line naming the key."""
     try:
         return OmegaConf.merge(base, update)
@@ -84,7 +86,7 @@ def _merge(base: DictConfig, update: Any, origin: str, user_key: str | None = No
         key = user_key or getattr(exc, "full_key", None) or "?"
         name = type(exc).__name__
         if name in ("ConfigKeyError", "ConfigAttributeError", "KeyValidationError"):
-            raise ConfigError(f"{_unknown_key_message(key)} [{origin}]") from None
+            raise ConfigError(f"{_unknown_key_message(key, schema)} [{origin}]") from None
         value = getattr(exc, "value", None)
         if value is None and key != "?":
             # the offending value is the one being merged in; find it in the update
@@ -92,7 +94,7 @@ def _merge(base: DictConfig, update: Any, origin: str, user_key: str | None = No
                 value = OmegaConf.select(OmegaConf.create(update), key)
             except OmegaConfBaseException:
                 value = None
-        raise ConfigError(f"{key}: expected {_type_of(key)}, got {value!r} [{origin}]") from None
+        raise ConfigError(f"{key}: expected {_type_of(key, schema)}, got {value!r} [{origin}]") from None
 
 
 def _load_yaml(path: Path, origin: str) -> dict:
@@ -132,16 +134,7 @@ def load_config(args: list[str] | None = None, defaults: dict[str, str] | None =
     for group in GROUPS:
         path = _preset_path(group, presets[group])
         cfg = _merge(cfg, _load_yaml(path, f"{group}={presets[group]}"), f"{group}={presets[group]}")
-    for item in overrides:
-        key, value = item.split("=", 1)
-        try:
-            update = OmegaConf.from_dotlist([item])
-        except OmegaConfBaseException:
-            raise ConfigError(f"{key}: cannot parse value {value!r}") from None
-        if value.strip() in ("", "null", "~") and key in _all_keys():
-            update = OmegaConf.create({})
-            OmegaConf.update(update, key, None)
-        cfg = _merge(cfg, update, item, user_key=key)
+    cfg = apply_overrides(cfg, overrides, Config)
     for key in PATH_KEYS:
         value = OmegaConf.select(cfg, key)
         if value:
@@ -153,10 +146,33 @@ def load_config(args: list[str] | None = None, defaults: dict[str, str] | None =
     return LoadedConfig(config=to_config(cfg), presets=presets, overrides=overrides)
 
 
-def to_config(cfg: DictConfig | dict) -> Config:
+def apply_overrides(cfg: DictConfig, overrides: list[str], schema: type) -> DictConfig:
+    """Merge dotted `key=value` overrides one by one (so an error names the override that caused it)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        try:
+            update = OmegaConf.from_dotlist([item])
+        except OmegaConfBaseException:
+            raise ConfigError(f"{key}: cannot parse value {value!r}") from None
+        if value.strip() in ("", "null", "~") and key in _all_keys(schema):
+            update = OmegaConf.create({})
+            OmegaConf.update(update, key, None)
+        cfg = _merge(cfg, update, item, user_key=key, schema=schema)
+    return cfg
+
+
+def load_overrides(schema: type, overrides: list[str]):
+    """A validated instance of `schema` (any config dataclass) from `key=value` overrides alone."""
+    cfg = apply_overrides(OmegaConf.structured(schema), overrides, schema)
+    return to_config(cfg, schema)
+
+
+def to_config(cfg: DictConfig | dict, schema: type = Config):
     """Instantiate the dataclasses (running every `__post_init__` check)."""
-    if not isinstance(cfg, DictConfig) or OmegaConf.get_type(cfg) is not Config:
-        cfg = _merge(OmegaConf.structured(Config), cfg, "config")
+    if not isinstance(cfg, DictConfig) or OmegaConf.get_type(cfg) is not schema:
+        cfg = _merge(OmegaConf.structured(schema), cfg, "config", schema=schema)
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError:
@@ -191,16 +207,18 @@ def flat_config(config: Config) -> dict[str, Any]:
     return dict(walk(container, ""))
 
 
-def help_text() -> str:
-    """The `sleeptrain train --help` epilog: groups with presets, then every key."""
-    lines = ["config groups (group=preset; a path to a .yaml file also works):"]
-    for group in GROUPS:
-        lines.append(f"  {group}=  (default: {DEFAULT_PRESETS[group]})")
-        for name, desc in list_presets(group).items():
-            lines.append(f"      {name:<16} {desc}")
-    lines.append("")
+def help_text(schema: type = Config) -> str:
+    """The `--help` epilog: groups with presets (for `train`), then every key of the schema."""
+    lines = []
+    if schema is Config:
+        lines.append("config groups (group=preset; a path to a .yaml file also works):")
+        for group in GROUPS:
+            lines.append(f"  {group}=  (default: {DEFAULT_PRESETS[group]})")
+            for name, desc in list_presets(group).items():
+                lines.append(f"      {name:<16} {desc}")
+        lines.append("")
     lines.append("keys (key=value, dotted; lists as key=[a,b]; null clears an optional value):")
-    for key, type_name, default, help_ in iter_keys():
+    for key, type_name, default, help_ in iter_keys(schema):
         type_name = type_name.replace("Optional[", "").rstrip("]") if "Optional" in type_name else type_name
         lines.append(f"  {key:<30} {type_name:<10} default {default!r}: {help_}")
     return "\n".join(lines)

@@ -53,6 +53,7 @@ class RunResult:
     first_val_loss: float
     final_val_loss: float
     stopped_early: bool = False
+    eval_results: dict | None = None
 
 
 # --- set-up ---------------------------------------------------------------------------------------------------
@@ -181,6 +182,7 @@ class TrainingLoop:
         self.first_val = self.last_val = float("nan")
         self.controller = Controller(cfg) if cfg.schedule.controller else None
         self.stopped_early = False
+        self.blimp_pairs = None  # set by train() when periodic BLiMP evaluation is on
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=plan.total_steps, disable=not cfg.run.progress, dynamic_ncols=True)
@@ -226,6 +228,8 @@ class TrainingLoop:
             self.log_train(lr)
         if tc.eval_every and self.step % tc.eval_every == 0 and self.step != self.plan.total_steps:
             self.evaluate()
+        if self.blimp_pairs and self.step % self.cfg.eval.blimp_every == 0:
+            self.evaluate_blimp()
         if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.acc.is_main_process:
             save_checkpoint(self.run_dir, self.step, self.acc.unwrap_model(self.model), self.optimizer,
                             self.tokenizer, {"tokens": self.tokens, "seed": self.cfg.seed}, tc.checkpoint_keep)
@@ -266,6 +270,20 @@ class TrainingLoop:
         if math.isnan(self.first_val):
             self.first_val = self.last_val
         return self.last_val
+
+    def evaluate_blimp(self) -> None:
+        """Fast minimal-pair accuracy on `eval.blimp_n` pairs per paradigm, logged as `event: "blimp"`."""
+        from sleeptrain.evaluate.blimp import evaluate_pairs
+
+        model = self.acc.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        result, _, _ = evaluate_pairs(model, self.tokenizer, self.blimp_pairs, self.masked,
+                                      self.cfg.eval.batch_size, self.cfg.eval.method)
+        model.train(was_training)
+        self.metrics.write({"event": "blimp", "step": self.step, "tokens": self.tokens,
+                            "overall": result["overall"], "pairs": result["pairs"], "tie_rate": result["tie_rate"],
+                            "by_phenomenon": {k: v["accuracy"] for k, v in result["by_phenomenon"].items()}})
 
     # --- phases ---
     def run(self) -> None:
@@ -419,20 +437,34 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     if cfg.train.trackers:
         accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
 
+    blimp_path = Path(cfg.eval.blimp_path) if cfg.eval.blimp_path else pairs_dir
     loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
+    if cfg.eval.blimp_every and blimp_path:
+        from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
+
+        loop.blimp_pairs = load_minimal_pairs(blimp_path, cfg.eval.blimp_n)
     try:
         loop.run()
     finally:
         loop.bar.close()
     final_dir = run_dir / "final"
+    eval_results = None
     if accelerator.is_main_process:
         save_final(accelerator.unwrap_model(loop.model), tokenizer, final_dir, cfg.data.seq_len)
+        if cfg.eval.final:
+            eval_results = final_evaluation(cfg, accelerator.unwrap_model(loop.model), tokenizer, final_dir,
+                                            blimp_path, corpus)
     seconds = time.time() - t_start
     summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens, "seconds": seconds,
                "first_val_loss": loop.first_val, "final_val_loss": loop.last_val,
                "final_val_ppl": math.exp(min(loop.last_val, 50.0)), "stopped_early": loop.stopped_early,
                "parameters": params, "final_dir": str(final_dir),
                "minimal_pairs": str(pairs_dir) if pairs_dir else None}
+    if eval_results:
+        if "blimp" in eval_results:
+            summary["blimp_overall"] = eval_results["blimp"]["overall"]
+        if "perplexity" in eval_results:
+            summary["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
     metrics.write({"event": "end", **summary})
     metrics.close()
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
@@ -443,7 +475,27 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     if cfg.train.trackers:
         accelerator.end_training()
     return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.first_val, loop.last_val,
-                     loop.stopped_early)
+                     loop.stopped_early, eval_results)
+
+
+def final_evaluation(cfg: Config, model, tokenizer, final_dir: Path, blimp_path: Path | None, corpus) -> dict:
+    """BLiMP-style accuracy (when minimal pairs are known) and dev perplexity of the final model, written to
+    `final/eval/results.json` exactly as `sleeptrain eval final/` would."""
+    from sleeptrain.config import EvalCommandConfig
+    from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
+    from sleeptrain.evaluate.runner import LoadedModel, evaluate_model
+
+    opts = EvalCommandConfig(batch_size=cfg.eval.batch_size)
+    opts.blimp.method = cfg.eval.method
+    was_training = model.training
+    model.eval()
+    pairs = load_minimal_pairs(blimp_path) if blimp_path else None
+    lines = (corpus.splits["dev"], f"dev split of {corpus.description}")
+    results, _ = evaluate_model(LoadedModel(model, tokenizer, cfg.model.is_masked_lm, final_dir), opts, pairs,
+                                lines, str(blimp_path) if blimp_path else None, seq_len=cfg.data.seq_len)
+    model.train(was_training)
+    atomic_write_text(final_dir / "eval" / "results.json", json.dumps(results, indent=1))
+    return results
 
 
 def describe(result: RunResult) -> str:
@@ -459,4 +511,9 @@ def describe(result: RunResult) -> str:
         lines.append(f"  loss plot         : {plot}")
     lines.append(f"  validation loss   : {result.final_val_loss:.4f} (perplexity "
                  f"{math.exp(min(result.final_val_loss, 50)):.2f}), first {result.first_val_loss:.4f}")
+    if result.eval_results:
+        from sleeptrain.evaluate.runner import describe_results
+
+        lines.append(f"  evaluation        : {result.final_dir / 'eval' / 'results.json'}")
+        lines.extend("  " + line for line in describe_results(result.eval_results).splitlines())
     return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Benchmarks: timings printed as ratios against a baseline run in the same process (never asserted in tests)."""

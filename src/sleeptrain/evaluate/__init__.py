@@ -1,0 +1,1 @@
+"""Evaluation: BLiMP-style minimal pairs and (pseudo-)perplexity, for causal and masked LMs."""

@@ -1,0 +1,146 @@
+"""Sentence scores in float32, batched and sorted by length.
+
+- Causal LM: log P(sentence) = sum of log-probabilities of all its tokens, with the tokenizer's BOS (or, lacking
+  one, its EOS/separator) prepended so the first word is scored too.
+- Masked LM: pseudo-log-likelihood (Salazar et al. 2020): each token masked in turn, all masked copies batched
+  together; `pll_word_l2r` (Kauf & Ivanova 2023) also masks the rest of the current word to the right, which
+  removes PLL's bias towards multi-token words.
+The `naive_*` functions score one sentence (or one masked copy) at a time without padding: the reference the
+batched versions are tested and benchmarked against.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+MLM_METHODS = ("pll", "pll_word_l2r")
+
+
+def _prefix_id(tokenizer) -> int:
+    for tid in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.cls_token_id):
+        if tid is not None:
+            return tid
+    raise ValueError("the tokenizer has no BOS, EOS or CLS token to put before a sentence")
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _prefix_id(tokenizer)
+
+
+def _batches(lengths: list[int], batch_size: int) -> Iterator[np.ndarray]:
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    for i in range(0, len(order), batch_size):
+        yield order[i:i + batch_size]
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def causal_token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:
+    prefix = _prefix_id(tokenizer)
+    encoded = tokenizer(sentences, add_special_tokens=False)["input_ids"]
+    return [[prefix] + ids for ids in encoded]
+
+
+@torch.no_grad()
+def causal_logprobs(model, tokenizer, sentences: list[str], batch_size: int = 64) -> np.ndarray:
+    """log P(sentence) for each sentence (float64 array), the model run in float32."""
+    device, pad = _device_of(model), _pad_id(tokenizer)
+    ids = causal_token_ids(tokenizer, sentences)
+    out = np.zeros(len(ids), dtype=np.float64)
+    for batch in _batches([len(x) for x in ids], batch_size):
+        width = max(len(ids[i]) for i in batch)
+        inputs = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, i in enumerate(batch):
+            inputs[r, :len(ids[i])] = torch.tensor(ids[i])
+            mask[r, :len(ids[i])] = 1
+        inputs, mask = inputs.to(device), mask.to(device)
+        logits = model(input_ids=inputs, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, inputs[:, 1:, None])[..., 0]
+        sums = (logp * mask[:, 1:]).sum(dim=1, dtype=torch.float64)
+        out[batch] = sums.cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def naive_causal_logprob(model, tokenizer, sentence: str) -> float:
+    ids = torch.tensor([causal_token_ids(tokenizer, [sentence])[0]], device=_device_of(model))
+    logits = model(input_ids=ids).logits.float()
+    logp = torch.log_softmax(logits[0, :-1], dim=-1)
+    return float(logp.gather(-1, ids[0, 1:, None]).sum(dtype=torch.float64))
+
+
+def masked_targets(tokenizer, sentences: list[str], method: str = "pll"):
+    """Per sentence: input ids (with the model's special tokens) and, per scored position, the positions masked."""
+    if method not in MLM_METHODS:
+        raise ValueError(f"unknown masked-LM scoring method {method!r}; choose one of {', '.join(MLM_METHODS)}")
+    enc = tokenizer(sentences, add_special_tokens=True, return_special_tokens_mask=True)
+    items = []
+    for s in range(len(sentences)):
+        ids, special = enc["input_ids"][s], enc["special_tokens_mask"][s]
+        words = enc.word_ids(s) if method == "pll_word_l2r" else None
+        targets = []
+        for i, is_special in enumerate(special):
+            if is_special:
+                continue
+            masked = [i]
+            if words is not None and words[i] is not None:
+                masked += [j for j in range(i + 1, len(ids)) if words[j] == words[i] and not special[j]]
+            targets.append((i, masked))
+        items.append((ids, targets))
+    return items
+
+
+@torch.no_grad()
+def masked_pll(model, tokenizer, sentences: list[str], batch_size: int = 64, method: str = "pll") -> np.ndarray:
+    """Pseudo-log-likelihood of each sentence (float64 array): all masked copies of all sentences, batched."""
+    device, pad, mask_id = _device_of(model), _pad_id(tokenizer), tokenizer.mask_token_id
+    if mask_id is None:
+        raise ValueError("the tokenizer has no mask token, which masked-LM scoring needs")
+    rows = []  # (sentence, ids, target position, masked positions)
+    for s, (ids, targets) in enumerate(masked_targets(tokenizer, sentences, method)):
+        rows.extend((s, ids, i, masked) for i, masked in targets)
+    out = np.zeros(len(sentences), dtype=np.float64)
+    for batch in _batches([len(r[1]) for r in rows], batch_size):
+        width = max(len(rows[k][1]) for k in batch)
+        inputs = torch.full((len(batch), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(batch), width), dtype=torch.long)
+        positions, answers, owners = [], [], []
+        for r, k in enumerate(batch):
+            s, ids, i, masked = rows[k]
+            inputs[r, :len(ids)] = torch.tensor(ids)
+            attn[r, :len(ids)] = 1
+            inputs[r, masked] = mask_id
+            positions.append(i)
+            answers.append(ids[i])
+            owners.append(s)
+        logits = model(input_ids=inputs.to(device), attention_mask=attn.to(device)).logits
+        picked = logits[torch.arange(len(batch)), torch.tensor(positions, device=device)].float()
+        logp = torch.log_softmax(picked, dim=-1)[torch.arange(len(batch)), torch.tensor(answers, device=device)]
+        np.add.at(out, np.asarray(owners), logp.double().cpu().numpy())
+    return out
+
+
+@torch.no_grad()
+def naive_masked_pll(model, tokenizer, sentence: str, method: str = "pll") -> float:
+    device, mask_id = _device_of(model), tokenizer.mask_token_id
+    (ids, targets), = masked_targets(tokenizer, [sentence], method)
+    total = 0.0
+    for i, masked in targets:
+        inputs = torch.tensor([ids], device=device)
+        inputs[0, masked] = mask_id
+        logp = torch.log_softmax(model(input_ids=inputs).logits[0, i].float(), dim=-1)
+        total += float(logp[ids[i]])
+    return total
+
+
+def sentence_scores(model, tokenizer, sentences: list[str], masked: bool, batch_size: int = 64,
+                    method: str = "pll") -> np.ndarray:
+    if masked:
+        return masked_pll(model, tokenizer, sentences, batch_size, method)
+    return causal_logprobs(model, tokenizer, sentences, batch_size)
