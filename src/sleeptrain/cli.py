@@ -32,6 +32,17 @@ examples:
 """
 
 
+CONTINUAL_DESCRIPTION = """Class-incremental learning with Sleep Replay Consolidation (Tadros et al. 2022) and its
+baselines. benchmark=patches|split_mnist|split_digits picks a preset (network, SGD and SRC parameters of the
+paper); method=sequential|joint|src|rehearsal|rehearsal_src; seeds=N repeats. Writes results.json and plots.
+
+examples:
+  sleeptrain continual benchmark=patches method=src seeds=5
+  sleeptrain continual benchmark=split_mnist data_path=../shared/data/mnist method=src seeds=5
+  sleeptrain continual benchmark=split_digits method=sequential
+"""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but usage errors are one line (no usage dump)."""
 
@@ -56,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("model_dir", metavar="MODEL_DIR")
     evaluate.add_argument("overrides", nargs="*", metavar="key=value")
+    from sleeptrain.continual.config import ContinualConfig
+
+    continual = sub.add_parser("continual", help="class-incremental learning with Sleep Replay Consolidation",
+                               description=CONTINUAL_DESCRIPTION, epilog=help_text(ContinualConfig),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    continual.add_argument("overrides", nargs="*", metavar="key=value")
     plot = sub.add_parser("plot", help="plot loss curves of runs, sleep phases shaded",
                           description="Training and validation loss against tokens seen for one or more runs "
                                       "(overlaid), sleep phases shaded.")
@@ -88,6 +105,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_continual(args: argparse.Namespace) -> int:
+    from sleeptrain.continual.runner import describe, load_continual_config, run_continual
+
+    results, run_dir = run_continual(load_continual_config(args.overrides))
+    print(describe(results, run_dir))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -115,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
+        commands = {"train": cmd_train, "eval": cmd_eval, "continual": cmd_continual, "plot": cmd_plot}
+        return commands[args.command](args)
     except SleeptrainError as exc:
         print(f"sleeptrain: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

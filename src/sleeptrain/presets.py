@@ -66,7 +66,7 @@ def _all_keys(schema: type = Config) -> list[str]:
 def _unknown_key_message(key: str, schema: type = Config) -> str:
     close = difflib.get_close_matches(key, _all_keys(schema), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    command = "train" if schema is Config else "eval"
+    command = "train" if schema is Config else ("eval" if schema.__name__ == "EvalCommandConfig" else "continual")
     return f"{key}: unknown key{hint} (sleeptrain {command} --help lists every key)"
 
 

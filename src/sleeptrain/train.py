@@ -209,7 +209,9 @@ class TrainingLoop:
                 self.scores.record(sample_ids[i * self.micro:(i + 1) * self.micro],
                                    per_sample_loss(token_loss.detach(), counted), self.stage.cycle, self.step)
             step_loss += loss.detach()
-            self._interval_tokens += int(batch["attention_mask"].sum())
+        n_tokens = int(mask.sum())  # counted on the host copy: no device sync
+        self.tokens += n_tokens
+        self._interval_tokens += n_tokens
         if self.importance is not None and self.stage.phase == "wake":
             self.importance.accumulate(self.acc.unwrap_model(self.model))
         if tc.clip_grad:
@@ -245,7 +247,6 @@ class TrainingLoop:
             raise DataError(f"training loss became {loss} at step {self.step}; lower train.lr or check the data")
         self.scores.flush()
         elapsed = max(time.time() - self._interval_start, 1e-9)
-        self.tokens += self._interval_tokens
         record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
                   "tokens_per_s": self._interval_tokens / elapsed, "phase": self.stage.phase,
                   "cycle": self.stage.cycle, "epoch": self.stage.pass_index}

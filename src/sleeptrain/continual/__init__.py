@@ -1,0 +1,1 @@
+"""Continual learning with Sleep Replay Consolidation (Tadros et al., Nature Communications 2022)."""

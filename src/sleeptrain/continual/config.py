@@ -1,0 +1,119 @@
+"""Typed config of `sleeptrain continual`, validated at load like the training config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sleeptrain.config import _help, check_choice, check_fraction, check_positive
+from sleeptrain.errors import ConfigError
+
+BENCHMARKS = ("patches", "split_mnist", "split_digits")
+METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src")
+
+
+@dataclass
+class NetConfig:
+    hidden: list[int] = _help("hidden layer sizes (bias-free ReLU)", default_factory=lambda: [1200, 1200])
+    output: str = _help("relu_mse (published MNIST) | softmax_ce (Patches)", default="relu_mse")
+    dropout: float = _help("non-inverted dropout on hidden layers", default=0.25)
+
+    def __post_init__(self) -> None:
+        check_choice("net.output", self.output, ("relu_mse", "softmax_ce"))
+        check_fraction("net.dropout", self.dropout, closed_high=False)
+        for h in self.hidden:
+            check_positive("net.hidden", h)
+
+
+@dataclass
+class SGDSection:
+    lr: float = _help("SGD learning rate", default=0.1)
+    momentum: float = _help("SGD momentum (carried across tasks)", default=0.5)
+    batch_size: int = _help("SGD batch size", default=100)
+    epochs: int = _help("epochs per task", default=2)
+    task_epochs: Optional[list[int]] = _help("epochs of each task (overrides sgd.epochs)", default=None)
+
+    def __post_init__(self) -> None:
+        check_positive("sgd.lr", self.lr)
+        check_fraction("sgd.momentum", self.momentum, closed_high=False)
+        check_positive("sgd.batch_size", self.batch_size)
+        check_positive("sgd.epochs", self.epochs)
+
+
+@dataclass
+class SRCSection:
+    mode: str = _help("faithful (sequential loop) | batched (many noise streams per step)", default="batched")
+    streams: int = _help("batched: noise streams per step", default=64)
+    iterations: int = _help("sleep iterations after the first task", default=15_000)
+    growth: int = _help("extra iterations per later task: iterations + (t-1) * growth", default=5_000)
+    max_rate: float = _help("input spike rate scale: P(spike) = 2 dt max_rate x_bar", default=239.515363)
+    inc: float = _help("Hebbian increment", default=0.032064)
+    dec: float = _help("Hebbian decrement", default=0.003344)
+    betas: list[float] = _help("firing threshold of each layer",
+                               default_factory=lambda: [14.548273, 44.560317, 38.046326])
+    alpha_scale: float = _help("multiplies the data-based input scales", default=55.882454)
+    decay: float = _help("membrane decay per step", default=0.999)
+    patch: Optional[int] = _help("drive a random patch x patch window of the input each step (MNIST: 11)",
+                                 default=None)
+    sleep_after: Optional[list[int]] = _help("tasks (1-based) followed by a sleep (default: every task)",
+                                             default=None)
+
+    def __post_init__(self) -> None:
+        check_choice("src.mode", self.mode, ("faithful", "batched"))
+        check_positive("src.streams", self.streams)
+        check_positive("src.iterations", self.iterations)
+        check_positive("src.growth", self.growth, allow_zero=True)
+        for key in ("max_rate", "inc", "dec", "alpha_scale"):
+            check_positive(f"src.{key}", getattr(self, key), allow_zero=key == "dec")
+        check_fraction("src.decay", self.decay, closed_low=False)
+        check_positive("src.patch", self.patch, allow_none=True)
+
+
+@dataclass
+class ContinualRunConfig:
+    dir: Optional[str] = _help("run directory (default: runs/<date-time>-continual-<benchmark>-<method>)",
+                               default=None)
+    plot: bool = _help("write the accuracy plots", default=True)
+
+
+@dataclass
+class ContinualConfig:
+    benchmark: str = _help("patches | split_mnist | split_digits", default="split_digits")
+    method: str = _help("sequential | joint | src | rehearsal | rehearsal_src", default="src")
+    seed: int = _help("first seed", default=0)
+    seeds: int = _help("repeats with seeds seed, seed+1, ... (split benchmarks: seed k > 0 also permutes the "
+                       "class order, so repeats are different task orders)", default=1)
+    data_path: Optional[str] = _help("split_mnist: folder with t10k-images-idx3-ubyte.gz and t10k-labels",
+                                     default=None)
+    test_fraction: float = _help("split benchmarks: held-out fraction of each class", default=0.2)
+    overlaps: list[int] = _help("patches: overlaps to sweep", default_factory=lambda: [0, 4, 8, 10, 12, 13, 14])
+    copies: int = _help("patches: training copies of each image per task", default=10)
+    rehearsal_fraction: float = _help("rehearsal: fraction of each old task's samples kept", default=0.1)
+    search_trials: int = _help("> 0: instead of a run, random-search the SRC parameters for this many trials "
+                               "(scored on training accuracy) and write search.json", default=0)
+    search_spread: float = _help("search: each parameter drawn log-uniformly within this factor of its value",
+                                 default=4.0)
+    run: ContinualRunConfig = field(default_factory=ContinualRunConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    sgd: SGDSection = field(default_factory=SGDSection)
+    src: SRCSection = field(default_factory=SRCSection)
+
+    def __post_init__(self) -> None:
+        check_choice("benchmark", self.benchmark, BENCHMARKS)
+        check_choice("method", self.method, METHODS)
+        check_positive("seed", self.seed, allow_zero=True)
+        check_positive("seeds", self.seeds)
+        check_fraction("test_fraction", self.test_fraction, closed_low=False, closed_high=False)
+        check_positive("copies", self.copies)
+        check_positive("search_trials", self.search_trials, allow_zero=True)
+        if self.search_spread <= 1:
+            raise ConfigError(f"search_spread: must be > 1, got {self.search_spread}")
+        if self.search_trials and self.benchmark == "patches":
+            raise ConfigError("search_trials: search a split benchmark (Patches has a parameter set per overlap)")
+        check_fraction("rehearsal_fraction", self.rehearsal_fraction, closed_low=False)
+        n_layers = len(self.net.hidden) + 1
+        if len(self.src.betas) != n_layers:
+            raise ConfigError(f"src.betas: one threshold per layer ({n_layers} for net.hidden={self.net.hidden}), "
+                              f"got {len(self.src.betas)}")
+        if self.benchmark == "split_mnist" and not self.data_path:
+            raise ConfigError("data_path: required with benchmark=split_mnist (the folder of the MNIST t10k files)")

@@ -1,0 +1,95 @@
+"""Continual-learning methods on a benchmark: sequential, joint, src, rehearsal, rehearsal_src.
+
+Each returns the stage names and the accuracy matrix (stage x task). `sequential` is the lower bound (fine-tune
+task after task), `joint` the upper bound (all tasks' data at once), `src` sleeps after every task with the mean
+input of all tasks so far, `rehearsal` mixes a kept fraction of old samples into each new task's training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from sleeptrain.continual.data import Benchmark
+from sleeptrain.continual.mlp import BiaslessMLP, SGDConfig, Trainer
+from sleeptrain.continual.src import SRCParams, src_sleep
+
+METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src")
+
+
+@dataclass
+class MethodConfig:
+    hidden: list[int] = field(default_factory=lambda: [1200, 1200])
+    output: str = "relu_mse"
+    dropout: float = 0.25
+    sgd: SGDConfig = field(default_factory=SGDConfig)
+    task_epochs: list[int] | None = None      # per-task epochs (Patches: [4, 2]); default sgd.epochs for all
+    src: SRCParams = field(default_factory=SRCParams)
+    src_growth: int = 5000                    # sleep iterations after task t: src.iterations + (t-1) * growth
+    rehearsal_fraction: float = 0.1           # fraction of each old task's samples kept
+    sleep_after: list[int] | None = None      # 1-based tasks followed by a sleep (default: every task)
+
+
+@dataclass
+class MethodResult:
+    stages: list[str]
+    matrix: np.ndarray            # (stages, tasks)
+    learned: list[int]            # stage index that finished training each task
+    sleep_info: list[dict]
+
+
+def _evaluate(net: BiaslessMLP, bench: Benchmark, on: str = "test") -> list[float]:
+    if on == "train":
+        return [net.accuracy(t.x_train, t.y_train) for t in bench.tasks]
+    return [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
+
+
+def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, evaluate_on: str = "test") -> MethodResult:
+    """Train (and sleep) through the tasks; accuracies on the test sets, or on the training sets for
+    parameter search (which must never see test data)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    gen = torch.Generator().manual_seed(seed)
+    net = BiaslessMLP([bench.n_inputs, *cfg.hidden, bench.n_classes], cfg.output, cfg.dropout, generator=gen)
+    trainer = Trainer(net, seed)
+    stages, rows, learned, sleeps = [], [], [], []
+    rng = np.random.default_rng([seed, 0x4E4])
+
+    if method == "joint":
+        x = torch.cat([t.x_train for t in bench.tasks])
+        y = torch.cat([t.y_train for t in bench.tasks])
+        trainer.fit(x, y, cfg.sgd)
+        row = _evaluate(net, bench, evaluate_on)
+        return MethodResult(["train_joint"], np.array([row]), [0] * len(bench.tasks), [])
+
+    kept_x: list[torch.Tensor] = []
+    kept_y: list[torch.Tensor] = []
+    seen_inputs: list[torch.Tensor] = []
+    for t, task in enumerate(bench.tasks):
+        x, y = task.x_train, task.y_train
+        if method in ("rehearsal", "rehearsal_src") and kept_x:
+            x, y = torch.cat([x, *kept_x]), torch.cat([y, *kept_y])
+        sgd = cfg.sgd if cfg.task_epochs is None else SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size,
+                                                                 cfg.task_epochs[t])
+        trainer.fit(x, y, sgd)
+        stages.append(f"train_{task.name}")
+        rows.append(_evaluate(net, bench, evaluate_on))
+        learned.append(len(rows) - 1)
+        seen_inputs.append(task.x_train)
+        if method in ("rehearsal", "rehearsal_src"):
+            n_keep = max(1, int(round(cfg.rehearsal_fraction * len(task.y_train))))
+            keep = torch.from_numpy(rng.choice(len(task.y_train), n_keep, replace=False))
+            kept_x.append(task.x_train[keep])
+            kept_y.append(task.y_train[keep])
+        if method in ("src", "rehearsal_src") and (cfg.sleep_after is None or t + 1 in cfg.sleep_after):
+            params = SRCParams(**{**cfg.src.__dict__, "iterations": cfg.src.iterations + t * cfg.src_growth})
+            mean_input = torch.cat(seen_inputs).mean(dim=0)
+            weights = [w.data for w in net.weights]
+            info = src_sleep(weights, mean_input, task.x_train, params, seed=seed * 1000 + t)
+            sleeps.append({"task": task.name, **{k: v for k, v in info.items() if k != "alphas"},
+                           "alphas": [float(a) for a in info["alphas"]]})
+            stages.append(f"sleep_{task.name}")
+            rows.append(_evaluate(net, bench, evaluate_on))
+    return MethodResult(stages, np.array(rows), learned, sleeps)

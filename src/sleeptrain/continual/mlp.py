@@ -1,0 +1,100 @@
+"""The networks SRC works on: fully connected, ReLU, no biases (Tadros et al. 2022).
+
+Dropout is the non-inverted kind of the authors' code: units are dropped during training and activations are
+multiplied by (1 - p) at test time. The output is either ReLU + MSE against one-hot targets (the published MNIST
+setting) or softmax + cross-entropy (Patches). Training is plain SGD with momentum; the momentum buffer is carried
+across tasks, as in the authors' code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class BiaslessMLP(torch.nn.Module):
+    def __init__(self, sizes: list[int], output: str = "relu_mse", dropout: float = 0.0, init_scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if output not in ("relu_mse", "softmax_ce"):
+            raise ValueError(f"output must be relu_mse or softmax_ce, got {output!r}")
+        self.sizes, self.output, self.dropout = list(sizes), output, dropout
+        # Glorot-uniform init, as the DeepLearnToolbox nets of the authors' code
+        self.weights = torch.nn.ParameterList(
+            torch.nn.Parameter((torch.rand(n_out, n_in, generator=generator) * 2 - 1)
+                               * init_scale * (6.0 / (n_in + n_out)) ** 0.5)
+            for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None,
+                return_hidden: bool = False):
+        hidden = []
+        h = x
+        for i, w in enumerate(self.weights):
+            z = h @ w.T
+            last = i == len(self.weights) - 1
+            if last:
+                h = torch.relu(z) if self.output == "relu_mse" else z  # logits for softmax_ce
+            else:
+                h = torch.relu(z)
+                if self.dropout:
+                    if train:
+                        keep = torch.rand(h.shape, generator=generator) >= self.dropout
+                        h = h * keep
+                    else:
+                        h = h * (1.0 - self.dropout)
+                hidden.append(h)
+        return (h, hidden) if return_hidden else h
+
+    def loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.output == "softmax_ce":
+            return F.cross_entropy(out, labels)
+        target = F.one_hot(labels, out.shape[1]).float()
+        return 0.5 * ((out - target) ** 2).sum(dim=1).mean()
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x).argmax(dim=1)
+
+    @torch.no_grad()
+    def accuracy(self, x: torch.Tensor, labels: torch.Tensor) -> float:
+        if len(labels) == 0:
+            return float("nan")
+        return float((self.predict(x) == labels).float().mean())
+
+
+@dataclass
+class SGDConfig:
+    lr: float = 0.1
+    momentum: float = 0.5
+    batch_size: int = 100
+    epochs: int = 2
+
+
+class Trainer:
+    """SGD with momentum whose buffers live as long as the network (carried across tasks)."""
+
+    def __init__(self, model: BiaslessMLP, seed: int = 0):
+        self.model = model
+        self.velocity = [torch.zeros_like(w) for w in model.weights]
+        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng([seed, 0x5C])
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, cfg: SGDConfig) -> list[float]:
+        losses = []
+        n = len(y)
+        for _ in range(cfg.epochs):
+            order = torch.from_numpy(self.rng.permutation(n))
+            for i in range(0, n, cfg.batch_size):
+                idx = order[i:i + cfg.batch_size]
+                out = self.model(x[idx], train=True, generator=self.generator)
+                loss = self.model.loss(out, y[idx])
+                grads = torch.autograd.grad(loss, list(self.model.weights))
+                with torch.no_grad():
+                    for w, v, g in zip(self.model.weights, self.velocity, grads):
+                        v.mul_(cfg.momentum).add_(g, alpha=-cfg.lr)
+                        w.add_(v)
+                losses.append(float(loss.detach()))
+        return losses

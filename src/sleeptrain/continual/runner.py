@@ -1,0 +1,222 @@
+"""`sleeptrain continual benchmark=... method=... [key=value]`: run seeds, aggregate, write results.json and plots."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from sleeptrain.continual.config import ContinualConfig
+from sleeptrain.continual.data import Benchmark, patches, split_digits, split_mnist
+from sleeptrain.continual.methods import MethodConfig, run_method
+from sleeptrain.continual.metrics import average_accuracy, backward_transfer, forgetting, mean_sd
+from sleeptrain.continual.mlp import SGDConfig
+from sleeptrain.continual.src import SRCParams
+from sleeptrain.errors import ConfigError
+from sleeptrain.fsutil import atomic_write_text
+
+
+def load_continual_config(args: list[str]) -> ContinualConfig:
+    """`benchmark=NAME` picks the preset `conf/continual/NAME.yaml`; the other words are key=value overrides."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from sleeptrain.presets import _merge, apply_overrides, to_config
+
+    benchmark = next((a.split("=", 1)[1] for a in args if a.startswith("benchmark=")), "split_digits")
+    preset = Path(str(resources.files("sleeptrain") / "conf" / "continual" / f"{benchmark}.yaml"))
+    if not preset.is_file():
+        raise ConfigError(f"benchmark: {benchmark!r} is not allowed; choose one of patches, split_mnist, split_digits")
+    cfg = _merge(OmegaConf.structured(ContinualConfig), yaml.safe_load(preset.read_text()), f"benchmark={benchmark}",
+                 schema=ContinualConfig)
+    cfg = apply_overrides(cfg, [a for a in args if not a.startswith("benchmark=")], ContinualConfig)
+    for key in ("data_path", "run.dir"):
+        value = OmegaConf.select(cfg, key)
+        if value:
+            OmegaConf.update(cfg, key, str(Path(value).expanduser().resolve()))
+    return to_config(cfg, ContinualConfig)
+
+
+def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
+    s = cfg.src
+    src = SRCParams(iterations=s.iterations, max_rate=s.max_rate, inc=s.inc, dec=s.dec, betas=list(s.betas),
+                    alpha_scale=s.alpha_scale, decay=s.decay, patch=s.patch, image_shape=image_shape, mode=s.mode,
+                    streams=s.streams)
+    sgd = SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size, cfg.sgd.epochs)
+    return MethodConfig(hidden=list(cfg.net.hidden), output=cfg.net.output, dropout=cfg.net.dropout, sgd=sgd,
+                        task_epochs=list(cfg.sgd.task_epochs) if cfg.sgd.task_epochs else None, src=src,
+                        src_growth=s.growth, rehearsal_fraction=cfg.rehearsal_fraction,
+                        sleep_after=list(s.sleep_after) if s.sleep_after else None)
+
+
+def class_order(seed: int) -> list[int]:
+    """Seed 0: digits in natural order; seed k > 0: a seeded permutation (a different task order)."""
+    return list(range(10)) if seed == 0 else np.random.default_rng([seed, 0x0DE5]).permutation(10).tolist()
+
+
+def build_benchmark(cfg: ContinualConfig, seed: int, overlap: int | None = None) -> Benchmark:
+    if cfg.benchmark == "patches":
+        return patches(overlap, seed=seed, copies=cfg.copies)
+    if cfg.benchmark == "split_mnist":
+        return split_mnist(cfg.data_path, class_order(seed), cfg.test_fraction, seed=0)
+    return split_digits(class_order(seed), cfg.test_fraction, seed=0)
+
+
+def run_split(cfg: ContinualConfig) -> dict:
+    per_seed = []
+    stages = None
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+        bench = build_benchmark(cfg, seed)
+        start = time.time()
+        result = run_method(bench, cfg.method, method_config(cfg, bench.image_shape), seed)
+        stages = result.stages
+        per_seed.append({"seed": seed, "task_classes": [t.classes for t in bench.tasks],
+                         "accuracy_matrix": result.matrix.tolist(),
+                         "average_accuracy": average_accuracy(result.matrix),
+                         "forgetting": forgetting(result.matrix, result.learned),
+                         "bwt": backward_transfer(result.matrix, result.learned),
+                         "seconds": time.time() - start, "sleeps": result.sleep_info})
+    matrices = np.array([r["accuracy_matrix"] for r in per_seed])
+    return {
+        "stages": stages, "tasks": [f"t{i + 1}" for i in range(matrices.shape[2])],
+        "accuracy_matrix": {"mean": matrices.mean(0).tolist(),
+                            "sd": (matrices.std(0, ddof=1) if len(per_seed) > 1 else 0 * matrices[0]).tolist()},
+        "average_accuracy": mean_sd([r["average_accuracy"] for r in per_seed]),
+        "forgetting": mean_sd([r["forgetting"] for r in per_seed]),
+        "bwt": mean_sd([r["bwt"] for r in per_seed]),
+        "per_seed": per_seed,
+        "notes": bench.notes + ("; task t holds the t-th pair of the seed's class order (seed 0: 0-1, 2-3, ...)"),
+    }
+
+
+def run_patches(cfg: ContinualConfig) -> dict:
+    by_overlap = {}
+    for overlap in cfg.overlaps:
+        rows = []
+        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+            bench = build_benchmark(cfg, seed, overlap)
+            result = run_method(bench, cfg.method, method_config(cfg, bench.image_shape), seed)
+            all_four = result.matrix.mean(axis=1)  # accuracy on the four images (tasks weigh equally)
+            named = dict(zip(result.stages, all_four))
+            rows.append({"after_t1": named.get("train_t1", named.get("train_joint")),
+                         "after_t2": named.get("train_t2", named.get("train_joint")),
+                         "after_sleep": named.get("sleep_t2")})
+        entry, sd = {}, {}
+        for key in ("after_t1", "after_t2", "after_sleep"):
+            values = [r[key] for r in rows if r[key] is not None]
+            if values:
+                stats = mean_sd(values)
+                entry[key], sd[key] = stats["mean"], stats["sd"]
+        by_overlap[str(overlap)] = {**entry, "sd": sd, "n": len(rows)}
+    return {"by_overlap": by_overlap, "unique_pixels_per_image": {str(o): 100 // 6 - o for o in cfg.overlaps}}
+
+
+def plot_split(results: dict, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.array(results["accuracy_matrix"]["mean"])
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * matrix.shape[1], 0.9 + 0.45 * matrix.shape[0]), dpi=110)
+    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(matrix.shape[1]), results["tasks"])
+    ax.set_yticks(range(matrix.shape[0]), results["stages"])
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] < 0.6 else "black")
+    ax.set_xlabel("task")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def plot_patches(results: dict, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    overlaps = [int(k) for k in results["by_overlap"]]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for key, label in (("after_t1", "after T1"), ("after_t2", "after T2"), ("after_sleep", "after SRC")):
+        values = [results["by_overlap"][str(o)].get(key) for o in overlaps]
+        if any(v is not None for v in values):
+            sds = [results["by_overlap"][str(o)]["sd"].get(key, 0) for o in overlaps]
+            ax.errorbar(overlaps, values, yerr=sds, marker="o", capsize=3, label=label)
+    ax.set_xlabel("overlapping pixels")
+    ax.set_ylabel("accuracy on all four images")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
+    from sleeptrain.presets import flat_config
+
+    run_dir = Path(cfg.run.dir) if cfg.run.dir else (
+        Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-continual-{cfg.benchmark}-{cfg.method}")
+    if (run_dir / "results.json").exists():
+        raise ConfigError(f"run.dir: {str(run_dir)!r} already holds results; choose another run.dir")
+    if cfg.benchmark == "split_mnist":
+        split_mnist(cfg.data_path)  # data errors surface before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    if cfg.search_trials:
+        return run_search(cfg, run_dir, start), run_dir
+    body = run_patches(cfg) if cfg.benchmark == "patches" else run_split(cfg)
+    results = {"benchmark": cfg.benchmark, "method": cfg.method, "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)),
+               **body, "seconds": time.time() - start, "config": flat_config(cfg)}
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1))
+    if cfg.run.plot:
+        title = f"{cfg.benchmark} / {cfg.method} ({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''})"
+        if cfg.benchmark == "patches":
+            plot_patches(results, run_dir / "accuracy_vs_overlap.png", title)
+        else:
+            plot_split(results, run_dir / "accuracy_matrix.png", title)
+    return results, run_dir
+
+
+def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
+    from sleeptrain.continual.search import random_search
+    from sleeptrain.presets import flat_config
+
+    bench = build_benchmark(cfg, cfg.seed)
+    trials = random_search(bench, method_config(cfg, bench.image_shape), cfg.search_trials, cfg.seed,
+                           cfg.search_spread, method="rehearsal_src" if cfg.method == "rehearsal_src" else "src")
+    best = trials[0]
+    results = {"benchmark": cfg.benchmark, "method": "search", "seeds": [cfg.seed], "trials": trials,
+               "best": {"x": best["x"], "train_accuracy": best["train_accuracy"],
+                        "as_overrides": (f"src.max_rate={best['x'][0]:.6g} src.inc={best['x'][1]:.6g} "
+                                         f"src.dec={best['x'][2]:.6g} src.betas=[{','.join(f'{b:.6g}' for b in best['x'][3:-1])}] "
+                                         f"src.alpha_scale={best['x'][-1]:.6g}")},
+               "seconds": time.time() - start, "config": flat_config(cfg)}
+    atomic_write_text(run_dir / "search.json", json.dumps(results, indent=1))
+    return results
+
+
+def describe(results: dict, run_dir: Path) -> str:
+    if results.get("method") == "search":
+        best = results["best"]
+        return (f"search: {len(results['trials'])} trials in {results['seconds']:.0f} s -> {run_dir / 'search.json'}\n"
+                f"  best training accuracy {best['train_accuracy']:.3f} with\n  {best['as_overrides']}")
+    lines = [f"{results['benchmark']} / {results['method']}: {len(results['seeds'])} seed(s) in "
+             f"{results['seconds']:.0f} s -> {run_dir / 'results.json'}"]
+    if results["benchmark"] == "patches":
+        for overlap, v in results["by_overlap"].items():
+            parts = [f"{k} {v[k]:.2f}±{v['sd'][k]:.2f}" for k in ("after_t1", "after_t2", "after_sleep") if k in v]
+            lines.append(f"  overlap {overlap:>2}: " + ", ".join(parts))
+    else:
+        for key in ("average_accuracy", "forgetting", "bwt"):
+            lines.append(f"  {key:<17} {results[key]['mean']:.3f} ± {results[key]['sd']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""Sleep Replay Consolidation (SRC; Tadros, Krishnan, Ramyaa & Bazhenov, Nature Communications 2022).
+
+After a task is learned, the ReLU network is run as a spiking network of Heaviside neurons, driven by Bernoulli
+spikes whose rates follow the mean input of all tasks seen so far (the only stored information), and its weights
+change by a local Hebbian rule. This replays and strengthens old tasks' structure that backprop on the new task had
+overwritten. Everything follows the authors' MATLAB code (`sleepnn_old.m`, `normalize_nn_network.m`):
+
+- scales: `prev = 1; for layer l: scale = max(max(0, W_l), max(0, a_{l+1})); inv = scale / prev;
+  alpha_l = alpha_scale / inv; prev = inv` (data-based normalisation, Diehl et al. 2015; weights not rescaled);
+- each step: input spikes with P = 2 dt max_rate x_bar (dt = 0.001); for each layer,
+  `v = decay v + alpha_l W s_prev`, spike where `v >= beta_l`, then on every post-synaptic spike
+  `W += inc sigma(W)` where the pre-synaptic neuron spiked and `W -= dec sigma(W)` where it did not,
+  `sigma(w) = 2 (1 - 1/(1 + exp(-w/0.001)))`; spiking neurons reset to 0.
+
+Two modes, one parameter set: `faithful` is that loop, one noise stream; `batched` runs `streams` independent noise
+streams per step (own membranes, own input spikes) and applies the summed Hebbian update, for ceil(Ts/streams)
+steps — the same number of stream-steps, far fewer sequential iterations (the speed-up the paper suggests).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+DT = 0.001
+
+
+@dataclass
+class SRCParams:
+    iterations: int = 15_000
+    max_rate: float = 239.515363
+    inc: float = 0.032064
+    dec: float = 0.003344
+    betas: list[float] = field(default_factory=lambda: [14.548273, 44.560317, 38.046326])
+    alpha_scale: float = 55.882454
+    decay: float = 0.999
+    patch: int | None = None       # MNIST: drive only a random patch x patch window of the input each step
+    image_shape: tuple[int, int] | None = None  # needed with `patch`
+    mode: str = "batched"          # faithful | batched
+    streams: int = 64              # batched: noise streams per step
+
+    def vector(self) -> list[float]:
+        """The paper's x = [max_rate, inc, dec, beta_1..beta_L, alpha_scale]."""
+        return [self.max_rate, self.inc, self.dec, *self.betas, self.alpha_scale]
+
+    @classmethod
+    def from_vector(cls, x: list[float], **kwargs) -> "SRCParams":
+        return cls(max_rate=x[0], inc=x[1], dec=x[2], betas=list(x[3:-1]), alpha_scale=x[-1], **kwargs)
+
+
+MNIST_PUBLISHED = SRCParams()  # x of the paper for 784-1200-1200-10
+PATCHES_PUBLISHED = SRCParams(iterations=30_000, max_rate=64.0, inc=0.0035, dec=0.0002, betas=[1.045],
+                              alpha_scale=4.25)
+
+
+def sigma(w: torch.Tensor) -> torch.Tensor:
+    """2 (1 - sigmoid(w / 0.001)): ~2 for negative weights, 1 at zero, ~0 for positive ones (bounds growth)."""
+    return 2.0 * (1.0 - torch.sigmoid(w / 0.001))
+
+
+@torch.no_grad()
+def layer_scales(weights: list[torch.Tensor], activations: list[torch.Tensor], alpha_scale: float) -> list[float]:
+    """alpha_l of the authors' normalisation: `activations[l]` is the ReLU output of layer l+1 on the data."""
+    prev, alphas = 1.0, []
+    for w, a in zip(weights, activations):
+        scale = max(float(w.clamp_min(0).max()), float(a.clamp_min(0).max()) if a.numel() else 0.0)
+        inv = scale / prev if prev else 0.0
+        alphas.append((1.0 / inv if inv > 0 else 1.0) * alpha_scale)
+        prev = inv
+    return alphas
+
+
+@torch.no_grad()
+def hebbian_update(w: torch.Tensor, post: torch.Tensor, pre: torch.Tensor, inc: float, dec: float) -> None:
+    """In place: for each stream and each post-synaptic spike, +inc*sigma(W) towards pre-synaptic spikes,
+    -dec*sigma(W) towards silent inputs. post: (streams, n_out), pre: (streams, n_in), 0/1 floats."""
+    both = post.T @ pre                              # streams where post and pre spiked
+    post_only = post.sum(0)[:, None] - both           # streams where post spiked, pre silent
+    w.add_(sigma(w) * (inc * both - dec * post_only))
+
+
+def input_rates(mean_input: torch.Tensor, params: SRCParams, streams: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-stream spike probabilities: 2 dt max_rate x_bar, optionally restricted to a random patch."""
+    prob = (2.0 * DT * params.max_rate * mean_input).expand(streams, -1)
+    if not params.patch:
+        return prob
+    h, w = params.image_shape
+    rows = torch.randint(0, h - params.patch + 1, (streams,), generator=generator)
+    cols = torch.randint(0, w - params.patch + 1, (streams,), generator=generator)
+    r = torch.arange(h)[None, :, None]
+    c = torch.arange(w)[None, None, :]
+    inside = ((r >= rows[:, None, None]) & (r < rows[:, None, None] + params.patch)
+              & (c >= cols[:, None, None]) & (c < cols[:, None, None] + params.patch))
+    return prob * inside.reshape(streams, h * w)
+
+
+@torch.no_grad()
+def src_sleep(weights: list[torch.Tensor], mean_input: torch.Tensor, data: torch.Tensor, params: SRCParams,
+              seed: int = 0) -> dict:
+    """Run SRC in place on `weights` (list of (n_out, n_in) tensors of a bias-free ReLU net).
+
+    `mean_input`: x_bar, the mean input over all tasks so far (values in [0, 1]); `data`: inputs used for the
+    normalisation (the current task's training inputs). Returns counts for logging."""
+    if len(params.betas) != len(weights):
+        raise ValueError(f"SRC needs one beta per layer: {len(weights)} layers, {len(params.betas)} betas")
+    if params.mode not in ("faithful", "batched"):
+        raise ValueError(f"SRC mode must be faithful or batched, got {params.mode!r}")
+    h, acts = data, []
+    for w in weights:
+        h = torch.relu(h @ w.T)
+        acts.append(h)
+    alphas = layer_scales(weights, acts, params.alpha_scale)
+    streams = 1 if params.mode == "faithful" else params.streams
+    steps = params.iterations if params.mode == "faithful" else math.ceil(params.iterations / streams)
+    gen = torch.Generator().manual_seed(seed)
+    mem = [torch.zeros(streams, w.shape[0]) for w in weights]
+    spikes_total = [0] * (len(weights) + 1)
+    for _ in range(steps):
+        prob = input_rates(mean_input.reshape(-1), params, streams, gen)
+        pre = (torch.rand(prob.shape, generator=gen) < prob).float()
+        spikes_total[0] += int(pre.sum())
+        for l, w in enumerate(weights):
+            mem[l].mul_(params.decay).add_(alphas[l] * (pre @ w.T))
+            post = (mem[l] >= params.betas[l]).float()
+            hebbian_update(w, post, pre, params.inc, params.dec)
+            mem[l].mul_(1.0 - post)  # reset the neurons that spiked
+            spikes_total[l + 1] += int(post.sum())
+            pre = post
+    return {"mode": params.mode, "steps": steps, "streams": streams, "alphas": alphas, "spikes": spikes_total}

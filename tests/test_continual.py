@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from sleeptrain.continual.metrics import average_accuracy, backward_transfer, forgetting
+from sleeptrain.continual.runner import load_continual_config, run_continual
+from sleeptrain.errors import ConfigError
+
+FAST_DIGITS = ["benchmark=split_digits", "net.hidden=[32,32]", "sgd.epochs=1", "src.iterations=300",
+               "src.growth=100", "src.streams=16", "run.plot=true"]
+
+
+def test_metrics_by_hand():
+    # stages: train_t1, sleep_t1, train_t2, sleep_t2 ; tasks t1, t2
+    R = np.array([[0.9, 0.0], [0.95, 0.1], [0.3, 0.99], [0.6, 0.9]])
+    learned = [0, 2]
+    assert average_accuracy(R) == pytest.approx(0.75)
+    assert forgetting(R, learned) == pytest.approx(0.95 - 0.6)   # best before the end minus final
+    assert backward_transfer(R, learned) == pytest.approx(0.6 - 0.9)
+
+
+@pytest.mark.parametrize("method", ["sequential", "joint", "src", "rehearsal", "rehearsal_src"])
+def test_split_digits_methods_write_results(tmp_path, method):
+    cfg = load_continual_config([*FAST_DIGITS, f"method={method}", "seeds=2", f"run.dir={tmp_path / method}"])
+    results, run_dir = run_continual(cfg)
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["method"] == method and saved["seeds"] == [0, 1]
+    stages = saved["stages"]
+    if method == "joint":
+        assert stages == ["train_joint"]
+    elif "src" in method:
+        assert stages[:2] == ["train_t1", "sleep_t1"] and len(stages) == 10
+    else:
+        assert stages == [f"train_t{i}" for i in range(1, 6)]
+    matrix = np.array(saved["accuracy_matrix"]["mean"])
+    assert matrix.shape == (len(stages), 5) and ((0 <= matrix) & (matrix <= 1)).all()
+    for key in ("average_accuracy", "forgetting", "bwt"):
+        assert set(saved[key]) == {"mean", "sd", "n"} and saved[key]["n"] == 2
+    assert saved["per_seed"][0]["task_classes"] != saved["per_seed"][1]["task_classes"]  # another task order
+    assert (run_dir / "accuracy_matrix.png").exists()
+
+
+def test_sequential_forgets_and_joint_does_not(tmp_path):
+    seq, _ = run_continual(load_continual_config([*FAST_DIGITS, "method=sequential", "sgd.epochs=3",
+                                                  f"run.dir={tmp_path / 's'}"]))
+    joint, _ = run_continual(load_continual_config([*FAST_DIGITS, "method=joint", "sgd.epochs=10",
+                                                    f"run.dir={tmp_path / 'j'}"]))
+    assert seq["average_accuracy"]["mean"] < 0.45          # class-incremental: mostly the last task survives
+    assert joint["average_accuracy"]["mean"] > 0.8
+    assert seq["forgetting"]["mean"] > 0.5
+
+
+def test_patches_cli_writes_by_overlap_and_the_figure(tmp_path):
+    result = run_cli("continual", "benchmark=patches", "overlaps=[0,13]", "seeds=2", "src.iterations=6000",
+                     f"run.dir={tmp_path / 'p'}")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "p" / "results.json").read_text())
+    assert set(saved["by_overlap"]) == {"0", "13"}
+    for entry in saved["by_overlap"].values():
+        assert {"after_t1", "after_t2", "after_sleep", "sd"} <= set(entry)
+        assert set(entry["sd"]) == {"after_t1", "after_t2", "after_sleep"}
+    assert (tmp_path / "p" / "accuracy_vs_overlap.png").exists()
+    assert "overlap 13" in result.stdout
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["benchmark=cifar"], "benchmark: 'cifar' is not allowed"),
+    (["method=ewc"], "method: 'ewc' is not allowed"),
+    (["src.betas=[1.0]"], "src.betas: one threshold per layer"),
+    (["benchmark=split_mnist"], "data_path: required with benchmark=split_mnist"),
+    (["src.mod=faithful"], "src.mod: unknown key; did you mean 'src.mode'?"),
+])
+def test_continual_config_errors(args, expected):
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]").replace("?", r"\?")):
+        load_continual_config(args)
+
+
+def test_missing_mnist_folder_is_one_line(tmp_path):
+    result = run_cli("continual", "benchmark=split_mnist", f"data_path={tmp_path}", f"run.dir={tmp_path / 'r'}")
+    assert result.returncode == 2 and "no t10k-images-idx3-ubyte" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_parameter_search_scores_on_training_data(tmp_path):
+    cfg = load_continual_config([*FAST_DIGITS, "search_trials=3", f"run.dir={tmp_path / 's'}"])
+    results, run_dir = run_continual(cfg)
+    saved = json.loads((run_dir / "search.json").read_text())
+    assert len(saved["trials"]) == 3 and saved["best"]["x"] == saved["trials"][0]["x"]
+    assert saved["trials"][0]["train_accuracy"] >= saved["trials"][-1]["train_accuracy"]
+    assert "src.betas=[" in saved["best"]["as_overrides"]
+    assert not (run_dir / "results.json").exists()
