@@ -8,5 +8,5 @@ if __name__ == "__main__":
     results = {"replay_selection": replay_selection.run([1_000_000, 10_000_000]),
                "blimp_scorer_causal": blimp_scorer.run(None, None, 100, 64, masked=False),
                "blimp_scorer_masked": blimp_scorer.run(None, None, 20, 64, masked=True),
-               "src_modes": src_modes.run(split_digits(), [256, 256], 3000, 64, None)}
+               "src_modes": src_modes.run(split_digits(), [256, 256], 3000, 4, None)}
     print(write_json("all", results))

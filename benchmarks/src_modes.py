@@ -49,7 +49,7 @@ if __name__ == "__main__":
     parser.add_argument("--benchmark", default="split_digits", choices=["split_digits", "split_mnist"])
     parser.add_argument("--data-path", default="../shared/data/mnist")
     parser.add_argument("--iterations", type=int, default=3000)
-    parser.add_argument("--streams", type=int, default=64)
+    parser.add_argument("--streams", type=int, default=4)
     args = parser.parse_args()
     if args.benchmark == "split_mnist":
         bench, hidden, patch = split_mnist(args.data_path), [1200, 1200], 11

@@ -143,10 +143,18 @@ def test_help_lists_groups_presets_and_keys():
 
 
 @pytest.mark.shared
-def test_trains_on_corpus_mini(shared_data, tmp_path):
+@pytest.mark.parametrize("model,auto", [("tiny", "AutoModelForCausalLM"), ("roberta-tiny", "AutoModelForMaskedLM")])
+def test_trains_on_corpus_mini(shared_data, tmp_path, model, auto):
     run_dir = tmp_path / "mini"
-    result = run_cli("train", "data=babylm", f"data.path={shared_data / 'corpus-mini'}", "model=tiny",
-                     "train.max_steps=6", "train.eval_max_batches=4", "run.progress=false", f"run.dir={run_dir}")
+    result = run_cli("train", "data=babylm", f"data.path={shared_data / 'corpus-mini'}", f"model={model}",
+                     "schedule=single_pass", "train.max_steps=6", "train.eval_max_batches=4", "eval.final=false",
+                     "run.progress=false", f"run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     start = read_metrics(run_dir / "metrics.jsonl")[0]
     assert start["train_tokens"] > 1_000_000 and "corpus-mini" in start["corpus"]
+    code = (f"import transformers; m = transformers.{auto}.from_pretrained({str(run_dir / 'final')!r}); "
+            f"t = transformers.AutoTokenizer.from_pretrained({str(run_dir / 'final')!r}); "
+            "print(type(m).__name__, m(**t('the dog', return_tensors='pt')).logits.shape[-1] == len(t))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip().endswith("True")

@@ -67,10 +67,10 @@ Strategy = Callable[[int, np.ndarray, np.ndarray, np.random.Generator, ReplayCon
 
 
 def _top_k(keys: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest keys, in no particular order (the sleep reshuffles the buffer anyway)."""
     if k >= keys.shape[0]:
-        return np.argsort(-keys, kind="stable")
-    part = np.argpartition(-keys, k - 1)[:k]
-    return part[np.argsort(-keys[part], kind="stable")]
+        return np.arange(keys.shape[0])
+    return np.argpartition(keys, keys.shape[0] - k)[keys.shape[0] - k:]
 
 
 def _weighted_without_replacement(weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,9 +93,8 @@ def select_weighted(k, scores, ages, rng, cfg):
 
 
 def select_strict(k, scores, ages, rng, cfg):
-    """The k highest decayed scores (ties broken by a seeded shuffle)."""
-    order = rng.permutation(scores.shape[0])
-    return order[_top_k(np.nan_to_num(scores[order], nan=-np.inf), k)]
+    """The k highest decayed scores."""
+    return _top_k(np.nan_to_num(scores, nan=-np.inf), k)
 
 
 def select_recency(k, scores, ages, rng, cfg):

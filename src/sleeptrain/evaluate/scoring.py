@@ -30,10 +30,19 @@ def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _prefix_id(tokenizer)
 
 
-def _batches(lengths: list[int], batch_size: int) -> Iterator[np.ndarray]:
+def _batches(lengths, batch_size: int) -> Iterator[np.ndarray]:
     order = np.argsort(-np.asarray(lengths), kind="stable")
     for i in range(0, len(order), batch_size):
         yield order[i:i + batch_size]
+
+
+def _pad(sequences: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """(padded ids (n, max_len) int64, lengths (n,)) built once, so batches are slices, not Python loops."""
+    lengths = np.fromiter((len(x) for x in sequences), dtype=np.int64, count=len(sequences))
+    padded = np.full((len(sequences), int(lengths.max()) if len(sequences) else 0), pad, dtype=np.int64)
+    for i, x in enumerate(sequences):
+        padded[i, :len(x)] = x
+    return padded, lengths
 
 
 def _device_of(model) -> torch.device:
@@ -49,21 +58,16 @@ def causal_token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:
 @torch.no_grad()
 def causal_logprobs(model, tokenizer, sentences: list[str], batch_size: int = 64) -> np.ndarray:
     """log P(sentence) for each sentence (float64 array), the model run in float32."""
-    device, pad = _device_of(model), _pad_id(tokenizer)
-    ids = causal_token_ids(tokenizer, sentences)
-    out = np.zeros(len(ids), dtype=np.float64)
-    for batch in _batches([len(x) for x in ids], batch_size):
-        width = max(len(ids[i]) for i in batch)
-        inputs = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, i in enumerate(batch):
-            inputs[r, :len(ids[i])] = torch.tensor(ids[i])
-            mask[r, :len(ids[i])] = 1
-        inputs, mask = inputs.to(device), mask.to(device)
-        logits = model(input_ids=inputs, attention_mask=mask).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, inputs[:, 1:, None])[..., 0]
-        sums = (logp * mask[:, 1:]).sum(dim=1, dtype=torch.float64)
-        out[batch] = sums.cpu().numpy()
+    device = _device_of(model)
+    padded, lengths = _pad(causal_token_ids(tokenizer, sentences), _pad_id(tokenizer))
+    out = np.zeros(len(sentences), dtype=np.float64)
+    for batch in _batches(lengths, batch_size):
+        width = int(lengths[batch].max())
+        inputs = torch.from_numpy(padded[batch, :width]).to(device)
+        mask = torch.from_numpy(np.arange(width)[None, :] < lengths[batch][:, None]).to(device)
+        logits = model(input_ids=inputs, attention_mask=mask.long()).logits[:, :-1].float()
+        target = logits.gather(-1, inputs[:, 1:, None])[..., 0] - torch.logsumexp(logits, dim=-1)
+        out[batch] = (target * mask[:, 1:]).sum(dim=1, dtype=torch.float64).cpu().numpy()
     return out
 
 
@@ -99,30 +103,29 @@ def masked_targets(tokenizer, sentences: list[str], method: str = "pll"):
 @torch.no_grad()
 def masked_pll(model, tokenizer, sentences: list[str], batch_size: int = 64, method: str = "pll") -> np.ndarray:
     """Pseudo-log-likelihood of each sentence (float64 array): all masked copies of all sentences, batched."""
-    device, pad, mask_id = _device_of(model), _pad_id(tokenizer), tokenizer.mask_token_id
+    device, mask_id = _device_of(model), tokenizer.mask_token_id
     if mask_id is None:
         raise ValueError("the tokenizer has no mask token, which masked-LM scoring needs")
-    rows = []  # (sentence, ids, target position, masked positions)
-    for s, (ids, targets) in enumerate(masked_targets(tokenizer, sentences, method)):
-        rows.extend((s, ids, i, masked) for i, masked in targets)
+    items = masked_targets(tokenizer, sentences, method)
+    padded, lengths = _pad([ids for ids, _ in items], _pad_id(tokenizer))
+    row_sentence = np.array([s for s, (_, targets) in enumerate(items) for _ in targets], dtype=np.int64)
+    row_position = np.array([i for _, targets in items for i, _ in targets], dtype=np.int64)
+    row_extra = [masked[1:] for _, targets in items for _, masked in targets]  # pll_word_l2r: rest of the word
     out = np.zeros(len(sentences), dtype=np.float64)
-    for batch in _batches([len(r[1]) for r in rows], batch_size):
-        width = max(len(rows[k][1]) for k in batch)
-        inputs = torch.full((len(batch), width), pad, dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        positions, answers, owners = [], [], []
+    for batch in _batches(lengths[row_sentence], batch_size):
+        owners, positions = row_sentence[batch], row_position[batch]
+        width = int(lengths[owners].max())
+        inputs = padded[owners, :width].copy()
+        answers = inputs[np.arange(len(batch)), positions]
+        inputs[np.arange(len(batch)), positions] = mask_id
         for r, k in enumerate(batch):
-            s, ids, i, masked = rows[k]
-            inputs[r, :len(ids)] = torch.tensor(ids)
-            attn[r, :len(ids)] = 1
-            inputs[r, masked] = mask_id
-            positions.append(i)
-            answers.append(ids[i])
-            owners.append(s)
-        logits = model(input_ids=inputs.to(device), attention_mask=attn.to(device)).logits
-        picked = logits[torch.arange(len(batch)), torch.tensor(positions, device=device)].float()
-        logp = torch.log_softmax(picked, dim=-1)[torch.arange(len(batch)), torch.tensor(answers, device=device)]
-        np.add.at(out, np.asarray(owners), logp.double().cpu().numpy())
+            if row_extra[k]:
+                inputs[r, row_extra[k]] = mask_id
+        attn = (np.arange(width)[None, :] < lengths[owners][:, None]).astype(np.int64)
+        logits = model(input_ids=torch.from_numpy(inputs).to(device), attention_mask=torch.from_numpy(attn).to(device)).logits
+        picked = logits[torch.arange(len(batch), device=device), torch.from_numpy(positions).to(device)].float()
+        logp = picked.gather(-1, torch.from_numpy(answers).to(device)[:, None])[:, 0] - torch.logsumexp(picked, dim=-1)
+        np.add.at(out, owners, logp.double().cpu().numpy())
     return out
 
 
