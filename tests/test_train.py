@@ -119,6 +119,12 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, expected):
     assert not (tmp_path / "run").exists()
 
 
+def test_bad_blimp_path_fails_before_training(tmp_path):
+    result = run_cli("train", *TINY_RUN, f"eval.blimp_path={tmp_path / 'nope'}", f"run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "eval.blimp_path:" in result.stderr and "does not exist" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_empty_data_directory_is_one_line(tmp_path):
     (tmp_path / "corpus" / "train").mkdir(parents=True)
     (tmp_path / "corpus" / "train" / "a.train").write_text("\n\n")

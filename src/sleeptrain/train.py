@@ -88,6 +88,15 @@ def check_trackers(trackers: list[str]) -> None:
             raise ConfigError(f"train.trackers: {name} is not installed (pip install {name}, or drop it)")
 
 
+def check_runtime(cfg: Config) -> None:
+    """Settings that depend on this machine: device, precision, installed trackers."""
+    if cfg.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for but no GPU is visible (use auto or cpu)")
+    if cfg.train.precision == "fp16" and (cfg.train.device == "cpu" or not torch.cuda.is_available()):
+        raise ConfigError("train.precision: fp16 needs a GPU; use bf16 on CPU")
+    check_trackers(cfg.train.trackers)
+
+
 def make_accelerator(cfg: Config, run_dir: Path):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -95,12 +104,8 @@ def make_accelerator(cfg: Config, run_dir: Path):
     # Accelerate keeps precision/device in a per-process singleton; several runs in one process (library use,
     # comparisons) each get their own. The process-group state (multi-process launches) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
-    if cfg.train.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda was asked for but no GPU is visible (use auto or cpu)")
+    check_runtime(cfg)
     use_cpu = cfg.train.device == "cpu" or not torch.cuda.is_available()
-    if cfg.train.precision == "fp16" and use_cpu:
-        raise ConfigError("train.precision: fp16 needs a GPU; use bf16 on CPU")
-    check_trackers(cfg.train.trackers)
     return Accelerator(cpu=use_cpu, mixed_precision=PRECISION[cfg.train.precision],
                        log_with=list(cfg.train.trackers) or None, project_dir=str(run_dir))
 
@@ -409,12 +414,14 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     from accelerate.utils import set_seed
 
     t_start = time.time()
-    corpus = load_corpus(cfg.data)  # data errors surface before anything is written
-    run_dir = prepare_run_dir(cfg)
-    write_run_start(run_dir, cfg, presets or {}, overrides or [])
-    pairs_dir = write_demo_pairs(cfg, run_dir)
+    # everything that can fail on the user's data or settings happens before the run folder exists
+    check_runtime(cfg)
+    corpus = load_corpus(cfg.data)
+    if cfg.eval.blimp_path:
+        from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
 
-    accelerator = make_accelerator(cfg, run_dir)
+        # a bad path or file fails now, not after training
+        load_minimal_pairs(cfg.eval.blimp_path, max_per_paradigm=1, key="eval.blimp_path")
     set_seed(cfg.seed)
     tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm)
     stores = get_token_stores(corpus, tokenizer, cfg.data)
@@ -425,6 +432,11 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                                  cfg.data.windows, cfg.seed)
     dev_samples = PackedBlocks(stores["dev"], cfg.data.seq_len, tokenizer.pad_token_id)
     plan = make_plan(cfg, len(train_samples))
+
+    run_dir = prepare_run_dir(cfg)
+    write_run_start(run_dir, cfg, presets or {}, overrides or [])
+    pairs_dir = write_demo_pairs(cfg, run_dir)
+    accelerator = make_accelerator(cfg, run_dir)
 
     set_seed(cfg.seed)
     model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))

@@ -63,17 +63,19 @@ def read_pair_file(path: Path) -> list[MinimalPair]:
     return pairs
 
 
-def load_minimal_pairs(folder: str | Path, max_per_paradigm: int | None = None) -> list[MinimalPair]:
+def load_minimal_pairs(folder: str | Path, max_per_paradigm: int | None = None,
+                       key: str = "blimp.path") -> list[MinimalPair]:
+    """All pairs under `folder`; `key` is the config key named in errors."""
     root = Path(folder)
     if not root.exists():
-        raise DataError(f"blimp.path: {str(root)!r} does not exist")
+        raise DataError(f"{key}: {str(root)!r} does not exist")
     files = [root] if root.is_file() else sorted(
         p for p in root.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
     pairs: list[MinimalPair] = []
     for file in files:
         pairs.extend(read_pair_file(file))
     if not pairs:
-        raise DataError(f"blimp.path: no minimal pairs (*.jsonl / *.jsonl.gz records with sentence_good and "
+        raise DataError(f"{key}: no minimal pairs (*.jsonl / *.jsonl.gz records with sentence_good and "
                         f"sentence_bad) under {str(root)!r}")
     if max_per_paradigm:
         kept, counts = [], {}
