@@ -71,6 +71,7 @@ def test_patches_cli_writes_by_overlap_and_the_figure(tmp_path):
     (["src.betas=[1.0]"], "src.betas: one threshold per layer"),
     (["benchmark=split_mnist"], "data_path: required with benchmark=split_mnist"),
     (["src.mod=faithful"], "src.mod: unknown key; did you mean 'src.mode'?"),
+    (["benchmark=patches", "overlaps=[3,20]"], "overlaps: each overlap must be in [0, 15]"),
 ])
 def test_continual_config_errors(args, expected):
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]").replace("?", r"\?")):

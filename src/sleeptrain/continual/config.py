@@ -106,6 +106,10 @@ class ContinualConfig:
         check_positive("seeds", self.seeds)
         check_fraction("test_fraction", self.test_fraction, closed_low=False, closed_high=False)
         check_positive("copies", self.copies)
+        for overlap in self.overlaps:
+            if not 0 <= overlap <= 100 // 6 - 1:
+                raise ConfigError(f"overlaps: each overlap must be in [0, {100 // 6 - 1}] (every 10x10 patch image "
+                                  f"keeps at least one pixel of its own), got {overlap}")
         check_positive("search_trials", self.search_trials, allow_zero=True)
         if self.search_spread <= 1:
             raise ConfigError(f"search_spread: must be > 1, got {self.search_spread}")
