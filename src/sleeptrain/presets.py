@@ -163,9 +163,18 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], schema: type) -> Dict
     return cfg
 
 
-def load_overrides(schema: type, overrides: list[str]):
-    """A validated instance of `schema` (any config dataclass) from `key=value` overrides alone."""
-    cfg = apply_overrides(OmegaConf.structured(schema), overrides, schema)
+def load_overrides(schema: type, overrides: list[str], preset: Path | None = None, origin: str = "preset",
+                   path_keys: tuple[str, ...] = ()):
+    """A validated instance of `schema` (any config dataclass): schema defaults, then the optional `preset` YAML
+    file, then `key=value` overrides; the values of `path_keys` are made absolute."""
+    cfg = OmegaConf.structured(schema)
+    if preset is not None:
+        cfg = _merge(cfg, _load_yaml(preset, origin), origin, schema=schema)
+    cfg = apply_overrides(cfg, overrides, schema)
+    for key in path_keys:
+        value = OmegaConf.select(cfg, key)
+        if value:
+            OmegaConf.update(cfg, key, str(Path(value).expanduser().resolve()))
     return to_config(cfg, schema)
 
 

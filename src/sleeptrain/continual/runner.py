@@ -21,23 +21,14 @@ from sleeptrain.fsutil import atomic_write_text
 
 def load_continual_config(args: list[str]) -> ContinualConfig:
     """`benchmark=NAME` picks the preset `conf/continual/NAME.yaml`; the other words are key=value overrides."""
-    import yaml
-    from omegaconf import OmegaConf
-
-    from sleeptrain.presets import _merge, apply_overrides, to_config
+    from sleeptrain.presets import load_overrides
 
     benchmark = next((a.split("=", 1)[1] for a in args if a.startswith("benchmark=")), "split_digits")
     preset = Path(str(resources.files("sleeptrain") / "conf" / "continual" / f"{benchmark}.yaml"))
     if not preset.is_file():
         raise ConfigError(f"benchmark: {benchmark!r} is not allowed; choose one of patches, split_mnist, split_digits")
-    cfg = _merge(OmegaConf.structured(ContinualConfig), yaml.safe_load(preset.read_text()), f"benchmark={benchmark}",
-                 schema=ContinualConfig)
-    cfg = apply_overrides(cfg, [a for a in args if not a.startswith("benchmark=")], ContinualConfig)
-    for key in ("data_path", "run.dir"):
-        value = OmegaConf.select(cfg, key)
-        if value:
-            OmegaConf.update(cfg, key, str(Path(value).expanduser().resolve()))
-    return to_config(cfg, ContinualConfig)
+    return load_overrides(ContinualConfig, [a for a in args if not a.startswith("benchmark=")], preset,
+                          f"benchmark={benchmark}", path_keys=("data_path", "run.dir"))
 
 
 def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
