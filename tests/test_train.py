@@ -19,8 +19,8 @@ def tiny_config(run_dir, *extra):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    result = run_cli("train", *TINY_RUN, "schedule=single_pass", f"run.dir={run_dir}", "train.max_steps=40", "train.checkpoint_every=20",
-                     "train.checkpoint_keep=1")
+    result = run_cli("train", *TINY_RUN, "schedule=single_pass", f"run.dir={run_dir}", "train.max_steps=40", "checkpoint.every=20",
+                     "checkpoint.keep=1", "checkpoint.phase_boundaries=false")
     assert result.returncode == 0, result.stderr
     return run_dir, result
 

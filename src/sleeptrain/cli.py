@@ -18,6 +18,8 @@ examples:
   sleeptrain train data=babylm data.path=../shared/data/corpus-mini model=tiny
   sleeptrain train model=roberta-tiny schedule=epochs schedule.epochs=3 train.max_steps=200
   sleeptrain train model=small train.precision=bf16 run.dir=runs/small seed=1
+  sleeptrain train resume=runs/small                  # continue from the newest checkpoint, exactly
+  accelerate launch --num_processes 2 -m sleeptrain train model=small   # several processes (DDP)
 """
 
 
@@ -85,8 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sleeptrain.presets import load_config
+    from sleeptrain.resume import plan_resume, wants_resume
     from sleeptrain.train import describe, train
 
+    if wants_resume(args.overrides):
+        plan = plan_resume(args.overrides)
+        print(f"resuming {plan.run_dir} from {plan.checkpoint.name}"
+              + (f" (changed: {', '.join(plan.changed)})" if plan.changed else ""), file=sys.stderr)
+        print(describe(train(plan.config, overrides=plan.overrides, resume_from=plan.checkpoint)))
+        return 0
     loaded = load_config(args.overrides)
     result = train(loaded.config, loaded.presets, loaded.overrides)
     print(describe(result))
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except SleeptrainError as exc:
         print(f"sleeptrain: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return getattr(exc, "exit_code", EXIT_USER_ERROR)
     except KeyboardInterrupt:
         print("sleeptrain: interrupted", file=sys.stderr)
         return 130

@@ -172,8 +172,11 @@ class TrainConfig:
     log_every: int = _help("steps between training records in metrics.jsonl", default=10)
     eval_every: int = _help("steps between validation-loss evaluations (0: only at the end)", default=100)
     eval_max_batches: Optional[int] = _help("cap on validation batches per evaluation (null: whole dev split)", default=None)
-    checkpoint_every: int = _help("steps between checkpoints (0: none)", default=0)
-    checkpoint_keep: int = _help("checkpoints kept (oldest removed first)", default=2)
+    on_nan: str = _help("a NaN/inf training loss: stop (the newest checkpoint stays the last good one) | "
+                        "skip_batch (drop that step's update, log it, go on; costs one host sync per step)",
+                        default="stop")
+    log_samples: bool = _help("write RUN_DIR/samples.rank<R>.jsonl: the sample indices of every wake step and "
+                              "every replay buffer, per process (audits sharding and replay)", default=False)
     trackers: list[str] = _help("experiment trackers via Accelerate: tensorboard, wandb (default: none)", default_factory=list)
 
     def __post_init__(self) -> None:
@@ -198,14 +201,29 @@ class TrainConfig:
         check_positive("train.log_every", self.log_every)
         check_positive("train.eval_every", self.eval_every, allow_zero=True)
         check_positive("train.eval_max_batches", self.eval_max_batches, allow_none=True)
-        check_positive("train.checkpoint_every", self.checkpoint_every, allow_zero=True)
-        check_positive("train.checkpoint_keep", self.checkpoint_keep)
+        check_choice("train.on_nan", self.on_nan, ("stop", "skip_batch"))
         for tracker in self.trackers:
             check_choice("train.trackers", tracker, ("tensorboard", "wandb"))
 
     @property
     def grad_accum_steps(self) -> int:
         return self.batch_size // (self.micro_batch_size or self.batch_size)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = _help("steps between periodic checkpoints (0: none)", default=500)
+    phase_boundaries: bool = _help("also checkpoint at the end of every wake and sleep phase", default=True)
+    keep: int = _help("checkpoints kept on disk (oldest removed first, only once a newer one is complete)",
+                      default=2)
+
+    def __post_init__(self) -> None:
+        check_positive("checkpoint.every", self.every, allow_zero=True)
+        check_positive("checkpoint.keep", self.keep)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.every) or self.phase_boundaries
 
 
 SLEEP_OPS = ("replay", "optimizer_reset", "deep_reset", "downscale", "plasticity_decay")
@@ -336,6 +354,7 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     sleep: SleepConfig = field(default_factory=SleepConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,18 +22,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sleeptrain.checkpoint import save_checkpoint
+from sleeptrain.checkpoint import capture_rng_states, load_weights_into, restore_rng_states
+from sleeptrain.checkpoint import load_checkpoint as read_checkpoint
+from sleeptrain.checkpoint import save_checkpoint as write_checkpoint
 from sleeptrain.config import Config
+from sleeptrain.controller import Controller
 from sleeptrain.data.corpus import load_corpus
 from sleeptrain.data.grammar import generate_minimal_pairs, write_minimal_pairs
 from sleeptrain.data.samples import IGNORE_INDEX, PackedBlocks, make_batcher, make_samples
 from sleeptrain.data.token_store import get_token_stores
 from sleeptrain.data.tokenizer import get_tokenizer
-from sleeptrain.errors import ConfigError, DataError
+from sleeptrain.errors import ConfigError, DataError, SleeptrainError
 from sleeptrain.fsutil import atomic_dir, atomic_write_text
 from sleeptrain.losses import per_sample_loss, token_losses
 from sleeptrain.lr_schedules import plan_lr_function
-from sleeptrain.metrics import MetricsLog, environment_record
+from sleeptrain.metrics import MetricsLog, code_version, environment_record, rewind_metrics
 from sleeptrain.models import build_model, count_parameters, special_token_ids
 from sleeptrain.phases import PhasePlan, Stage, build_plan
 from sleeptrain.presets import config_to_yaml, flat_config
@@ -62,13 +66,18 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.schedule.name}"
 
 
-def prepare_run_dir(cfg: Config) -> Path:
-    """Create the run folder; refuse one that already holds a run (nothing written is ever overwritten)."""
-    run_dir = Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
+def check_new_run_dir(run_dir: Path) -> None:
+    """Refuse a run folder that already holds a run (nothing written is ever overwritten)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run.dir: {str(run_dir)!r} is a file")
     if (run_dir / "metrics.jsonl").exists() or (run_dir / "config.yaml").exists():
-        raise ConfigError(f"run.dir: {str(run_dir)!r} already holds a run; choose another run.dir")
+        raise ConfigError(f"run.dir: {str(run_dir)!r} already holds a run; choose another run.dir, or continue "
+                          f"it with: sleeptrain train resume={run_dir}")
+
+
+def prepare_run_dir(run_dir: Path) -> Path:
+    """Create the run folder and check that it takes writes."""
+    check_new_run_dir(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -161,8 +170,19 @@ def save_final(model, tokenizer, final_dir: Path, seq_len: int) -> None:
 
 # --- the loop ---------------------------------------------------------------------------------------------------
 
+class RunInterrupted(SleeptrainError):
+    """SIGINT/SIGTERM during training: a checkpoint was written, the run can be resumed."""
+
+    exit_code = 130
+
+
 class TrainingLoop:
-    """Owns model, optimizer and counters for one run; `run()` walks the phase plan stage by stage."""
+    """Owns model, optimizer and counters for one run; `run()` walks the phase plan stage by stage.
+
+    With N processes (accelerate launch / torchrun) every process builds the same global batch (so masking RNGs
+    and label counts match a one-process run) and trains on its contiguous share of the rows; gradients are
+    averaged by DDP and the loss is scaled by N, so the update equals the one-process update on the whole batch.
+    """
 
     def __init__(self, cfg: Config, run_dir: Path, accelerator, model, tokenizer, train_samples, dev_samples,
                  plan: PhasePlan, metrics: MetricsLog):
@@ -171,52 +191,82 @@ class TrainingLoop:
         self.plan, self.metrics = plan, metrics
         self.masked = cfg.model.is_masked_lm
         self.device = accelerator.device
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.micro = cfg.train.micro_batch_size or cfg.train.batch_size
         self.lr_fn = plan_lr_function(plan, cfg.train, cfg.sleep)
         self.batcher = make_batcher(tokenizer, self.masked, cfg.model.mlm_probability, seed=cfg.seed)
-        self.scores = ScoreBook(len(train_samples))
+        self.scores = ScoreBook(len(train_samples), gather=_gather_objects if self.world > 1 else None)
         self.importance = (Importance(model, cfg.sleep.importance, cfg.sleep.include_norms)
                            if "downscale" in cfg.sleep.ops else None)
         self.model, self.optimizer = accelerator.prepare(model, make_optimizer(model, cfg))
         self.step = 0
         self.tokens = 0
         self.stage: Stage | None = None
+        self.stage_index = 0
+        self.sleep_started = False
+        self.resume_cursor: tuple[int, int, bool] | None = None
         self._interval_loss = torch.zeros((), device=self.device)
         self._interval_steps = self._interval_tokens = 0
         self._interval_start = time.time()
         self.first_val = self.last_val = float("nan")
-        self.controller = Controller(cfg) if cfg.schedule.controller else None
+        self.controller = Controller(cfg.schedule.criteria) if cfg.schedule.controller else None
         self.stopped_early = False
+        self.interrupt_signal: int | None = None
+        self.last_checkpoint: Path | None = None
         self.blimp_pairs = None  # set by train() when periodic BLiMP evaluation is on
+        self._sleep_indices = np.zeros(0, dtype=np.int64)
+        self._sleep_rng_state: dict | None = None
+        self._sleep_source, self._sleep_positions = None, np.zeros(0, dtype=np.int64)
+        self.sample_log = (open(run_dir / f"samples.rank{self.rank}.jsonl", "a", buffering=1)
+                           if cfg.train.log_samples else None)
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=plan.total_steps, disable=not cfg.run.progress, dynamic_ncols=True)
+        self.bar = tqdm(total=plan.total_steps, disable=not cfg.run.progress or not accelerator.is_main_process,
+                        dynamic_ncols=True)
         self.n_cycles_total = max((s.cycle for s in plan.stages), default=0) + 1
 
-    # one optimizer step on the given inputs; `sample_ids` (or None) receive the per-sample losses as scores
+    # --- one optimizer step ---
+    def shard(self, n_rows: int) -> slice:
+        """This process's contiguous share of a global batch of `n_rows` (sizes differ by at most one)."""
+        bounds = [(r * n_rows) // self.world for r in range(self.world + 1)]
+        return slice(bounds[self.rank], bounds[self.rank + 1])
+
     def train_step(self, ids: torch.Tensor, mask: torch.Tensor, sample_ids: np.ndarray | None) -> None:
+        """One optimizer step on the global batch (`ids`, `mask`); `sample_ids` (or None) receive the per-sample
+        losses as replay scores."""
         tc = self.cfg.train
         lr = self.lr_fn(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batches = [self.batcher(ids[i:i + self.micro], mask[i:i + self.micro]) for i in range(0, len(ids), self.micro)]
-        n_label_tokens = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batches) or 1
+        batch = self.batcher(ids, mask)  # the whole global batch on every process: same RNG use as one process
+        n_label_tokens = int((batch["labels"] != IGNORE_INDEX).sum()) or 1
+        rows, weight = self.shard(len(ids)), float(self.world)
+        if rows.start == rows.stop:  # fewer rows than processes: a zero-weight pass keeps DDP's all-reduce in step
+            rows, weight = slice(0, 1), 0.0
+        local = {k: v[rows] for k, v in batch.items()}
+        local_ids = sample_ids[rows] if sample_ids is not None and weight else None
+        n_local = local["input_ids"].shape[0]
         step_loss = torch.zeros((), device=self.device)
-        for i, batch in enumerate(batches):
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            last = i == len(batches) - 1
+        records = []
+        for start in range(0, n_local, self.micro):
+            micro = {k: v[start:start + self.micro].to(self.device, non_blocking=True) for k, v in local.items()}
+            last = start + self.micro >= n_local
             with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                token_loss, counted = token_losses(logits, batch["labels"], causal=not self.masked)
-                loss = token_loss.sum() / n_label_tokens
+                logits = self.model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"]).logits
+                token_loss, counted = token_losses(logits, micro["labels"], causal=not self.masked)
+                loss = token_loss.sum() * (weight / n_label_tokens)
                 self.acc.backward(loss)
-            if sample_ids is not None:
-                self.scores.record(sample_ids[i * self.micro:(i + 1) * self.micro],
-                                   per_sample_loss(token_loss.detach(), counted), self.stage.cycle, self.step)
+            if local_ids is not None:
+                records.append((local_ids[start:start + self.micro], per_sample_loss(token_loss.detach(), counted)))
             step_loss += loss.detach()
-        n_tokens = int(mask.sum())  # counted on the host copy: no device sync
-        self.tokens += n_tokens
-        self._interval_tokens += n_tokens
+        if tc.on_nan == "skip_batch" and not self._all_finite(step_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.metrics.write({"event": "nan_skipped", "step": self.step, "phase": self.stage.phase,
+                                "cycle": self.stage.cycle})
+            self._advance(lr, 0)
+            return
+        for local_rows, values in records:
+            self.scores.record(local_rows, values, self.stage.cycle, self.step)
         if self.importance is not None and self.stage.phase == "wake":
             self.importance.accumulate(self.acc.unwrap_model(self.model))
         if tc.clip_grad:
@@ -225,9 +275,21 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         self._interval_loss += step_loss
         self._interval_steps += 1
+        self._advance(lr, int(mask.sum()))  # tokens counted on the host copy: no device sync
+
+    def _advance(self, lr: float, n_tokens: int) -> None:
+        self.tokens += n_tokens
+        self._interval_tokens += n_tokens
         self.step += 1
         self.bar.update(1)
         self.after_step(lr)
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        """True when `value` is finite on every process (one host sync)."""
+        bad = (~torch.isfinite(value)).float().reshape(1)
+        if self.world > 1:
+            bad = self.acc.reduce(bad, "sum")
+        return not bool(bad.item())
 
     def after_step(self, lr: float) -> None:
         tc = self.cfg.train
@@ -237,9 +299,24 @@ class TrainingLoop:
             self.evaluate()
         if self.blimp_pairs and self.step % self.cfg.eval.blimp_every == 0:
             self.evaluate_blimp()
-        if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.acc.is_main_process:
-            save_checkpoint(self.run_dir, self.step, self.acc.unwrap_model(self.model), self.optimizer,
-                            self.tokenizer, {"tokens": self.tokens, "seed": self.cfg.seed}, tc.checkpoint_keep)
+        every = self.cfg.checkpoint.every
+        if every and self.step % every == 0 and not (self._stage_ends_now() and self.cfg.checkpoint.phase_boundaries):
+            self.save_checkpoint((self.stage_index, self.step - self.stage.start, True))
+        if self._interrupted():
+            self.save_checkpoint((self.stage_index, self.step - self.stage.start, True))
+            raise RunInterrupted(f"interrupted by signal {self.interrupt_signal} at step {self.step}; checkpoint "
+                                 f"{self.last_checkpoint}; continue with: sleeptrain train resume={self.run_dir}")
+
+    def _interrupted(self) -> bool:
+        if self.world == 1:
+            return self.interrupt_signal is not None
+        if self.step % self.cfg.train.log_every:  # agree across processes, at log intervals only
+            return False
+        flag = torch.tensor([1.0 if self.interrupt_signal is not None else 0.0], device=self.device)
+        hit = bool(self.acc.reduce(flag, "sum").item())
+        if hit and self.interrupt_signal is None:
+            self.interrupt_signal = signal.SIGTERM
+        return hit
 
     def _stage_ends_now(self) -> bool:
         return self.stage is not None and self.step == self.stage.end
@@ -247,9 +324,12 @@ class TrainingLoop:
     def log_train(self, lr: float) -> None:
         if not self._interval_steps:
             return
-        loss = (self._interval_loss / self._interval_steps).item()  # the only host sync, once per log interval
+        interval = self._interval_loss / self._interval_steps
+        if self.world > 1:
+            interval = self.acc.reduce(interval, "mean")
+        loss = interval.item()  # the only host sync, once per log interval
         if not math.isfinite(loss):
-            raise DataError(f"training loss became {loss} at step {self.step}; lower train.lr or check the data")
+            raise TrainingDiverged(self._diverged_message(loss))
         self.scores.flush()
         elapsed = max(time.time() - self._interval_start, 1e-9)
         record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
@@ -262,6 +342,12 @@ class TrainingLoop:
         self._interval_loss.zero_()
         self._interval_steps = self._interval_tokens = 0
         self._interval_start = time.time()
+
+    def _diverged_message(self, loss: float) -> str:
+        kept = (f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                else "; no checkpoint was written before it")
+        return (f"train: the training loss became {loss} by step {self.step}{kept} (lower train.lr, check the "
+                f"data, or set train.on_nan=skip_batch)")
 
     def evaluate(self) -> float:
         result = validation_loss(self.acc.unwrap_model(self.model), self.dev_samples, self.tokenizer,
@@ -293,68 +379,104 @@ class TrainingLoop:
 
     # --- phases ---
     def run(self) -> None:
-        self.evaluate()
-        for stage in self.plan.stages:
-            self.stage = stage
+        first, first_offset, first_started = self.resume_cursor or (0, 0, False)
+        if self.resume_cursor is None:
+            self.evaluate()
+        for i in range(first, len(self.plan.stages)):
+            stage = self.plan.stages[i]
+            offset, started = (first_offset, first_started) if i == first else (0, False)
+            self.stage, self.stage_index = stage, i
             self.bar.set_description(f"{stage.phase} {stage.cycle + 1}/{self.n_cycles_total}")
             if stage.phase == "wake":
-                self.wake(stage)
-            elif not self.sleep(stage):
+                self.wake(stage, offset)
+            elif not self.sleep(stage, offset, started):
                 self.stopped_early = True
                 break
+            self.checkpoint_at_boundary(i)
         self.bar.close()
         self.scores.flush()
         if self.controller is not None:
             self.controller.finish(self)
         self.evaluate()
 
-    def wake(self, stage: Stage) -> None:
-        for offset in range(stage.steps):
+    def checkpoint_at_boundary(self, i: int) -> None:
+        """Checkpoint after stage i (unless the next stage has no steps: its boundary comes right after)."""
+        stages = self.plan.stages
+        if not self.cfg.checkpoint.phase_boundaries or (i + 1 < len(stages) and stages[i + 1].steps == 0):
+            return
+        self.save_checkpoint((i + 1, 0, False))
+
+    def wake(self, stage: Stage, first_offset: int = 0) -> None:
+        for offset in range(first_offset, stage.steps):
             indices = self.plan.wake_indices(stage, offset)
+            if self.sample_log is not None:
+                self.sample_log.write(json.dumps({"step": self.step, "phase": "wake", "cycle": stage.cycle,
+                                                  "indices": indices[self.shard(len(indices))].tolist()}) + "\n")
             ids, mask = self.train_samples.get(indices)
             self.train_step(ids, mask, indices)
 
-    def sleep(self, stage: Stage) -> bool:
-        """One sleep phase. Returns False when the controller ends the run."""
+    def sleep(self, stage: Stage, first_offset: int = 0, started: bool = False) -> bool:
+        """One sleep phase (from replay step `first_offset` when resuming one that had `started`). Returns False
+        when the controller ends the run."""
         before, after = self.cfg.sleep.split_ops()
-        if self.controller is not None:
-            decision = self.controller.decide(self)
-            if decision == "stop":
-                return False
-            before = [("deep_reset" if op == "optimizer_reset" and decision == "deep" else op) for op in before]
-        self.metrics.write({"event": "sleep_start", "step": self.step, "tokens": self.tokens, "cycle": stage.cycle,
-                            **self.choose_buffer(stage)})
-        for op in before:
-            self.run_sleep_op(op, stage)
-        for offset in range(stage.steps):
-            positions = self._sleep_positions[offset * self.cfg.train.batch_size:
-                                              (offset + 1) * self.cfg.train.batch_size]
+        if not started:
+            if self.controller is not None:
+                decision = self.controller.decide(self)
+                if decision == "stop":
+                    return False
+                before = [("deep_reset" if op == "optimizer_reset" and decision == "deep" else op) for op in before]
+            self.metrics.write({"event": "sleep_start", "step": self.step, "tokens": self.tokens,
+                                "cycle": stage.cycle, **self.choose_buffer(stage)})
+            for op in before:
+                self.run_sleep_op(op, stage)
+        else:
+            self.build_sleep_source(stage)
+        self.sleep_started = True
+        batch = self.cfg.train.batch_size
+        for offset in range(first_offset, stage.steps):
+            positions = self._sleep_positions[offset * batch:(offset + 1) * batch]
             ids, mask = self._sleep_source.get(positions)
             self.train_step(ids, mask, self._sleep_source.sample_ids(positions))
         for op in after:
             self.run_sleep_op(op, stage)
+        self.sleep_started = False
         self.metrics.write({"event": "sleep_end", "step": self.step, "tokens": self.tokens, "cycle": stage.cycle})
         return True
 
     def choose_buffer(self, stage: Stage) -> dict:
         """Select the replay buffer and lay out this sleep's batches (nothing to do without replay)."""
+        self._sleep_indices, self._sleep_rng_state = np.zeros(0, dtype=np.int64), None
         self._sleep_source, self._sleep_positions = None, np.zeros(0, dtype=np.int64)
         if not stage.steps:
             return {"buffer_size": 0, "replay_score_mean": None, "candidate_score_mean": None}
         rng = np.random.default_rng([self.cfg.seed, 0x51EE9, stage.cycle])
         selection = select_buffer(self.scores, stage.buffer_size, stage.cycle, self.step, self.cfg.replay, rng)
         self.scores.mark_seen(selection.indices, self.step)
-        if self.cfg.replay.context_augment:
-            source = RepackedSamples(self.train_samples, selection.indices, self.tokenizer.pad_token_id, rng,
-                                     doc_start_id=self.tokenizer.bos_token_id, doc_end_id=self.tokenizer.eos_token_id)
-        else:
-            source = BufferSamples(self.train_samples, selection.indices)
-        self._sleep_source = source
-        self._sleep_positions = sleep_order(len(source), stage.steps * self.cfg.train.batch_size, rng)
-        return {"buffer_size": int(selection.indices.size), "contexts": len(source),
+        self._sleep_indices, self._sleep_rng_state = selection.indices, rng.bit_generator.state
+        if self.sample_log is not None:
+            self.sample_log.write(json.dumps({"step": self.step, "phase": "buffer", "cycle": stage.cycle,
+                                              "indices": np.sort(selection.indices).tolist()}) + "\n")
+        self.build_sleep_source(stage)
+        return {"buffer_size": int(selection.indices.size), "contexts": len(self._sleep_source),
                 "replay_score_mean": selection.replay_score_mean,
                 "candidate_score_mean": selection.candidate_score_mean,
                 "candidates": int(self.scores.candidates().size), "strategy": self.cfg.replay.strategy}
+
+    def build_sleep_source(self, stage: Stage) -> None:
+        """The sleep's sample source and batch order: a pure function of the buffer and the RNG state after the
+        selection, so a resumed sleep rebuilds exactly the batches of the interrupted one."""
+        if self._sleep_rng_state is None:
+            self._sleep_source, self._sleep_positions = None, np.zeros(0, dtype=np.int64)
+            return
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self._sleep_rng_state
+        if self.cfg.replay.context_augment:
+            source = RepackedSamples(self.train_samples, self._sleep_indices, self.tokenizer.pad_token_id, rng,
+                                     doc_start_id=self.tokenizer.bos_token_id, doc_end_id=self.tokenizer.eos_token_id)
+        else:
+            source = BufferSamples(self.train_samples, self._sleep_indices)
+        self._sleep_source = source
+        self._sleep_positions = sleep_order(len(source), stage.steps * self.cfg.train.batch_size, rng)
 
     def run_sleep_op(self, name: str, stage: Stage) -> None:
         ctx = SleepContext(self.model, self.optimizer, self.cfg, stage.cycle, accelerator=self.acc,
@@ -363,57 +485,91 @@ class TrainingLoop:
         self.model, self.optimizer = ctx.model, ctx.optimizer
         self.metrics.write({"event": "sleep_op", "op": name, "step": self.step, "cycle": stage.cycle, **changed})
 
+    # --- checkpoints ---
+    def save_checkpoint(self, cursor: tuple[int, int, bool]) -> None:
+        """Everything needed to continue exactly from `cursor` = (stage index, steps done in it, sleep started).
+        Collective (every process flushes scores and checks for NaN); process 0 writes."""
+        self.scores.flush()
+        self._check_finite_before_checkpoint()
+        if self.acc.is_main_process:
+            model = self.acc.unwrap_model(self.model)
+            controller_values, controller_tensors = self.controller.state() if self.controller else ({}, {})
+            tensors = {"scores": self.scores.state_dict(), "rng": capture_rng_states(),
+                       "importance": dict(self.importance.table) if self.importance is not None else {},
+                       "controller_best": controller_tensors, "sleep_indices": torch.from_numpy(self._sleep_indices)}
+            if self.masked:
+                tensors["batcher_rng"] = self.batcher.generator.get_state()
+            state = {"tokens": self.tokens, "cursor": list(cursor), "n_samples": len(self.train_samples),
+                     "total_steps": self.plan.total_steps, "first_val": self.first_val, "last_val": self.last_val,
+                     "controller": controller_values, "sleep_rng_state": self._sleep_rng_state if cursor[2] else None,
+                     "metrics_bytes": self.metrics.tell(), "seed": self.cfg.seed, "processes": self.world,
+                     "code_version": code_version()}
+            self.last_checkpoint = write_checkpoint(self.run_dir, self.step, model, self.optimizer, self.tokenizer,
+                                                   config_to_yaml(self.cfg), state, tensors,
+                                                   self.cfg.checkpoint.keep)
+            self.metrics.write({"event": "checkpoint", "step": self.step, "path": str(self.last_checkpoint)})
+        if self.world > 1:
+            self.acc.wait_for_everyone()
 
-class Controller:
-    """FORGETTER's adaptive controller. After each cycle: evaluate; while val loss improves by >= `criteria`, keep
-    light sleeps (optimizer reset); when it stops improving, roll back to the best weights and switch to deep
-    sleeps; stop when a deep sleep fails to improve. Every decision is logged as `event: "controller"`."""
+    def _check_finite_before_checkpoint(self) -> None:
+        """A checkpoint is only written from finite weights after finite losses: the newest stays a good one."""
+        bad = (~torch.isfinite(self._interval_loss)).float().reshape(1)
+        for p in self.acc.unwrap_model(self.model).parameters():
+            bad += (~torch.isfinite(p)).any().float()
+        if self.world > 1:
+            bad = self.acc.reduce(bad, "sum")
+        if bad.item():
+            raise TrainingDiverged(self._diverged_message(float("nan")))
 
-    def __init__(self, cfg: Config):
-        self.criteria = cfg.schedule.criteria
-        self.mode = "light"
-        self.best_loss = float("inf")
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_step = 0
+    def load_checkpoint(self, path: Path) -> dict:
+        """Restore everything `save_checkpoint` wrote; the next `run()` continues at the saved cursor."""
+        weights, optimizer_state, tensors, state = read_checkpoint(path)
+        if state["n_samples"] != len(self.train_samples) or state["total_steps"] != self.plan.total_steps:
+            raise ConfigError(f"resume: the data no longer matches the run ({state['n_samples']} samples / "
+                              f"{state['total_steps']} steps then, {len(self.train_samples)} / "
+                              f"{self.plan.total_steps} now); was the corpus or tokenizer changed?")
+        load_weights_into(self.acc.unwrap_model(self.model), weights)
+        self.optimizer.load_state_dict(optimizer_state)
+        self.scores.load_state_dict(tensors["scores"])
+        if self.importance is not None:
+            for name, table in tensors["importance"].items():
+                self.importance.table[name].copy_(table)
+        if self.controller is not None:
+            self.controller.load_state(state["controller"], tensors["controller_best"])
+        if self.masked:
+            self.batcher.generator.set_state(tensors["batcher_rng"])
+        restore_rng_states(tensors["rng"])
+        self.step, self.tokens = state["step"], state["tokens"]
+        self.first_val, self.last_val = state["first_val"], state["last_val"]
+        stage_index, offset, started = state["cursor"]
+        self.resume_cursor = (stage_index, offset, bool(started))
+        self._sleep_indices = tensors["sleep_indices"].numpy().astype(np.int64)
+        self._sleep_rng_state = state["sleep_rng_state"]
+        self.last_checkpoint = Path(path)
+        self.bar.update(self.step)
+        return state
 
-    def decide(self, loop: TrainingLoop) -> str:
-        loss = loop.evaluate()
-        improved = loss <= self.best_loss - self.criteria
-        model = loop.acc.unwrap_model(loop.model)
-        if improved:
-            self.best_loss, self.best_step = loss, loop.step
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            decision = self.mode
-        elif self.mode == "light":
-            self._roll_back(model)
-            self.mode = decision = "deep"
-        else:
-            self._roll_back(model)
-            decision = "stop"
-        loop.metrics.write({"event": "controller", "step": loop.step, "cycle": loop.stage.cycle, "val_loss": loss,
-                            "best_val_loss": self.best_loss, "best_step": self.best_step, "improved": improved,
-                            "decision": decision})
-        return decision
 
-    def _roll_back(self, model: torch.nn.Module) -> None:
-        if self.best_state is not None:
-            model.load_state_dict(self.best_state)
+def _gather_objects(items: list) -> list:
+    from accelerate.utils import gather_object
 
-    def finish(self, loop: TrainingLoop) -> None:
-        """At the end of the run keep the best weights seen at a cycle boundary, if better than the last."""
-        loss = loop.evaluate()
-        if self.best_state is not None and loss > self.best_loss:
-            self._roll_back(loop.acc.unwrap_model(loop.model))
-            loop.metrics.write({"event": "controller", "step": loop.step, "decision": "final_rollback",
-                                "val_loss": loss, "best_val_loss": self.best_loss, "best_step": self.best_step})
+    return gather_object(items)
+
+
+class TrainingDiverged(SleeptrainError):
+    """The training loss became NaN or inf."""
 
 
 # --- entry point ----------------------------------------------------------------------------------------------------
 
-def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[str] | None = None) -> RunResult:
+def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[str] | None = None,
+          resume_from: Path | None = None) -> RunResult:
+    """Run `cfg` into a new run folder, or continue the run that checkpoint `resume_from` belongs to."""
+    from accelerate import PartialState
     from accelerate.utils import set_seed
 
     t_start = time.time()
+    state = PartialState()  # the process group (accelerate launch / torchrun); a single process otherwise
     # everything that can fail on the user's data or settings happens before the run folder exists
     check_runtime(cfg)
     corpus = load_corpus(cfg.data)
@@ -423,8 +579,9 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         # a bad path or file fails now, not after training
         load_minimal_pairs(cfg.eval.blimp_path, max_per_paradigm=1, key="eval.blimp_path")
     set_seed(cfg.seed)
-    tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm)
-    stores = get_token_stores(corpus, tokenizer, cfg.data)
+    with state.main_process_first():  # process 0 trains the tokenizer and fills the cache; the others read it
+        tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm)
+        stores = get_token_stores(corpus, tokenizer, cfg.data)
     if stores["train"].n_tokens < cfg.data.seq_len:
         raise DataError(f"data: the training split has {stores['train'].n_tokens} tokens, fewer than "
                         f"data.seq_len={cfg.data.seq_len}")
@@ -432,34 +589,59 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                                  cfg.data.windows, cfg.seed)
     dev_samples = PackedBlocks(stores["dev"], cfg.data.seq_len, tokenizer.pad_token_id)
     plan = make_plan(cfg, len(train_samples))
+    check_processes(cfg, state.num_processes)
 
-    run_dir = prepare_run_dir(cfg)
-    write_run_start(run_dir, cfg, presets or {}, overrides or [])
-    pairs_dir = write_demo_pairs(cfg, run_dir)
+    if resume_from is None:
+        run_dir = Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
+        check_new_run_dir(run_dir)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            prepare_run_dir(run_dir)
+            write_run_start(run_dir, cfg, presets or {}, overrides or [])
+            write_demo_pairs(cfg, run_dir)
+        state.wait_for_everyone()
+    else:
+        run_dir = Path(resume_from).parent.parent
+    pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
     accelerator = make_accelerator(cfg, run_dir)
 
     set_seed(cfg.seed)
     model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
     params = count_parameters(model)
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
-    metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
-                   "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
-                   "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
-                   "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
-                   "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages]})
+    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+    loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
+    if resume_from is None:
+        metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
+                       "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
+                       "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
+                       "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
+                       "processes": accelerator.num_processes,
+                       "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages]})
+    else:
+        saved = loop.load_checkpoint(resume_from)
+        if accelerator.is_main_process:  # allowed changes (resume.allow_changes) become the run's config
+            atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+        metrics.close()
+        moved = rewind_metrics(run_dir / "metrics.jsonl", saved["metrics_bytes"]) if accelerator.is_main_process else 0
+        metrics = loop.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+        metrics.write({"event": "resume", "step": loop.step, "checkpoint": str(resume_from),
+                       "superseded_records": moved, "processes": accelerator.num_processes,
+                       "code_version": code_version(), "overrides": overrides or []})
     if cfg.train.trackers:
         accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
 
     blimp_path = Path(cfg.eval.blimp_path) if cfg.eval.blimp_path else pairs_dir
-    loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
     if cfg.eval.blimp_every and blimp_path:
         from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
 
         loop.blimp_pairs = load_minimal_pairs(blimp_path, cfg.eval.blimp_n)
-    try:
-        loop.run()
-    finally:
-        loop.bar.close()
+    with checkpoint_on_signals(loop):
+        try:
+            loop.run()
+        finally:
+            loop.bar.close()
+            if loop.sample_log is not None:
+                loop.sample_log.close()
     final_dir = run_dir / "final"
     eval_results = None
     if accelerator.is_main_process:
@@ -471,7 +653,8 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens, "seconds": seconds,
                "first_val_loss": loop.first_val, "final_val_loss": loop.last_val,
                "final_val_ppl": math.exp(min(loop.last_val, 50.0)), "stopped_early": loop.stopped_early,
-               "parameters": params, "final_dir": str(final_dir),
+               "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
+               "resumed_from": str(resume_from) if resume_from else None,
                "minimal_pairs": str(pairs_dir) if pairs_dir else None}
     if eval_results:
         if "blimp" in eval_results:
@@ -480,15 +663,56 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
             summary["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
     metrics.write({"event": "end", **summary})
     metrics.close()
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    if cfg.run.plot and accelerator.is_main_process:
-        from sleeptrain.plot import plot_runs
+    if accelerator.is_main_process:
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+        if cfg.run.plot:
+            from sleeptrain.plot import plot_runs
 
-        plot_runs([run_dir], run_dir / "loss.png")
+            plot_runs([run_dir], run_dir / "loss.png")
     if cfg.train.trackers:
         accelerator.end_training()
+    accelerator.wait_for_everyone()
     return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.first_val, loop.last_val,
                      loop.stopped_early, eval_results)
+
+
+def check_processes(cfg: Config, n_processes: int) -> None:
+    """Multi-process runs split every global batch into equal shares of whole micro-batches."""
+    if n_processes == 1:
+        return
+    batch = cfg.train.batch_size
+    if batch % n_processes:
+        raise ConfigError(f"train.batch_size: {batch} must be a multiple of the {n_processes} processes "
+                          "(it is the global batch)")
+    micro = cfg.train.micro_batch_size
+    if micro and (batch // n_processes) % micro:
+        raise ConfigError(f"train.micro_batch_size: {micro} must divide the per-process batch "
+                          f"{batch // n_processes} (train.batch_size={batch} over {n_processes} processes)")
+
+
+@contextlib.contextmanager
+def checkpoint_on_signals(loop: TrainingLoop):
+    """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step; a second signal acts at once."""
+    if not loop.cfg.checkpoint.enabled and loop.world == 1:
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        loop.interrupt_signal = signum
+        for sig, old in previous.items():  # a second Ctrl-C is not deferred
+            signal.signal(sig, old)
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (library use): leave signals alone
+        previous.clear()
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def final_evaluation(cfg: Config, model, tokenizer, final_dir: Path, blimp_path: Path | None, corpus) -> dict:

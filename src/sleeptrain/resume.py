@@ -1,0 +1,85 @@
+"""`sleeptrain train resume=RUN_DIR [resume.allow_changes=[keys]] [key=value ...]`: continue a run exactly.
+
+The run continues from its newest complete checkpoint under the config that checkpoint was trained with. A
+`key=value` given now that changes that config is refused, listing every differing key, unless the key (or a
+section above it, e.g. `run`) is in `resume.allow_changes` — meant for harmless keys such as logging or progress.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from sleeptrain.checkpoint import latest_checkpoint
+from sleeptrain.config import Config
+from sleeptrain.errors import ConfigError
+from sleeptrain.presets import GROUPS, _load_yaml, _merge, apply_overrides, flat_config, to_config
+
+
+@dataclass
+class ResumePlan:
+    config: Config
+    checkpoint: Path
+    run_dir: Path
+    overrides: list[str]
+    changed: list[str]
+
+
+def wants_resume(args: list[str]) -> bool:
+    return any(a.split("=", 1)[0] in ("resume", "resume.dir") for a in args)
+
+
+def parse_allowed(value: str) -> list[str]:
+    try:
+        parsed = OmegaConf.from_dotlist([f"x={value}"]).x
+    except Exception:
+        raise ConfigError(f"resume.allow_changes: cannot parse {value!r}; write a list like [run.progress]") from None
+    items = list(parsed) if OmegaConf.is_list(parsed) else [parsed]
+    return [str(i) for i in items]
+
+
+def plan_resume(args: list[str]) -> ResumePlan:
+    run_dir, allowed, overrides = None, [], []
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key in ("resume", "resume.dir"):
+            run_dir = Path(value).expanduser()
+        elif key == "resume.allow_changes":
+            allowed = parse_allowed(value)
+        elif key in GROUPS:
+            raise ConfigError(f"{key}: presets cannot be chosen when resuming (the run keeps its config); "
+                              "change single keys with key=value and resume.allow_changes")
+        elif key.startswith("resume."):
+            raise ConfigError(f"{key}: unknown key; resume takes resume=RUN_DIR and resume.allow_changes=[...]")
+        else:
+            overrides.append(arg)
+    if run_dir is None or not str(run_dir):
+        raise ConfigError("resume: give the run folder, resume=RUN_DIR")
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"resume: {str(run_dir)!r} is not a sleeptrain run folder (no config.yaml)")
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        done = json.loads(summary.read_text())
+        raise ConfigError(f"resume: {str(run_dir)!r} already finished ({done.get('steps')} of "
+                          f"{done.get('planned_steps')} steps; final model in {done.get('final_dir')}); "
+                          "nothing to resume")
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ConfigError(f"resume: {str(run_dir)!r} has no complete checkpoint yet (checkpoint.every / "
+                          "checkpoint.phase_boundaries); start the run again")
+    saved = _load_yaml(checkpoint / "config.yaml", f"resume: {checkpoint}")
+    base = _merge(OmegaConf.structured(Config), saved, f"resume: {checkpoint}/config.yaml")
+    new = apply_overrides(base.copy(), overrides, Config)
+    before, after = flat_config(to_config(base)), flat_config(to_config(new))
+    changed = sorted(k for k in after if before.get(k) != after[k])
+    refused = [k for k in changed if not any(k == a or k.startswith(a + ".") for a in allowed)]
+    if refused:
+        listing = ", ".join(f"{k} ({before.get(k)!r} -> {after[k]!r})" for k in refused)
+        raise ConfigError(f"resume: the config differs from the checkpoint's in {listing}; an exact resume needs "
+                          f"the same config (allow harmless keys with resume.allow_changes=[{','.join(refused)}])")
+    config = to_config(new)
+    config.run.dir = str(run_dir.resolve())
+    return ResumePlan(config, checkpoint, run_dir.resolve(), overrides, changed)
