@@ -15,6 +15,7 @@ safetensors and `torch.load(weights_only=True)` only: no pickled code is execute
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -73,16 +74,27 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict[str
     """(model weights, optimizer state, trainer tensors, trainer counters) — safetensors and weights_only only."""
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
     path = Path(path)
     weights: dict[str, torch.Tensor] = {}
     shards = sorted(path.glob("*.safetensors"))
     if not shards:
         raise SleeptrainError(f"resume: {path} holds no model.safetensors")
-    for shard in shards:
-        weights.update(load_file(str(shard)))
-    optimizer = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    tensors = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
-    state = json.loads((path / STATE_JSON).read_text())
+    current = path
+    try:
+        for shard in shards:
+            current = shard
+            weights.update(load_file(str(shard)))
+        current = path / "optimizer.pt"
+        optimizer = torch.load(current, map_location="cpu", weights_only=True)
+        current = path / "trainer_state.pt"
+        tensors = torch.load(current, map_location="cpu", weights_only=True)
+        current = path / STATE_JSON
+        state = json.loads(current.read_text())
+    except (OSError, SafetensorError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise SleeptrainError(f"resume: cannot read {current} ({str(exc).splitlines()[0][:200]}); move this "
+                              "checkpoint aside to resume from the one before it") from None
     return weights, optimizer, tensors, state
 
 

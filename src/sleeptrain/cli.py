@@ -94,11 +94,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         plan = plan_resume(args.overrides)
         print(f"resuming {plan.run_dir} from {plan.checkpoint.name}"
               + (f" (changed: {', '.join(plan.changed)})" if plan.changed else ""), file=sys.stderr)
-        print(describe(train(plan.config, overrides=plan.overrides, resume_from=plan.checkpoint)))
-        return 0
-    loaded = load_config(args.overrides)
-    result = train(loaded.config, loaded.presets, loaded.overrides)
-    print(describe(result))
+        result = train(plan.config, overrides=plan.overrides, resume_from=plan.checkpoint)
+    else:
+        loaded = load_config(args.overrides)
+        result = train(loaded.config, loaded.presets, loaded.overrides)
+    if result.main_process:  # one summary for a multi-process run
+        print(describe(result))
     return 0
 
 

@@ -79,6 +79,8 @@ class DataConfig:
     windows: Optional[int] = _help("packing=windows: number of windows (default: tokens // seq_len)", default=None)
     dev_fraction: float = _help("fraction of train held out as dev when the data has no dev split", default=0.02)
     max_lines: Optional[int] = _help("read at most this many lines per split and source (quick looks)", default=None)
+    max_line_chars: Optional[int] = _help("babylm: refuse a file with a line longer than this (a wrong file; "
+                                          "null: no limit)", default=1_000_000)
     cache_dir: Optional[str] = _help("tokenizer/token-store cache (default: $SLEEPTRAIN_CACHE or ~/.cache/sleeptrain)", default=None)
     generated: GeneratedDataConfig = field(default_factory=GeneratedDataConfig)
     hf: HFDataConfig = field(default_factory=HFDataConfig)
@@ -90,6 +92,7 @@ class DataConfig:
             raise ConfigError(f"data.seq_len: must be >= 8, got {self.seq_len}")
         check_positive("data.windows", self.windows, allow_none=True)
         check_positive("data.max_lines", self.max_lines, allow_none=True)
+        check_positive("data.max_line_chars", self.max_line_chars, allow_none=True)
         check_fraction("data.dev_fraction", self.dev_fraction, closed_low=False, closed_high=False)
         if self.source in ("babylm", "hf") and not self.path:
             raise ConfigError(f"data.path: required with data.source={self.source} (a folder or dataset name)")

@@ -58,6 +58,7 @@ class RunResult:
     final_val_loss: float
     stopped_early: bool = False
     eval_results: dict | None = None
+    main_process: bool = True
 
 
 # --- set-up ---------------------------------------------------------------------------------------------------
@@ -569,7 +570,8 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     from accelerate.utils import set_seed
 
     t_start = time.time()
-    state = PartialState()  # the process group (accelerate launch / torchrun); a single process otherwise
+    # the process group (accelerate launch / torchrun; gloo on CPU), or a single process
+    state = PartialState(cpu=cfg.train.device == "cpu" or not torch.cuda.is_available())
     # everything that can fail on the user's data or settings happens before the run folder exists
     check_runtime(cfg)
     corpus = load_corpus(cfg.data)
@@ -673,7 +675,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         accelerator.end_training()
     accelerator.wait_for_everyone()
     return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.first_val, loop.last_val,
-                     loop.stopped_early, eval_results)
+                     loop.stopped_early, eval_results, accelerator.is_main_process)
 
 
 def check_processes(cfg: Config, n_processes: int) -> None:

@@ -71,8 +71,17 @@ def _hold_out_dev(splits: dict[str, dict[str, list[str]]], fraction: float, note
     notes.append(f"no dev split found: held out the last {fraction:.0%} of each training source as dev")
 
 
+def _check_line_lengths(file: Path, lines: list[str], limit: int) -> None:
+    """BabyLM files hold one utterance or paragraph per line; a line of megabytes is a wrong file (a binary, a
+    dump without newlines) and would make tokenizer training crawl, so it is refused with its position."""
+    for i, line in enumerate(lines):
+        if len(line) > limit:
+            raise DataError(f"{file}: line {i + 1} has {len(line):,} characters, more than data.max_line_chars="
+                            f"{limit:,} (one utterance per line expected; raise the limit if this is intended)")
+
+
 def read_babylm(path: str | Path, strip_speaker_tags: bool = True, dev_fraction: float = 0.02,
-                max_lines: int | None = None) -> Corpus:
+                max_lines: int | None = None, max_line_chars: int | None = None) -> Corpus:
     """Read `train/*.train`, `dev/*.dev`, `test/*.test` under `path`; the file stem is the source name."""
     root = Path(path)
     if not root.exists():
@@ -92,6 +101,8 @@ def read_babylm(path: str | Path, strip_speaker_tags: bool = True, dev_fraction:
             lines = text.splitlines()
             if max_lines:
                 lines = lines[:max_lines]
+            if max_line_chars:
+                _check_line_lengths(file, lines, max_line_chars)
             sources[file.stem] = _clean(lines, strip_speaker_tags)
         if sources:
             splits[split] = sources
@@ -162,7 +173,7 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     if cfg.source == "generated":
         corpus = generated_corpus(cfg)
     elif cfg.source == "babylm":
-        corpus = read_babylm(cfg.path, cfg.strip_speaker_tags, cfg.dev_fraction, cfg.max_lines)
+        corpus = read_babylm(cfg.path, cfg.strip_speaker_tags, cfg.dev_fraction, cfg.max_lines, cfg.max_line_chars)
     else:
         corpus = read_hf_dataset(cfg)
     if not corpus.lines("dev"):

@@ -63,9 +63,11 @@ def load_model_folder(path: str | Path, device: str = "auto") -> LoadedModel:
                         f"tokenizer.save_pretrained): {str(exc).splitlines()[0]}") from None
     masked = is_masked_lm_config(config)
     auto = AutoModelForMaskedLM if masked else AutoModelForCausalLM
+    from safetensors import SafetensorError
+
     try:
         model = auto.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise DataError(f"MODEL_DIR: cannot load the model weights in {str(folder)!r}: "
                         f"{str(exc).splitlines()[0]}") from None
     if device == "cuda" and not torch.cuda.is_available():

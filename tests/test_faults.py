@@ -1,0 +1,201 @@
+"""Faults: NaN losses, a full disk, and a table of malformed configs, data and model folders. Each user-caused
+error is exit code 2 with one line naming the field or file, and leaves no corrupt run folder behind."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sleeptrain.checkpoint as checkpoint_module
+import sleeptrain.train as train_module
+from conftest import TINY_RUN
+from sleeptrain.checkpoint import CheckpointWriteError, checkpoint_dirs, latest_checkpoint
+from sleeptrain.cli import main
+from sleeptrain.metrics import read_metrics
+from sleeptrain.presets import load_config
+from sleeptrain.train import TrainingDiverged, train
+
+FAULT_RUN = [*TINY_RUN, "schedule=single_pass", "train.max_steps=24", "train.log_every=4", "checkpoint.every=4",
+             "checkpoint.keep=10", "run.plot=false", "eval.final=false"]
+
+
+def nan_from_call(monkeypatch, bad_calls):
+    """Make the training loss NaN on the given (0-based) forward calls of the loop."""
+    real = train_module.token_losses
+    calls = {"n": 0}
+
+    def fake(logits, labels, causal):
+        loss, counted = real(logits, labels, causal)
+        n = calls["n"]
+        calls["n"] += 1
+        return (loss * float("nan"), counted) if bad_calls(n) else (loss, counted)
+
+    monkeypatch.setattr(train_module, "token_losses", fake)
+
+
+def test_nan_loss_stops_and_the_newest_checkpoint_is_the_last_good_one(tmp_path, monkeypatch):
+    nan_from_call(monkeypatch, lambda n: n >= 10)  # steps 0-9 fine; step 10 (the 11th) is NaN
+    cfg = load_config([*FAULT_RUN, f"run.dir={tmp_path / 'run'}"]).config
+    with pytest.raises(TrainingDiverged, match="last good checkpoint") as info:
+        train(cfg)
+    assert "\n" not in str(info.value)
+    newest = latest_checkpoint(tmp_path / "run")
+    assert json.loads((newest / "trainer_state.json").read_text())["step"] == 8
+    assert all(torch.isfinite(t).all() for t in load_file(str(newest / "model.safetensors")).values())
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_nan_loss_with_skip_batch_skips_the_step_and_goes_on(tmp_path, monkeypatch):
+    nan_from_call(monkeypatch, lambda n: n in (5, 6))
+    cfg = load_config([*FAULT_RUN, f"run.dir={tmp_path / 'run'}", "train.on_nan=skip_batch"]).config
+    result = train(cfg)
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if r["event"] == "nan_skipped"] == [5, 6]
+    assert result.steps == 24
+    assert all(r["loss"] is not None for r in records if r["event"] == "train")
+    assert all(torch.isfinite(t).all() for t in load_file(str(result.final_dir / "model.safetensors")).values())
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def failing_save(obj, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second checkpoint's first file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", failing_save)
+    cfg = load_config([*FAULT_RUN, f"run.dir={tmp_path / 'run'}"]).config
+    with pytest.raises(CheckpointWriteError, match="No space left on device.*step-00000004 is intact"):
+        train(cfg)
+    root = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in checkpoint_dirs(tmp_path / "run")] == ["step-00000004"]
+    assert [p.name for p in root.iterdir()] == ["step-00000004"]  # no half-written folder left behind
+
+
+# --- the bad-input table ---------------------------------------------------------------------------------------
+
+def babylm(tmp_path, files: dict[str, bytes]):
+    root = tmp_path / "corpus"
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+GOOD_LINES = b"the dog sees the cat .\nthe cats see a dog .\n" * 200
+
+BAD_CONFIGS = [
+    (["train.lr_rate=0.1"], "train.lr_rate"),
+    (["train.batch_size=abc"], "train.batch_size"),
+    (["train.batch_size=-4"], "train.batch_size"),
+    (["data.seq_len=-1"], "data.seq_len"),
+    (["model.hidden_size=0"], "model.hidden_size"),
+    (["replay.ratio=1.5"], "replay.ratio"),
+    (["schedule=sleep", "schedule.n_cycles=100000"], "schedule.n_cycles"),
+    (["model=huge"], "model: unknown preset"),
+    (["schedule=nap"], "schedule: unknown preset"),
+    (["train.on_nan=ignore"], "train.on_nan"),
+    (["checkpoint.keep=0"], "checkpoint.keep"),
+    (["train.micro_batch_size=5"], "train.micro_batch_size"),
+    (["sleep.ops=[replay,replay]"], "sleep.ops"),
+    (["train.precision=fp16", "train.device=cpu"], "train.precision"),
+    (["notakey"], "expected group=preset or key=value"),
+]
+
+BAD_DATA = [
+    ("missing folder", None, "data.path"),
+    ("empty files", {"train/a.train": b"", "dev/a.dev": b""}, "empty"),
+    ("non-UTF-8 bytes", {"train/a.train": GOOD_LINES + b"caf\xe9 \xff\n", "dev/a.dev": GOOD_LINES}, "a.train: line 401"),
+    ("one enormous line", {"train/a.train": b"word " * 300_000, "dev/a.dev": GOOD_LINES}, "data.max_line_chars"),
+    ("smaller than one block", {"train/a.train": b"hi .\n", "dev/a.dev": b"hi .\n"}, "data.seq_len"),
+    ("no train folder", {"dev/a.dev": GOOD_LINES}, "no train/*.train"),
+]
+
+
+def run_main(capsys, *args) -> tuple[int, str]:
+    code = main(list(args))
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_one_line(code: int, err: str, expected: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sleeptrain"), err
+    assert expected in lines[0], err
+
+
+@pytest.mark.parametrize("args,expected", BAD_CONFIGS, ids=[" ".join(a) for a, _ in BAD_CONFIGS])
+def test_bad_config(tmp_path, capsys, args, expected):
+    run_dir = tmp_path / "run"
+    code, err = run_main(capsys, "train", *TINY_RUN, f"run.dir={run_dir}", *args)
+    assert_one_line(code, err, expected)
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("name,files,expected", BAD_DATA, ids=[n for n, _, _ in BAD_DATA])
+def test_bad_data(tmp_path, capsys, name, files, expected):
+    root = babylm(tmp_path, files) if files is not None else tmp_path / "missing"
+    run_dir = tmp_path / "run"
+    code, err = run_main(capsys, "train", *TINY_RUN, "data=babylm", f"data.path={root}", "tokenizer.vocab_size=300",
+                         f"data.seq_len={64 if 'block' in name else 32}", f"run.dir={run_dir}")
+    assert_one_line(code, err, expected)
+    assert not run_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def good_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    cfg = load_config([*TINY_RUN, "schedule=single_pass", "train.max_steps=4", f"run.dir={root / 'run'}",
+                       "run.plot=false", "eval.final=false", "checkpoint.every=0",
+                       "checkpoint.phase_boundaries=false"]).config
+    return train(cfg).final_dir
+
+
+def broken_copy(good, tmp_path, change):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(good, folder)
+    change(folder)
+    return folder
+
+
+BAD_MODELS = [
+    ("missing folder", lambda f: __import__("shutil").rmtree(f), "MODEL_DIR"),
+    ("no config.json", lambda f: (f / "config.json").unlink(), "no config.json"),
+    ("config.json not JSON", lambda f: (f / "config.json").write_text("{not json"), "config.json"),
+    ("unknown model_type", lambda f: (f / "config.json").write_text(json.dumps({"model_type": "nonsense"})),
+     "config.json"),
+    ("truncated weights", lambda f: (f / "model.safetensors").write_bytes(
+        (f / "model.safetensors").read_bytes()[:1000]), "weights"),
+    ("no weights", lambda f: (f / "model.safetensors").unlink(), "weights"),
+    ("no tokenizer", lambda f: [p.unlink() for p in f.glob("*token*")], "tokenizer"),
+]
+
+
+@pytest.mark.parametrize("name,change,expected", BAD_MODELS, ids=[n for n, _, _ in BAD_MODELS])
+def test_bad_model_folder(good_model, tmp_path, capsys, name, change, expected):
+    folder = broken_copy(good_model, tmp_path, change)
+    before = sorted(p.name for p in folder.iterdir()) if folder.exists() else None
+    code, err = run_main(capsys, "eval", str(folder), "perplexity.enabled=false")
+    assert_one_line(code, err, expected)
+    after = sorted(p.name for p in folder.iterdir()) if folder.exists() else None
+    assert before == after  # nothing written into a broken folder
+
+
+def test_bad_minimal_pairs_file(good_model, tmp_path, capsys):
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    with gzip.open(pairs / "broken.jsonl.gz", "wt") as fh:
+        fh.write('{"sentence_good": "a"}\n')
+    code, err = run_main(capsys, "eval", str(good_model), f"blimp.path={pairs}", "perplexity.enabled=false")
+    assert_one_line(code, err, "broken.jsonl.gz")
