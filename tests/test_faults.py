@@ -199,3 +199,12 @@ def test_bad_minimal_pairs_file(good_model, tmp_path, capsys):
         fh.write('{"sentence_good": "a"}\n')
     code, err = run_main(capsys, "eval", str(good_model), f"blimp.path={pairs}", "perplexity.enabled=false")
     assert_one_line(code, err, "broken.jsonl.gz")
+
+
+def test_disk_full_anywhere_else_is_one_line(tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "metrics.jsonl"))
+
+    monkeypatch.setattr(train_module, "MetricsLog", full)
+    code, err = run_main(capsys, "train", *TINY_RUN, f"run.dir={tmp_path / 'run'}", "train.max_steps=2")
+    assert_one_line(code, err, "No space left on device")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
 from sleeptrain.errors import SleeptrainError
 
 EXIT_USER_ERROR = 2
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 TRAIN_DESCRIPTION = """Train a language model with a schedule. With no arguments: the built-in demo (generated
 child-directed English, the tiny Llama-style model), a few minutes on a laptop CPU.
@@ -155,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     except SleeptrainError as exc:
         print(f"sleeptrain: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USER_ERROR)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"sleeptrain: error: {exc.strerror}{where}; checkpoints already written are intact (resume with "
+              "sleeptrain train resume=RUN_DIR once there is room)", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("sleeptrain: interrupted", file=sys.stderr)
         return 130
