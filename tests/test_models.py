@@ -57,3 +57,25 @@ def test_our_token_losses_match_the_models_own_loss(arch):
     for i in range(3):
         one = model(input_ids=ids[i:i + 1], attention_mask=attn[i:i + 1], labels=labels[i:i + 1]).loss
         assert torch.allclose(per_sample[i], one, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_causal_models_ignore_right_padding_without_a_mask(arch):
+    """The loop drops the attention mask of right-padded causal batches (fast SDPA path): real tokens must get the
+    same logits either way."""
+    from sleeptrain.train import right_padded
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+                        100, 16, SPECIAL).eval()
+    ids = torch.randint(3, 100, (3, 16))
+    mask = torch.ones(3, 16, dtype=torch.long)
+    mask[1, 9:] = 0
+    mask[2, 4:] = 0
+    ids[mask == 0] = SPECIAL["pad"]
+    assert right_padded(mask) and not right_padded(mask.flip(1))
+    with torch.no_grad():
+        masked = model(input_ids=ids, attention_mask=mask).logits
+        unmasked = model(input_ids=ids).logits
+    real = mask.bool()
+    torch.testing.assert_close(masked[real], unmasked[real], rtol=1e-5, atol=1e-5)

@@ -9,6 +9,7 @@ import pytest
 from conftest import TINY_RUN, run_cli
 from sleeptrain.metrics import read_metrics
 from sleeptrain.presets import load_config
+import sleeptrain.train as train_module
 from sleeptrain.train import train
 
 
@@ -164,3 +165,30 @@ def test_trains_on_corpus_mini(shared_data, tmp_path, model, auto):
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip().endswith("True")
+
+
+def test_compile_is_warmed_on_every_batch_shape_and_never_recompiles_mid_run(tmp_path):
+    import torch._dynamo
+
+    from sleeptrain.metrics import read_metrics
+
+    torch._dynamo.reset()
+    cfg = load_config([*TINY_RUN, f"run.dir={tmp_path / 'run'}", "schedule=sleep", "schedule.n_cycles=2",
+                       "train.compile=true", "run.plot=false", "eval.final=false", "train.eval_every=0"]).config
+    counts = {}
+    real_warm = train_module.TrainingLoop.warm_compiled
+
+    def warm_and_count(self):
+        real_warm(self)
+        counts["after_warm"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+    train_module.TrainingLoop.warm_compiled = warm_and_count
+    try:
+        result = train(cfg)
+    finally:
+        train_module.TrainingLoop.warm_compiled = real_warm
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    compiled = [r for r in records if r["event"] == "compile"]
+    assert len(compiled) == 1 and len(compiled[0]["batch_shapes"]) >= 2  # full batches and a fold remainder
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == counts["after_warm"]
+    assert result.final_val_loss < result.first_val_loss

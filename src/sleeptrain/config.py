@@ -168,6 +168,10 @@ class TrainConfig:
     beta1: float = _help("AdamW beta1", default=0.9)
     beta2: float = _help("AdamW beta2", default=0.95)
     eps: float = _help("AdamW epsilon", default=1e-8)
+    adamw_impl: str = _help("AdamW kernel: auto (fused where torch has it for the device, else foreach) | fused | "
+                            "foreach | for_loop", default="auto")
+    compile: bool = _help("torch.compile the model (in place; state-dict names unchanged), warmed on every batch "
+                          "shape of the plan before step 0 so no phase change recompiles mid-run", default=False)
     clip_grad: Optional[float] = _help("max global gradient norm (null: no clipping)", default=1.0)
     max_steps: Optional[int] = _help("cap on optimizer steps for any schedule (the LR schedule is fitted to the cap)", default=None)
     precision: str = _help("fp32 | bf16 (autocast, CPU or GPU) | fp16 (GPU only)", default="fp32")
@@ -198,6 +202,7 @@ class TrainConfig:
         check_fraction("train.beta2", self.beta2, closed_high=False)
         check_positive("train.eps", self.eps)
         check_positive("train.clip_grad", self.clip_grad, allow_none=True)
+        check_choice("train.adamw_impl", self.adamw_impl, ("auto", "fused", "foreach", "for_loop"))
         check_positive("train.max_steps", self.max_steps, allow_none=True)
         check_choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))

@@ -130,7 +130,15 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer
         (decay if p.ndim >= 2 or cfg.train.decay_norms_and_biases else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), eps=cfg.train.eps)
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), eps=cfg.train.eps,
+                             **adamw_kernel(cfg.train.adamw_impl))
+
+
+def adamw_kernel(impl: str) -> dict:
+    """torch's fused AdamW (one kernel over all parameters; CPU and CUDA since torch 2.4) unless asked otherwise."""
+    if impl in ("auto", "fused"):
+        return {"fused": True}
+    return {"foreach": impl == "foreach"}
 
 
 def make_plan(cfg: Config, n_samples: int) -> PhasePlan:
@@ -199,6 +207,8 @@ class TrainingLoop:
         self.scores = ScoreBook(len(train_samples), gather=_gather_objects if self.world > 1 else None)
         self.importance = (Importance(model, cfg.sleep.importance, cfg.sleep.include_norms)
                            if "downscale" in cfg.sleep.ops else None)
+        if cfg.train.compile:
+            model.compile()
         self.model, self.optimizer = accelerator.prepare(model, make_optimizer(model, cfg))
         self.step = 0
         self.tokens = 0
@@ -245,12 +255,18 @@ class TrainingLoop:
         if rows.start == rows.stop:  # fewer rows than processes: a zero-weight pass keeps DDP's all-reduce in step
             rows, weight = slice(0, 1), 0.0
         local = {k: v[rows] for k, v in batch.items()}
-        local_ids = sample_ids[rows] if sample_ids is not None and weight else None
+        if not self.masked and right_padded(local["attention_mask"]):
+            # causal attention never looks right, so with padding only at the end of rows the mask changes nothing
+            # for real tokens (padding has no labels): dropping it lets SDPA take its fast is_causal path
+            local["attention_mask"] = None
+        scored = sample_ids is not None and weight and self.cfg.sleep.replays  # scores only matter for replay
+        local_ids = sample_ids[rows] if scored else None
         n_local = local["input_ids"].shape[0]
         step_loss = torch.zeros((), device=self.device)
         records = []
         for start in range(0, n_local, self.micro):
-            micro = {k: v[start:start + self.micro].to(self.device, non_blocking=True) for k, v in local.items()}
+            micro = {k: (self._to_device(v[start:start + self.micro]) if v is not None else None)
+                     for k, v in local.items()}
             last = start + self.micro >= n_local
             with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
                 logits = self.model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"]).logits
@@ -277,6 +293,12 @@ class TrainingLoop:
         self._interval_loss += step_loss
         self._interval_steps += 1
         self._advance(lr, int(mask.sum()))  # tokens counted on the host copy: no device sync
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """Host batch -> device; on GPU through pinned memory so the copy is asynchronous (no stall, no sync)."""
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
 
     def _advance(self, lr: float, n_tokens: int) -> None:
         self.tokens += n_tokens
@@ -378,9 +400,51 @@ class TrainingLoop:
                             "overall": result["overall"], "pairs": result["pairs"], "tie_rate": result["tie_rate"],
                             "by_phenomenon": {k: v["accuracy"] for k, v in result["by_phenomenon"].items()}})
 
+    def batch_shapes(self) -> list[int]:
+        """Every distinct micro-batch row count this process meets in the plan (full batches, fold remainders)."""
+        global_rows = {self.cfg.train.batch_size}
+        for stage in self.plan.stages:
+            if stage.phase == "wake" and stage.steps:
+                global_rows.add(stage.fold[1] - stage.fold[0] - (stage.steps - 1) * self.plan.batch_size)
+        shapes = set()
+        for n in global_rows:
+            local = max(self.shard(n).stop - self.shard(n).start, 1)
+            shapes.update(min(self.micro, local - s) for s in range(0, local, self.micro))
+        return sorted(shapes)
+
+    def warm_compiled(self) -> None:
+        """Compile forward and backward for every batch shape now, so no phase boundary recompiles mid-run. The
+        passes run on real samples under a forked RNG, without gradient sync, and their gradients are dropped:
+        training is unchanged."""
+        start = time.time()
+        shapes = self.batch_shapes()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            for rows in shapes:
+                ids, mask = self.train_samples.get(np.arange(min(rows, len(self.train_samples))))
+                ids, mask = self._to_device(ids), self._to_device(mask)
+                keep_mask = None if not self.masked and right_padded(mask) else mask
+                with self.acc.no_sync(self.model), self.acc.autocast():
+                    logits = self.model(input_ids=ids, attention_mask=keep_mask).logits
+                    labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+                    loss, _ = token_losses(logits, labels, causal=not self.masked)
+                    self.acc.backward(loss.sum() * 0.0)
+                self.optimizer.zero_grad(set_to_none=True)
+            model = self.acc.unwrap_model(self.model)  # evaluation: eval mode, no grad, masks as validation passes
+            model.eval()
+            n_dev = len(self.dev_samples)
+            with torch.no_grad(), self.acc.autocast():
+                for rows in sorted({min(self.micro, n_dev), n_dev % self.micro or self.micro}):
+                    ids, mask = self.dev_samples.get(np.arange(rows))
+                    model(input_ids=self._to_device(ids), attention_mask=self._to_device(mask))
+            model.train()
+        self.metrics.write({"event": "compile", "step": self.step, "batch_shapes": shapes,
+                            "seconds": time.time() - start})
+
     # --- phases ---
     def run(self) -> None:
         first, first_offset, first_started = self.resume_cursor or (0, 0, False)
+        if self.cfg.train.compile:
+            self.warm_compiled()
         if self.resume_cursor is None:
             self.evaluate()
         for i in range(first, len(self.plan.stages)):
@@ -483,7 +547,11 @@ class TrainingLoop:
         ctx = SleepContext(self.model, self.optimizer, self.cfg, stage.cycle, accelerator=self.acc,
                            make_optimizer=lambda m: make_optimizer(m, self.cfg), importance=self.importance)
         changed = run_op(name, ctx)
+        rebuilt = ctx.model is not self.model
         self.model, self.optimizer = ctx.model, ctx.optimizer
+        if rebuilt and self.cfg.train.compile:  # a deep reset builds a new module: compile and warm it as well
+            self.acc.unwrap_model(self.model).compile()
+            self.warm_compiled()
         self.metrics.write({"event": "sleep_op", "op": name, "step": self.step, "cycle": stage.cycle, **changed})
 
     # --- checkpoints ---
@@ -549,6 +617,11 @@ class TrainingLoop:
         self.last_checkpoint = Path(path)
         self.bar.update(self.step)
         return state
+
+
+def right_padded(mask: torch.Tensor) -> bool:
+    """True when every row is real tokens followed only by padding (how samples and replay contexts are laid out)."""
+    return bool((mask[:, 1:] <= mask[:, :-1]).all())
 
 
 def _gather_objects(items: list) -> list:
