@@ -47,6 +47,24 @@ examples:
 """
 
 
+COMPARE_DESCRIPTION = """Train several arms (schedules or override sets) x several seeds at one token budget, then
+write summary.json and report.md with paired statistics against the first arm. Resumable: re-running the same
+command skips finished runs and resumes unfinished ones.
+
+arms: a schedule preset name (epochs, sleep_strict, ...), NAME=overrides (comma-separated group=preset /
+key=value), or a .yaml file with `arms:` (and optionally common:, seeds:, budget: {tokens:}).
+experiment keys: seeds=N (default 3), budget.tokens=T (default: the first arm's natural length, in token positions
+= steps x batch x seq_len, replay included), dir=EXP_DIR, parallel=P (runs at once).
+anything else (group=preset, key=value) is common to every arm.
+
+examples:
+  sleeptrain compare single_pass sleep_strict seeds=3 train.max_steps=200
+  sleeptrain compare base=schedule=epochs,schedule.epochs=2 strict=schedule=sleep_strict seeds=3 \\
+      data=babylm data.path=../shared/data/corpus-mini dir=experiments/strict-vs-epochs
+  sleeptrain report experiments/strict-vs-epochs
+"""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but usage errors are one line (no usage dump)."""
 
@@ -77,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
                                description=CONTINUAL_DESCRIPTION, epilog=help_text(ContinualConfig),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     continual.add_argument("overrides", nargs="*", metavar="key=value")
+    compare = sub.add_parser("compare", help="arms x seeds at an equal token budget, paired statistics, a report",
+                             description=COMPARE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("words", nargs="+", metavar="ARM|key=value")
+    report = sub.add_parser("report", help="(re)write report.md and summary.json of a compare folder",
+                            description="Regenerate summary.json, report.md and plots of a `sleeptrain compare` "
+                                        "folder from its runs (finished runs only).")
+    report.add_argument("exp_dir", metavar="EXP_DIR")
     plot = sub.add_parser("plot", help="plot loss curves of runs, sleep phases shaded",
                           description="Training and validation loss against tokens seen for one or more runs "
                                       "(overlaid), sleep phases shaded.")
@@ -125,6 +150,22 @@ def cmd_continual(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from sleeptrain.compare import parse_args, run_compare
+
+    run_compare(parse_args(args.words), log=lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sleeptrain.report import write_report
+
+    print(write_report(Path(args.exp_dir)))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -152,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"train": cmd_train, "eval": cmd_eval, "continual": cmd_continual, "plot": cmd_plot}
+        commands = {"train": cmd_train, "eval": cmd_eval, "continual": cmd_continual, "plot": cmd_plot,
+                    "compare": cmd_compare, "report": cmd_report}
         return commands[args.command](args)
     except SleeptrainError as exc:
         print(f"sleeptrain: error: {exc}", file=sys.stderr)

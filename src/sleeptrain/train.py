@@ -647,23 +647,9 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     state = PartialState(cpu=cfg.train.device == "cpu" or not torch.cuda.is_available())
     # everything that can fail on the user's data or settings happens before the run folder exists
     check_runtime(cfg)
-    corpus = load_corpus(cfg.data)
-    if cfg.eval.blimp_path:
-        from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
-
-        # a bad path or file fails now, not after training
-        load_minimal_pairs(cfg.eval.blimp_path, max_per_paradigm=1, key="eval.blimp_path")
-    set_seed(cfg.seed)
-    with state.main_process_first():  # process 0 trains the tokenizer and fills the cache; the others read it
-        tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm)
-        stores = get_token_stores(corpus, tokenizer, cfg.data)
-    if stores["train"].n_tokens < cfg.data.seq_len:
-        raise DataError(f"data: the training split has {stores['train'].n_tokens} tokens, fewer than "
-                        f"data.seq_len={cfg.data.seq_len}")
-    train_samples = make_samples(stores["train"], cfg.data.seq_len, tokenizer.pad_token_id, cfg.data.packing,
-                                 cfg.data.windows, cfg.seed)
-    dev_samples = PackedBlocks(stores["dev"], cfg.data.seq_len, tokenizer.pad_token_id)
-    plan = make_plan(cfg, len(train_samples))
+    data = load_run_data(cfg, state)
+    corpus, tokenizer, stores, train_samples, dev_samples, plan = (
+        data.corpus, data.tokenizer, data.stores, data.train_samples, data.dev_samples, data.plan)
     check_processes(cfg, state.num_processes)
 
     if resume_from is None:
@@ -749,6 +735,41 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     accelerator.wait_for_everyone()
     return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.first_val, loop.last_val,
                      loop.stopped_early, eval_results, accelerator.is_main_process)
+
+
+@dataclass
+class RunData:
+    corpus: object
+    tokenizer: object
+    stores: dict
+    train_samples: PackedBlocks
+    dev_samples: PackedBlocks
+    plan: PhasePlan
+
+
+def load_run_data(cfg: Config, state=None) -> RunData:
+    """Corpus -> tokenizer -> token stores -> samples -> phase plan for `cfg` (cached after the first time), with
+    every data error raised here, before anything is written. Also tells `compare` each arm's natural budget."""
+    from accelerate.utils import set_seed
+
+    corpus = load_corpus(cfg.data)
+    if cfg.eval.blimp_path:
+        from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
+
+        # a bad path or file fails now, not after training
+        load_minimal_pairs(cfg.eval.blimp_path, max_per_paradigm=1, key="eval.blimp_path")
+    set_seed(cfg.seed)
+    with state.main_process_first() if state is not None else contextlib.nullcontext():
+        # process 0 trains the tokenizer and fills the cache; the others read it
+        tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm)
+        stores = get_token_stores(corpus, tokenizer, cfg.data)
+    if stores["train"].n_tokens < cfg.data.seq_len:
+        raise DataError(f"data: the training split has {stores['train'].n_tokens} tokens, fewer than "
+                        f"data.seq_len={cfg.data.seq_len}")
+    train_samples = make_samples(stores["train"], cfg.data.seq_len, tokenizer.pad_token_id, cfg.data.packing,
+                                 cfg.data.windows, cfg.seed)
+    dev_samples = PackedBlocks(stores["dev"], cfg.data.seq_len, tokenizer.pad_token_id)
+    return RunData(corpus, tokenizer, stores, train_samples, dev_samples, make_plan(cfg, len(train_samples)))
 
 
 def check_processes(cfg: Config, n_processes: int) -> None:

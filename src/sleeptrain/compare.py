@@ -1,0 +1,248 @@
+"""`sleeptrain compare`: several arms x several seeds at one token budget, resumable, then a report.
+
+    sleeptrain compare epochs sleep_strict seeds=3 model=tiny data=babylm data.path=...
+    sleeptrain compare baseline=schedule=epochs,schedule.epochs=2 strict=schedule=sleep_strict seeds=3
+    sleeptrain compare arms.yaml
+
+Words on the command line:
+- `NAME` (no `=`): a schedule preset as an arm named after it; `FILE.yaml`: arms (and settings) from a file;
+- `NAME=o1,o2,...` where NAME is not a config key: an arm with its own overrides (group=preset or key=value,
+  comma-separated; brackets keep lists together: `sleep.ops=[replay,downscale]`);
+- `seeds=N`, `budget.tokens=T`, `dir=EXP_DIR`, `parallel=P`: the experiment;
+- any other `group=preset` / `key=value`: common to every arm.
+
+**Budget accounting.** The budget counts token positions through the model — `train.batch_size x data.seq_len`
+per optimizer step, wake and replay alike (padding included, so every arm processes the same number of positions
+to within one batch). Each arm gets `train.max_steps = budget / (batch x seq_len)`; an arm whose schedule is shorter
+than that gets more passes (`schedule.epochs`), which the summary notes. Without `budget.tokens`, the budget is the
+first arm's natural length. Real (non-padding) tokens are reported too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sleeptrain.errors import ConfigError
+from sleeptrain.presets import GROUPS, _all_keys, list_presets, load_config
+
+EXPERIMENT_KEYS = ("seeds", "budget.tokens", "dir", "parallel")
+
+
+@dataclass
+class Arm:
+    name: str
+    overrides: list[str]
+
+
+@dataclass
+class Experiment:
+    arms: list[Arm]
+    common: list[str] = field(default_factory=list)
+    seeds: int = 3
+    budget_tokens: int | None = None
+    dir: Path | None = None
+    parallel: int = 1
+
+
+def split_overrides(text: str) -> list[str]:
+    """Split `a=1,b=[x,y],model=tiny` at commas outside brackets."""
+    out, depth, current = [], 0, ""
+    for ch in text:
+        if ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(current)
+            current = ""
+        else:
+            current += ch
+    if current:
+        out.append(current)
+    return [o.strip() for o in out if o.strip()]
+
+
+def _is_config_word(key: str) -> bool:
+    return key in GROUPS or key in _all_keys() or key == "seed" or "." in key and key.split(".")[0] in \
+        {k.split(".")[0] for k in _all_keys()}
+
+
+def parse_args(words: list[str]) -> Experiment:
+    exp = Experiment(arms=[])
+    settings: dict[str, str] = {}
+    for word in words:
+        if "=" not in word:
+            if word.endswith((".yaml", ".yml")):
+                _read_arms_file(Path(word), exp, settings)
+            elif word in list_presets("schedule"):
+                exp.arms.append(Arm(word, [f"schedule={word}"]))
+            else:
+                raise ConfigError(f"{word!r}: not a schedule preset ({', '.join(list_presets('schedule'))}) or an "
+                                  "arms .yaml file; a named arm is NAME=overrides")
+            continue
+        key, value = word.split("=", 1)
+        if key in EXPERIMENT_KEYS:
+            settings[key] = value
+        elif _is_config_word(key):
+            exp.common.append(word)
+        else:
+            exp.arms.append(Arm(key, split_overrides(value)))
+    _apply_settings(exp, settings)
+    names = [a.name for a in exp.arms]
+    if len(names) < 2:
+        raise ConfigError("compare: give at least two arms (schedule presets, NAME=overrides, or an arms .yaml)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"compare: arm names must differ, got {names}")
+    for arm in exp.arms:  # every arm must be a valid config (fails now, not after hours of the first arms)
+        load_config([*exp.common, *arm.overrides])
+    return exp
+
+
+def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> None:
+    if not path.is_file():
+        raise ConfigError(f"compare: arms file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"compare: {path} is not valid YAML") from None
+    arms = data.get("arms")
+    if not isinstance(arms, dict) or not arms:
+        raise ConfigError(f"compare: {path} needs `arms:` mapping arm names to lists of overrides")
+    for name, overrides in arms.items():
+        if isinstance(overrides, str):
+            overrides = split_overrides(overrides)
+        exp.arms.append(Arm(str(name), [str(o) for o in overrides or []]))
+    exp.common.extend(str(o) for o in data.get("common", []) or [])
+    for key in ("seeds", "dir", "parallel"):
+        if key in data:
+            settings.setdefault(key, str(data[key]))
+    budget = data.get("budget")
+    if isinstance(budget, dict) and "tokens" in budget:
+        settings.setdefault("budget.tokens", str(budget["tokens"]))
+
+
+def _apply_settings(exp: Experiment, settings: dict[str, str]) -> None:
+    def positive_int(key: str) -> int:
+        try:
+            value = int(float(settings[key]))
+        except ValueError:
+            raise ConfigError(f"{key}: expected a whole number, got {settings[key]!r}") from None
+        if value <= 0:
+            raise ConfigError(f"{key}: must be > 0, got {value}")
+        return value
+
+    if "seeds" in settings:
+        exp.seeds = positive_int("seeds")
+    if "budget.tokens" in settings:
+        exp.budget_tokens = positive_int("budget.tokens")
+    if "parallel" in settings:
+        exp.parallel = positive_int("parallel")
+    if "dir" in settings:
+        exp.dir = Path(settings["dir"]).expanduser()
+
+
+# --- budget ---------------------------------------------------------------------------------------------------------
+
+def arm_budgets(exp: Experiment) -> dict[str, dict]:
+    """Per arm: positions per step, the natural plan length, and the overrides that put it on the budget."""
+    from sleeptrain.train import load_run_data
+
+    info = {}
+    for arm in exp.arms:
+        cfg = load_config([*exp.common, *arm.overrides]).config
+        data = load_run_data(cfg)
+        per_step = cfg.train.batch_size * cfg.data.seq_len
+        natural_steps = data.plan.total_steps
+        info[arm.name] = {"positions_per_step": per_step, "natural_steps": natural_steps,
+                          "epochs": cfg.schedule.epochs, "natural_positions": natural_steps * per_step}
+    budget = exp.budget_tokens or info[exp.arms[0].name]["natural_positions"]
+    for arm in exp.arms:
+        a = info[arm.name]
+        a["steps"] = max(1, round(budget / a["positions_per_step"]))
+        a["budget_positions"] = a["steps"] * a["positions_per_step"]
+        extra = [f"train.max_steps={a['steps']}"]
+        if a["natural_steps"] < a["steps"]:  # more passes, then the cap cuts the plan at the budget
+            epochs = math.ceil(a["epochs"] * a["steps"] / a["natural_steps"])
+            extra.append(f"schedule.epochs={epochs}")
+            a["note"] = f"schedule.epochs raised from {a['epochs']} to {epochs} to reach the budget"
+        a["budget_overrides"] = extra
+    return {"budget_positions": budget, "arms": info}
+
+
+# --- running --------------------------------------------------------------------------------------------------------
+
+def run_dir_of(exp_dir: Path, arm: str, seed: int) -> Path:
+    return exp_dir / "runs" / arm / f"seed{seed}"
+
+
+def run_state(run_dir: Path) -> str:
+    """finished | resumable | empty (never started, or died before its first checkpoint)."""
+    from sleeptrain.checkpoint import latest_checkpoint
+
+    if (run_dir / "summary.json").is_file():
+        return "finished"
+    if latest_checkpoint(run_dir) is not None:
+        return "resumable"
+    return "empty"
+
+
+def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, log) -> dict:
+    run_dir = run_dir_of(exp_dir, arm.name, seed)
+    state = run_state(run_dir)
+    if state == "finished":
+        log(f"  {arm.name} seed {seed}: finished earlier, skipped")
+        return {"arm": arm.name, "seed": seed, "status": "skipped"}
+    if state == "resumable":
+        args = ["train", f"resume={run_dir}"]
+    else:
+        if run_dir.exists():  # a start that died before its first checkpoint: keep it aside, start again
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}"))
+        args = ["train", *exp.common, *arm.overrides, *budget["budget_overrides"], f"seed={seed}",
+                f"run.dir={run_dir}", "run.progress=false"]
+    log(f"  {arm.name} seed {seed}: {'resuming' if state == 'resumable' else 'training'} -> {run_dir}")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f"seed{seed}.log", "a") as out:
+        proc = subprocess.run([sys.executable, "-m", "sleeptrain", *args], stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        tail = (run_dir.parent / f"seed{seed}.log").read_text().strip().splitlines()[-1:]
+        raise ConfigError(f"compare: {arm.name} seed {seed} failed ({tail[0] if tail else proc.returncode}); "
+                          f"log: {run_dir.parent / f'seed{seed}.log'}")
+    return {"arm": arm.name, "seed": seed, "status": state == "resumable" and "resumed" or "trained"}
+
+
+def run_compare(exp: Experiment, log=print) -> Path:
+    exp_dir = exp.dir or Path("experiments") / time.strftime("%Y%m%d-%H%M%S")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    saved = exp_dir / "experiment.json"
+    budgets = arm_budgets(exp)
+    record = {"arms": {a.name: a.overrides for a in exp.arms}, "common": exp.common, "seeds": exp.seeds,
+              "budget": budgets}
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+        if {k: before.get(k) for k in ("arms", "common")} != {k: record[k] for k in ("arms", "common")}:
+            raise ConfigError(f"dir: {str(exp_dir)!r} holds a different experiment (other arms or common "
+                              "settings); choose another dir=")
+    saved.write_text(json.dumps(record, indent=1))
+    log(f"compare: {len(exp.arms)} arms x {exp.seeds} seeds, budget {budgets['budget_positions']:,} token "
+        f"positions per run -> {exp_dir}")
+    jobs = [(arm, seed) for seed in range(exp.seeds) for arm in exp.arms]  # seeds outer: early results are paired
+    with ThreadPoolExecutor(max_workers=exp.parallel) as pool:
+        done = list(pool.map(lambda job: run_one(exp, exp_dir, job[0], job[1], budgets["arms"][job[0].name], log),
+                             jobs))
+    from sleeptrain.report import write_report
+
+    report = write_report(exp_dir)
+    log(f"runs: {sum(d['status'] != 'skipped' for d in done)} run, "
+        f"{sum(d['status'] == 'skipped' for d in done)} skipped; report: {report}")
+    return exp_dir
