@@ -93,3 +93,37 @@ def test_compare_two_arms_two_seeds_killed_resumed_and_skipped(tmp_path):
     (exp_dir / "report.md").unlink()
     regenerated = run_cli("report", str(exp_dir))
     assert regenerated.returncode == 0 and (exp_dir / "report.md").read_text() == report
+
+
+def test_grid_covers_every_combination_and_random_is_seeded(tmp_path):
+    from sleeptrain.sweep import load_space, trial_settings
+
+    space = tmp_path / "space.yaml"
+    space.write_text("method: grid\nspace:\n  train.lr: [0.001, 0.003]\n  replay.strategy: [weighted, strict]\n")
+    grid = trial_settings(load_space(space, []))
+    assert len(grid) == 4 and {(t["train.lr"], t["replay.strategy"]) for t in grid} == {
+        (0.001, "weighted"), (0.001, "strict"), (0.003, "weighted"), (0.003, "strict")}
+    space.write_text("method: random\ntrials: 5\nspace:\n  train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    a, b = (trial_settings(load_space(space, [])) for _ in range(2))
+    assert a == b and all(1e-4 <= t["train.lr"] <= 1e-2 for t in a)
+    space.write_text("method: grid\nspace:\n  train.lr: {low: 1.0e-4, high: 1.0e-2}\n")
+    with pytest.raises(ConfigError, match="space.train.lr"):
+        load_space(space, [])
+
+
+def test_random_sweep_writes_table_best_preset_and_importance(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("method: random\ntrials: 3\nobjective: final_val_loss\n"
+                     "space:\n  train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}\n  train.warmup_steps: [0, 5]\n")
+    out = tmp_path / "sweep"
+    result = run_cli("sweep", str(space), *COMMON, "schedule=single_pass", "train.max_steps=12", "eval.final=false",
+                     f"dir={out}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "sweep.json").read_text())
+    assert len(data["trials"]) == 3 and data["best"]["objective"] == min(t["objective"] for t in data["trials"])
+    assert "| trial-" in (out / "sweep.md").read_text() and (out / "importance.png").exists()
+    best = (out / "best.yaml").read_text()
+    assert "lr:" in best and "max_steps: 12" in best
+    again = run_cli("sweep", str(space), *COMMON, "schedule=single_pass", "train.max_steps=12", "eval.final=false",
+                    f"dir={out}", timeout=600)
+    assert again.returncode == 0 and again.stdout.count("skipped") == 3

@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="arms x seeds at an equal token budget, paired statistics, a report",
                              description=COMPARE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     compare.add_argument("words", nargs="+", metavar="ARM|key=value")
+    sweep = sub.add_parser("sweep", help="grid or random search over config keys; best config as a preset",
+                           description="Grid or random search over config keys described in SPACE.yaml (see "
+                                       "docs or `sleeptrain.sweep`): one run per trial, results table sweep.md, "
+                                       "best.yaml preset, importance.png for random sweeps. Keys: trials=N, "
+                                       "method=grid|random, objective=final_val_loss|best_val_loss|blimp_overall, "
+                                       "dir=EXP_DIR; other key=value are common to every trial.")
+    sweep.add_argument("space", metavar="SPACE.yaml")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value")
     report = sub.add_parser("report", help="(re)write report.md and summary.json of a compare folder",
                             description="Regenerate summary.json, report.md and plots of a `sleeptrain compare` "
                                         "folder from its runs (finished runs only).")
@@ -157,6 +165,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sleeptrain.sweep import load_space, run_sweep
+
+    run_sweep(load_space(Path(args.space), args.overrides), log=lambda line: print(line, flush=True))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -194,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         commands = {"train": cmd_train, "eval": cmd_eval, "continual": cmd_continual, "plot": cmd_plot,
-                    "compare": cmd_compare, "report": cmd_report}
+                    "compare": cmd_compare, "sweep": cmd_sweep, "report": cmd_report}
         return commands[args.command](args)
     except SleeptrainError as exc:
         print(f"sleeptrain: error: {exc}", file=sys.stderr)

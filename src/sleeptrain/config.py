@@ -340,10 +340,13 @@ class EvalConfig:
     blimp_n: int = _help("pairs per paradigm in the fast periodic evaluation", default=50)
     final: bool = _help("full evaluation (BLiMP + dev perplexity) of the final model, written to "
                         "final/eval/results.json", default=True)
+    final_max_pairs: Optional[int] = _help("final evaluation: at most this many pairs per paradigm (null: all)",
+                                           default=None)
     method: str = _help("masked-LM scoring: pll | pll_word_l2r", default="pll")
     batch_size: int = _help("sentences (or masked copies) per scoring batch", default=64)
 
     def __post_init__(self) -> None:
+        check_positive("eval.final_max_pairs", self.final_max_pairs, allow_none=True)
         check_positive("eval.blimp_every", self.blimp_every, allow_zero=True)
         check_positive("eval.blimp_n", self.blimp_n)
         check_choice("eval.method", self.method, MLM_SCORING)

@@ -822,7 +822,7 @@ def final_evaluation(cfg: Config, model, tokenizer, final_dir: Path, blimp_path:
     opts.blimp.method = cfg.eval.method
     was_training = model.training
     model.eval()
-    pairs = load_minimal_pairs(blimp_path) if blimp_path else None
+    pairs = load_minimal_pairs(blimp_path, cfg.eval.final_max_pairs) if blimp_path else None
     lines = (corpus.splits["dev"], f"dev split of {corpus.description}")
     results, _ = evaluate_model(LoadedModel(model, tokenizer, cfg.model.is_masked_lm, final_dir), opts, pairs,
                                 lines, str(blimp_path) if blimp_path else None, seq_len=cfg.data.seq_len)
