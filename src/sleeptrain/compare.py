@@ -233,6 +233,10 @@ def run_compare(exp: Experiment, log=print) -> Path:
         if {k: before.get(k) for k in ("arms", "common")} != {k: record[k] for k in ("arms", "common")}:
             raise ConfigError(f"dir: {str(exp_dir)!r} holds a different experiment (other arms or common "
                               "settings); choose another dir=")
+        if before["budget"]["budget_positions"] != budgets["budget_positions"]:
+            raise ConfigError(f"budget.tokens: {str(exp_dir)!r} was run at {before['budget']['budget_positions']:,} "
+                              f"token positions, now {budgets['budget_positions']:,}; finished runs would not be "
+                              "comparable — keep the budget or choose another dir=")
     saved.write_text(json.dumps(record, indent=1))
     log(f"compare: {len(exp.arms)} arms x {exp.seeds} seeds, budget {budgets['budget_positions']:,} token "
         f"positions per run -> {exp_dir}")
