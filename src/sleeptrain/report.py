@@ -195,7 +195,7 @@ def plot_experiment(exp_dir: Path, arms: list[str]) -> list[Path]:
     plt.close(fig)
     if phenomena:
         names = sorted({p for v in phenomena.values() for p in v})
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) * len(arms) / 2), 4), dpi=100)
+        fig, ax = plt.subplots(figsize=(min(14, 3 + 0.12 * len(names) * len(arms)), 4.5), dpi=100)
         width = 0.8 / len(arms)
         for i, arm in enumerate(arms):
             vals = [np.mean(phenomena.get(arm, {}).get(p, [math.nan])) for p in names]
