@@ -30,10 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from sleeptrain.errors import ConfigError
-from sleeptrain.presets import GROUPS, _all_keys, list_presets, load_config
+from sleeptrain.presets import GROUPS, _all_keys, _load_yaml, list_presets, load_config
 
 EXPERIMENT_KEYS = ("seeds", "budget.tokens", "dir", "parallel")
 
@@ -73,8 +71,9 @@ def split_overrides(text: str) -> list[str]:
 
 
 def _is_config_word(key: str) -> bool:
-    return key in GROUPS or key in _all_keys() or key == "seed" or "." in key and key.split(".")[0] in \
-        {k.split(".")[0] for k in _all_keys()}
+    """A group or a key of the training config (a misspelt key under a known section counts too, so it fails
+    as an unknown key instead of becoming an arm)."""
+    return key in GROUPS or key.split(".")[0] in {k.split(".")[0] for k in _all_keys()}
 
 
 def parse_args(words: list[str]) -> Experiment:
@@ -111,10 +110,7 @@ def parse_args(words: list[str]) -> Experiment:
 def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> None:
     if not path.is_file():
         raise ConfigError(f"compare: arms file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise ConfigError(f"compare: {path} is not valid YAML") from None
+    data = _load_yaml(path, "compare")
     arms = data.get("arms")
     if not isinstance(arms, dict) or not arms:
         raise ConfigError(f"compare: {path} needs `arms:` mapping arm names to lists of overrides")
@@ -218,7 +214,7 @@ def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, l
         tail = (run_dir.parent / f"seed{seed}.log").read_text().strip().splitlines()[-1:]
         raise ConfigError(f"compare: {arm.name} seed {seed} failed ({tail[0] if tail else proc.returncode}); "
                           f"log: {run_dir.parent / f'seed{seed}.log'}")
-    return {"arm": arm.name, "seed": seed, "status": state == "resumable" and "resumed" or "trained"}
+    return {"arm": arm.name, "seed": seed, "status": "resumed" if state == "resumable" else "trained"}
 
 
 def run_compare(exp: Experiment, log=print) -> Path:

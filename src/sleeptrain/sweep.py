@@ -8,7 +8,7 @@ SPACE.yaml:
     seed: 0                   # random: the sampler's seed
     common: [model=tiny, train.max_steps=300]
     space:
-      train.lr: {low: 3.0e-4, high: 1.0e-2, log: true}   # random: (log-)uniform; grid: needs a list
+      train.lr: {low: 3.0e-4, high: 1.0e-2, log: true}   # random: (log-)uniform (int: true rounds); grid: a list
       replay.ratio: [0.1, 0.2, 0.4]                      # grid: every value; random: one of them
       replay.strategy: [weighted, strict]
 
@@ -31,17 +31,14 @@ import yaml
 
 from sleeptrain.compare import Arm, Experiment, run_one
 from sleeptrain.errors import ConfigError
-from sleeptrain.presets import load_config
+from sleeptrain.presets import _load_yaml, load_config
 from sleeptrain.report import METRICS, run_record
 
 
 def load_space(path: Path, overrides: list[str]) -> dict:
     if not path.is_file():
         raise ConfigError(f"sweep: search-space file {str(path)!r} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise ConfigError(f"sweep: {path} is not valid YAML") from None
+    spec = _load_yaml(path, "sweep")
     settings = {}
     common = [str(c) for c in spec.get("common", []) or []]
     for word in overrides:
