@@ -5,8 +5,11 @@
 Every figure comes from this process, on the same model config, data (the built-in generated corpus), batch size,
 sequence length and precision:
 - sleeptrain: tokens/s from `metrics.jsonl` training intervals after the first (warm-up) interval;
-- HF Trainer: the same model built the same way, the same packed samples, `Trainer` with AdamW, one process,
-  tokens/s from step timestamps after the same warm-up;
+- HF Trainer: the same model built the same way but with transformers' stock SDPA attention (what a Trainer script
+  gets), the same packed samples, `Trainer` with AdamW, one process, tokens/s from step timestamps after the same
+  warm-up;
+- sleeptrain with `model.attention=sdpa` too, to separate what our CPU attention (sleeptrain/attention.py) gives from
+  what the loop gives;
 - sleep overhead: a `sleep_strict` run (per-sample scores, top-k selection, re-packing into new contexts) vs a
   `single_pass` run with the same number of steps; overhead = 1 - ratio;
 - MFU = model FLOPs per token x tokens/s / peak FLOP/s. FLOPs per token = 6 N + 6 L T d (N = every matmul weight:
@@ -80,7 +83,7 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
     from sleeptrain.models import build_model, special_token_ids
     from sleeptrain.presets import load_config
 
-    cfg = load_config([*BENCH_DATA, *overrides]).config
+    cfg = load_config([*BENCH_DATA, *overrides, "model.attention=sdpa"]).config
     corpus = load_corpus(cfg.data)
     tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data)
     store = get_token_stores(corpus, tokenizer, cfg.data)["train"]
@@ -140,14 +143,17 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2) -> dict
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             peak = peak_flops(dtype)
             over = [*common, f"train.precision={precision}"]
-            runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": []}
+            runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": [], "stock_attention": []}
             for r in range(repeats):  # interleaved, so slow phases of the machine hit every variant alike
                 runs["ours"].append(sleeptrain_run([*over, "schedule=single_pass"], tmp / f"single-{precision}-{r}"))
                 runs["hf"].append(hf_trainer_run(over, steps, precision, tmp / f"hf-{precision}-{r}"))
                 runs["sleep"].append(sleeptrain_run([*over, *sleep_schedule], tmp / f"sleep-{precision}-{r}"))
                 runs["for_loop"].append(sleeptrain_run([*over, "schedule=single_pass", "train.adamw_impl=for_loop"],
                                                        tmp / f"loop-{precision}-{r}"))
-            ours, hf, sleep, loop_adamw = (best(runs[k]) for k in ("ours", "hf", "sleep", "for_loop"))
+                runs["stock_attention"].append(sleeptrain_run([*over, "schedule=single_pass", "model.attention=sdpa"],
+                                                              tmp / f"stock-{precision}-{r}"))
+            ours, hf, sleep, loop_adamw, stock = (best(runs[k]) for k in ("ours", "hf", "sleep", "for_loop",
+                                                                         "stock_attention"))
             fpt = hf["flops_per_token"]
             row = {"precision": precision, "sleeptrain_tokens_per_s": ours["tokens_per_s"],
                    "hf_trainer_tokens_per_s": hf["tokens_per_s"],
@@ -158,6 +164,9 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2) -> dict
                    "flops_per_token": fpt, "peak_flops": peak,
                    "mfu_sleeptrain": fpt * ours["tokens_per_s"] / peak, "mfu_hf": fpt * hf["tokens_per_s"] / peak,
                    "fused_adamw_vs_for_loop": ours["tokens_per_s"] / loop_adamw["tokens_per_s"],
+                   "stock_attention_tokens_per_s": stock["tokens_per_s"],
+                   "attention_speedup": ours["tokens_per_s"] / stock["tokens_per_s"],
+                   "stock_attention_vs_hf": stock["tokens_per_s"] / hf["tokens_per_s"],
                    "final_loss_sleeptrain": ours["final_loss"],
                    "all_runs_tokens_per_s": {k: [r["tokens_per_s"] for r in v] for k, v in runs.items()}}
             out["rows"].append(row)
@@ -167,7 +176,9 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2) -> dict
                   f"{100 * row['sleep_overhead']:.1f} % in tokens/s, {100 * row['sleep_overhead_steps']:.1f} % in "
                   f"steps/s); MFU {100 * row['mfu_sleeptrain']:.1f} % of a measured "
                   f"{peak / 1e9:.0f} GFLOP/s ({fpt / 1e6:.1f} MFLOP/token); fused AdamW "
-                  f"{row['fused_adamw_vs_for_loop']:.2f}x the for-loop one")
+                  f"{row['fused_adamw_vs_for_loop']:.2f}x the for-loop one; our attention "
+                  f"{row['attention_speedup']:.2f}x transformers' SDPA (loop alone vs Trainer: "
+                  f"{row['stock_attention_vs_hf']:.2f})")
     if len(out["rows"]) == 2:  # bf16 numerics: the same run's training loss in both precisions
         fp32, bf16 = out["rows"]
         out["bf16_final_loss_diff"] = bf16["final_loss_sleeptrain"] - fp32["final_loss_sleeptrain"]

@@ -90,5 +90,28 @@ def test_parameter_search_scores_on_training_data(tmp_path):
     saved = json.loads((run_dir / "search.json").read_text())
     assert len(saved["trials"]) == 3 and saved["best"]["x"] == saved["trials"][0]["x"]
     assert saved["trials"][0]["train_accuracy"] >= saved["trials"][-1]["train_accuracy"]
-    assert "src.betas=[" in saved["best"]["as_overrides"]
+    assert "src.betas=[" in saved["best"]["as_overrides"] and "src.iterations=" in saved["best"]["as_overrides"]
+    assert saved["reference"]["method"] == "sequential" and 0 <= saved["reference"]["train_accuracy"] <= 1
     assert not (run_dir / "results.json").exists()
+
+
+def test_evolve_search_mutates_the_best_and_scales_the_sleep(tmp_path):
+    """The sleep-length factor (last entry) reaches src.iterations/growth; the printed overrides reproduce a trial."""
+    from sleeptrain.continual.runner import build_benchmark, method_config
+    from sleeptrain.continual.search import search, trial_config
+
+    cfg = load_continual_config([*FAST_DIGITS, "method=rehearsal_src", "src.iterations=200", "src.growth=100"])
+    mcfg = method_config(cfg, None)
+    scaled = trial_config(mcfg, [*mcfg.src.vector(), 0.5], sleep_length=True)
+    assert (scaled.src.iterations, scaled.src_growth) == (100, 50) and scaled.src.inc == mcfg.src.inc
+    found = search(build_benchmark(cfg, 0), mcfg, trials=3, strategy="evolve", method="rehearsal_src")
+    assert found["reference"]["method"] == "rehearsal" and len(found["trials"]) == 3
+    assert all(len(t["x"]) == len(mcfg.src.vector()) + 1 for t in found["trials"])
+    best = found["trials"][0]
+    again = load_continual_config([*FAST_DIGITS, "method=rehearsal_src", *best["as_overrides"].split()])
+    assert again.src.iterations == trial_config(mcfg, best["x"], True).src.iterations
+
+
+def test_search_of_a_method_without_sleep_is_one_line(tmp_path):
+    result = run_cli("continual", "method=rehearsal", "search_trials=2", f"run.dir={tmp_path / 'r'}")
+    assert result.returncode == 2 and "method:" in result.stderr and "Traceback" not in result.stderr

@@ -79,3 +79,62 @@ def test_causal_models_ignore_right_padding_without_a_mask(arch):
         unmasked = model(input_ids=ids).logits
     real = mask.bool()
     torch.testing.assert_close(masked[real], unmasked[real], rtol=1e-5, atol=1e-5)
+
+
+def test_fp32_on_cpu_attention_is_sdpa_computed_in_fp32():
+    """Under bf16 autocast on CPU our attention equals fp32 SDPA of the same (bf16) inputs, closer to it than
+    transformers' SDPA (which autocast runs in bf16); outside autocast it is transformers' SDPA exactly."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from sleeptrain.attention import sdpa_fp32_on_cpu
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.is_causal = True
+    q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
+    exact, _ = sdpa_attention_forward(module, *(t.bfloat16().float() for t in (q, k, v)), None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, _ = sdpa_fp32_on_cpu(module, q.bfloat16(), k.bfloat16(), v.bfloat16(), None)
+        stock, _ = sdpa_attention_forward(module, q.bfloat16(), k.bfloat16(), v.bfloat16(), None)
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), exact.bfloat16().float(), rtol=0, atol=0)
+    assert (stock.float() - exact).abs().max() > (ours.float() - exact).abs().max()
+    plain, _ = sdpa_attention_forward(module, q, k, v, None)
+    assert torch.equal(sdpa_fp32_on_cpu(module, q, k, v, None)[0], plain)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "roberta"])
+def test_models_train_with_fp32_on_cpu_attention_and_save_without_it(arch, tmp_path):
+    """Same logits as transformers' SDPA in fp32, gradients under bf16 autocast, deep-reset rebuilds keep it, and
+    the saved config names no attention, so the folder loads anywhere with transformers' default."""
+    from transformers import AutoConfig
+
+    from sleeptrain.attention import ATTENTION_NAME
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2)
+    ours = build_model(cfg, 100, 16, SPECIAL).eval()
+    stock = build_model(ModelConfig(**{**cfg.__dict__, "attention": "sdpa"}), 100, 16, SPECIAL).eval()
+    stock.load_state_dict(ours.state_dict())
+    assert ours.config._attn_implementation == ATTENTION_NAME and stock.config._attn_implementation == "sdpa"
+    ids = torch.randint(3, 100, (2, 16))
+    mask = torch.ones_like(ids)
+    mask[1, 12:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(ours(input_ids=ids, attention_mask=mask).logits,
+                                   stock(input_ids=ids, attention_mask=mask).logits, rtol=1e-5, atol=1e-5)
+    ours.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours(input_ids=ids, attention_mask=mask).logits.float().square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in ours.parameters() if p.requires_grad)
+    assert type(ours)(ours.config).config._attn_implementation == ATTENTION_NAME  # as deep_reset rebuilds
+    ours.save_pretrained(tmp_path)
+    assert ATTENTION_NAME not in (tmp_path / "config.json").read_text()
+    assert AutoConfig.from_pretrained(tmp_path)._attn_implementation != ATTENTION_NAME
+
+
+def test_bad_attention_name_is_refused():
+    from sleeptrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.attention"):
+        ModelConfig(attention="flash")

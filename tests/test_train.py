@@ -83,6 +83,45 @@ def test_same_seed_gives_identical_losses(tmp_path):
     assert other != [loss for _, loss, _ in losses[0] if loss is not None]
 
 
+@pytest.mark.parametrize("schedule,extra", [("sleep_weighted", []),  # replay in new contexts
+                                             ("sleep_strict", ["replay.context_augment=false"]),
+                                             ("roberta", ["model=roberta-tiny", "model.hidden_size=32",
+                                                          "model.num_heads=2", "model.intermediate_size=64"])])
+def test_prefetching_changes_nothing(tmp_path, schedule, extra):
+    """Batches gathered on the background thread: the same batches in the same order, the same RNG use (MLM
+    masking stays on the loop's thread) -> bit-identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    weights = []
+    for prefetch in ("true", "false"):
+        plan = ["schedule=single_pass"] if schedule == "roberta" else [f"schedule={schedule}", "schedule.n_cycles=2"]
+        cfg = load_config([*TINY_RUN, *plan, "run.plot=false",
+                           "train.max_steps=16", "train.eval_every=0", "eval.final=false", *extra,
+                           f"train.prefetch={prefetch}", f"run.dir={tmp_path / prefetch}"]).config
+        weights.append(load_file(str(train(cfg).final_dir / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_prefetched_keeps_order_and_surfaces_errors():
+    from sleeptrain.prefetch import prefetched
+
+    assert list(prefetched(lambda i: i * i, range(5))) == [0, 1, 4, 9, 16]
+    assert list(prefetched(lambda i: i, [], enabled=True)) == []
+
+    def load(i):
+        if i == 2:
+            raise ValueError("bad batch 2")
+        return i
+
+    got = []
+    with pytest.raises(ValueError, match="bad batch 2"):
+        for value in prefetched(load, range(4)):
+            got.append(value)
+    assert got == [0, 1]
+
+
 def test_masked_lm_run_loads_with_auto_masked_lm(tmp_path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -174,7 +213,8 @@ def test_compile_is_warmed_on_every_batch_shape_and_never_recompiles_mid_run(tmp
 
     torch._dynamo.reset()
     cfg = load_config([*TINY_RUN, f"run.dir={tmp_path / 'run'}", "schedule=sleep", "schedule.n_cycles=2",
-                       "train.compile=true", "run.plot=false", "eval.final=false", "train.eval_every=0"]).config
+                       "train.compile=true", "train.precision=bf16",  # bf16: our CPU attention (autocast off inside)
+                       "run.plot=false", "eval.final=false", "train.eval_every=0"]).config
     counts = {}
     real_warm = train_module.TrainingLoop.warm_compiled
 

@@ -35,6 +35,7 @@ from sleeptrain.lr_schedules import plan_lr_function
 from sleeptrain.metrics import MetricsLog, code_version, rewind_metrics
 from sleeptrain.models import build_model, count_parameters, special_token_ids
 from sleeptrain.phases import PhasePlan, Stage
+from sleeptrain.prefetch import prefetched
 from sleeptrain.presets import config_to_yaml, flat_config
 from sleeptrain.replay import BufferSamples, RepackedSamples, ScoreBook, select_buffer, sleep_order
 from sleeptrain.run_setup import (  # noqa: F401  (re-exported: library users import them from here)
@@ -303,7 +304,9 @@ class TrainingLoop:
                 ids, mask = self.train_samples.get(np.arange(min(rows, len(self.train_samples))))
                 ids, mask = self._to_device(ids), self._to_device(mask)
                 keep_mask = None if not self.masked and right_padded(mask) else mask
-                with self.acc.no_sync(self.model), self.acc.autocast():
+                # entered exactly as train_step enters it (the prepared model applies autocast inside): an outer
+                # autocast here changes the global state Dynamo guards on, and bf16 runs recompiled at step 0
+                with self.acc.no_sync(self.model):
                     logits = self.model(input_ids=ids, attention_mask=keep_mask).logits
                     labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
                     loss, _ = token_losses(logits, labels, causal=not self.masked)
@@ -352,12 +355,14 @@ class TrainingLoop:
         self.save_checkpoint((i + 1, 0, False))
 
     def wake(self, stage: Stage, first_offset: int = 0) -> None:
-        for offset in range(first_offset, stage.steps):
+        def load(offset: int):
             indices = self.plan.wake_indices(stage, offset)
+            return (indices, *self.train_samples.get(indices))
+
+        for indices, ids, mask in prefetched(load, range(first_offset, stage.steps), self.cfg.train.prefetch):
             if self.sample_log is not None:
                 self.sample_log.write(json.dumps({"step": self.step, "phase": "wake", "cycle": stage.cycle,
                                                   "indices": indices[self.shard(len(indices))].tolist()}) + "\n")
-            ids, mask = self.train_samples.get(indices)
             self.train_step(ids, mask, indices)
 
     def sleep(self, stage: Stage, first_offset: int = 0, started: bool = False) -> bool:
@@ -377,11 +382,14 @@ class TrainingLoop:
         else:
             self.build_sleep_source(stage)
         self.sleep_started = True
-        batch = self.cfg.train.batch_size
-        for offset in range(first_offset, stage.steps):
+        batch, source = self.cfg.train.batch_size, self._sleep_source
+
+        def load(offset: int):
             positions = self._sleep_positions[offset * batch:(offset + 1) * batch]
-            ids, mask = self._sleep_source.get(positions)
-            self.train_step(ids, mask, self._sleep_source.sample_ids(positions))
+            return (*source.get(positions), source.sample_ids(positions))
+
+        for ids, mask, sample_ids in prefetched(load, range(first_offset, stage.steps), self.cfg.train.prefetch):
+            self.train_step(ids, mask, sample_ids)
         for op in after:
             self.run_sleep_op(op, stage)
         self.sleep_started = False

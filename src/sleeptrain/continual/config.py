@@ -90,10 +90,14 @@ class ContinualConfig:
     overlaps: list[int] = _help("patches: overlaps to sweep", default_factory=lambda: [0, 4, 8, 10, 12, 13, 14])
     copies: int = _help("patches: training copies of each image per task", default=10)
     rehearsal_fraction: float = _help("rehearsal: fraction of each old task's samples kept", default=0.1)
-    search_trials: int = _help("> 0: instead of a run, random-search the SRC parameters for this many trials "
+    search_trials: int = _help("> 0: instead of a run, search the SRC parameters for this many trials "
                                "(scored on training accuracy) and write search.json", default=0)
     search_spread: float = _help("search: each parameter drawn log-uniformly within this factor of its value",
                                  default=4.0)
+    search_strategy: str = _help("search: random (around the start vector) | evolve (mutate the best so far, "
+                                 "narrowing)", default="random")
+    search_sleep_length: bool = _help("search: also search a factor on src.iterations and src.growth",
+                                      default=True)
     run: ContinualRunConfig = field(default_factory=ContinualRunConfig)
     net: NetConfig = field(default_factory=NetConfig)
     sgd: SGDSection = field(default_factory=SGDSection)
@@ -113,8 +117,11 @@ class ContinualConfig:
         check_positive("search_trials", self.search_trials, allow_zero=True)
         if self.search_spread <= 1:
             raise ConfigError(f"search_spread: must be > 1, got {self.search_spread}")
+        check_choice("search_strategy", self.search_strategy, ("random", "evolve"))
         if self.search_trials and self.benchmark == "patches":
             raise ConfigError("search_trials: search a split benchmark (Patches has a parameter set per overlap)")
+        if self.search_trials and self.method not in ("src", "rehearsal_src"):
+            raise ConfigError(f"method: a search fits the sleep of src or rehearsal_src, got {self.method!r}")
         check_fraction("rehearsal_fraction", self.rehearsal_fraction, closed_low=False)
         n_layers = len(self.net.hidden) + 1
         if len(self.src.betas) != n_layers:

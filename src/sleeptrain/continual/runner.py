@@ -179,18 +179,23 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
 
 
 def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
-    from sleeptrain.continual.search import random_search
+    import sys
+
+    from sleeptrain.continual.search import search
     from sleeptrain.presets import flat_config
 
+    def progress(trial: dict) -> None:
+        print(f"  trial {trial['trial']:>3}: training accuracy {trial['train_accuracy']:.4f}  "
+              f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+
     bench = build_benchmark(cfg, cfg.seed)
-    trials = random_search(bench, method_config(cfg, bench.image_shape), cfg.search_trials, cfg.seed,
-                           cfg.search_spread, method="rehearsal_src" if cfg.method == "rehearsal_src" else "src")
-    best = trials[0]
-    results = {"benchmark": cfg.benchmark, "method": "search", "seeds": [cfg.seed], "trials": trials,
-               "best": {"x": best["x"], "train_accuracy": best["train_accuracy"],
-                        "as_overrides": (f"src.max_rate={best['x'][0]:.6g} src.inc={best['x'][1]:.6g} "
-                                         f"src.dec={best['x'][2]:.6g} src.betas=[{','.join(f'{b:.6g}' for b in best['x'][3:-1])}] "
-                                         f"src.alpha_scale={best['x'][-1]:.6g}")},
+    found = search(bench, method_config(cfg, bench.image_shape), cfg.search_trials, cfg.seed, cfg.search_spread,
+                   method=cfg.method, strategy=cfg.search_strategy, sleep_length=cfg.search_sleep_length,
+                   on_trial=progress)
+    best = found["trials"][0]
+    results = {"benchmark": cfg.benchmark, "method": "search", "searched_method": cfg.method, "seeds": [cfg.seed],
+               "strategy": cfg.search_strategy, "trials": found["trials"], "reference": found["reference"],
+               "best": {key: best[key] for key in ("x", "train_accuracy", "as_overrides")},
                "seconds": time.time() - start, "config": flat_config(cfg)}
     atomic_write_text(run_dir / "search.json", json.dumps(results, indent=1))
     return results
@@ -200,7 +205,8 @@ def describe(results: dict, run_dir: Path) -> str:
     if results.get("method") == "search":
         best = results["best"]
         return (f"search: {len(results['trials'])} trials in {results['seconds']:.0f} s -> {run_dir / 'search.json'}\n"
-                f"  best training accuracy {best['train_accuracy']:.3f} with\n  {best['as_overrides']}")
+                f"  best training accuracy {best['train_accuracy']:.3f} ({results['reference']['method']} without "
+                f"sleep: {results['reference']['train_accuracy']:.3f}) with\n  {best['as_overrides']}")
     lines = [f"{results['benchmark']} / {results['method']}: {len(results['seeds'])} seed(s) in "
              f"{results['seconds']:.0f} s -> {run_dir / 'results.json'}"]
     if results["benchmark"] == "patches":
