@@ -5,11 +5,10 @@
 Every figure comes from this process, on the same model config, data (the built-in generated corpus), batch size,
 sequence length and precision:
 - sleeptrain: tokens/s from `metrics.jsonl` training intervals after the first (warm-up) interval;
-- HF Trainer: the same model built the same way but with transformers' stock SDPA attention (what a Trainer script
-  gets), the same packed samples, `Trainer` with AdamW, one process, tokens/s from step timestamps after the same
-  warm-up;
-- sleeptrain with `model.attention=sdpa` too, to separate what our CPU attention (sleeptrain/attention.py) gives from
-  what the loop gives;
+- HF Trainer: the same model built the same way, the same packed samples, `Trainer` with AdamW, one process,
+  tokens/s from step timestamps after the same warm-up;
+- with --compile, both again under torch.compile (`train.compile=true`; `TrainingArguments(torch_compile=True)`),
+  compile time outside the measured interval;
 - sleep overhead: a `sleep_strict` run (per-sample scores, top-k selection, re-packing into new contexts) vs a
   `single_pass` run with the same number of steps; overhead = 1 - ratio;
 - MFU = model FLOPs per token x tokens/s / peak FLOP/s. FLOPs per token = 6 N + 6 L T d (N = every matmul weight:
@@ -72,7 +71,7 @@ def sleeptrain_run(overrides: list[str], run_dir: Path) -> dict:
             "wall_s": wall, "final_loss": records[-1]["loss"]}
 
 
-def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Path) -> dict:
+def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Path, compile: bool = False) -> dict:
     """The same model and packed samples through `transformers.Trainer`."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -83,7 +82,7 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
     from sleeptrain.models import build_model, special_token_ids
     from sleeptrain.presets import load_config
 
-    cfg = load_config([*BENCH_DATA, *overrides, "model.attention=sdpa"]).config
+    cfg = load_config([*BENCH_DATA, *overrides]).config
     corpus = load_corpus(cfg.data)
     tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data)
     store = get_token_stores(corpus, tokenizer, cfg.data)["train"]
@@ -115,7 +114,7 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
                              adam_beta2=tc.beta2, max_grad_norm=tc.clip_grad or 0.0, warmup_steps=tc.warmup_steps,
                              lr_scheduler_type="cosine", bf16=precision == "bf16", use_cpu=True, report_to=[],
                              save_strategy="no", logging_steps=tc.log_every, dataloader_num_workers=0,
-                             disable_tqdm=True, seed=cfg.seed, optim="adamw_torch")
+                             disable_tqdm=True, seed=cfg.seed, optim="adamw_torch", torch_compile=compile)
     trainer = Trainer(model=model, args=args, train_dataset=Samples(), data_collator=collate,
                       callbacks=[Clock()])
     start = time.perf_counter()
@@ -133,7 +132,7 @@ def best(runs: list[dict]) -> dict:
     return max(runs, key=lambda r: r["tokens_per_s"])
 
 
-def run(model: str, steps: int, precisions: list[str], repeats: int = 2) -> dict:
+def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile: bool = False) -> dict:
     out: dict = {"benchmark": "train_throughput", "model": model, "steps": steps, "repeats": repeats, "rows": []}
     common = [f"model={model}", f"train.max_steps={steps}"]
     sleep_schedule = ["schedule=sleep_strict", "schedule.n_cycles=20", "schedule.sleep_wake_ratio=0.5"]
@@ -143,17 +142,19 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2) -> dict
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             peak = peak_flops(dtype)
             over = [*common, f"train.precision={precision}"]
-            runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": [], "stock_attention": []}
+            runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": []}
             for r in range(repeats):  # interleaved, so slow phases of the machine hit every variant alike
                 runs["ours"].append(sleeptrain_run([*over, "schedule=single_pass"], tmp / f"single-{precision}-{r}"))
                 runs["hf"].append(hf_trainer_run(over, steps, precision, tmp / f"hf-{precision}-{r}"))
                 runs["sleep"].append(sleeptrain_run([*over, *sleep_schedule], tmp / f"sleep-{precision}-{r}"))
                 runs["for_loop"].append(sleeptrain_run([*over, "schedule=single_pass", "train.adamw_impl=for_loop"],
                                                        tmp / f"loop-{precision}-{r}"))
-                runs["stock_attention"].append(sleeptrain_run([*over, "schedule=single_pass", "model.attention=sdpa"],
-                                                              tmp / f"stock-{precision}-{r}"))
-            ours, hf, sleep, loop_adamw, stock = (best(runs[k]) for k in ("ours", "hf", "sleep", "for_loop",
-                                                                         "stock_attention"))
+                if compile:  # both compiled: torch.compile time is outside the measured (post-warm-up) interval
+                    runs.setdefault("compiled", []).append(sleeptrain_run(
+                        [*over, "schedule=single_pass", "train.compile=true"], tmp / f"compiled-{precision}-{r}"))
+                    runs.setdefault("hf_compiled", []).append(hf_trainer_run(over, steps, precision,
+                                                                             tmp / f"hfc-{precision}-{r}", True))
+            ours, hf, sleep, loop_adamw = (best(runs[k]) for k in ("ours", "hf", "sleep", "for_loop"))
             fpt = hf["flops_per_token"]
             row = {"precision": precision, "sleeptrain_tokens_per_s": ours["tokens_per_s"],
                    "hf_trainer_tokens_per_s": hf["tokens_per_s"],
@@ -164,9 +165,11 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2) -> dict
                    "flops_per_token": fpt, "peak_flops": peak,
                    "mfu_sleeptrain": fpt * ours["tokens_per_s"] / peak, "mfu_hf": fpt * hf["tokens_per_s"] / peak,
                    "fused_adamw_vs_for_loop": ours["tokens_per_s"] / loop_adamw["tokens_per_s"],
-                   "stock_attention_tokens_per_s": stock["tokens_per_s"],
-                   "attention_speedup": ours["tokens_per_s"] / stock["tokens_per_s"],
-                   "stock_attention_vs_hf": stock["tokens_per_s"] / hf["tokens_per_s"],
+                   **({"compiled_tokens_per_s": best(runs["compiled"])["tokens_per_s"],
+                       "hf_compiled_tokens_per_s": best(runs["hf_compiled"])["tokens_per_s"],
+                       "compiled_vs_hf": best(runs["compiled"])["tokens_per_s"] / hf["tokens_per_s"],
+                       "compiled_vs_hf_compiled": (best(runs["compiled"])["tokens_per_s"]
+                                                   / best(runs["hf_compiled"])["tokens_per_s"])} if compile else {}),
                    "final_loss_sleeptrain": ours["final_loss"],
                    "all_runs_tokens_per_s": {k: [r["tokens_per_s"] for r in v] for k, v in runs.items()}}
             out["rows"].append(row)
@@ -176,9 +179,12 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2) -> dict
                   f"{100 * row['sleep_overhead']:.1f} % in tokens/s, {100 * row['sleep_overhead_steps']:.1f} % in "
                   f"steps/s); MFU {100 * row['mfu_sleeptrain']:.1f} % of a measured "
                   f"{peak / 1e9:.0f} GFLOP/s ({fpt / 1e6:.1f} MFLOP/token); fused AdamW "
-                  f"{row['fused_adamw_vs_for_loop']:.2f}x the for-loop one; our attention "
-                  f"{row['attention_speedup']:.2f}x transformers' SDPA (loop alone vs Trainer: "
-                  f"{row['stock_attention_vs_hf']:.2f})")
+                  f"{row['fused_adamw_vs_for_loop']:.2f}x the for-loop one")
+            if compile:
+                print(f"{model} {precision} compiled: sleeptrain train.compile=true {row['compiled_tokens_per_s']:,.0f} "
+                      f"tok/s = {row['compiled_vs_hf']:.2f}x the Trainer's default, "
+                      f"{row['compiled_vs_hf_compiled']:.2f}x the Trainer with torch_compile=True "
+                      f"({row['hf_compiled_tokens_per_s']:,.0f} tok/s)")
     if len(out["rows"]) == 2:  # bf16 numerics: the same run's training loss in both precisions
         fp32, bf16 = out["rows"]
         out["bf16_final_loss_diff"] = bf16["final_loss_sleeptrain"] - fp32["final_loss_sleeptrain"]
@@ -194,5 +200,7 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also both loops under torch.compile")
     args = parser.parse_args()
-    print(write_json(f"train_throughput_{args.model}", run(args.model, args.steps, args.precisions, args.repeats)))
+    print(write_json(f"train_throughput_{args.model}{'_compiled' if args.compile else ''}",
+                     run(args.model, args.steps, args.precisions, args.repeats, args.compile)))

@@ -104,8 +104,11 @@ def test_evolve_search_mutates_the_best_and_scales_the_sleep(tmp_path):
     mcfg = method_config(cfg, None)
     scaled = trial_config(mcfg, [*mcfg.src.vector(), 0.5], sleep_length=True)
     assert (scaled.src.iterations, scaled.src_growth) == (100, 50) and scaled.src.inc == mcfg.src.inc
-    found = search(build_benchmark(cfg, 0), mcfg, trials=3, strategy="evolve", method="rehearsal_src")
+    found = search([build_benchmark(cfg, 0), build_benchmark(cfg, 1)], mcfg, trials=3, strategy="evolve",
+                   method="rehearsal_src")
     assert found["reference"]["method"] == "rehearsal" and len(found["trials"]) == 3
+    for scored in (*found["trials"], found["reference"]):  # two task orders, the score is their mean
+        assert len(scored["per_order"]) == 2 and scored["train_accuracy"] == pytest.approx(sum(scored["per_order"]) / 2)
     assert all(len(t["x"]) == len(mcfg.src.vector()) + 1 for t in found["trials"])
     best = found["trials"][0]
     again = load_continual_config([*FAST_DIGITS, "method=rehearsal_src", *best["as_overrides"].split()])

@@ -129,12 +129,9 @@ class ModelConfig:
     init_std: float = _help("std of the normal weight init", default=0.02)
     max_positions: Optional[int] = _help("position embeddings (default: data.seq_len)", default=None)
     mlm_probability: float = _help("roberta: fraction of tokens masked (80% <mask>, 10% random, 10% kept)", default=0.15)
-    attention: str = _help("sdpa_fp32_on_cpu (SDPA, run in fp32 on CPU under bf16 autocast: its bf16 backward is "
-                           "slow there) | sdpa (transformers' as is) | eager", default="sdpa_fp32_on_cpu")
 
     def __post_init__(self) -> None:
         check_choice("model.arch", self.arch, MODEL_ARCHS)
-        check_choice("model.attention", self.attention, ("sdpa_fp32_on_cpu", "sdpa", "eager"))
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
             check_positive(f"model.{name}", getattr(self, name))
         check_positive("model.num_kv_heads", self.num_kv_heads, allow_none=True)

@@ -51,14 +51,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[s
 
     hf_config = build_hf_config(cfg, vocab_size, seq_len, special)
     auto = AutoModelForMaskedLM if cfg.is_masked_lm else AutoModelForCausalLM
-    return auto.from_config(hf_config, attn_implementation=attention_implementation(cfg.attention))
-
-
-def attention_implementation(name: str) -> str:
-    """The transformers attn_implementation for `model.attention` (ours is registered on first use)."""
-    from sleeptrain.attention import ATTENTION_NAME, register
-
-    return register() if name == ATTENTION_NAME else name
+    return auto.from_config(hf_config, attn_implementation="sdpa")
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:

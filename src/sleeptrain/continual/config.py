@@ -90,8 +90,9 @@ class ContinualConfig:
     overlaps: list[int] = _help("patches: overlaps to sweep", default_factory=lambda: [0, 4, 8, 10, 12, 13, 14])
     copies: int = _help("patches: training copies of each image per task", default=10)
     rehearsal_fraction: float = _help("rehearsal: fraction of each old task's samples kept", default=0.1)
-    search_trials: int = _help("> 0: instead of a run, search the SRC parameters for this many trials "
-                               "(scored on training accuracy) and write search.json", default=0)
+    search_trials: int = _help("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
+                               "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "
+                               "and write search.json", default=0)
     search_spread: float = _help("search: each parameter drawn log-uniformly within this factor of its value",
                                  default=4.0)
     search_strategy: str = _help("search: random (around the start vector) | evolve (mutate the best so far, "

@@ -188,12 +188,13 @@ def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
         print(f"  trial {trial['trial']:>3}: training accuracy {trial['train_accuracy']:.4f}  "
               f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
 
-    bench = build_benchmark(cfg, cfg.seed)
-    found = search(bench, method_config(cfg, bench.image_shape), cfg.search_trials, cfg.seed, cfg.search_spread,
+    benches = [build_benchmark(cfg, cfg.seed + k) for k in range(cfg.seeds)]  # seed k > 0: another task order
+    found = search(benches, method_config(cfg, benches[0].image_shape), cfg.search_trials, cfg.seed, cfg.search_spread,
                    method=cfg.method, strategy=cfg.search_strategy, sleep_length=cfg.search_sleep_length,
                    on_trial=progress)
     best = found["trials"][0]
-    results = {"benchmark": cfg.benchmark, "method": "search", "searched_method": cfg.method, "seeds": [cfg.seed],
+    results = {"benchmark": cfg.benchmark, "method": "search", "searched_method": cfg.method,
+               "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)),
                "strategy": cfg.search_strategy, "trials": found["trials"], "reference": found["reference"],
                "best": {key: best[key] for key in ("x", "train_accuracy", "as_overrides")},
                "seconds": time.time() - start, "config": flat_config(cfg)}
