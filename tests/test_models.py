@@ -79,4 +79,3 @@ def test_causal_models_ignore_right_padding_without_a_mask(arch):
         unmasked = model(input_ids=ids).logits
     real = mask.bool()
     torch.testing.assert_close(masked[real], unmasked[real], rtol=1e-5, atol=1e-5)
-
