@@ -9,7 +9,7 @@ from sleeptrain.config import _help, check_choice, check_fraction, check_positiv
 from sleeptrain.errors import ConfigError
 
 BENCHMARKS = ("patches", "split_mnist", "split_digits")
-METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src")
+METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc")
 
 
 @dataclass
@@ -80,7 +80,7 @@ class ContinualRunConfig:
 @dataclass
 class ContinualConfig:
     benchmark: str = _help("patches | split_mnist | split_digits", default="split_digits")
-    method: str = _help("sequential | joint | src | rehearsal | rehearsal_src", default="src")
+    method: str = _help("sequential | joint | src | rehearsal | rehearsal_src | ewc", default="src")
     seed: int = _help("first seed", default=0)
     seeds: int = _help("repeats with seeds seed, seed+1, ... (split benchmarks: seed k > 0 also permutes the "
                        "class order, so repeats are different task orders)", default=1)
@@ -90,6 +90,9 @@ class ContinualConfig:
     overlaps: list[int] = _help("patches: overlaps to sweep", default_factory=lambda: [0, 4, 8, 10, 12, 13, 14])
     copies: int = _help("patches: training copies of each image per task", default=10)
     rehearsal_fraction: float = _help("rehearsal: fraction of each old task's samples kept", default=0.1)
+    ewc_strength: float = _help("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
+                                "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=1000.0)
+    ewc_gamma: float = _help("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
     search_trials: int = _help("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
                                "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "
                                "and write search.json", default=0)
@@ -124,6 +127,8 @@ class ContinualConfig:
         if self.search_trials and self.method not in ("src", "rehearsal_src"):
             raise ConfigError(f"method: a search fits the sleep of src or rehearsal_src, got {self.method!r}")
         check_fraction("rehearsal_fraction", self.rehearsal_fraction, closed_low=False)
+        check_positive("ewc_strength", self.ewc_strength, allow_zero=True)
+        check_fraction("ewc_gamma", self.ewc_gamma, closed_low=False)
         n_layers = len(self.net.hidden) + 1
         if len(self.src.betas) != n_layers:
             raise ConfigError(f"src.betas: one threshold per layer ({n_layers} for net.hidden={self.net.hidden}), "

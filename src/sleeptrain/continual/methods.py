@@ -2,7 +2,8 @@
 
 Each returns the stage names and the accuracy matrix (stage x task). `sequential` is the lower bound (fine-tune
 task after task), `joint` the upper bound (all tasks' data at once), `src` sleeps after every task with the mean
-input of all tasks so far, `rehearsal` mixes a kept fraction of old samples into each new task's training.
+input of all tasks so far, `rehearsal` mixes a kept fraction of old samples into each new task's training, `ewc`
+penalises moving the weights that mattered to earlier tasks (online EWC, `sleeptrain.continual.ewc`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import numpy as np
 import torch
 
 from sleeptrain.continual.data import Benchmark
+from sleeptrain.continual.ewc import EWCPenalty
 from sleeptrain.continual.mlp import BiaslessMLP, SGDConfig, Trainer
 from sleeptrain.continual.src import SRCParams, src_sleep
+from sleeptrain.errors import ConfigError
 
-METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src")
+METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc")
 
 
 @dataclass
@@ -30,6 +33,8 @@ class MethodConfig:
     src_growth: int = 5000                    # sleep iterations after task t: src.iterations + (t-1) * growth
     rehearsal_fraction: float = 0.1           # fraction of each old task's samples kept
     sleep_after: list[int] | None = None      # 1-based tasks followed by a sleep (default: every task)
+    ewc_strength: float = 1000.0              # ewc: lambda of the penalty lambda/2 sum F (w - w*)^2
+    ewc_gamma: float = 1.0                    # ewc: decay of the running Fisher (1 = sum over tasks)
 
 
 @dataclass
@@ -67,13 +72,22 @@ def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, eval
     kept_x: list[torch.Tensor] = []
     kept_y: list[torch.Tensor] = []
     seen_inputs: list[torch.Tensor] = []
+    ewc = EWCPenalty(cfg.ewc_strength, cfg.ewc_gamma) if method == "ewc" else None
     for t, task in enumerate(bench.tasks):
         x, y = task.x_train, task.y_train
         if method in ("rehearsal", "rehearsal_src") and kept_x:
             x, y = torch.cat([x, *kept_x]), torch.cat([y, *kept_y])
         sgd = cfg.sgd if cfg.task_epochs is None else SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size,
                                                                  cfg.task_epochs[t])
-        trainer.fit(x, y, sgd)
+        try:
+            trainer.fit(x, y, sgd, penalty=ewc)
+        except FloatingPointError:
+            hint = (f"lower ewc_strength (now {cfg.ewc_strength:g}: the penalty's curvature, strength x Fisher, must "
+                    f"stay below 2/sgd.lr) or sgd.lr" if ewc is not None else "lower sgd.lr")
+            raise ConfigError(f"sgd.lr: training diverged (non-finite loss) on {task.name} with lr {sgd.lr:g}; "
+                              f"{hint}") from None
+        if ewc is not None:
+            ewc.consolidate(net, x, y)
         stages.append(f"train_{task.name}")
         rows.append(_evaluate(net, bench, evaluate_on))
         learned.append(len(rows) - 1)

@@ -8,6 +8,8 @@ across tasks, as in the authors' code.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,19 +84,25 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng([seed, 0x5C])
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, cfg: SGDConfig) -> list[float]:
+    def fit(self, x: torch.Tensor, y: torch.Tensor, cfg: SGDConfig,
+            penalty: Callable[[Sequence[torch.Tensor]], torch.Tensor] | None = None) -> list[float]:
+        """`penalty(weights)`, if given, is added to every mini-batch loss (EWC)."""
         losses = []
         n = len(y)
-        for _ in range(cfg.epochs):
+        for epoch in range(cfg.epochs):
             order = torch.from_numpy(self.rng.permutation(n))
             for i in range(0, n, cfg.batch_size):
                 idx = order[i:i + cfg.batch_size]
                 out = self.model(x[idx], train=True, generator=self.generator)
                 loss = self.model.loss(out, y[idx])
+                if penalty is not None:
+                    loss = loss + penalty(self.model.weights)
                 grads = torch.autograd.grad(loss, list(self.model.weights))
                 with torch.no_grad():
                     for w, v, g in zip(self.model.weights, self.velocity, grads):
                         v.mul_(cfg.momentum).add_(g, alpha=-cfg.lr)
                         w.add_(v)
                 losses.append(float(loss.detach()))
+                if not math.isfinite(losses[-1]):
+                    raise FloatingPointError(f"training diverged: loss {losses[-1]} in epoch {epoch + 1}")
         return losses

@@ -40,7 +40,8 @@ def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
     return MethodConfig(hidden=list(cfg.net.hidden), output=cfg.net.output, dropout=cfg.net.dropout, sgd=sgd,
                         task_epochs=list(cfg.sgd.task_epochs) if cfg.sgd.task_epochs else None, src=src,
                         src_growth=s.growth, rehearsal_fraction=cfg.rehearsal_fraction,
-                        sleep_after=list(s.sleep_after) if s.sleep_after else None)
+                        sleep_after=list(s.sleep_after) if s.sleep_after else None,
+                        ewc_strength=cfg.ewc_strength, ewc_gamma=cfg.ewc_gamma)
 
 
 def class_order(seed: int) -> list[int]:
