@@ -96,6 +96,11 @@ def test_parameter_search_scores_on_training_data(tmp_path):
     assert "src.betas=[" in saved["best"]["as_overrides"] and "src.iterations=" in saved["best"]["as_overrides"]
     assert saved["reference"]["method"] == "sequential" and 0 <= saved["reference"]["train_accuracy"] <= 1
     assert not (run_dir / "results.json").exists()
+    # the best trial as an src= preset: loading it gives the printed overrides' parameters
+    from_file = load_continual_config([*FAST_DIGITS, f"src={run_dir / 'best_src.yaml'}"])
+    from_words = load_continual_config([*FAST_DIGITS, *saved["best"]["as_overrides"].split()])
+    assert from_file.src == from_words.src
+    assert (run_dir / "best_src.yaml").read_text().startswith("# SRC fitted by search")
 
 
 def test_evolve_search_mutates_the_best_and_scales_the_sleep(tmp_path):
@@ -182,3 +187,35 @@ def test_diverging_training_is_one_line(tmp_path):
                      f"run.dir={tmp_path / 'r'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "sgd.lr: training diverged" in result.stderr and "ewc_strength" in result.stderr
+
+
+def test_shipped_src_presets_load_and_overrides_win():
+    from sleeptrain.continual.runner import src_presets
+
+    assert "split_mnist_rehearsal10" in src_presets()
+    for name, description in src_presets().items():
+        assert description, f"{name}: first comment line is its --help description"
+        cfg = load_continual_config(["benchmark=split_mnist", "data_path=x", "method=rehearsal_src", f"src={name}"])
+        assert cfg.src.patch == 11 and len(cfg.src.betas) == 3      # the benchmark preset stays underneath
+    cfg = load_continual_config(["benchmark=split_mnist", "data_path=x", "src=split_mnist_rehearsal10",
+                                 "src.inc=0.5"])
+    assert cfg.src.inc == 0.5 and cfg.src.dec == pytest.approx(0.00817517)
+
+
+@pytest.mark.parametrize("content,expected", [
+    (None, "src: unknown preset 'nope'; available: split_mnist_rehearsal10"),
+    ("missing", "src: preset file 'PATH' does not exist"),
+    ("src: {inc: 0.1}\nsgd: {lr: 1.0}\n", "src: preset 'PATH' may only set the src section, found sgd"),
+    ("src: {incc: 0.1}\n", "src.incc: unknown key"),
+    ("src: [1, 2\n", "is not valid YAML"),
+])
+def test_src_preset_errors_are_one_line(tmp_path, content, expected):
+    name = "nope"
+    if content is not None:
+        name = str(tmp_path / "fitted.yaml")
+        if content != "missing":
+            (tmp_path / "fitted.yaml").write_text(content)
+    result = run_cli("continual", f"src={name}", f"run.dir={tmp_path / 'r'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert expected.replace("PATH", name) in result.stderr.strip().splitlines()[-1]
+    assert len(result.stderr.strip().splitlines()) == 1

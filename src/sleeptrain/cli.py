@@ -38,11 +38,14 @@ examples:
 
 CONTINUAL_DESCRIPTION = """Class-incremental learning with Sleep Replay Consolidation (Tadros et al. 2022) and its
 baselines. benchmark=patches|split_mnist|split_digits picks a preset (network, SGD and SRC parameters of the
-paper); method=sequential|joint|src|rehearsal|rehearsal_src; seeds=N repeats. Writes results.json and plots.
-
+paper); method=sequential|joint|src|rehearsal|rehearsal_src|ewc; seeds=N repeats. Writes results.json and plots.
+src=NAME|PATH.yaml replaces the paper's SRC parameters with a fitted set (a search writes best_src.yaml); shipped:
+{src_presets}
 examples:
   sleeptrain continual benchmark=patches method=src seeds=5
   sleeptrain continual benchmark=split_mnist data_path=../shared/data/mnist method=src seeds=5
+  sleeptrain continual benchmark=split_mnist data_path=../shared/data/mnist method=rehearsal_src \\
+      src=split_mnist_rehearsal10 seeds=5
   sleeptrain continual benchmark=split_digits method=sequential
 """
 
@@ -90,9 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model_dir", metavar="MODEL_DIR")
     evaluate.add_argument("overrides", nargs="*", metavar="key=value")
     from sleeptrain.continual.config import ContinualConfig
+    from sleeptrain.continual.runner import src_presets
 
+    shipped = "".join(f"  {name:<26} {text}\n" for name, text in src_presets().items())
     continual = sub.add_parser("continual", help="class-incremental learning with Sleep Replay Consolidation",
-                               description=CONTINUAL_DESCRIPTION, epilog=help_text(ContinualConfig),
+                               description=CONTINUAL_DESCRIPTION.format(src_presets=shipped),
+                               epilog=help_text(ContinualConfig),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     continual.add_argument("overrides", nargs="*", metavar="key=value")
     compare = sub.add_parser("compare", help="arms x seeds at an equal token budget, paired statistics, a report",

@@ -164,12 +164,15 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], schema: type) -> Dict
 
 
 def load_overrides(schema: type, overrides: list[str], preset: Path | None = None, origin: str = "preset",
-                   path_keys: tuple[str, ...] = ()):
+                   path_keys: tuple[str, ...] = (), extra: tuple[tuple[dict, str], ...] = ()):
     """A validated instance of `schema` (any config dataclass): schema defaults, then the optional `preset` YAML
-    file, then `key=value` overrides; the values of `path_keys` are made absolute."""
+    file, then the `extra` (mapping, origin) layers, then `key=value` overrides; the values of `path_keys` are made
+    absolute."""
     cfg = OmegaConf.structured(schema)
     if preset is not None:
         cfg = _merge(cfg, _load_yaml(preset, origin), origin, schema=schema)
+    for layer, layer_origin in extra:
+        cfg = _merge(cfg, layer, layer_origin, schema=schema)
     cfg = apply_overrides(cfg, overrides, schema)
     for key in path_keys:
         value = OmegaConf.select(cfg, key)

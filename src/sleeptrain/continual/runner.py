@@ -19,16 +19,48 @@ from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import atomic_write_text
 
 
+def src_presets() -> dict[str, str]:
+    """Fitted SRC parameter sets shipped in `conf/continual/src/`: name -> description (first comment line)."""
+    from sleeptrain.presets import list_presets
+
+    return list_presets("continual/src")
+
+
+def load_src_preset(name: str) -> tuple[dict, str]:
+    """`src=NAME` (a file of `conf/continual/src/`) or `src=PATH.yaml` (e.g. the `best_src.yaml` of a search): a
+    mapping holding only an `src:` section, merged over the benchmark preset."""
+    from sleeptrain.presets import _load_yaml
+
+    origin = f"src={name}"
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"src: preset file {name!r} does not exist")
+    else:
+        path = Path(str(resources.files("sleeptrain") / "conf" / "continual" / "src" / f"{name}.yaml"))
+        if not path.is_file():
+            raise ConfigError(f"src: unknown preset {name!r}; available: {', '.join(src_presets())} "
+                              f"(or a path to a .yaml file, e.g. a search's best_src.yaml)")
+    data = _load_yaml(path, origin)
+    others = sorted(set(data) - {"src"})
+    if others:
+        raise ConfigError(f"src: preset {name!r} may only set the src section, found {', '.join(others)}")
+    return data, origin
+
+
 def load_continual_config(args: list[str]) -> ContinualConfig:
-    """`benchmark=NAME` picks the preset `conf/continual/NAME.yaml`; the other words are key=value overrides."""
+    """`benchmark=NAME` picks the preset `conf/continual/NAME.yaml`, `src=NAME|PATH.yaml` a set of SRC parameters
+    over it; the other words are key=value overrides."""
     from sleeptrain.presets import load_overrides
 
     benchmark = next((a.split("=", 1)[1] for a in args if a.startswith("benchmark=")), "split_digits")
     preset = Path(str(resources.files("sleeptrain") / "conf" / "continual" / f"{benchmark}.yaml"))
     if not preset.is_file():
         raise ConfigError(f"benchmark: {benchmark!r} is not allowed; choose one of patches, split_mnist, split_digits")
-    return load_overrides(ContinualConfig, [a for a in args if not a.startswith("benchmark=")], preset,
-                          f"benchmark={benchmark}", path_keys=("data_path", "run.dir"))
+    src_choices = [a.split("=", 1)[1] for a in args if a.startswith("src=")]
+    extra = tuple(load_src_preset(name) for name in src_choices[-1:])
+    return load_overrides(ContinualConfig, [a for a in args if not a.startswith(("benchmark=", "src="))], preset,
+                          f"benchmark={benchmark}", path_keys=("data_path", "run.dir"), extra=extra)
 
 
 def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
@@ -200,7 +232,24 @@ def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
                "best": {key: best[key] for key in ("x", "train_accuracy", "as_overrides")},
                "seconds": time.time() - start, "config": flat_config(cfg)}
     atomic_write_text(run_dir / "search.json", json.dumps(results, indent=1))
+    atomic_write_text(run_dir / "best_src.yaml", best_src_yaml(results, run_dir))
     return results
+
+
+def best_src_yaml(results: dict, run_dir: Path) -> str:
+    """The best trial as an `src=` preset file: `sleeptrain continual ... src=RUN_DIR/best_src.yaml`."""
+    import yaml
+
+    best = results["best"]
+    section = {}
+    for word in best["as_overrides"].split():
+        key, value = word.split("=", 1)
+        section[key.removeprefix("src.")] = yaml.safe_load(value)
+    ref = results["reference"]
+    header = (f"# SRC fitted by search ({results['strategy']}, {len(results['trials'])} trials, "
+              f"{results['searched_method']}, {results['benchmark']}, seeds {results['seeds']}): training accuracy "
+              f"{best['train_accuracy']:.4f} vs {ref['method']} {ref['train_accuracy']:.4f} ({run_dir.name})\n")
+    return header + yaml.safe_dump({"src": section}, sort_keys=False)
 
 
 def describe(results: dict, run_dir: Path) -> str:
@@ -208,7 +257,8 @@ def describe(results: dict, run_dir: Path) -> str:
         best = results["best"]
         return (f"search: {len(results['trials'])} trials in {results['seconds']:.0f} s -> {run_dir / 'search.json'}\n"
                 f"  best training accuracy {best['train_accuracy']:.3f} ({results['reference']['method']} without "
-                f"sleep: {results['reference']['train_accuracy']:.3f}) with\n  {best['as_overrides']}")
+                f"sleep: {results['reference']['train_accuracy']:.3f}) with\n  {best['as_overrides']}\n"
+                f"  as a preset: src={run_dir / 'best_src.yaml'}")
     lines = [f"{results['benchmark']} / {results['method']}: {len(results['seeds'])} seed(s) in "
              f"{results['seconds']:.0f} s -> {run_dir / 'results.json'}"]
     if results["benchmark"] == "patches":
