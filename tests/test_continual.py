@@ -91,7 +91,7 @@ def test_parameter_search_scores_on_training_data(tmp_path):
     cfg = load_continual_config([*FAST_DIGITS, "search_trials=3", f"run.dir={tmp_path / 's'}"])
     results, run_dir = run_continual(cfg)
     saved = json.loads((run_dir / "search.json").read_text())
-    assert len(saved["trials"]) == 3 and saved["best"]["x"] == saved["trials"][0]["x"]
+    assert len(saved["trials"]) == 3 and saved["best"]["x"] == saved["trials"][0]["x"] and saved["complete"]
     assert saved["trials"][0]["train_accuracy"] >= saved["trials"][-1]["train_accuracy"]
     assert "src.betas=[" in saved["best"]["as_overrides"] and "src.iterations=" in saved["best"]["as_overrides"]
     assert saved["reference"]["method"] == "sequential" and 0 <= saved["reference"]["train_accuracy"] <= 1
@@ -101,6 +101,28 @@ def test_parameter_search_scores_on_training_data(tmp_path):
     from_words = load_continual_config([*FAST_DIGITS, *saved["best"]["as_overrides"].split()])
     assert from_file.src == from_words.src
     assert (run_dir / "best_src.yaml").read_text().startswith("# SRC fitted by search")
+
+
+def test_an_interrupted_search_keeps_its_finished_trials(tmp_path, monkeypatch):
+    import sleeptrain.continual.search as search_module
+
+    calls = []
+    real = search_module.run_method
+
+    def interrupted_on_the_third_run(*args, **kwargs):   # reference, trial 0, then Ctrl-C in trial 1
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "run_method", interrupted_on_the_third_run)
+    cfg = load_continual_config([*FAST_DIGITS, "search_trials=4", f"run.dir={tmp_path / 's'}"])
+    with pytest.raises(KeyboardInterrupt):
+        run_continual(cfg)
+    saved = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert saved["complete"] is False and [t["trial"] for t in saved["trials"]] == [0]
+    assert saved["reference"]["method"] == "sequential"
+    assert load_continual_config([*FAST_DIGITS, f"src={tmp_path / 's' / 'best_src.yaml'}"]).src.inc > 0
 
 
 def test_evolve_search_mutates_the_best_and_scales_the_sleep(tmp_path):

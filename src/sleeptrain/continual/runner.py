@@ -212,28 +212,36 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
 
 
 def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
+    """Search the SRC vector; search.json and best_src.yaml are rewritten after every trial (`complete` false until
+    the last), so an interrupted search keeps what it found."""
     import sys
 
     from sleeptrain.continual.search import search
     from sleeptrain.presets import flat_config
 
-    def progress(trial: dict) -> None:
-        print(f"  trial {trial['trial']:>3}: training accuracy {trial['train_accuracy']:.4f}  "
-              f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    def record(found: dict, complete: bool) -> dict:
+        best = found["trials"][0]
+        results = {"benchmark": cfg.benchmark, "method": "search", "searched_method": cfg.method,
+                   "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)), "strategy": cfg.search_strategy,
+                   "complete": complete, "trials": found["trials"], "reference": found["reference"],
+                   "best": {key: best[key] for key in ("x", "train_accuracy", "as_overrides")},
+                   "seconds": time.time() - start, "config": flat_config(cfg)}
+        atomic_write_text(run_dir / "search.json", json.dumps(results, indent=1))
+        atomic_write_text(run_dir / "best_src.yaml", best_src_yaml(results, run_dir))
+        return results
+
+    def progress(trial: dict, found: dict) -> None:
+        record(found, complete=False)
+        print(f"  trial {trial['trial']:>3}: training accuracy {trial['train_accuracy']:.4f} "
+              f"(best {found['trials'][0]['train_accuracy']:.4f}, {found['reference']['method']} "
+              f"{found['reference']['train_accuracy']:.4f}; {time.time() - start:.0f} s)  {trial['as_overrides']}",
+              file=sys.stderr, flush=True)
 
     benches = [build_benchmark(cfg, cfg.seed + k) for k in range(cfg.seeds)]  # seed k > 0: another task order
     found = search(benches, method_config(cfg, benches[0].image_shape), cfg.search_trials, cfg.seed, cfg.search_spread,
                    method=cfg.method, strategy=cfg.search_strategy, sleep_length=cfg.search_sleep_length,
                    on_trial=progress)
-    best = found["trials"][0]
-    results = {"benchmark": cfg.benchmark, "method": "search", "searched_method": cfg.method,
-               "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)),
-               "strategy": cfg.search_strategy, "trials": found["trials"], "reference": found["reference"],
-               "best": {key: best[key] for key in ("x", "train_accuracy", "as_overrides")},
-               "seconds": time.time() - start, "config": flat_config(cfg)}
-    atomic_write_text(run_dir / "search.json", json.dumps(results, indent=1))
-    atomic_write_text(run_dir / "best_src.yaml", best_src_yaml(results, run_dir))
-    return results
+    return record(found, complete=True)
 
 
 def best_src_yaml(results: dict, run_dir: Path) -> str:

@@ -65,6 +65,8 @@ def search(benches: Benchmark | list[Benchmark], cfg: MethodConfig, trials: int,
         raise ValueError(f"method must be one of {', '.join(WITHOUT_SLEEP)}, got {method!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    mean, each = score(WITHOUT_SLEEP[method], cfg)
+    reference = {"method": WITHOUT_SLEEP[method], "train_accuracy": mean, "per_order": each}
     rng = np.random.default_rng([seed, 0x5EA6C])
     start = np.asarray(cfg.src.vector() + ([1.0] if sleep_length else []), dtype=np.float64)
     log_spread = math.log(spread)
@@ -88,7 +90,6 @@ def search(benches: Benchmark | list[Benchmark], cfg: MethodConfig, trials: int,
         if mean > best_score:
             best_x, best_score = x, mean
         if on_trial is not None:
-            on_trial(results[-1])
-    mean, each = score(WITHOUT_SLEEP[method], cfg)
-    return {"trials": sorted(results, key=lambda r: -r["train_accuracy"]),
-            "reference": {"method": WITHOUT_SLEEP[method], "train_accuracy": mean, "per_order": each}}
+            on_trial(results[-1], {"trials": sorted(results, key=lambda r: -r["train_accuracy"]),
+                                   "reference": reference})
+    return {"trials": sorted(results, key=lambda r: -r["train_accuracy"]), "reference": reference}
