@@ -225,7 +225,7 @@ def test_shipped_src_presets_load_and_overrides_win():
 
 
 @pytest.mark.parametrize("content,expected", [
-    (None, "src: unknown preset 'nope'; available: split_mnist_rehearsal10"),
+    (None, "src: unknown preset 'nope'; available: split_mnist_rehearsal10, split_mnist_rehearsal5"),
     ("missing", "src: preset file 'PATH' does not exist"),
     ("src: {inc: 0.1}\nsgd: {lr: 1.0}\n", "src: preset 'PATH' may only set the src section, found sgd"),
     ("src: {incc: 0.1}\n", "src.incc: unknown key"),
@@ -241,3 +241,18 @@ def test_src_preset_errors_are_one_line(tmp_path, content, expected):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert expected.replace("PATH", name) in result.stderr.strip().splitlines()[-1]
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rehearsal_src_with_the_papers_vector_points_to_the_fitted_sets(tmp_path):
+    from sleeptrain.continual.runner import describe
+
+    cfg = load_continual_config(["benchmark=split_mnist", "data_path=x", "method=rehearsal_src"])
+    from sleeptrain.presets import flat_config
+
+    results = {"benchmark": "split_mnist", "method": "rehearsal_src", "seeds": [0], "seconds": 1.0,
+               "config": flat_config(cfg),
+               **{key: {"mean": 0.5, "sd": 0.0} for key in ("average_accuracy", "forgetting", "bwt")}}
+    assert "src=split_mnist_rehearsal5" in describe(results, tmp_path)
+    fitted = load_continual_config(["benchmark=split_mnist", "data_path=x", "method=rehearsal_src",
+                                    "src=split_mnist_rehearsal10"])
+    assert "note:" not in describe({**results, "config": flat_config(fitted)}, tmp_path)

@@ -91,7 +91,7 @@ class ContinualConfig:
     copies: int = _help("patches: training copies of each image per task", default=10)
     rehearsal_fraction: float = _help("rehearsal: fraction of each old task's samples kept", default=0.1)
     ewc_strength: float = _help("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
-                                "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=1000.0)
+                                "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=100.0)
     ewc_gamma: float = _help("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
     search_trials: int = _help("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
                                "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "

@@ -33,7 +33,7 @@ class MethodConfig:
     src_growth: int = 5000                    # sleep iterations after task t: src.iterations + (t-1) * growth
     rehearsal_fraction: float = 0.1           # fraction of each old task's samples kept
     sleep_after: list[int] | None = None      # 1-based tasks followed by a sleep (default: every task)
-    ewc_strength: float = 1000.0              # ewc: lambda of the penalty lambda/2 sum F (w - w*)^2
+    ewc_strength: float = 100.0               # ewc: lambda of the penalty lambda/2 sum F (w - w*)^2
     ewc_gamma: float = 1.0                    # ewc: decay of the running Fisher (1 = sum over tasks)
 
 
