@@ -1,7 +1,7 @@
 """Elastic weight consolidation (EWC; Kirkpatrick et al., PNAS 2017), in its online form (Schwarz et al. 2018).
 
-The regularisation baseline SRC is compared with in Tadros et al. (2022): after each task, the diagonal of the
-Fisher information estimates how much each weight mattered to it, and later training pays
+The standard regularisation baseline of continual learning, to compare SRC with: after each task, the diagonal of
+the Fisher information estimates how much each weight mattered to it, and later training pays
 `lambda/2 * sum_i F_i (w_i - w*_i)^2` for moving weights away from their values at the end of the task.
 Online EWC keeps one running Fisher (`F <- gamma F + F_task`) and the latest weights as anchor, so memory does not
 grow with the number of tasks. The Fisher here is the empirical one (squared per-sample gradients of the training
