@@ -46,16 +46,19 @@ def list_presets(group: str) -> dict[str, str]:
     return out
 
 
-def _preset_path(group: str, name: str) -> Path:
+def _preset_path(group: str, name: str, key: str | None = None) -> Path:
+    """The file of preset `name` in `group` (or `name` itself, a path to a .yaml file); errors name `key`
+    (default: the group)."""
+    key = key or group
     if name.endswith((".yaml", ".yml")):
         path = Path(name).expanduser()
         if not path.is_file():
-            raise ConfigError(f"{group}: preset file {name!r} does not exist")
+            raise ConfigError(f"{key}: preset file {name!r} does not exist")
         return path
     path = preset_dir(group) / f"{name}.yaml"
     if not path.is_file():
         allowed = ", ".join(list_presets(group))
-        raise ConfigError(f"{group}: unknown preset {name!r}; available: {allowed} (or a path to a .yaml file)")
+        raise ConfigError(f"{key}: unknown preset {name!r}; available: {allowed} (or a path to a .yaml file)")
     return path
 
 

@@ -29,18 +29,10 @@ def src_presets() -> dict[str, str]:
 def load_src_preset(name: str) -> tuple[dict, str]:
     """`src=NAME` (a file of `conf/continual/src/`) or `src=PATH.yaml` (e.g. the `best_src.yaml` of a search): a
     mapping holding only an `src:` section, merged over the benchmark preset."""
-    from sleeptrain.presets import _load_yaml
+    from sleeptrain.presets import _load_yaml, _preset_path
 
     origin = f"src={name}"
-    if name.endswith((".yaml", ".yml")):
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"src: preset file {name!r} does not exist")
-    else:
-        path = Path(str(resources.files("sleeptrain") / "conf" / "continual" / "src" / f"{name}.yaml"))
-        if not path.is_file():
-            raise ConfigError(f"src: unknown preset {name!r}; available: {', '.join(src_presets())} "
-                              f"(or a path to a .yaml file, e.g. a search's best_src.yaml)")
+    path = _preset_path("continual/src", name, key="src")
     data = _load_yaml(path, origin)
     others = sorted(set(data) - {"src"})
     if others:
