@@ -21,9 +21,9 @@ from sleeptrain.data.grammar import generate_minimal_pairs, generate_splits, wri
 from sleeptrain.data.tokenizer import train_bpe
 from sleeptrain.evaluate.blimp import pair_points, score_pairs
 from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
-from sleeptrain.evaluate.runner import load_model_folder
+from sleeptrain.evaluate.harness import load_model_folder
 from sleeptrain.evaluate.scoring import naive_causal_logprob, naive_masked_pll
-from sleeptrain.models import build_model, special_token_ids
+from sleeptrain.lm.models import build_model, special_token_ids
 
 
 def random_model(masked: bool):

@@ -13,7 +13,9 @@ import torch
 
 from benchmarks.common import best_of, write_json
 from sleeptrain.config import ReplayConfig
-from sleeptrain.replay import STRATEGIES, ScoreBook, select_buffer
+from sleeptrain.sleep.registry import STRATEGIES
+from sleeptrain.sleep.scores import ScoreBook
+from sleeptrain.sleep.strategies import select_buffer
 
 
 def run(sizes: list[int], ratio: float = 0.2) -> dict:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write_json
-from sleeptrain.metrics import read_metrics
+from sleeptrain.lm.metrics_log import read_metrics
 
 BENCH_DATA = ["data.generated.train_sentences=60000", "run.progress=false", "run.plot=false", "eval.final=false",
               "train.eval_every=0", "checkpoint.every=0", "checkpoint.phase_boundaries=false", "train.log_every=10"]
@@ -56,7 +56,7 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
 
 def sleeptrain_run(overrides: list[str], run_dir: Path) -> dict:
     from sleeptrain.presets import load_config
-    from sleeptrain.train import train
+    from sleeptrain.lm.train import train
 
     cfg = load_config([*BENCH_DATA, *overrides, f"run.dir={run_dir}"]).config
     start = time.perf_counter()
@@ -79,7 +79,7 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
     from sleeptrain.data.samples import make_batcher, make_samples
     from sleeptrain.data.token_store import get_token_stores
     from sleeptrain.data.tokenizer import get_tokenizer
-    from sleeptrain.models import build_model, special_token_ids
+    from sleeptrain.lm.models import build_model, special_token_ids
     from sleeptrain.presets import load_config
 
     cfg = load_config([*BENCH_DATA, *overrides]).config

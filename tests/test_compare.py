@@ -12,9 +12,9 @@ import time
 import pytest
 
 from conftest import TINY_RUN, run_cli
-from sleeptrain.compare import parse_args, split_overrides
+from sleeptrain.experiments.compare import parse_args, split_overrides
 from sleeptrain.errors import ConfigError
-from sleeptrain.report import paired_comparison
+from sleeptrain.experiments.report import paired_comparison
 
 COMMON = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + ["train.eval_every=8", "run.plot=false"]
 ARMS = ["single_pass", "strict=schedule=sleep_strict,schedule.n_cycles=2,schedule.sleep_wake_ratio=0.5"]
@@ -96,7 +96,7 @@ def test_compare_two_arms_two_seeds_killed_resumed_and_skipped(tmp_path):
 
 
 def test_grid_covers_every_combination_and_random_is_seeded(tmp_path):
-    from sleeptrain.sweep import load_space, trial_settings
+    from sleeptrain.experiments.sweep import load_space, trial_settings
 
     space = tmp_path / "space.yaml"
     space.write_text("method: grid\nspace:\n  train.lr: [0.001, 0.003]\n  replay.strategy: [weighted, strict]\n")

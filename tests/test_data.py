@@ -7,7 +7,7 @@ import torch
 
 from sleeptrain.config import DataConfig
 from sleeptrain.data.corpus import load_corpus, read_babylm
-from sleeptrain.data.grammar import generate_splits, write_babylm_layout
+from sleeptrain.data.grammar import generate_splits
 from sleeptrain.data.samples import CausalBatcher, MaskedBatcher, PackedBlocks, RandomWindows
 from sleeptrain.data.token_store import encode_documents, get_token_stores
 from sleeptrain.data.tokenizer import SPECIAL_TOKENS, get_tokenizer, load_tokenizer, train_bpe

@@ -6,17 +6,18 @@ import pytest
 import torch
 
 from conftest import TINY_RUN, run_cli
-from sleeptrain.config import EvalCommandConfig, ModelConfig
+from sleeptrain.config import ModelConfig
+from sleeptrain.evaluate.config import EvalCommandConfig
 from sleeptrain.data.grammar import generate_minimal_pairs, generate_splits, write_minimal_pairs
 from sleeptrain.data.tokenizer import train_bpe
 from sleeptrain.errors import DataError
 from sleeptrain.evaluate.blimp import pair_points, summarize
 from sleeptrain.evaluate.minimal_pairs import MinimalPair, load_minimal_pairs
-from sleeptrain.evaluate.perplexity import _windows, perplexity
-from sleeptrain.evaluate.runner import LoadedModel, evaluate_model, is_masked_lm_config, load_model_folder
+from sleeptrain.evaluate.perplexity import scoring_windows, perplexity
+from sleeptrain.evaluate.harness import LoadedModel, evaluate_model, is_masked_lm_config
 from sleeptrain.evaluate.scoring import (causal_logprobs, masked_pll, masked_targets, naive_causal_logprob,
                                          naive_masked_pll)
-from sleeptrain.models import build_model, special_token_ids
+from sleeptrain.lm.models import build_model, special_token_ids
 
 SENTENCES = ["the dog runs .", "a cat .", "these big dogs see my little red balls on the table .", "look !",
              "does the baby want a cookie ?", "i", "the children are happy and the dogs are sleepy ."]
@@ -95,7 +96,7 @@ def test_pair_files_tolerate_variants_and_name_bad_lines(tmp_path):
 def test_windows_score_every_target_once():
     for n, seq, stride in [(10, 4, 3), (10, 4, 2), (3, 8, 7), (17, 5, 3), (17, 5, 9)]:
         targets = []
-        for b, e, first in _windows(n, seq, stride):
+        for b, e, first in scoring_windows(n, seq, stride):
             assert e - b <= seq and first > b
             targets.extend(range(first, e))
         assert targets == list(range(1, n))

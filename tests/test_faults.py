@@ -11,14 +11,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import sleeptrain.checkpoint as checkpoint_module
-import sleeptrain.train as train_module
+import sleeptrain.lm.checkpoint as checkpoint_module
+import sleeptrain.lm.loop as loop_module
+import sleeptrain.lm.train as train_module
 from conftest import TINY_RUN
-from sleeptrain.checkpoint import CheckpointWriteError, checkpoint_dirs, latest_checkpoint
+from sleeptrain.lm.checkpoint import CheckpointWriteError, checkpoint_dirs, latest_checkpoint
 from sleeptrain.cli import main
-from sleeptrain.metrics import read_metrics
+from sleeptrain.lm.metrics_log import read_metrics
 from sleeptrain.presets import load_config
-from sleeptrain.train import TrainingDiverged, train
+from sleeptrain.lm.loop import TrainingDiverged
+from sleeptrain.lm.train import train
 
 FAULT_RUN = [*TINY_RUN, "schedule=single_pass", "train.max_steps=24", "train.log_every=4", "checkpoint.every=4",
              "checkpoint.keep=10", "run.plot=false", "eval.final=false"]
@@ -26,7 +28,7 @@ FAULT_RUN = [*TINY_RUN, "schedule=single_pass", "train.max_steps=24", "train.log
 
 def nan_from_call(monkeypatch, bad_calls):
     """Make the training loss NaN on the given (0-based) forward calls of the loop."""
-    real = train_module.token_losses
+    real = loop_module.token_losses
     calls = {"n": 0}
 
     def fake(logits, labels, causal):
@@ -35,7 +37,7 @@ def nan_from_call(monkeypatch, bad_calls):
         calls["n"] += 1
         return (loss * float("nan"), counted) if bad_calls(n) else (loss, counted)
 
-    monkeypatch.setattr(train_module, "token_losses", fake)
+    monkeypatch.setattr(loop_module, "token_losses", fake)
 
 
 def test_nan_loss_stops_and_the_newest_checkpoint_is_the_last_good_one(tmp_path, monkeypatch):

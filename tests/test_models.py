@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from sleeptrain.config import ModelConfig
-from sleeptrain.losses import per_sample_loss, token_losses
-from sleeptrain.models import build_model, count_parameters
+from sleeptrain.lm.losses import per_sample_loss, token_losses
+from sleeptrain.lm.models import build_model, count_parameters
 from sleeptrain.presets import load_config
 
 SPECIAL = {"bos": 0, "eos": 2, "pad": 1}
@@ -21,7 +21,7 @@ def test_preset_sizes(preset, low, high):
 def test_base_is_about_100m_non_embedding():
     from transformers import AutoModelForCausalLM
 
-    from sleeptrain.models import build_hf_config
+    from sleeptrain.lm.models import build_hf_config
 
     cfg = load_config(["model=base"]).config
     with torch.device("meta"):
@@ -63,7 +63,7 @@ def test_our_token_losses_match_the_models_own_loss(arch):
 def test_causal_models_ignore_right_padding_without_a_mask(arch):
     """The loop drops the attention mask of right-padded causal batches (fast SDPA path): real tokens must get the
     same logits either way."""
-    from sleeptrain.train import right_padded
+    from sleeptrain.lm.loop import right_padded
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),

@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_RUN, run_cli
-from sleeptrain.checkpoint import checkpoint_dirs
-from sleeptrain.metrics import read_metrics
+from sleeptrain.lm.checkpoint import checkpoint_dirs
+from sleeptrain.lm.metrics_log import read_metrics
 
 MP_RUN = [*TINY_RUN, "schedule=sleep", "schedule.n_cycles=3", "schedule.sleep_wake_ratio=0.5",
           "train.log_samples=true", "run.plot=false", "eval.final=false", "checkpoint.every=5", "checkpoint.keep=50",

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from sleeptrain.config import SleepConfig, TrainConfig
-from sleeptrain.lr_schedules import plan_lr_function
-from sleeptrain.phases import build_plan, fold_bounds
+from sleeptrain.config import Config, SleepConfig, TrainConfig
+from sleeptrain.sleep.cycle import lr_function
+from sleeptrain.lm.phases import build_plan, fold_bounds
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 10, 99, 100, 101, 1000, 1237])
@@ -78,9 +78,10 @@ def test_max_steps_truncates_the_plan():
 def test_lr_restarts_at_optimizer_resets_and_plasticity_decays_peaks():
     plan = build_plan(100, 10, seed=0, n_cycles=2, sleep=True, replay_ratio=0.0)  # 10 wake steps, 2 cycles
     tc = TrainConfig(lr=1.0, lr_schedule="linear", warmup_steps=0, min_lr_ratio=0.0)
-    lr = plan_lr_function(plan, tc, SleepConfig(ops=["optimizer_reset", "plasticity_decay"], plasticity_decay=0.5))
+    lr = lr_function(plan, Config(train=tc, sleep=SleepConfig(ops=["optimizer_reset", "plasticity_decay"],
+                                                             plasticity_decay=0.5)))
     values = [lr(s) for s in range(plan.total_steps)]
     assert values[0] == pytest.approx(1.0) and values[4] == pytest.approx(0.0)
     assert values[5] == pytest.approx(0.5) and values[9] == pytest.approx(0.0)
-    plain = plan_lr_function(plan, tc, SleepConfig(ops=[]))
+    plain = lr_function(plan, Config(train=tc, sleep=SleepConfig(ops=[])))
     assert [plain(s) for s in range(10)] == pytest.approx([1 - s / 9 for s in range(10)])

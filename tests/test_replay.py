@@ -3,9 +3,11 @@ import pytest
 import torch
 
 from sleeptrain.config import ModelConfig, ReplayConfig
-from sleeptrain.models import build_model
-from sleeptrain.replay import (STRATEGIES, BufferSamples, RepackedSamples, ScoreBook, select_buffer,
-                               sleep_order)
+from sleeptrain.lm.models import build_model
+from sleeptrain.sleep.contexts import BufferSamples, RepackedSamples, sleep_order
+from sleeptrain.sleep.registry import STRATEGIES
+from sleeptrain.sleep.scores import ScoreBook
+from sleeptrain.sleep.strategies import select_buffer
 
 CFG = ReplayConfig()
 

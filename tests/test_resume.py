@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_RUN, run_cli
-from sleeptrain.checkpoint import checkpoint_dirs, latest_checkpoint
-from sleeptrain.metrics import read_metrics
+from sleeptrain.lm.checkpoint import checkpoint_dirs, latest_checkpoint
+from sleeptrain.lm.metrics_log import read_metrics
 
 # A sleep schedule touching every kind of state: dropout (torch RNG), loss-weighted replay (buffer RNG, scores),
 # re-packed contexts, optimizer reset (light sleep) before replay and downscaling (importance) after it.

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from sleeptrain.lr_schedules import lr_at
-from sleeptrain.phases import build_plan
+from sleeptrain.lm.lr_schedules import lr_at
+from sleeptrain.lm.phases import build_plan
 
 
 def test_warmup_is_linear_to_the_peak():

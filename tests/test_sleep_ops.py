@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from sleeptrain.config import Config, ModelConfig, SleepConfig
-from sleeptrain.models import build_model
-from sleeptrain.sleep_ops import OPS, Importance, SleepContext, protection_masks, run_op
-from sleeptrain.train import make_optimizer
+from sleeptrain.lm.models import build_model
+from sleeptrain.sleep import SleepContext, op_class, op_names
+from sleeptrain.sleep.homeostasis import protection_masks
+from sleeptrain.lm.run_setup import make_optimizer
 
 SPECIAL = {"bos": 0, "eos": 2, "pad": 1}
 
@@ -22,8 +23,13 @@ def trained_model(tie=True):
     return model, opt, cfg, ids
 
 
+def run_op(name, ctx, model=None):
+    """Build op `name` as a run would and apply it once."""
+    return op_class(name)(ctx.cfg, model if model is not None else ctx.unwrapped()).apply(ctx)
+
+
 def test_registry_has_every_operation():
-    assert set(OPS) == {"optimizer_reset", "deep_reset", "downscale", "plasticity_decay"}
+    assert op_names() == ("replay", "optimizer_reset", "deep_reset", "downscale", "plasticity_decay")
 
 
 def test_optimizer_reset_keeps_weights_bit_identical_and_zeroes_the_state():
@@ -54,12 +60,13 @@ def test_deep_reset_rebuilds_fresh_objects_with_identical_outputs():
 def test_downscale_keeps_exactly_the_protected_weights(scope, kind):
     model, opt, cfg, ids = trained_model(tie=True)
     cfg.sleep = SleepConfig(ops=["downscale"], shrink=0.5, protect_fraction=0.25, scope=scope, importance=kind)
-    importance = Importance(model, kind)
+    op = op_class("downscale")(cfg, model)
+    importance = op.importance
     model(input_ids=ids, labels=ids).loss.backward()
-    importance.accumulate(model)
+    op.on_wake_step(model)
     masks = protection_masks(dict(importance.table), 0.25, scope)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    changed = run_op("downscale", SleepContext(model, opt, cfg, cycle=0, importance=importance))
+    changed = op.apply(SleepContext(model, opt, cfg, cycle=0))
     total = 0
     for name, p in model.named_parameters():
         if name in masks:
@@ -76,10 +83,10 @@ def test_downscale_keeps_exactly_the_protected_weights(scope, kind):
 
 def test_downscale_fails_loudly_when_importance_matches_nothing():
     model, opt, cfg, _ = trained_model()
-    importance = Importance(model)
-    importance.table = {"not.a.parameter": torch.zeros(3)}
+    op = op_class("downscale")(cfg, model)
+    op.importance.table = {"not.a.parameter": torch.zeros(3)}
     with pytest.raises(RuntimeError, match="matches no parameter"):
-        run_op("downscale", SleepContext(model, opt, cfg, cycle=0, importance=importance))
+        op.apply(SleepContext(model, opt, cfg, cycle=0))
 
 
 def test_plasticity_decay_reports_the_next_peak_scale():

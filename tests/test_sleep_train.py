@@ -3,10 +3,10 @@
 import pytest
 
 from conftest import TINY_RUN, run_cli
-from sleeptrain.metrics import read_metrics
-from sleeptrain.plot import plot_runs, sleep_spans
+from sleeptrain.lm.metrics_log import read_metrics
+from sleeptrain.experiments.plot import sleep_spans
 from sleeptrain.presets import load_config
-from sleeptrain.train import train
+from sleeptrain.lm.train import train
 
 
 def run(tmp_path, name, *extra):

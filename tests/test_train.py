@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from conftest import TINY_RUN, run_cli
-from sleeptrain.metrics import read_metrics
+from sleeptrain.lm.metrics_log import read_metrics
 from sleeptrain.presets import load_config
-import sleeptrain.train as train_module
-from sleeptrain.train import train
+import sleeptrain.lm.loop as loop_module
+from sleeptrain.lm.train import train
 
 
 def tiny_config(run_dir, *extra):
@@ -105,7 +105,7 @@ def test_prefetching_changes_nothing(tmp_path, schedule, extra):
 
 
 def test_prefetched_keeps_order_and_surfaces_errors():
-    from sleeptrain.prefetch import prefetched
+    from sleeptrain.lm.prefetch import prefetched
 
     assert list(prefetched(lambda i: i * i, range(5))) == [0, 1, 4, 9, 16]
     assert list(prefetched(lambda i: i, [], enabled=True)) == []
@@ -209,24 +209,24 @@ def test_trains_on_corpus_mini(shared_data, tmp_path, model, auto):
 def test_compile_is_warmed_on_every_batch_shape_and_never_recompiles_mid_run(tmp_path):
     import torch._dynamo
 
-    from sleeptrain.metrics import read_metrics
+    from sleeptrain.lm.metrics_log import read_metrics
 
     torch._dynamo.reset()
     cfg = load_config([*TINY_RUN, f"run.dir={tmp_path / 'run'}", "schedule=sleep", "schedule.n_cycles=2",
                        "train.compile=true", "train.precision=bf16",  # bf16: autocast state is part of the guards
                        "run.plot=false", "eval.final=false", "train.eval_every=0"]).config
     counts = {}
-    real_warm = train_module.TrainingLoop.warm_compiled
+    real_warm = loop_module.TrainingLoop.warm_compiled
 
     def warm_and_count(self):
         real_warm(self)
         counts["after_warm"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
-    train_module.TrainingLoop.warm_compiled = warm_and_count
+    loop_module.TrainingLoop.warm_compiled = warm_and_count
     try:
         result = train(cfg)
     finally:
-        train_module.TrainingLoop.warm_compiled = real_warm
+        loop_module.TrainingLoop.warm_compiled = real_warm
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     compiled = [r for r in records if r["event"] == "compile"]
     assert len(compiled) == 1 and len(compiled[0]["batch_shapes"]) >= 2  # full batches and a fold remainder

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (no arguments: the demo)", description=TRAIN_DESCRIPTION,
                            epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("overrides", nargs="*", metavar="group=preset|key=value")
-    from sleeptrain.config import EvalCommandConfig
+    from sleeptrain.evaluate.config import EvalCommandConfig
 
     evaluate = sub.add_parser("eval", help="BLiMP-style minimal pairs and perplexity of a model folder",
                               description=EVAL_DESCRIPTION, epilog=help_text(EvalCommandConfig),
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("words", nargs="+", metavar="ARM|key=value")
     sweep = sub.add_parser("sweep", help="grid or random search over config keys; best config as a preset",
                            description="Grid or random search over config keys described in SPACE.yaml (see "
-                                       "docs or `sleeptrain.sweep`): one run per trial, results table sweep.md, "
+                                       "docs or `sleeptrain.experiments.sweep`): one run per trial, results table sweep.md, "
                                        "best.yaml preset, importance.png for random sweeps. Keys: trials=N, "
                                        "method=grid|random, objective=final_val_loss|best_val_loss|blimp_overall, "
                                        "dir=EXP_DIR; other key=value are common to every trial.")
@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sleeptrain.presets import load_config
-    from sleeptrain.resume import plan_resume, wants_resume
-    from sleeptrain.train import describe, train
+    from sleeptrain.lm.resume import plan_resume, wants_resume
+    from sleeptrain.lm.train import describe, train
 
     if wants_resume(args.overrides):
         plan = plan_resume(args.overrides)
@@ -145,8 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from sleeptrain.config import EvalCommandConfig
-    from sleeptrain.evaluate.runner import describe_results, run_eval
+    from sleeptrain.evaluate.config import EvalCommandConfig
+    from sleeptrain.evaluate.harness import describe_results, run_eval
     from sleeptrain.presets import load_overrides
 
     opts = load_overrides(EvalCommandConfig, args.overrides)
@@ -165,7 +165,7 @@ def cmd_continual(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from sleeptrain.compare import parse_args, run_compare
+    from sleeptrain.experiments.compare import parse_args, run_compare
 
     run_compare(parse_args(args.words), log=lambda line: print(line, flush=True))
     return 0
@@ -174,7 +174,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sleeptrain.sweep import load_space, run_sweep
+    from sleeptrain.experiments.sweep import load_space, run_sweep
 
     run_sweep(load_space(Path(args.space), args.overrides), log=lambda line: print(line, flush=True))
     return 0
@@ -183,7 +183,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sleeptrain.report import write_report
+    from sleeptrain.experiments.report import write_report
 
     print(write_report(Path(args.exp_dir)))
     return 0
@@ -192,7 +192,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sleeptrain.plot import plot_runs
+    from sleeptrain.experiments.plot import plot_runs
 
     out = args.out or (Path(args.runs[0]) / "loss.png" if len(args.runs) == 1 else Path("loss-comparison.png"))
     print(plot_runs(args.runs, out, args.title))

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -40,3 +41,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def timestamp() -> str:
+    """Local date-time as used in default folder names: YYYYMMDD-HHMMSS."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def timestamped_dir(parent: str | Path, label: str = "") -> Path:
+    """The default folder of a run or an experiment: `parent/<date-time>[-label]`."""
+    return Path(parent) / (f"{timestamp()}-{label}" if label else timestamp())

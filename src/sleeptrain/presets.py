@@ -46,7 +46,7 @@ def list_presets(group: str) -> dict[str, str]:
     return out
 
 
-def _preset_path(group: str, name: str, key: str | None = None) -> Path:
+def preset_path(group: str, name: str, key: str | None = None) -> Path:
     """The file of preset `name` in `group` (or `name` itself, a path to a .yaml file); errors name `key`
     (default: the group)."""
     key = key or group
@@ -62,12 +62,12 @@ def _preset_path(group: str, name: str, key: str | None = None) -> Path:
     return path
 
 
-def _all_keys(schema: type = Config) -> list[str]:
+def all_keys(schema: type = Config) -> list[str]:
     return [key for key, *_ in iter_keys(schema)]
 
 
 def _unknown_key_message(key: str, schema: type = Config) -> str:
-    close = difflib.get_close_matches(key, _all_keys(schema), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, all_keys(schema), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     command = "train" if schema is Config else ("eval" if schema.__name__ == "EvalCommandConfig" else "continual")
     return f"{key}: unknown key{hint} (sleeptrain {command} --help lists every key)"
@@ -80,7 +80,7 @@ def _type_of(key: str, schema: type = Config) -> str:
     return "another type"
 
 
-def _merge(base: DictConfig, update: Any, origin: str, user_key: str | None = None,
+def merge_config(base: DictConfig, update: Any, origin: str, user_key: str | None = None,
            schema: type = Config) -> DictConfig:
     """Merge `update` into `base`, turning OmegaConf's multi-line errors into one line naming the key."""
     try:
@@ -100,7 +100,7 @@ def _merge(base: DictConfig, update: Any, origin: str, user_key: str | None = No
         raise ConfigError(f"{key}: expected {_type_of(key, schema)}, got {value!r} [{origin}]") from None
 
 
-def _load_yaml(path: Path, origin: str) -> dict:
+def load_yaml(path: Path, origin: str) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -135,8 +135,8 @@ def load_config(args: list[str] | None = None, defaults: dict[str, str] | None =
     presets = {**(defaults or DEFAULT_PRESETS), **groups}
     cfg = OmegaConf.structured(Config)
     for group in GROUPS:
-        path = _preset_path(group, presets[group])
-        cfg = _merge(cfg, _load_yaml(path, f"{group}={presets[group]}"), f"{group}={presets[group]}")
+        path = preset_path(group, presets[group])
+        cfg = merge_config(cfg, load_yaml(path, f"{group}={presets[group]}"), f"{group}={presets[group]}")
     cfg = apply_overrides(cfg, overrides, Config)
     for key in PATH_KEYS:
         value = OmegaConf.select(cfg, key)
@@ -159,10 +159,10 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], schema: type) -> Dict
             update = OmegaConf.from_dotlist([item])
         except OmegaConfBaseException:
             raise ConfigError(f"{key}: cannot parse value {value!r}") from None
-        if value.strip() in ("", "null", "~") and key in _all_keys(schema):
+        if value.strip() in ("", "null", "~") and key in all_keys(schema):
             update = OmegaConf.create({})
             OmegaConf.update(update, key, None)
-        cfg = _merge(cfg, update, item, user_key=key, schema=schema)
+        cfg = merge_config(cfg, update, item, user_key=key, schema=schema)
     return cfg
 
 
@@ -173,9 +173,9 @@ def load_overrides(schema: type, overrides: list[str], preset: Path | None = Non
     absolute."""
     cfg = OmegaConf.structured(schema)
     if preset is not None:
-        cfg = _merge(cfg, _load_yaml(preset, origin), origin, schema=schema)
+        cfg = merge_config(cfg, load_yaml(preset, origin), origin, schema=schema)
     for layer, layer_origin in extra:
-        cfg = _merge(cfg, layer, layer_origin, schema=schema)
+        cfg = merge_config(cfg, layer, layer_origin, schema=schema)
     cfg = apply_overrides(cfg, overrides, schema)
     for key in path_keys:
         value = OmegaConf.select(cfg, key)
@@ -187,7 +187,7 @@ def load_overrides(schema: type, overrides: list[str], preset: Path | None = Non
 def to_config(cfg: DictConfig | dict, schema: type = Config):
     """Instantiate the dataclasses (running every `__post_init__` check)."""
     if not isinstance(cfg, DictConfig) or OmegaConf.get_type(cfg) is not schema:
-        cfg = _merge(OmegaConf.structured(schema), cfg, "config", schema=schema)
+        cfg = merge_config(OmegaConf.structured(schema), cfg, "config", schema=schema)
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError:

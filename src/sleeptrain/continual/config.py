@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from sleeptrain.config import _help, check_choice, check_fraction, check_positive
+from sleeptrain.config import check_choice, check_fraction, check_positive, help_field
+from sleeptrain.continual.methods import METHODS
 from sleeptrain.errors import ConfigError
 
 BENCHMARKS = ("patches", "split_mnist", "split_digits")
-METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc")
 
 
 @dataclass
 class NetConfig:
-    hidden: list[int] = _help("hidden layer sizes (bias-free ReLU)", default_factory=lambda: [1200, 1200])
-    output: str = _help("relu_mse (published MNIST) | softmax_ce (Patches)", default="relu_mse")
-    dropout: float = _help("non-inverted dropout on hidden layers", default=0.25)
+    hidden: list[int] = help_field("hidden layer sizes (bias-free ReLU)", default_factory=lambda: [1200, 1200])
+    output: str = help_field("relu_mse (published MNIST) | softmax_ce (Patches)", default="relu_mse")
+    dropout: float = help_field("non-inverted dropout on hidden layers", default=0.25)
 
     def __post_init__(self) -> None:
         check_choice("net.output", self.output, ("relu_mse", "softmax_ce"))
@@ -27,11 +27,11 @@ class NetConfig:
 
 @dataclass
 class SGDSection:
-    lr: float = _help("SGD learning rate", default=0.1)
-    momentum: float = _help("SGD momentum (carried across tasks)", default=0.5)
-    batch_size: int = _help("SGD batch size", default=100)
-    epochs: int = _help("epochs per task", default=2)
-    task_epochs: Optional[list[int]] = _help("epochs of each task (overrides sgd.epochs)", default=None)
+    lr: float = help_field("SGD learning rate", default=0.1)
+    momentum: float = help_field("SGD momentum (carried across tasks)", default=0.5)
+    batch_size: int = help_field("SGD batch size", default=100)
+    epochs: int = help_field("epochs per task", default=2)
+    task_epochs: Optional[list[int]] = help_field("epochs of each task (overrides sgd.epochs)", default=None)
 
     def __post_init__(self) -> None:
         check_positive("sgd.lr", self.lr)
@@ -42,21 +42,21 @@ class SGDSection:
 
 @dataclass
 class SRCSection:
-    mode: str = _help("faithful (sequential loop) | batched (many noise streams per step)", default="batched")
-    streams: int = _help("batched: noise streams per step (few: each stream needs enough time steps to "
+    mode: str = help_field("faithful (sequential loop) | batched (many noise streams per step)", default="batched")
+    streams: int = help_field("batched: noise streams per step (few: each stream needs enough time steps to "
                                              "integrate; 4 matched faithful on Split-MNIST at half the time)", default=4)
-    iterations: int = _help("sleep iterations after the first task", default=15_000)
-    growth: int = _help("extra iterations per later task: iterations + (t-1) * growth", default=5_000)
-    max_rate: float = _help("input spike rate scale: P(spike) = 2 dt max_rate x_bar", default=239.515363)
-    inc: float = _help("Hebbian increment", default=0.032064)
-    dec: float = _help("Hebbian decrement", default=0.003344)
-    betas: list[float] = _help("firing threshold of each layer",
+    iterations: int = help_field("sleep iterations after the first task", default=15_000)
+    growth: int = help_field("extra iterations per later task: iterations + (t-1) * growth", default=5_000)
+    max_rate: float = help_field("input spike rate scale: P(spike) = 2 dt max_rate x_bar", default=239.515363)
+    inc: float = help_field("Hebbian increment", default=0.032064)
+    dec: float = help_field("Hebbian decrement", default=0.003344)
+    betas: list[float] = help_field("firing threshold of each layer",
                                default_factory=lambda: [14.548273, 44.560317, 38.046326])
-    alpha_scale: float = _help("multiplies the data-based input scales", default=55.882454)
-    decay: float = _help("membrane decay per step", default=0.999)
-    patch: Optional[int] = _help("drive a random patch x patch window of the input each step (MNIST: 11)",
+    alpha_scale: float = help_field("multiplies the data-based input scales", default=55.882454)
+    decay: float = help_field("membrane decay per step", default=0.999)
+    patch: Optional[int] = help_field("drive a random patch x patch window of the input each step (MNIST: 11)",
                                  default=None)
-    sleep_after: Optional[list[int]] = _help("tasks (1-based) followed by a sleep (default: every task)",
+    sleep_after: Optional[list[int]] = help_field("tasks (1-based) followed by a sleep (default: every task)",
                                              default=None)
 
     def __post_init__(self) -> None:
@@ -72,35 +72,35 @@ class SRCSection:
 
 @dataclass
 class ContinualRunConfig:
-    dir: Optional[str] = _help("run directory (default: runs/<date-time>-continual-<benchmark>-<method>)",
+    dir: Optional[str] = help_field("run directory (default: runs/<date-time>-continual-<benchmark>-<method>)",
                                default=None)
-    plot: bool = _help("write the accuracy plots", default=True)
+    plot: bool = help_field("write the accuracy plots", default=True)
 
 
 @dataclass
 class ContinualConfig:
-    benchmark: str = _help("patches | split_mnist | split_digits", default="split_digits")
-    method: str = _help("sequential | joint | src | rehearsal | rehearsal_src | ewc", default="src")
-    seed: int = _help("first seed", default=0)
-    seeds: int = _help("repeats with seeds seed, seed+1, ... (split benchmarks: seed k > 0 also permutes the "
+    benchmark: str = help_field("patches | split_mnist | split_digits", default="split_digits")
+    method: str = help_field("sequential | joint | src | rehearsal | rehearsal_src | ewc", default="src")
+    seed: int = help_field("first seed", default=0)
+    seeds: int = help_field("repeats with seeds seed, seed+1, ... (split benchmarks: seed k > 0 also permutes the "
                        "class order, so repeats are different task orders)", default=1)
-    data_path: Optional[str] = _help("split_mnist: folder with t10k-images-idx3-ubyte.gz and t10k-labels",
+    data_path: Optional[str] = help_field("split_mnist: folder with t10k-images-idx3-ubyte.gz and t10k-labels",
                                      default=None)
-    test_fraction: float = _help("split benchmarks: held-out fraction of each class", default=0.2)
-    overlaps: list[int] = _help("patches: overlaps to sweep", default_factory=lambda: [0, 4, 8, 10, 12, 13, 14])
-    copies: int = _help("patches: training copies of each image per task", default=10)
-    rehearsal_fraction: float = _help("rehearsal: fraction of each old task's samples kept", default=0.1)
-    ewc_strength: float = _help("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
+    test_fraction: float = help_field("split benchmarks: held-out fraction of each class", default=0.2)
+    overlaps: list[int] = help_field("patches: overlaps to sweep", default_factory=lambda: [0, 4, 8, 10, 12, 13, 14])
+    copies: int = help_field("patches: training copies of each image per task", default=10)
+    rehearsal_fraction: float = help_field("rehearsal: fraction of each old task's samples kept", default=0.1)
+    ewc_strength: float = help_field("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
                                 "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=100.0)
-    ewc_gamma: float = _help("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
-    search_trials: int = _help("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
+    ewc_gamma: float = help_field("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
+    search_trials: int = help_field("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
                                "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "
                                "and write search.json", default=0)
-    search_spread: float = _help("search: each parameter drawn log-uniformly within this factor of its value",
+    search_spread: float = help_field("search: each parameter drawn log-uniformly within this factor of its value",
                                  default=4.0)
-    search_strategy: str = _help("search: random (around the start vector) | evolve (mutate the best so far, "
+    search_strategy: str = help_field("search: random (around the start vector) | evolve (mutate the best so far, "
                                  "narrowing)", default="random")
-    search_sleep_length: bool = _help("search: also search a factor on src.iterations and src.growth",
+    search_sleep_length: bool = help_field("search: also search a factor on src.iterations and src.growth",
                                       default=True)
     run: ContinualRunConfig = field(default_factory=ContinualRunConfig)
     net: NetConfig = field(default_factory=NetConfig)

@@ -27,7 +27,3 @@ def backward_transfer(matrix: np.ndarray, learned: list[int]) -> float:
     values = [matrix[-1, j] - matrix[learned[j], j] for j in range(len(learned) - 1)]
     return float(np.mean(values)) if values else 0.0
 
-
-def mean_sd(values: list[float]) -> dict:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n": int(arr.size)}

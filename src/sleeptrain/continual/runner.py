@@ -12,11 +12,12 @@ import numpy as np
 from sleeptrain.continual.config import ContinualConfig
 from sleeptrain.continual.data import Benchmark, patches, split_digits, split_mnist
 from sleeptrain.continual.methods import MethodConfig, run_method
-from sleeptrain.continual.metrics import average_accuracy, backward_transfer, forgetting, mean_sd
+from sleeptrain.continual.metrics import average_accuracy, backward_transfer, forgetting
 from sleeptrain.continual.mlp import SGDConfig
 from sleeptrain.continual.src import MNIST_PUBLISHED, SRCParams
 from sleeptrain.errors import ConfigError
-from sleeptrain.fsutil import atomic_write_text
+from sleeptrain.fsutil import atomic_write_text, timestamped_dir
+from sleeptrain.stats import mean_sd
 
 
 def src_presets() -> dict[str, str]:
@@ -29,11 +30,11 @@ def src_presets() -> dict[str, str]:
 def load_src_preset(name: str) -> tuple[dict, str]:
     """`src=NAME` (a file of `conf/continual/src/`) or `src=PATH.yaml` (e.g. the `best_src.yaml` of a search): a
     mapping holding only an `src:` section, merged over the benchmark preset."""
-    from sleeptrain.presets import _load_yaml, _preset_path
+    from sleeptrain.presets import load_yaml, preset_path
 
     origin = f"src={name}"
-    path = _preset_path("continual/src", name, key="src")
-    data = _load_yaml(path, origin)
+    path = preset_path("continual/src", name, key="src")
+    data = load_yaml(path, origin)
     others = sorted(set(data) - {"src"})
     if others:
         raise ConfigError(f"src: preset {name!r} may only set the src section, found {', '.join(others)}")
@@ -181,7 +182,7 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
     from sleeptrain.presets import flat_config
 
     run_dir = Path(cfg.run.dir) if cfg.run.dir else (
-        Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-continual-{cfg.benchmark}-{cfg.method}")
+        timestamped_dir("runs", f"continual-{cfg.benchmark}-{cfg.method}"))
     if (run_dir / "results.json").exists():
         raise ConfigError(f"run.dir: {str(run_dir)!r} already holds results; choose another run.dir")
     if cfg.benchmark == "split_mnist":

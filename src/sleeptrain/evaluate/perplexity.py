@@ -17,7 +17,7 @@ import torch
 from sleeptrain.data.token_store import TokenStore, encode_documents
 
 
-def _windows(n_tokens: int, seq_len: int, stride: int):
+def scoring_windows(n_tokens: int, seq_len: int, stride: int):
     """(begin, end, first scored target) of each window of at most `seq_len` tokens: `stride` new targets per
     window (at most seq_len - 1, so every target has context); every position 1..n-1 is scored exactly once."""
     stride = max(1, min(stride, seq_len - 1))
@@ -33,7 +33,7 @@ def causal_nll(model, store: TokenStore, seq_len: int, stride: int, batch_size: 
                pad_id: int) -> tuple[float, int]:
     device = next(model.parameters()).device
     ids = np.asarray(store.ids, dtype=np.int64)
-    windows = list(_windows(len(ids), seq_len, stride))
+    windows = list(scoring_windows(len(ids), seq_len, stride))
     total, count = 0.0, 0
     for i in range(0, len(windows), batch_size):
         chunk = windows[i:i + batch_size]

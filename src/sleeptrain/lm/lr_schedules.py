@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import math
+from typing import Callable, Iterable
 
 
 def lr_at(step: int, total_steps: int, peak_lr: float, warmup_steps: int = 0, kind: str = "cosine",
@@ -27,28 +29,21 @@ def lr_at(step: int, total_steps: int, peak_lr: float, warmup_steps: int = 0, ki
     return peak_lr * (min_ratio + (1.0 - min_ratio) * factor)
 
 
-def plan_lr_function(plan, train_cfg, sleep_cfg):
-    """step -> LR over a phase plan. The LR cycle restarts wherever an optimizer reset happens (FORGETTER: each
-    cycle decays to its minimum, then a light or deep sleep starts a fresh cycle); with `plasticity_decay` in the
-    sleep operations, the peak of cycle k is `lr * decay**k`. Warm-up is capped at 20% of each LR cycle."""
-    import bisect
-
+def plan_lr_function(plan, train_cfg, restarts: Iterable[int] = (),
+                     peak_scale: Callable[[int], float] | None = None) -> Callable[[int], float]:
+    """step -> LR over a phase plan: one warm-up + decay cycle per segment between `restarts` (steps where a
+    fresh LR cycle starts; FORGETTER: each cycle decays to its minimum, then a sleep starts a fresh one). The peak
+    of the segment holding `step` is `train.lr * peak_scale(cycle of step)` (1 without `peak_scale`). Warm-up is
+    capped at 20% of each LR cycle. Which steps restart and how peaks scale comes from the sleep ops
+    (`sleeptrain.sleep.cycle.lr_function`)."""
     total = plan.total_steps
-    boundaries = {0}
-    resets = [op for op in sleep_cfg.ops if op in ("optimizer_reset", "deep_reset")]
-    if resets:
-        before, _ = sleep_cfg.split_ops()
-        for stage in plan.stages:
-            if stage.phase == "sleep":
-                boundaries.add(stage.start if resets[0] in before else stage.end)
-    cuts = sorted(b for b in boundaries if b < total)
-    decay = sleep_cfg.plasticity_decay if "plasticity_decay" in sleep_cfg.ops else 1.0
+    cuts = sorted(b for b in {0, *restarts} if b < total)
 
     def lr(step: int) -> float:
         i = bisect.bisect_right(cuts, step) - 1
         start, end = cuts[i], (cuts[i + 1] if i + 1 < len(cuts) else total)
         length = end - start
-        peak = train_cfg.lr * (decay ** plan.lookup(step).stage.cycle if decay != 1.0 else 1.0)
+        peak = train_cfg.lr * (peak_scale(plan.lookup(step).stage.cycle) if peak_scale is not None else 1.0)
         return lr_at(step - start, length, peak, min(train_cfg.warmup_steps, length // 5), train_cfg.lr_schedule,
                      train_cfg.min_lr_ratio)
 

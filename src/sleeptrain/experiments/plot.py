@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from sleeptrain.errors import DataError
-from sleeptrain.metrics import read_metrics
+from sleeptrain.lm.metrics_log import read_metrics
 
 
 def run_label(run_dir: Path) -> str:

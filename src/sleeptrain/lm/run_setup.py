@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,16 +20,16 @@ from sleeptrain.data.samples import PackedBlocks, make_samples
 from sleeptrain.data.token_store import get_token_stores
 from sleeptrain.data.tokenizer import get_tokenizer
 from sleeptrain.errors import ConfigError, DataError
-from sleeptrain.fsutil import atomic_dir, atomic_write_text
-from sleeptrain.metrics import environment_record
-from sleeptrain.phases import PhasePlan, build_plan
+from sleeptrain.fsutil import atomic_dir, atomic_write_text, timestamped_dir
+from sleeptrain.lm.metrics_log import environment_record
+from sleeptrain.lm.phases import PhasePlan, build_plan
 from sleeptrain.presets import config_to_yaml
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def default_run_dir(cfg: Config) -> Path:
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.schedule.name}"
+    return timestamped_dir("runs", cfg.schedule.name)
 
 
 def check_new_run_dir(run_dir: Path) -> None:
@@ -197,9 +196,9 @@ def check_processes(cfg: Config, n_processes: int) -> None:
 def final_evaluation(cfg: Config, model, tokenizer, final_dir: Path, blimp_path: Path | None, corpus) -> dict:
     """BLiMP-style accuracy (when minimal pairs are known) and dev perplexity of the final model, written to
     `final/eval/results.json` exactly as `sleeptrain eval final/` would."""
-    from sleeptrain.config import EvalCommandConfig
+    from sleeptrain.evaluate.config import EvalCommandConfig
     from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
-    from sleeptrain.evaluate.runner import LoadedModel, evaluate_model
+    from sleeptrain.evaluate.harness import LoadedModel, evaluate_model
 
     opts = EvalCommandConfig(batch_size=cfg.eval.batch_size)
     opts.blimp.method = cfg.eval.method

@@ -29,16 +29,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sleeptrain.compare import Arm, Experiment, run_one
+from sleeptrain.experiments.compare import Arm, Experiment, run_one
 from sleeptrain.errors import ConfigError
-from sleeptrain.presets import _load_yaml, load_config
-from sleeptrain.report import METRICS, run_record
+from sleeptrain.fsutil import timestamped_dir
+from sleeptrain.presets import load_yaml, load_config
+from sleeptrain.experiments.report import METRICS, run_record
 
 
 def load_space(path: Path, overrides: list[str]) -> dict:
     if not path.is_file():
         raise ConfigError(f"sweep: search-space file {str(path)!r} does not exist")
-    spec = _load_yaml(path, "sweep")
+    spec = load_yaml(path, "sweep")
     settings = {}
     common = [str(c) for c in spec.get("common", []) or []]
     for word in overrides:
@@ -72,7 +73,7 @@ def load_space(path: Path, overrides: list[str]) -> dict:
         raise ConfigError(f"sweep.trials: expected a whole number, got {settings['trials']!r}") from None
     if trials <= 0:
         raise ConfigError(f"sweep.trials: must be > 0, got {trials}")
-    out_dir = Path(settings.get("dir", spec.get("dir") or f"sweeps/{time.strftime('%Y%m%d-%H%M%S')}"))
+    out_dir = Path(settings.get("dir", spec.get("dir") or timestamped_dir("sweeps")))
     return {"method": method, "objective": objective, "space": space, "common": common, "trials": trials,
             "seed": int(settings.get("seed", spec.get("seed", 0))), "dir": out_dir.expanduser()}
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sleeptrain.config import Config, EvalCommandConfig
+from sleeptrain.config import Config
+from sleeptrain.evaluate.config import EvalCommandConfig
 from sleeptrain.errors import ConfigError, DataError
 from sleeptrain.evaluate.blimp import evaluate_pairs
 from sleeptrain.evaluate.minimal_pairs import MinimalPair, load_minimal_pairs

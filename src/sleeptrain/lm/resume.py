@@ -13,10 +13,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from sleeptrain.checkpoint import latest_checkpoint
+from sleeptrain.lm.checkpoint import latest_checkpoint
 from sleeptrain.config import Config
 from sleeptrain.errors import ConfigError
-from sleeptrain.presets import GROUPS, _load_yaml, _merge, apply_overrides, flat_config, to_config
+from sleeptrain.presets import GROUPS, load_yaml, merge_config, apply_overrides, flat_config, to_config
 
 
 @dataclass
@@ -70,8 +70,8 @@ def plan_resume(args: list[str]) -> ResumePlan:
     if checkpoint is None:
         raise ConfigError(f"resume: {str(run_dir)!r} has no complete checkpoint yet (checkpoint.every / "
                           "checkpoint.phase_boundaries); start the run again")
-    saved = _load_yaml(checkpoint / "config.yaml", f"resume: {checkpoint}")
-    base = _merge(OmegaConf.structured(Config), saved, f"resume: {checkpoint}/config.yaml")
+    saved = load_yaml(checkpoint / "config.yaml", f"resume: {checkpoint}")
+    base = merge_config(OmegaConf.structured(Config), saved, f"resume: {checkpoint}/config.yaml")
     new = apply_overrides(base.copy(), overrides, Config)
     before, after = flat_config(to_config(base)), flat_config(to_config(new))
     changed = sorted(k for k in after if before.get(k) != after[k])

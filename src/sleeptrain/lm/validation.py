@@ -11,7 +11,7 @@ import math
 import torch
 
 from sleeptrain.data.samples import PackedBlocks, make_batcher
-from sleeptrain.losses import token_losses
+from sleeptrain.lm.losses import token_losses
 
 
 @torch.no_grad()

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from sleeptrain.errors import DataError
-from sleeptrain.metrics import read_metrics
+from sleeptrain.stats import mean_sd
+from sleeptrain.lm.metrics_log import read_metrics
 
 # metric -> (label, higher is better)
 METRICS = {"final_val_loss": ("final val loss", False), "best_val_loss": ("best val loss", False),
@@ -44,13 +45,6 @@ def run_record(run_dir: Path) -> dict | None:
         blimp = json.loads(results.read_text()).get("blimp") or {}
         out["by_phenomenon"] = {k: v["accuracy"] for k, v in blimp.get("by_phenomenon", {}).items()}
     return out
-
-
-def mean_sd(values: list[float]) -> dict:
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    if v.size == 0:
-        return {"mean": None, "sd": None, "n": 0}
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
 
 
 def paired_comparison(arm: list[float], base: list[float], higher_is_better: bool, seed: int = 0) -> dict:
@@ -158,7 +152,7 @@ def plot_experiment(exp_dir: Path, arms: list[str]) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sleeptrain.plot import sleep_spans
+    from sleeptrain.experiments.plot import sleep_spans
 
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(len(arms), 1, figsize=(9, 2.6 * len(arms)), dpi=100, sharex=True, squeeze=False)

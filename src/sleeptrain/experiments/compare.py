@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleeptrain.errors import ConfigError
-from sleeptrain.presets import GROUPS, _all_keys, _load_yaml, list_presets, load_config
+from sleeptrain.fsutil import timestamp, timestamped_dir
+from sleeptrain.presets import GROUPS, all_keys, load_yaml, list_presets, load_config
 
 EXPERIMENT_KEYS = ("seeds", "budget.tokens", "dir", "parallel")
 
@@ -73,7 +74,7 @@ def split_overrides(text: str) -> list[str]:
 def _is_config_word(key: str) -> bool:
     """A group or a key of the training config (a misspelt key under a known section counts too, so it fails
     as an unknown key instead of becoming an arm)."""
-    return key in GROUPS or key.split(".")[0] in {k.split(".")[0] for k in _all_keys()}
+    return key in GROUPS or key.split(".")[0] in {k.split(".")[0] for k in all_keys()}
 
 
 def parse_args(words: list[str]) -> Experiment:
@@ -110,7 +111,7 @@ def parse_args(words: list[str]) -> Experiment:
 def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> None:
     if not path.is_file():
         raise ConfigError(f"compare: arms file {str(path)!r} does not exist")
-    data = _load_yaml(path, "compare")
+    data = load_yaml(path, "compare")
     arms = data.get("arms")
     if not isinstance(arms, dict) or not arms:
         raise ConfigError(f"compare: {path} needs `arms:` mapping arm names to lists of overrides")
@@ -151,7 +152,7 @@ def _apply_settings(exp: Experiment, settings: dict[str, str]) -> None:
 
 def arm_budgets(exp: Experiment) -> dict[str, dict]:
     """Per arm: positions per step, the natural plan length, and the overrides that put it on the budget."""
-    from sleeptrain.train import load_run_data
+    from sleeptrain.lm.run_setup import load_run_data
 
     info = {}
     for arm in exp.arms:
@@ -183,7 +184,7 @@ def run_dir_of(exp_dir: Path, arm: str, seed: int) -> Path:
 
 def run_state(run_dir: Path) -> str:
     """finished | resumable | empty (never started, or died before its first checkpoint)."""
-    from sleeptrain.checkpoint import latest_checkpoint
+    from sleeptrain.lm.checkpoint import latest_checkpoint
 
     if (run_dir / "summary.json").is_file():
         return "finished"
@@ -202,7 +203,7 @@ def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, l
         args = ["train", f"resume={run_dir}"]
     else:
         if run_dir.exists():  # a start that died before its first checkpoint: keep it aside, start again
-            run_dir.rename(run_dir.with_name(f"{run_dir.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}"))
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.failed-{timestamp()}"))
         args = ["train", *exp.common, *arm.overrides, *budget["budget_overrides"], f"seed={seed}",
                 f"run.dir={run_dir}", "run.progress=false"]
     log(f"  {arm.name} seed {seed}: {'resuming' if state == 'resumable' else 'training'} -> {run_dir}")
@@ -218,7 +219,7 @@ def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, l
 
 
 def run_compare(exp: Experiment, log=print) -> Path:
-    exp_dir = exp.dir or Path("experiments") / time.strftime("%Y%m%d-%H%M%S")
+    exp_dir = exp.dir or timestamped_dir("experiments")
     exp_dir.mkdir(parents=True, exist_ok=True)
     saved = exp_dir / "experiment.json"
     budgets = arm_budgets(exp)
@@ -240,7 +241,7 @@ def run_compare(exp: Experiment, log=print) -> Path:
     with ThreadPoolExecutor(max_workers=exp.parallel) as pool:
         done = list(pool.map(lambda job: run_one(exp, exp_dir, job[0], job[1], budgets["arms"][job[0].name], log),
                              jobs))
-    from sleeptrain.report import write_report
+    from sleeptrain.experiments.report import write_report
 
     report = write_report(exp_dir)
     log(f"runs: {sum(d['status'] != 'skipped' for d in done)} run, "

@@ -1,0 +1,63 @@
+"""The typed options of `sleeptrain eval MODEL_DIR [key=value ...]`, validated at load time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sleeptrain.config import check_choice, check_positive, help_field
+from sleeptrain.errors import ConfigError
+from sleeptrain.evaluate.scoring import MLM_METHODS
+
+
+@dataclass
+class BlimpEvalConfig:
+    path: Optional[str] = help_field("folder of *.jsonl / *.jsonl.gz minimal pairs (default: the generated pairs of the "
+                                "run the model came from)", default=None)
+    enabled: bool = help_field("score minimal pairs", default=True)
+    method: str = help_field("masked-LM scoring: pll | pll_word_l2r (causal LMs always sum token log-probs)",
+                        default="pll")
+    max_pairs: Optional[int] = help_field("at most this many pairs per paradigm", default=None)
+    per_pair: bool = help_field("also write per-pair scores (pairs.jsonl beside the results)", default=False)
+
+    def __post_init__(self) -> None:
+        check_choice("blimp.method", self.method, MLM_METHODS)
+        check_positive("blimp.max_pairs", self.max_pairs, allow_none=True)
+
+
+@dataclass
+class PerplexityEvalConfig:
+    path: Optional[str] = help_field("BabyLM-layout folder (default: the data of the run the model came from)",
+                                default=None)
+    enabled: bool = help_field("compute perplexity", default=True)
+    split: str = help_field("split to evaluate: dev | test | train", default="dev")
+    seq_len: Optional[int] = help_field("window length (default: the run's data.seq_len, else the model's positions)",
+                                   default=None)
+    stride: Optional[int] = help_field("causal: new tokens scored per window, < seq_len (default: seq_len - 1, packed "
+                                  "blocks; smaller = sliding windows with more context)", default=None)
+    mlm_positions: int = help_field("masked LM: positions sampled per source for pseudo-perplexity", default=2000)
+    max_lines: Optional[int] = help_field("at most this many lines per source", default=None)
+
+    def __post_init__(self) -> None:
+        check_choice("perplexity.split", self.split, ("dev", "test", "train"))
+        check_positive("perplexity.seq_len", self.seq_len, allow_none=True)
+        check_positive("perplexity.stride", self.stride, allow_none=True)
+        check_positive("perplexity.mlm_positions", self.mlm_positions)
+        check_positive("perplexity.max_lines", self.max_lines, allow_none=True)
+        if self.stride and self.seq_len and self.stride >= self.seq_len:
+            raise ConfigError(f"perplexity.stride: must be smaller than perplexity.seq_len={self.seq_len}, "
+                              f"got {self.stride}")
+
+
+@dataclass
+class EvalCommandConfig:
+    out: Optional[str] = help_field("results file (default: MODEL_DIR/eval/results.json)", default=None)
+    batch_size: int = help_field("sentences (or masked copies) per batch", default=64)
+    device: str = help_field("auto | cpu | cuda", default="auto")
+    seed: int = help_field("seeds the sampled positions of masked-LM pseudo-perplexity", default=0)
+    blimp: BlimpEvalConfig = field(default_factory=BlimpEvalConfig)
+    perplexity: PerplexityEvalConfig = field(default_factory=PerplexityEvalConfig)
+
+    def __post_init__(self) -> None:
+        check_positive("batch_size", self.batch_size)
+        check_choice("device", self.device, ("auto", "cpu", "cuda"))

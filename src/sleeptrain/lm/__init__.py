@@ -1,0 +1,1 @@
+"""The language-model core: models, losses, the phase plan and LR schedules, the training loop, checkpoints."""

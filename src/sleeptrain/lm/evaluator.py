@@ -1,0 +1,52 @@
+"""Evaluation during training: validation loss and fast minimal-pair accuracy of the current model, each written
+as one record (`event: "eval"` / `event: "blimp"`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from sleeptrain.lm.validation import validation_loss
+
+
+class Evaluator:
+    """Remembers the first and the latest validation loss of the run. `log` writes one metrics record;
+    `blimp_pairs` (set when `eval.blimp_every` is on) are the minimal pairs of the periodic evaluation."""
+
+    def __init__(self, cfg, accelerator, tokenizer, dev_samples, batch_size: int,
+                 log: Callable[[dict[str, Any]], None]):
+        self.cfg, self.acc, self.tokenizer, self.dev_samples = cfg, accelerator, tokenizer, dev_samples
+        self.batch_size, self.log = batch_size, log
+        self.masked = cfg.model.is_masked_lm
+        self.first_val = self.last_val = float("nan")
+        self.blimp_pairs = None
+
+    def validation(self, model: torch.nn.Module, step: int, tokens: int) -> float:
+        """Validation loss of `model` (unwrapped) over the dev split (or its first `train.eval_max_batches`)."""
+        result = validation_loss(model, self.dev_samples, self.tokenizer, masked=self.masked,
+                                 batch_size=self.batch_size, device=self.acc.device,
+                                 max_batches=self.cfg.train.eval_max_batches,
+                                 mlm_probability=self.cfg.model.mlm_probability, seed=self.cfg.seed,
+                                 autocast=self.acc.autocast)
+        self.log({"event": "eval", "step": step, "tokens": tokens, **result})
+        if self.cfg.train.trackers:
+            self.acc.log({"val_loss": result["val_loss"]}, step=step)
+        self.last_val = result["val_loss"]
+        if math.isnan(self.first_val):
+            self.first_val = self.last_val
+        return self.last_val
+
+    def blimp(self, model: torch.nn.Module, step: int, tokens: int) -> None:
+        """Fast minimal-pair accuracy on `eval.blimp_n` pairs per paradigm."""
+        from sleeptrain.evaluate.blimp import evaluate_pairs
+
+        was_training = model.training
+        model.eval()
+        result, _, _ = evaluate_pairs(model, self.tokenizer, self.blimp_pairs, self.masked,
+                                      self.cfg.eval.batch_size, self.cfg.eval.method)
+        model.train(was_training)
+        self.log({"event": "blimp", "step": step, "tokens": tokens, "overall": result["overall"],
+                  "pairs": result["pairs"], "tie_rate": result["tie_rate"],
+                  "by_phenomenon": {k: v["accuracy"] for k, v in result["by_phenomenon"].items()}})

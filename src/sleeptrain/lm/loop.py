@@ -1,0 +1,380 @@
+"""The training loop: explicit and readable, on Accelerate (devices, mixed precision, several processes).
+
+Data flows one way: corpus -> tokenizer -> token store -> samples -> phase plan (which samples each step) -> this
+loop -> metrics.jsonl / checkpoints / final model. The loop owns the model, the optimizer and the step; everything
+sleep lives in `sleeptrain.sleep` and is called through its hooks (`SleepCycle`), with a narrow context, never the
+loop itself:
+
+    for stage in plan.stages:
+        wake:  stream the fold, each sample once; per-sample losses -> replay scores; on_wake_step hooks
+        sleep: sleep.start (controller, buffer) -> ops before replay -> replay steps -> ops after replay
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sleeptrain.config import Config
+from sleeptrain.data.samples import IGNORE_INDEX, make_batcher
+from sleeptrain.errors import SleeptrainError
+from sleeptrain.lm import trainer_state
+from sleeptrain.lm.losses import per_sample_loss, token_losses
+from sleeptrain.lm.metrics_log import MetricsLog
+from sleeptrain.lm.phases import PhasePlan, Stage
+from sleeptrain.lm.prefetch import prefetched
+from sleeptrain.lm.run_setup import make_optimizer
+from sleeptrain.lm.evaluator import Evaluator
+from sleeptrain.lm.warmup import batch_shapes, warm_compiled
+from sleeptrain.sleep.cycle import SleepCycle, lr_function
+from sleeptrain.sleep.hooks import SleepContext
+from sleeptrain.sleep.replay import Replay
+
+
+class RunInterrupted(SleeptrainError):
+    """SIGINT/SIGTERM during training: a checkpoint was written, the run can be resumed."""
+
+    exit_code = 130
+
+
+class TrainingDiverged(SleeptrainError):
+    """The training loss became NaN or inf."""
+
+
+class TrainingLoop:
+    """Owns model, optimizer and counters for one run; `run()` walks the phase plan stage by stage.
+
+    With N processes (accelerate launch / torchrun) every process builds the same global batch (so masking RNGs
+    and label counts match a one-process run) and trains on its contiguous share of the rows; gradients are
+    averaged by DDP and the loss is scaled by N, so the update equals the one-process update on the whole batch.
+    """
+
+    def __init__(self, cfg: Config, run_dir: Path, accelerator, model, tokenizer, train_samples, dev_samples,
+                 plan: PhasePlan, metrics: MetricsLog):
+        self.cfg, self.run_dir, self.acc = cfg, run_dir, accelerator
+        self.tokenizer, self.train_samples, self.dev_samples = tokenizer, train_samples, dev_samples
+        self.plan, self.metrics = plan, metrics
+        self.masked = cfg.model.is_masked_lm
+        self.device = accelerator.device
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        self.micro = cfg.train.micro_batch_size or cfg.train.batch_size
+        self.lr_fn = lr_function(plan, cfg)
+        self.batcher = make_batcher(tokenizer, self.masked, cfg.model.mlm_probability, seed=cfg.seed)
+        if cfg.train.compile:
+            model.compile()
+        self.model, self.optimizer = accelerator.prepare(model, make_optimizer(model, cfg))
+        self.sample_log = (open(run_dir / f"samples.rank{self.rank}.jsonl", "a", buffering=1)
+                           if cfg.train.log_samples else None)
+        replay = Replay(cfg, train_samples, tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id,
+                        gather=_gather_objects if self.world > 1 else None, sample_log=self.sample_log)
+        self.sleep_cycle = SleepCycle(cfg, accelerator.unwrap_model(self.model), replay)
+        self.step = self.tokens = 0
+        self.stage: Stage | None = None
+        self.stage_index = 0
+        self.resume_cursor: tuple[int, int, bool] | None = None
+        self.interval = IntervalMeter(self.device)
+        self.stopped_early = False
+        self.interrupt_signal: int | None = None
+        self.last_checkpoint: Path | None = None
+        self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
+                                   log=lambda record: self.metrics.write(record))
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=plan.total_steps, disable=not cfg.run.progress or not accelerator.is_main_process,
+                        dynamic_ncols=True)
+        self.n_cycles_total = max((s.cycle for s in plan.stages), default=0) + 1
+
+    # --- one optimizer step ---
+    def shard(self, n_rows: int) -> slice:
+        """This process's contiguous share of a global batch of `n_rows` (sizes differ by at most one)."""
+        bounds = [(r * n_rows) // self.world for r in range(self.world + 1)]
+        return slice(bounds[self.rank], bounds[self.rank + 1])
+
+    def train_step(self, ids: torch.Tensor, mask: torch.Tensor, sample_ids: np.ndarray | None) -> None:
+        """One optimizer step on the global batch (`ids`, `mask`); `sample_ids` (or None) receive the per-sample
+        losses as replay scores."""
+        lr = self.lr_fn(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.batcher(ids, mask)  # the whole global batch on every process: same RNG use as one process
+        n_label_tokens = int((batch["labels"] != IGNORE_INDEX).sum()) or 1
+        rows, weight = self.shard(len(ids)), float(self.world)
+        if rows.start == rows.stop:  # fewer rows than processes: a zero-weight pass keeps DDP's all-reduce in step
+            rows, weight = slice(0, 1), 0.0
+        local = {k: v[rows] for k, v in batch.items()}
+        if not self.masked and right_padded(local["attention_mask"]):
+            # causal attention never looks right, so with padding only at the end of rows the mask changes nothing
+            # for real tokens (padding has no labels): dropping it lets SDPA take its fast is_causal path
+            local["attention_mask"] = None
+        replay = self.sleep_cycle.replay
+        local_ids = sample_ids[rows] if sample_ids is not None and weight and replay.enabled else None
+        n_local = local["input_ids"].shape[0]
+        step_loss = torch.zeros((), device=self.device)
+        records = []
+        for start in range(0, n_local, self.micro):
+            micro = {k: (self._to_device(v[start:start + self.micro]) if v is not None else None)
+                     for k, v in local.items()}
+            last = start + self.micro >= n_local
+            with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
+                logits = self.model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"]).logits
+                token_loss, counted = token_losses(logits, micro["labels"], causal=not self.masked)
+                loss = token_loss.sum() * (weight / n_label_tokens)
+                self.acc.backward(loss)
+            if local_ids is not None:
+                records.append((local_ids[start:start + self.micro], per_sample_loss(token_loss.detach(), counted)))
+            step_loss += loss.detach()
+        if self.cfg.train.on_nan == "skip_batch" and not self._all_finite(step_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.metrics.write({"event": "nan_skipped", "step": self.step, "phase": self.stage.phase,
+                                "cycle": self.stage.cycle})
+            self._advance(lr, 0)
+            return
+        for local_rows, values in records:
+            replay.record(local_rows, values, self.stage.cycle, self.step)
+        if self.stage.phase == "wake":
+            self.sleep_cycle.on_wake_step(self.acc.unwrap_model(self.model))
+        if self.cfg.train.clip_grad:
+            self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.interval.add_step(step_loss)
+        self._advance(lr, int(mask.sum()))  # tokens counted on the host copy: no device sync
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        return to_device(t, self.device)
+
+    def _advance(self, lr: float, n_tokens: int) -> None:
+        self.tokens += n_tokens
+        self.interval.tokens += n_tokens
+        self.step += 1
+        self.bar.update(1)
+        self.after_step(lr)
+
+    def _all_finite(self, *values: torch.Tensor) -> bool:
+        return all_finite(values, self.acc.reduce if self.world > 1 else None)
+
+    def after_step(self, lr: float) -> None:
+        tc = self.cfg.train
+        if self.step % tc.log_every == 0 or self.step == self.plan.total_steps or self._stage_ends_now():
+            self.log_train(lr)
+        if tc.eval_every and self.step % tc.eval_every == 0 and self.step != self.plan.total_steps:
+            self.evaluate()
+        if self.evaluator.blimp_pairs and self.step % self.cfg.eval.blimp_every == 0:
+            self.evaluator.blimp(self.acc.unwrap_model(self.model), self.step, self.tokens)
+        every = self.cfg.checkpoint.every
+        if every and self.step % every == 0 and not (self._stage_ends_now() and self.cfg.checkpoint.phase_boundaries):
+            self.save_checkpoint((self.stage_index, self.step - self.stage.start, True))
+        if self._interrupted():
+            self.save_checkpoint((self.stage_index, self.step - self.stage.start, True))
+            raise RunInterrupted(f"interrupted by signal {self.interrupt_signal} at step {self.step}; checkpoint "
+                                 f"{self.last_checkpoint}; continue with: sleeptrain train resume={self.run_dir}")
+
+    def _interrupted(self) -> bool:
+        if self.world == 1:
+            return self.interrupt_signal is not None
+        if self.step % self.cfg.train.log_every:  # agree across processes, at log intervals only
+            return False
+        flag = torch.tensor([1.0 if self.interrupt_signal is not None else 0.0], device=self.device)
+        hit = bool(self.acc.reduce(flag, "sum").item())
+        if hit and self.interrupt_signal is None:
+            self.interrupt_signal = signal.SIGTERM
+        return hit
+
+    def _stage_ends_now(self) -> bool:
+        return self.stage is not None and self.step == self.stage.end
+
+    # --- logging and evaluation ---
+    def log_train(self, lr: float) -> None:
+        if not self.interval.steps:
+            return
+        loss, tokens_per_s = self.interval.read(self.acc.reduce if self.world > 1 else None)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(self._diverged_message(loss))
+        self.sleep_cycle.replay.sync()
+        record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
+                  "tokens_per_s": tokens_per_s, "phase": self.stage.phase,
+                  "cycle": self.stage.cycle, "epoch": self.stage.pass_index}
+        self.metrics.write(record)
+        if self.cfg.train.trackers:
+            self.acc.log({"loss": loss, "lr": lr}, step=self.step)
+        self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
+        self.interval.reset()
+
+    def _diverged_message(self, loss: float) -> str:
+        kept = (f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                else "; no checkpoint was written before it")
+        return (f"train: the training loss became {loss} by step {self.step}{kept} (lower train.lr, check the "
+                f"data, or set train.on_nan=skip_batch)")
+
+    def evaluate(self) -> float:
+        """Validation loss of the current model (logged; the controller and the run summary read it)."""
+        return self.evaluator.validation(self.acc.unwrap_model(self.model), self.step, self.tokens)
+
+    def warm_compiled(self) -> None:
+        """Compile forward and backward for every batch shape of the plan now (`sleeptrain.lm.warmup`)."""
+        start = time.time()
+        shapes = batch_shapes(self.plan, self.cfg.train.batch_size, self.micro, self.shard)
+        warm_compiled(self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples,
+                      self.masked, self.micro, self._to_device)
+        self.metrics.write({"event": "compile", "step": self.step, "batch_shapes": shapes,
+                            "seconds": time.time() - start})
+
+    # --- phases ---
+    def run(self) -> None:
+        first, first_offset, first_started = self.resume_cursor or (0, 0, False)
+        if self.cfg.train.compile:
+            self.warm_compiled()
+        if self.resume_cursor is None:
+            self.evaluate()
+        for i in range(first, len(self.plan.stages)):
+            stage = self.plan.stages[i]
+            offset, started = (first_offset, first_started) if i == first else (0, False)
+            self.stage, self.stage_index = stage, i
+            self.bar.set_description(f"{stage.phase} {stage.cycle + 1}/{self.n_cycles_total}")
+            if stage.phase == "wake":
+                self.wake(stage, offset)
+            elif not self.sleep(stage, offset, started):
+                self.stopped_early = True
+                break
+            self.checkpoint_at_boundary(i)
+        self.bar.close()
+        self.sleep_cycle.replay.sync()
+        self.sleep_cycle.end(self.sleep_context(self.stage.cycle if self.stage else 0))
+        self.evaluate()
+
+    def checkpoint_at_boundary(self, i: int) -> None:
+        """Checkpoint after stage i (unless the next stage has no steps: its boundary comes right after)."""
+        stages = self.plan.stages
+        if not self.cfg.checkpoint.phase_boundaries or (i + 1 < len(stages) and stages[i + 1].steps == 0):
+            return
+        self.save_checkpoint((i + 1, 0, False))
+
+    def wake(self, stage: Stage, first_offset: int = 0) -> None:
+        def load(offset: int):
+            indices = self.plan.wake_indices(stage, offset)
+            return (indices, *self.train_samples.get(indices))
+
+        for indices, ids, mask in prefetched(load, range(first_offset, stage.steps), self.cfg.train.prefetch):
+            if self.sample_log is not None:
+                self.sample_log.write(json.dumps({"step": self.step, "phase": "wake", "cycle": stage.cycle,
+                                                  "indices": indices[self.shard(len(indices))].tolist()}) + "\n")
+            self.train_step(ids, mask, indices)
+
+    def sleep(self, stage: Stage, first_offset: int = 0, started: bool = False) -> bool:
+        """One sleep phase (from replay step `first_offset` when resuming one that had `started`). Returns False
+        when a sleep hook (the controller) ends the run."""
+        replay = self.sleep_cycle.replay
+        if not started:
+            ctx = self.sleep_context(stage.cycle)
+            if not self.sleep_cycle.start(ctx, stage):
+                return False
+            self.apply_ops(ctx.ops, stage)
+        else:
+            replay.rebuild(stage)
+        for ids, mask, sample_ids in prefetched(replay.batch, range(first_offset, stage.steps),
+                                                self.cfg.train.prefetch):
+            self.train_step(ids, mask, sample_ids)
+        self.apply_ops(self.sleep_cycle.ops_at_end, stage)
+        self.metrics.write({"event": "sleep_end", "step": self.step, "tokens": self.tokens, "cycle": stage.cycle})
+        return True
+
+    def sleep_context(self, cycle: int) -> SleepContext:
+        """The narrow view a sleep hook gets of this moment of the run."""
+        return SleepContext(self.model, self.optimizer, self.cfg, cycle, step=self.step, tokens=self.tokens,
+                            accelerator=self.acc, make_optimizer=lambda m: make_optimizer(m, self.cfg),
+                            evaluate=self.evaluate, log=self.metrics.write)
+
+    def apply_ops(self, names: list[str], stage: Stage) -> None:
+        """Run sleep ops in order, adopting the model and optimizer an op may have replaced (deep reset)."""
+        for name in names:
+            ctx = self.sleep_context(stage.cycle)
+            changed = self.sleep_cycle.apply(name, ctx)
+            rebuilt = ctx.model is not self.model
+            self.model, self.optimizer = ctx.model, ctx.optimizer
+            if rebuilt and self.cfg.train.compile:  # a new module: compile and warm it as well
+                self.acc.unwrap_model(self.model).compile()
+                self.warm_compiled()
+            self.metrics.write({"event": "sleep_op", "op": name, "step": self.step, "cycle": stage.cycle, **changed})
+
+    # --- checkpoints ---
+    def save_checkpoint(self, cursor: tuple[int, int, bool]) -> None:
+        """Everything needed to continue exactly from `cursor` = (stage index, steps done in it, sleep started).
+        Collective (every process syncs replay scores and checks for NaN); process 0 writes."""
+        self.sleep_cycle.replay.sync()
+        self._check_finite_before_checkpoint()
+        if self.acc.is_main_process:
+            self.last_checkpoint = trainer_state.save(self, cursor)
+            self.metrics.write({"event": "checkpoint", "step": self.step, "path": str(self.last_checkpoint)})
+        if self.world > 1:
+            self.acc.wait_for_everyone()
+
+    def _check_finite_before_checkpoint(self) -> None:
+        """A checkpoint is only written from finite weights after finite losses: the newest stays a good one."""
+        if not self._all_finite(self.interval.loss, *self.acc.unwrap_model(self.model).parameters()):
+            raise TrainingDiverged(self._diverged_message(float("nan")))
+
+    def load_checkpoint(self, path: Path) -> dict:
+        """Restore everything `save_checkpoint` wrote; the next `run()` continues at the saved cursor."""
+        state = trainer_state.load(self, path)
+        self.last_checkpoint = Path(path)
+        self.bar.update(self.step)
+        return state
+
+
+class IntervalMeter:
+    """Training loss and tokens over the current log interval, summed on the device and read once per interval."""
+
+    def __init__(self, device):
+        self.loss = torch.zeros((), device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps = self.tokens = 0
+        self.start = time.time()
+
+    def add_step(self, loss: torch.Tensor) -> None:
+        self.loss += loss
+        self.steps += 1
+
+    def read(self, reduce=None) -> tuple[float, float]:
+        """(mean loss per step, tokens per second); `reduce` averages the loss over processes."""
+        mean = self.loss / self.steps
+        if reduce is not None:
+            mean = reduce(mean, "mean")
+        return mean.item(), self.tokens / max(time.time() - self.start, 1e-9)  # one host sync per interval
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host batch -> device; on GPU through pinned memory so the copy is asynchronous (no stall, no sync)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
+def all_finite(values, reduce=None) -> bool:
+    """True when every tensor in `values` is finite (on every process, `reduce` summing over them; one host sync)."""
+    bad = torch.zeros(1, device=values[0].device)
+    for value in values:
+        bad += (~torch.isfinite(value)).any().float()
+    if reduce is not None:
+        bad = reduce(bad, "sum")
+    return not bool(bad.item())
+
+
+def right_padded(mask: torch.Tensor) -> bool:
+    """True when every row is real tokens followed only by padding (how samples and replay contexts are laid out)."""
+    return bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
+def _gather_objects(items: list) -> list:
+    from accelerate.utils import gather_object
+
+    return gather_object(items)

@@ -1,0 +1,187 @@
+"""`sleeptrain train`: set a run up, hand it to the training loop (`sleeptrain.lm.loop`), write its outputs.
+
+Everything that can fail on the user's data or settings happens before the run folder exists; a resumed run
+continues from its newest checkpoint exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sleeptrain.config import Config
+from sleeptrain.fsutil import atomic_write_text
+from sleeptrain.lm.loop import RunInterrupted, TrainingDiverged, TrainingLoop  # noqa: F401  (re-exported)
+from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
+from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
+from sleeptrain.lm.run_setup import (check_new_run_dir, check_processes, check_runtime, default_run_dir,
+                                     final_evaluation, load_run_data, make_accelerator, prepare_run_dir,
+                                     save_final, write_demo_pairs, write_run_start)
+from sleeptrain.presets import config_to_yaml, flat_config
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    final_dir: Path
+    steps: int
+    tokens: int
+    seconds: float
+    first_val_loss: float
+    final_val_loss: float
+    stopped_early: bool = False
+    eval_results: dict | None = None
+    main_process: bool = True
+
+# --- entry point ----------------------------------------------------------------------------------------------------
+
+def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[str] | None = None,
+          resume_from: Path | None = None) -> RunResult:
+    """Run `cfg` into a new run folder, or continue the run that checkpoint `resume_from` belongs to."""
+    from accelerate import PartialState
+    from accelerate.utils import set_seed
+
+    t_start = time.time()
+    # the process group (accelerate launch / torchrun; gloo on CPU), or a single process
+    state = PartialState(cpu=cfg.train.device == "cpu" or not torch.cuda.is_available())
+    # everything that can fail on the user's data or settings happens before the run folder exists
+    check_runtime(cfg)
+    data = load_run_data(cfg, state)
+    corpus, tokenizer, stores, train_samples, dev_samples, plan = (
+        data.corpus, data.tokenizer, data.stores, data.train_samples, data.dev_samples, data.plan)
+    check_processes(cfg, state.num_processes)
+
+    if resume_from is None:
+        run_dir = Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
+        check_new_run_dir(run_dir)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            prepare_run_dir(run_dir)
+            write_run_start(run_dir, cfg, presets or {}, overrides or [])
+            write_demo_pairs(cfg, run_dir)
+        state.wait_for_everyone()
+    else:
+        run_dir = Path(resume_from).parent.parent
+    pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
+    accelerator = make_accelerator(cfg, run_dir)
+
+    set_seed(cfg.seed)
+    model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
+    params = count_parameters(model)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+    loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
+    if resume_from is None:
+        metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
+                       "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
+                       "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
+                       "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
+                       "processes": accelerator.num_processes,
+                       "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages]})
+    else:
+        saved = loop.load_checkpoint(resume_from)
+        if accelerator.is_main_process:  # allowed changes (resume.allow_changes) become the run's config
+            atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+        metrics.close()
+        moved = rewind_metrics(run_dir / "metrics.jsonl", saved["metrics_bytes"]) if accelerator.is_main_process else 0
+        metrics = loop.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+        metrics.write({"event": "resume", "step": loop.step, "checkpoint": str(resume_from),
+                       "superseded_records": moved, "processes": accelerator.num_processes,
+                       "code_version": code_version(), "overrides": overrides or []})
+    if cfg.train.trackers:
+        accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
+
+    blimp_path = Path(cfg.eval.blimp_path) if cfg.eval.blimp_path else pairs_dir
+    if cfg.eval.blimp_every and blimp_path:
+        from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
+
+        loop.evaluator.blimp_pairs = load_minimal_pairs(blimp_path, cfg.eval.blimp_n)
+    with checkpoint_on_signals(loop):
+        try:
+            loop.run()
+        finally:
+            loop.bar.close()
+            if loop.sample_log is not None:
+                loop.sample_log.close()
+    final_dir = run_dir / "final"
+    eval_results = None
+    if accelerator.is_main_process:
+        save_final(accelerator.unwrap_model(loop.model), tokenizer, final_dir, cfg.data.seq_len)
+        if cfg.eval.final:
+            eval_results = final_evaluation(cfg, accelerator.unwrap_model(loop.model), tokenizer, final_dir,
+                                            blimp_path, corpus)
+    seconds = time.time() - t_start
+    summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens, "seconds": seconds,
+               "first_val_loss": loop.evaluator.first_val, "final_val_loss": loop.evaluator.last_val,
+               "final_val_ppl": math.exp(min(loop.evaluator.last_val, 50.0)), "stopped_early": loop.stopped_early,
+               "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
+               "resumed_from": str(resume_from) if resume_from else None,
+               "minimal_pairs": str(pairs_dir) if pairs_dir else None}
+    if eval_results:
+        if "blimp" in eval_results:
+            summary["blimp_overall"] = eval_results["blimp"]["overall"]
+        if "perplexity" in eval_results:
+            summary["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
+    metrics.write({"event": "end", **summary})
+    metrics.close()
+    if accelerator.is_main_process:
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+        if cfg.run.plot:
+            from sleeptrain.experiments.plot import plot_runs
+
+            plot_runs([run_dir], run_dir / "loss.png")
+    if cfg.train.trackers:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.evaluator.first_val, loop.evaluator.last_val,
+                     loop.stopped_early, eval_results, accelerator.is_main_process)
+
+@contextlib.contextmanager
+def checkpoint_on_signals(loop: TrainingLoop):
+    """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step; a second signal acts at once."""
+    if not loop.cfg.checkpoint.enabled and loop.world == 1:
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        loop.interrupt_signal = signum
+        for sig, old in previous.items():  # a second Ctrl-C is not deferred
+            signal.signal(sig, old)
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (library use): leave signals alone
+        previous.clear()
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+def describe(result: RunResult) -> str:
+    lines = [
+        f"done: {result.steps} steps, {result.tokens:,} tokens in {result.seconds:.0f} s"
+        + (" (stopped early by the controller)" if result.stopped_early else ""),
+        f"  model + tokenizer : {result.final_dir}",
+        f"  metrics           : {result.run_dir / 'metrics.jsonl'}",
+        f"  config            : {result.run_dir / 'config.yaml'}",
+    ]
+    plot = result.run_dir / "loss.png"
+    if plot.exists():
+        lines.append(f"  loss plot         : {plot}")
+    lines.append(f"  validation loss   : {result.final_val_loss:.4f} (perplexity "
+                 f"{math.exp(min(result.final_val_loss, 50)):.2f}), first {result.first_val_loss:.4f}")
+    if result.eval_results:
+        from sleeptrain.evaluate.harness import describe_results
+
+        lines.append(f"  evaluation        : {result.final_dir / 'eval' / 'results.json'}")
+        lines.extend("  " + line for line in describe_results(result.eval_results).splitlines())
+    return "\n".join(lines)

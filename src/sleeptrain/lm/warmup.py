@@ -1,0 +1,54 @@
+"""torch.compile warm-up: compile forward and backward for every batch shape of the plan before step 0, so no phase
+boundary recompiles mid-run. The passes run on real samples under a forked RNG, without gradient sync, and their
+gradients are dropped: training is unchanged."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from sleeptrain.data.samples import IGNORE_INDEX
+from sleeptrain.lm.losses import token_losses
+
+
+def batch_shapes(plan, batch_size: int, micro: int, shard: Callable[[int], slice]) -> list[int]:
+    """Every distinct micro-batch row count this process meets in the plan (full batches, fold remainders)."""
+    global_rows = {batch_size}
+    for stage in plan.stages:
+        if stage.phase == "wake" and stage.steps:
+            global_rows.add(stage.fold[1] - stage.fold[0] - (stage.steps - 1) * plan.batch_size)
+    shapes = set()
+    for n in global_rows:
+        local = max(shard(n).stop - shard(n).start, 1)
+        shapes.update(min(micro, local - s) for s in range(0, local, micro))
+    return sorted(shapes)
+
+
+def warm_compiled(accelerator, model, optimizer, shapes: list[int], train_samples, dev_samples, masked: bool,
+                  micro: int, to_device: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Run forward + backward on every training shape and forward on every evaluation shape of a compiled
+    `model` (as prepared by `accelerator`)."""
+    device = accelerator.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for rows in shapes:
+            ids, mask = train_samples.get(np.arange(min(rows, len(train_samples))))
+            ids, mask = to_device(ids), to_device(mask)
+            keep_mask = None if not masked and bool((mask[:, 1:] <= mask[:, :-1]).all()) else mask
+            # entered exactly as train_step enters it (the prepared model applies autocast inside): an outer
+            # autocast here changes the global state Dynamo guards on, and bf16 runs recompiled at step 0
+            with accelerator.no_sync(model):
+                logits = model(input_ids=ids, attention_mask=keep_mask).logits
+                labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+                loss, _ = token_losses(logits, labels, causal=not masked)
+                accelerator.backward(loss.sum() * 0.0)
+            optimizer.zero_grad(set_to_none=True)
+        plain = accelerator.unwrap_model(model)  # evaluation: eval mode, no grad, masks as validation passes
+        plain.eval()
+        n_dev = len(dev_samples)
+        with torch.no_grad(), accelerator.autocast():
+            for rows in sorted({min(micro, n_dev), n_dev % micro or micro}):
+                ids, mask = dev_samples.get(np.arange(rows))
+                plain(input_ids=to_device(ids), attention_mask=to_device(mask))
+        plain.train()

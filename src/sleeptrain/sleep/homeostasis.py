@@ -1,0 +1,111 @@
+"""`downscale` — synaptic homeostasis (Tononi & Cirelli 2014) / plasticity decay: multiply every weight by
+`sleep.shrink` except the top `sleep.protect_fraction` by importance, accumulated over the wake steps since the
+last downscale: |w*grad| (Taylor) or grad^2 (empirical Fisher)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sleeptrain.sleep.hooks import SleepContext, SleepHook
+from sleeptrain.sleep.registry import register_op
+
+if TYPE_CHECKING:
+    from sleeptrain.config import Config
+
+
+class Importance:
+    """Per-parameter importance accumulated over wake steps: |w*grad| (Taylor) or grad^2 (empirical Fisher)."""
+
+    def __init__(self, model: torch.nn.Module, kind: str = "taylor", include_norms: bool = False):
+        self.kind = kind
+        self.table: dict[str, torch.Tensor] = {
+            name: torch.zeros_like(p, dtype=torch.float32)
+            for name, p in model.named_parameters() if p.requires_grad and (p.ndim >= 2 or include_norms)
+        }
+
+    @torch.no_grad()
+    def accumulate(self, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            acc = self.table.get(name)
+            if acc is None or p.grad is None:
+                continue
+            g = p.grad.float()
+            acc.add_((p.float() * g).abs() if self.kind == "taylor" else g * g)
+
+    def reset(self) -> None:
+        for t in self.table.values():
+            t.zero_()
+
+
+@register_op("downscale")
+class Downscale(SleepHook):
+    """Holds the importance table (accumulated in `on_wake_step`, part of every checkpoint)."""
+
+    def __init__(self, cfg: "Config", model: torch.nn.Module | None = None):
+        super().__init__(cfg, model)
+        if model is None:
+            raise ValueError("downscale: needs the model to lay out its importance table")
+        self.importance = Importance(model, cfg.sleep.importance, cfg.sleep.include_norms)
+
+    def on_wake_step(self, model: torch.nn.Module) -> None:
+        self.importance.accumulate(model)
+
+    def apply(self, ctx: SleepContext) -> dict[str, Any]:
+        return downscale(ctx.unwrapped(), self.importance, ctx.cfg.sleep.shrink, ctx.cfg.sleep.protect_fraction,
+                         ctx.cfg.sleep.scope)
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {}, dict(self.importance.table)
+
+    def load_state_dict(self, values: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        for name, table in tensors.items():
+            self.importance.table[name].copy_(table)
+
+
+@torch.no_grad()
+def downscale(model: torch.nn.Module, importance: Importance, shrink: float, protect_fraction: float,
+              scope: str) -> dict[str, Any]:
+    """Shrink the unprotected weights of `model` in place, then reset `importance` for the next wake."""
+    params = dict(model.named_parameters())  # tied weights appear once
+    names = [n for n in importance.table if n in params]
+    if not names:
+        raise RuntimeError("downscale: the importance table matches no parameter of the model")
+    masks = protection_masks({n: importance.table[n] for n in names}, protect_fraction, scope)
+    scaled = protected = 0
+    norm_before = norm_after = 0.0
+    for name in names:
+        p, keep = params[name], masks[name].to(params[name].device)
+        norm_before += float(p.float().pow(2).sum())
+        p.mul_(torch.where(keep, torch.ones((), dtype=p.dtype, device=p.device),
+                           torch.full((), shrink, dtype=p.dtype, device=p.device)))
+        norm_after += float(p.float().pow(2).sum())
+        protected += int(keep.sum())
+        scaled += int(keep.numel() - keep.sum())
+    importance.reset()
+    return {"shrink": shrink, "scaled": scaled, "protected": protected, "scope": scope,
+            "weight_norm_before": norm_before ** 0.5, "weight_norm_after": norm_after ** 0.5}
+
+
+def protection_masks(importance: dict[str, torch.Tensor], fraction: float, scope: str) -> dict[str, torch.Tensor]:
+    """True where a weight is protected: the top `fraction` by importance, per tensor or over all tensors."""
+    masks = {}
+    if scope == "global":
+        flat = torch.cat([t.reshape(-1) for t in importance.values()])
+        k = int(round(fraction * flat.numel()))
+        keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+        if k:
+            keep[torch.topk(flat, k, sorted=False).indices] = True
+        offset = 0
+        for name, t in importance.items():
+            masks[name] = keep[offset:offset + t.numel()].view(t.shape)
+            offset += t.numel()
+        return masks
+    for name, t in importance.items():
+        k = int(round(fraction * t.numel()))
+        keep = torch.zeros(t.numel(), dtype=torch.bool, device=t.device)
+        if k:
+            keep[torch.topk(t.reshape(-1), k, sorted=False).indices] = True
+        masks[name] = keep.view(t.shape)
+    return masks

@@ -1,0 +1,104 @@
+"""The contract between the training loop and a sleep mechanism: hooks at phase boundaries.
+
+The loop owns the model, the optimizer and the step; a mechanism never sees the loop. At well-defined moments it
+calls the mechanism's hooks, each with only what that moment needs (as `transformers.TrainerCallback` gets narrow
+state/control, and an Avalanche plugin a before/after call):
+
+    moment                              hook                          receives
+    after the backward of a wake step   on_wake_step(model)           the unwrapped model, gradients in .grad
+    a sleep starts (before its ops)     on_sleep_start(ctx)           SleepContext; may end the run or swap ops
+    the op's own boundary               apply(ctx) -> dict            SleepContext; the dict is logged
+    the run ends                        on_run_end(ctx)               SleepContext
+    a checkpoint is written / loaded    state_dict() / load_state_dict(values, tensors)
+    the LR schedule is laid out         restarts_lr_cycle, peak_lr_factor(cfg, cycle)   (class level: the LR stays
+                                                                                          a pure function of the step)
+
+An op listed in `sleep.ops` runs `apply` when the sleep starts if it comes before `replay` in the list, when the
+sleep ends if it comes after (without `replay`, every op runs at the start). Everything else is optional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from sleeptrain.config import Config
+
+
+def _no_log(record: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass
+class SleepContext:
+    """What a mechanism sees at a phase boundary.
+
+    `model` and `optimizer` are the loop's, as the accelerator prepared them; an op may replace both (a deep reset
+    builds new ones) and the loop adopts whatever they are when the hook returns. `ops` are the operations about to
+    run at this boundary, in order: `on_sleep_start` may substitute one (the FORGETTER controller turns a light
+    sleep into a deep one). Setting `stop` in `on_sleep_start` ends the run at this boundary.
+    """
+
+    model: torch.nn.Module
+    optimizer: Any
+    cfg: "Config"
+    cycle: int
+    step: int = 0
+    tokens: int = 0
+    accelerator: Any = None
+    make_optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer] | None = None
+    evaluate: Callable[[], float] | None = None    # validation loss of the current model (also logged)
+    log: Callable[[dict[str, Any]], None] = _no_log  # one record into metrics.jsonl
+    ops: list[str] = field(default_factory=list)
+    stop: bool = False
+
+    def unwrapped(self) -> torch.nn.Module:
+        """The model without the accelerator's wrappers (DDP), as saved and loaded."""
+        return self.accelerator.unwrap_model(self.model) if self.accelerator else self.model
+
+
+def inner_optimizer(optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer inside Accelerate's wrapper (or the optimizer itself)."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
+class SleepHook:
+    """Base class of every sleep mechanism: each hook is a no-op until a subclass overrides it.
+
+    Built with `(cfg, model)`: the run's config and the unwrapped model (for tables keyed by parameter names).
+    """
+
+    name: ClassVar[str] = ""
+    resets_optimizer: ClassVar[bool] = False   # a light or deep sleep: at most one such op per schedule
+    restarts_lr_cycle: ClassVar[bool] = False  # a fresh LR cycle (warm-up + decay) starts where the op runs
+
+    def __init__(self, cfg: "Config", model: torch.nn.Module | None = None):
+        self.cfg = cfg
+
+    @classmethod
+    def peak_lr_factor(cls, cfg: "Config", cycle: int) -> float:
+        """Multiplies the peak LR of cycle `cycle` (a pure function: the LR schedule is laid out before step 0)."""
+        return 1.0
+
+    def on_wake_step(self, model: torch.nn.Module) -> None:
+        """After the backward pass of every wake step, before the optimizer step (gradients are in `p.grad`)."""
+
+    def on_sleep_start(self, ctx: SleepContext) -> None:
+        """When a sleep starts, before any op of it runs."""
+
+    def apply(self, ctx: SleepContext) -> dict[str, Any]:
+        """The operation itself, at its boundary; returns what it changed (logged as `event: "sleep_op"`)."""
+        return {}
+
+    def on_run_end(self, ctx: SleepContext) -> None:
+        """After the last stage, before the final evaluation."""
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(JSON-able values, tensors) to put in every checkpoint; both are handed back to `load_state_dict`."""
+        return {}, {}
+
+    def load_state_dict(self, values: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what `state_dict` returned."""

@@ -1,0 +1,83 @@
+"""The registries of sleep operations and replay strategies: the single source of truth for their names.
+
+Config validation (`sleep.ops`, `replay.strategy`), the LR schedule and the training loop all ask these, so an op
+registered from outside the package (before the config is validated) is a first-class choice:
+
+    from sleeptrain.sleep import SleepHook, register_op
+
+    @register_op("my_op")
+    class MyOp(SleepHook):
+        def apply(self, ctx): ...
+
+The built-in ops and strategies register when `sleeptrain.sleep` is imported (its `__init__` imports their
+modules in a fixed order, so names are always listed in the same order).
+
+`replay` is not registered: it is the sleep phase itself (the loop's steps on the replay buffer), the position
+in `sleep.ops` that separates ops run at sleep start from those run at sleep end.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from sleeptrain.sleep.hooks import SleepHook
+
+REPLAY = "replay"
+
+OPS: dict[str, type["SleepHook"]] = {}
+STRATEGIES: dict[str, Callable] = {}
+
+
+def _check_name(name: str, table: dict, kind: str) -> None:
+    if not name or not name.replace("_", "").isalnum() or name == REPLAY:
+        raise ValueError(f"{kind} name {name!r}: use letters, digits and underscores (and not {REPLAY!r})")
+    if name in table:
+        raise ValueError(f"{kind} {name!r} is already registered")
+
+
+def register_op(name: str) -> Callable[[type["SleepHook"]], type["SleepHook"]]:
+    """Class decorator: register a `SleepHook` subclass as sleep operation `name` (usable in `sleep.ops`)."""
+    def wrap(cls: type["SleepHook"]) -> type["SleepHook"]:
+        _check_name(name, OPS, "sleep op")
+        cls.name = name
+        OPS[name] = cls
+        return cls
+
+    return wrap
+
+
+def unregister_op(name: str) -> None:
+    """Remove an op registered from outside (tests, notebooks that re-run a cell)."""
+    OPS.pop(name, None)
+
+
+def register_strategy(name: str) -> Callable[[Callable], Callable]:
+    """Function decorator: register `fn(k, scores, ages, rng, cfg) -> positions` as replay strategy `name`."""
+    def wrap(fn: Callable) -> Callable:
+        _check_name(name, STRATEGIES, "replay strategy")
+        STRATEGIES[name] = fn
+        return fn
+
+    return wrap
+
+
+def op_names() -> tuple[str, ...]:
+    """Every name `sleep.ops` accepts: `replay`, then the registered ops."""
+    return (REPLAY, *OPS)
+
+
+def strategy_names() -> tuple[str, ...]:
+    """Every name `replay.strategy` accepts."""
+    return tuple(STRATEGIES)
+
+
+def op_class(name: str) -> type["SleepHook"]:
+    if name not in OPS:
+        raise KeyError(f"sleep op {name!r} is not registered; registered: {', '.join(OPS)}")
+    return OPS[name]
+
+
+def optimizer_resetting_ops() -> tuple[str, ...]:
+    """Ops that reset the optimizer (light or deep sleep): a schedule holds at most one, and the controller one."""
+    return tuple(name for name, cls in OPS.items() if cls.resets_optimizer)

@@ -1,0 +1,176 @@
+"""The sleep extension point: an op registered from outside the package runs through a training run, a checkpoint
+and a resume; config choice lists are the registries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_RUN
+from sleeptrain.config import Config, EvalConfig, ReplayConfig, SleepConfig
+from sleeptrain.errors import ConfigError
+from sleeptrain.lm.checkpoint import checkpoint_dirs
+from sleeptrain.lm.metrics_log import read_metrics
+from sleeptrain.lm.train import train
+from sleeptrain.presets import load_config
+from sleeptrain.sleep import SleepHook, op_names, register_op, strategy_names, unregister_op
+from sleeptrain.sleep.cycle import lr_function
+
+
+class Tally(SleepHook):
+    """A toy op with state and an LR effect: counts wake steps and sleeps, shrinks the matrices a little at each
+    sleep (so a resume that lost its state would train differently), restarts the LR cycle where it runs and halves
+    the peak LR every cycle."""
+
+    restarts_lr_cycle = True
+
+    def __init__(self, cfg, model=None):
+        super().__init__(cfg, model)
+        self.wake_steps, self.sleeps = 0, 0
+        self.norms = torch.zeros(0)
+
+    @classmethod
+    def peak_lr_factor(cls, cfg, cycle):
+        return 0.5 ** cycle
+
+    def on_wake_step(self, model):
+        self.wake_steps += 1
+
+    @torch.no_grad()
+    def apply(self, ctx):
+        self.sleeps += 1
+        matrices = [p for p in ctx.unwrapped().parameters() if p.ndim == 2]
+        for p in matrices:
+            p.mul_(0.99)
+        self.norms = torch.cat([self.norms, torch.stack([p.float().norm() for p in matrices]).norm().reshape(1)])
+        return {"sleeps": self.sleeps, "wake_steps": self.wake_steps}
+
+    def state_dict(self):
+        return {"wake_steps": self.wake_steps, "sleeps": self.sleeps}, {"norms": self.norms.clone()}
+
+    def load_state_dict(self, values, tensors):
+        self.wake_steps, self.sleeps = values["wake_steps"], values["sleeps"]
+        self.norms = tensors["norms"].clone()
+
+
+@pytest.fixture
+def tally():
+    register_op("tally")(Tally)
+    yield "tally"
+    unregister_op("tally")
+
+
+TALLY_RUN = [*TINY_RUN, "schedule=sleep", "schedule.n_cycles=3", "schedule.sleep_wake_ratio=0.5",
+             "sleep.ops=[replay,tally]", "train.lr_schedule=linear", "train.warmup_steps=0", "train.min_lr_ratio=0.0",
+             "checkpoint.every=1", "checkpoint.keep=1000", "run.plot=false", "eval.final=false", "train.log_every=1"]
+
+
+def final_state(run_dir: Path) -> tuple[dict, dict]:
+    last = checkpoint_dirs(run_dir)[-1]
+    values = json.loads((last / "trainer_state.json").read_text())["sleep"]["tally"]
+    tensors = torch.load(last / "trainer_state.pt", weights_only=True)["sleep"]["tally"]
+    return values, tensors
+
+
+def test_an_op_registered_outside_the_package_trains_checkpoints_and_resumes(tmp_path, tally):
+    cfg = load_config([*TALLY_RUN, f"run.dir={tmp_path / 'full'}"]).config
+    result = train(cfg)
+    records = read_metrics(result.run_dir / "metrics.jsonl")
+    start = next(r for r in records if r["event"] == "start")
+    wake_steps = sum(steps for phase, _, _, steps in start["stages"] if phase == "wake")
+    ops = [r for r in records if r["event"] == "sleep_op"]
+    assert [r["op"] for r in ops] == ["tally"] * 3 and [r["sleeps"] for r in ops] == [1, 2, 3]
+    assert ops[-1]["wake_steps"] == wake_steps  # on_wake_step ran once per wake step, never in sleep
+
+    # its LR effect: a fresh cycle at every sleep end (it comes after replay), peaks halved each cycle
+    train_lrs = {r["step"] - 1: r["lr"] for r in records if r["event"] == "train"}
+    sleep_ends = [s[2] + s[3] for s in start["stages"] if s[0] == "sleep"][:-1]
+    for cycle, step in enumerate(sleep_ends, start=1):
+        assert train_lrs[step] == pytest.approx(cfg.train.lr * 0.5 ** cycle)
+        assert train_lrs[step - 1] < 0.5 * train_lrs[step]  # the cycle before had decayed towards 0
+    values, tensors = final_state(result.run_dir)
+    assert values == {"wake_steps": wake_steps, "sleeps": 3} and tensors["norms"].shape == (3,)
+
+    # resume from a checkpoint in the middle of the second wake, in a copy of the run folder
+    stages = start["stages"]
+    second_wake = [s for s in stages if s[0] == "wake"][1]
+    resume_step = second_wake[2] + second_wake[3] // 2
+    copy = tmp_path / "resumed"
+    shutil.copytree(result.run_dir, copy, ignore=shutil.ignore_patterns("final", "summary.json"))
+    for ckpt in checkpoint_dirs(copy):
+        if int(ckpt.name.split("-")[1]) > resume_step:
+            shutil.rmtree(ckpt)
+    resumed_ckpt = checkpoint_dirs(copy)[-1]
+    saved = json.loads((resumed_ckpt / "trainer_state.json").read_text())["sleep"]["tally"]
+    assert saved == {"wake_steps": resume_step - stages[1][3], "sleeps": 1}
+    cfg_resumed = load_config([*TALLY_RUN, f"run.dir={copy}"]).config
+    train(cfg_resumed, resume_from=resumed_ckpt)
+    full_w = load_file(str(result.run_dir / "final" / "model.safetensors"))
+    resumed_w = load_file(str(copy / "final" / "model.safetensors"))
+    assert all(torch.equal(full_w[k], resumed_w[k]) for k in full_w)
+    values_resumed, tensors_resumed = final_state(copy)
+    assert values_resumed == values and torch.equal(tensors_resumed["norms"], tensors["norms"])
+
+
+def test_lr_function_reads_the_registered_lr_effects(tally):
+    from sleeptrain.lm.phases import build_plan
+
+    plan = build_plan(100, 10, seed=0, n_cycles=2, sleep=True, replay_ratio=0.0)  # 5 + 5 wake steps, 0-step sleeps
+    cfg = Config(sleep=SleepConfig(ops=["tally"]))
+    cfg.train.lr, cfg.train.lr_schedule, cfg.train.warmup_steps, cfg.train.min_lr_ratio = 1.0, "linear", 0, 0.0
+    lr = lr_function(plan, cfg)
+    assert [lr(s) for s in range(10)] == pytest.approx([1, 0.75, 0.5, 0.25, 0, 0.5, 0.375, 0.25, 0.125, 0])
+
+
+def test_registration_errors_are_clear(tally):
+    with pytest.raises(ValueError, match="already registered"):
+        register_op("tally")(Tally)
+    with pytest.raises(ValueError, match="not 'replay'"):
+        register_op("replay")(Tally)
+    assert "tally" in op_names() and SleepConfig(ops=["replay", "tally"]).ops == ["replay", "tally"]
+
+
+def allowed_in_message(exc: ConfigError) -> list[str]:
+    return str(exc).split("choose one of ", 1)[1].split(", ")
+
+
+@pytest.mark.parametrize("make, registry", [
+    (lambda v: SleepConfig(ops=[v]), op_names),
+    (lambda v: ReplayConfig(strategy=v), strategy_names),
+    (lambda v: EvalConfig(method=v), lambda: __import__("sleeptrain.evaluate.scoring", fromlist=["x"]).MLM_METHODS),
+])
+def test_config_choice_lists_are_the_registries(make, registry):
+    for name in registry():
+        make(name)  # every registered name validates
+    with pytest.raises(ConfigError) as info:
+        make("no_such_choice")
+    assert allowed_in_message(info.value) == list(registry())
+
+
+def test_unregistered_op_is_refused_and_registration_makes_it_valid():
+    with pytest.raises(ConfigError, match="sleep.ops: 'late_op' is not allowed"):
+        SleepConfig(ops=["late_op"])
+
+    @register_op("late_op")
+    class LateOp(SleepHook):
+        pass
+
+    try:
+        assert allowed_in_message(pytest.raises(ConfigError, SleepConfig, ops=["nope"]).value)[-1] == "late_op"
+        SleepConfig(ops=["late_op"])
+    finally:
+        unregister_op("late_op")
+
+
+def test_continual_methods_are_the_runner_methods():
+    from sleeptrain.continual.config import ContinualConfig
+    from sleeptrain.continual.methods import METHODS
+
+    with pytest.raises(ConfigError) as info:
+        ContinualConfig(method="no_such_method")
+    assert allowed_in_message(info.value) == list(METHODS)
