@@ -4,7 +4,10 @@ and a resume; config choice lists are the registries."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +177,50 @@ def test_continual_methods_are_the_runner_methods():
     with pytest.raises(ConfigError) as info:
         ContinualConfig(method="no_such_method")
     assert allowed_in_message(info.value) == list(METHODS)
+
+
+PLUGIN = '''
+from sleeptrain.sleep import SleepHook, register_op
+
+
+@register_op("halve_lr")
+class HalveLR(SleepHook):
+    restarts_lr_cycle = True
+
+    @classmethod
+    def peak_lr_factor(cls, cfg, cycle):
+        return 0.5 ** cycle
+
+    def apply(self, ctx):
+        return {"peak_next": self.peak_lr_factor(ctx.cfg, ctx.cycle + 1)}
+'''
+
+
+def cli(args, env_extra, cwd):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
+    return subprocess.run([sys.executable, "-m", "sleeptrain", *args], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=cwd)
+
+
+def test_the_command_line_loads_plugin_ops_from_sleeptrain_plugins(tmp_path):
+    (tmp_path / "my_sleep_ops.py").write_text(PLUGIN)
+    env = {"SLEEPTRAIN_PLUGINS": "my_sleep_ops", "PYTHONPATH": str(tmp_path)}
+    result = cli(["train", *TINY_RUN, "schedule=sleep", "schedule.n_cycles=2", "sleep.ops=[replay,halve_lr]",
+                  "run.plot=false", "eval.final=false", f"run.dir={tmp_path / 'run'}"], env, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ops = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["event"] == "sleep_op"]
+    assert [(r["op"], r["peak_next"]) for r in ops] == [("halve_lr", 0.5), ("halve_lr", 0.25)]
+    listed = cli(["train", "--help"], env, tmp_path)
+    assert "halve_lr" in listed.stdout
+    without = cli(["train", "sleep.ops=[halve_lr]"], {"PYTHONPATH": str(tmp_path)}, tmp_path)
+    assert without.returncode == 2 and "sleep.ops: 'halve_lr' is not allowed" in without.stderr
+
+
+def test_a_broken_plugin_is_one_line(tmp_path):
+    (tmp_path / "broken_ops.py").write_text("raise RuntimeError('boom')\n")
+    result = cli(["train", "--help"], {"SLEEPTRAIN_PLUGINS": "broken_ops,", "PYTHONPATH": str(tmp_path)}, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "sleeptrain: error: SLEEPTRAIN_PLUGINS module 'broken_ops': cannot be imported (RuntimeError: boom)"]
+    missing = cli(["train", "--help"], {"SLEEPTRAIN_PLUGINS": "no_such_module_here"}, tmp_path)
+    assert missing.returncode == 2 and "ModuleNotFoundError" in missing.stderr and "Traceback" not in missing.stderr

@@ -202,6 +202,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:  # third-party sleep ops and strategies register before any config is read
+        from sleeptrain.sleep.registry import load_plugins
+
+        load_plugins()
+    except SleeptrainError as exc:
+        print(f"sleeptrain: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:

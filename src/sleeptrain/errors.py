@@ -11,3 +11,7 @@ class ConfigError(SleeptrainError, ValueError):
 
 class DataError(SleeptrainError):
     """A data path is missing, empty or malformed. The message names the field or file."""
+
+
+class PluginError(SleeptrainError):
+    """A plugin module (entry point or $SLEEPTRAIN_PLUGINS) could not be imported."""

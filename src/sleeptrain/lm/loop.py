@@ -81,7 +81,7 @@ class TrainingLoop:
         self.resume_cursor: tuple[int, int, bool] | None = None
         self.interval = IntervalMeter(self.device)
         self.stopped_early = False
-        self.interrupt_signal: int | None = None
+        self.interrupt = Interrupt()  # its signal is set by the SIGINT/SIGTERM handler of train()
         self.last_checkpoint: Path | None = None
         self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
                                    log=lambda record: self.metrics.write(record))
@@ -171,21 +171,10 @@ class TrainingLoop:
         every = self.cfg.checkpoint.every
         if every and self.step % every == 0 and not (self._stage_ends_now() and self.cfg.checkpoint.phase_boundaries):
             self.save_checkpoint((self.stage_index, self.step - self.stage.start, True))
-        if self._interrupted():
+        if self.interrupt.requested(self.step, self.cfg.train.log_every, self.acc):
             self.save_checkpoint((self.stage_index, self.step - self.stage.start, True))
-            raise RunInterrupted(f"interrupted by signal {self.interrupt_signal} at step {self.step}; checkpoint "
+            raise RunInterrupted(f"interrupted by signal {self.interrupt.signal} at step {self.step}; checkpoint "
                                  f"{self.last_checkpoint}; continue with: sleeptrain train resume={self.run_dir}")
-
-    def _interrupted(self) -> bool:
-        if self.world == 1:
-            return self.interrupt_signal is not None
-        if self.step % self.cfg.train.log_every:  # agree across processes, at log intervals only
-            return False
-        flag = torch.tensor([1.0 if self.interrupt_signal is not None else 0.0], device=self.device)
-        hit = bool(self.acc.reduce(flag, "sum").item())
-        if hit and self.interrupt_signal is None:
-            self.interrupt_signal = signal.SIGTERM
-        return hit
 
     def _stage_ends_now(self) -> bool:
         return self.stage is not None and self.step == self.stage.end
@@ -326,6 +315,25 @@ class TrainingLoop:
         self.last_checkpoint = Path(path)
         self.bar.update(self.step)
         return state
+
+
+class Interrupt:
+    """A SIGINT/SIGTERM this process received; with several processes they agree on it at log intervals (so all
+    checkpoint and stop at the same step)."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def requested(self, step: int, log_every: int, accelerator) -> bool:
+        if accelerator.num_processes == 1:
+            return self.signal is not None
+        if step % log_every:
+            return False
+        flag = torch.tensor([1.0 if self.signal is not None else 0.0], device=accelerator.device)
+        hit = bool(accelerator.reduce(flag, "sum").item())
+        if hit and self.signal is None:
+            self.signal = signal.SIGTERM
+        return hit
 
 
 class IntervalMeter:

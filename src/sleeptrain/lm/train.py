@@ -151,7 +151,7 @@ def checkpoint_on_signals(loop: TrainingLoop):
     previous = {}
 
     def handler(signum, frame):
-        loop.interrupt_signal = signum
+        loop.interrupt.signal = signum
         for sig, old in previous.items():  # a second Ctrl-C is not deferred
             signal.signal(sig, old)
 

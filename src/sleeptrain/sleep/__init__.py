@@ -10,14 +10,23 @@
     scores.py, strategies.py, contexts.py, replay.py   replay: per-sample scores, buffer selection, sleep batches
     cycle.py        `SleepCycle`: the run's mechanisms behind one object; `lr_function`: their LR effects
 
-A new op is one file: a `SleepHook` subclass decorated with `@register_op("name")` (docs/SCHEDULES.md).
+A new op is one file in this folder: a `SleepHook` subclass decorated with `@register_op("name")`; every module
+here is imported with the package, so it registers itself (docs/SCHEDULES.md shows one, with its test).
 """
 
-# The built-in ops and strategies register on import, in this order (the order names are listed in).
+import importlib as _importlib
+import pkgutil as _pkgutil
+
 from sleeptrain.sleep.hooks import SleepContext, SleepHook, inner_optimizer
 from sleeptrain.sleep.registry import (REPLAY, op_class, op_names, optimizer_resetting_ops, register_op,
                                        register_strategy, strategy_names, unregister_op)
-from sleeptrain.sleep import resets, homeostasis, plasticity, strategies  # noqa: E402,F401  (registration)
+
+# The built-in ops and strategies register on import: these first, in this order (the order names are listed
+# in), then every other module of the package in alphabetical order.
+from sleeptrain.sleep import resets, homeostasis, plasticity, strategies  # noqa: E402,F401,I001  (registration)
+
+for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):
+    _importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["REPLAY", "SleepContext", "SleepHook", "inner_optimizer", "op_class", "op_names",
            "optimizer_resetting_ops", "register_op", "register_strategy", "strategy_names", "unregister_op"]

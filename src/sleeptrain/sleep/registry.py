@@ -18,12 +18,18 @@ in `sleep.ops` that separates ops run at sleep start from those run at sleep end
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import TYPE_CHECKING, Callable
+
+from sleeptrain.errors import PluginError
 
 if TYPE_CHECKING:
     from sleeptrain.sleep.hooks import SleepHook
 
 REPLAY = "replay"
+PLUGIN_GROUP = "sleeptrain.sleep"     # entry-point group of installed packages that register ops or strategies
+PLUGIN_ENV = "SLEEPTRAIN_PLUGINS"     # comma-separated importable modules that do the same (no packaging needed)
 
 OPS: dict[str, type["SleepHook"]] = {}
 STRATEGIES: dict[str, Callable] = {}
@@ -81,3 +87,24 @@ def op_class(name: str) -> type["SleepHook"]:
 def optimizer_resetting_ops() -> tuple[str, ...]:
     """Ops that reset the optimizer (light or deep sleep): a schedule holds at most one, and the controller one."""
     return tuple(name for name, cls in OPS.items() if cls.resets_optimizer)
+
+
+def load_plugins() -> list[str]:
+    """Import the modules that register ops or strategies from outside the package: the entry points of group
+    `sleeptrain.sleep` of installed packages, then the modules named in $SLEEPTRAIN_PLUGINS (importable from
+    `sys.path`, e.g. with PYTHONPATH=.). The command line calls this before reading any config. Returns what was
+    imported; a module that fails to import is a one-line `PluginError`."""
+    from importlib.metadata import entry_points
+
+    targets = [(f"entry point {ep.name!r} ({ep.value})", ep.load) for ep in entry_points(group=PLUGIN_GROUP)]
+    targets += [(f"{PLUGIN_ENV} module {name!r}", lambda name=name: importlib.import_module(name))
+                for name in (m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(",")) if name]
+    loaded = []
+    for label, load in targets:
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001  (any failure of third-party code is reported in one line)
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise PluginError(f"{label}: cannot be imported ({type(exc).__name__}: {detail})") from None
+        loaded.append(label)
+    return loaded
