@@ -15,14 +15,17 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_RUN
-from sleeptrain.config import Config, EvalConfig, ReplayConfig, SleepConfig
+from sleeptrain.config import Config, EvalConfig, ReplayConfig, SleepConfig, TrainConfig
 from sleeptrain.errors import ConfigError
+from sleeptrain.evaluate.scoring import MLM_METHODS
 from sleeptrain.lm.checkpoint import checkpoint_dirs
+from sleeptrain.lm.lr_schedules import LR_SCHEDULES
 from sleeptrain.lm.metrics_log import read_metrics
 from sleeptrain.lm.train import train
 from sleeptrain.presets import load_config
 from sleeptrain.sleep import SleepHook, op_names, register_op, strategy_names, unregister_op
 from sleeptrain.sleep.cycle import lr_function
+from sleeptrain.sleep.homeostasis import IMPORTANCE_KINDS, SCOPES
 
 
 class Tally(SleepHook):
@@ -145,7 +148,10 @@ def allowed_in_message(exc: ConfigError) -> list[str]:
 @pytest.mark.parametrize("make, registry", [
     (lambda v: SleepConfig(ops=[v]), op_names),
     (lambda v: ReplayConfig(strategy=v), strategy_names),
-    (lambda v: EvalConfig(method=v), lambda: __import__("sleeptrain.evaluate.scoring", fromlist=["x"]).MLM_METHODS),
+    (lambda v: EvalConfig(method=v), lambda: MLM_METHODS),
+    (lambda v: SleepConfig(importance=v), lambda: IMPORTANCE_KINDS),
+    (lambda v: SleepConfig(scope=v), lambda: SCOPES),
+    (lambda v: TrainConfig(lr_schedule=v), lambda: LR_SCHEDULES),
 ])
 def test_config_choice_lists_are_the_registries(make, registry):
     for name in registry():

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 from sleeptrain.errors import ConfigError
 from sleeptrain.evaluate.scoring import MLM_METHODS
+from sleeptrain.lm.lr_schedules import LR_SCHEDULES
+from sleeptrain.sleep.homeostasis import IMPORTANCE_KINDS, SCOPES
 from sleeptrain.sleep.registry import REPLAY, op_names, optimizer_resetting_ops, strategy_names
 
 
@@ -82,7 +84,7 @@ class DataConfig:
     dev_fraction: float = help_field("fraction of train held out as dev when the data has no dev split", default=0.02)
     max_lines: Optional[int] = help_field("read at most this many lines per split and source (quick looks)", default=None)
     max_line_chars: Optional[int] = help_field("babylm: refuse a file with a line longer than this (a wrong file; "
-                                          "null: no limit)", default=1_000_000)
+                                               "null: no limit)", default=1_000_000)
     cache_dir: Optional[str] = help_field("tokenizer/token-store cache (default: $SLEEPTRAIN_CACHE or ~/.cache/sleeptrain)", default=None)
     generated: GeneratedDataConfig = field(default_factory=GeneratedDataConfig)
     hf: HFDataConfig = field(default_factory=HFDataConfig)
@@ -171,11 +173,11 @@ class TrainConfig:
     beta2: float = help_field("AdamW beta2", default=0.95)
     eps: float = help_field("AdamW epsilon", default=1e-8)
     adamw_impl: str = help_field("AdamW kernel: auto (fused where torch has it for the device, else foreach) | fused | "
-                            "foreach | for_loop", default="auto")
+                                 "foreach | for_loop", default="auto")
     prefetch: bool = help_field("gather the next batch's tokens on a background thread while the current one trains "
-                           "(runs are bit-identical either way)", default=True)
+                                "(runs are bit-identical either way)", default=True)
     compile: bool = help_field("torch.compile the model (in place; state-dict names unchanged), warmed on every batch "
-                          "shape of the plan before step 0 so no phase change recompiles mid-run", default=False)
+                               "shape of the plan before step 0 so no phase change recompiles mid-run", default=False)
     clip_grad: Optional[float] = help_field("max global gradient norm (null: no clipping)", default=1.0)
     max_steps: Optional[int] = help_field("cap on optimizer steps for any schedule (the LR schedule is fitted to the cap)", default=None)
     precision: str = help_field("fp32 | bf16 (autocast, CPU or GPU) | fp16 (GPU only)", default="fp32")
@@ -184,10 +186,10 @@ class TrainConfig:
     eval_every: int = help_field("steps between validation-loss evaluations (0: only at the end)", default=100)
     eval_max_batches: Optional[int] = help_field("cap on validation batches per evaluation (null: whole dev split)", default=None)
     on_nan: str = help_field("a NaN/inf training loss: stop (the newest checkpoint stays the last good one) | "
-                        "skip_batch (drop that step's update, log it, go on; costs one host sync per step)",
-                        default="stop")
+                             "skip_batch (drop that step's update, log it, go on; costs one host sync per step)",
+                             default="stop")
     log_samples: bool = help_field("write RUN_DIR/samples.rank<R>.jsonl: the sample indices of every wake step and "
-                              "every replay buffer, per process (audits sharding and replay)", default=False)
+                                   "every replay buffer, per process (audits sharding and replay)", default=False)
     trackers: list[str] = help_field("experiment trackers via Accelerate: tensorboard, wandb (default: none)", default_factory=list)
 
     def __post_init__(self) -> None:
@@ -198,7 +200,7 @@ class TrainConfig:
                 f"train.micro_batch_size: {self.micro_batch_size} must divide train.batch_size={self.batch_size}"
             )
         check_positive("train.lr", self.lr)
-        check_choice("train.lr_schedule", self.lr_schedule, ("cosine", "linear", "constant"))
+        check_choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_positive("train.warmup_steps", self.warmup_steps, allow_zero=True)
         check_fraction("train.min_lr_ratio", self.min_lr_ratio)
         check_positive("train.weight_decay", self.weight_decay, allow_zero=True)
@@ -227,7 +229,7 @@ class CheckpointConfig:
     every: int = help_field("steps between periodic checkpoints (0: none)", default=500)
     phase_boundaries: bool = help_field("also checkpoint at the end of every wake and sleep phase", default=True)
     keep: int = help_field("checkpoints kept on disk (oldest removed first, only once a newer one is complete)",
-                      default=2)
+                           default=2)
 
     def __post_init__(self) -> None:
         check_positive("checkpoint.every", self.every, allow_zero=True)
@@ -241,16 +243,16 @@ class CheckpointConfig:
 @dataclass
 class ScheduleConfig:
     name: str = help_field("label of the schedule (run folder names, plots); behaviour comes from the keys below",
-                      default="single_pass")
+                           default="single_pass")
     epochs: int = help_field("passes over the training data", default=1)
     n_cycles: int = help_field("wake/sleep cycles per pass: the data is cut into this many folds", default=1)
     sleep_wake_ratio: float = help_field("sleep steps = this x the wake steps before it (when replay_repeats is unset)",
-                                    default=0.25)
+                                         default=0.25)
     replay_repeats: Optional[float] = help_field("sleep steps = this x buffer size / batch size (bounded replay)",
-                                            default=None)
+                                                 default=None)
     sleep_after_last: bool = help_field("also sleep after the last wake phase", default=True)
     controller: bool = help_field("FORGETTER controller: light sleeps while val loss improves by >= criteria, then "
-                             "roll back and deep sleeps; stop when a deep sleep fails", default=False)
+                                  "roll back and deep sleeps; stop when a deep sleep fails", default=False)
     criteria: float = help_field("controller: minimum val-loss improvement per cycle", default=0.01)
 
     def __post_init__(self) -> None:
@@ -268,14 +270,14 @@ class ScheduleConfig:
 @dataclass
 class ReplayConfig:
     strategy: str = help_field("random (uniform) | weighted (prop. to decayed score) | strict (top-k score) | "
-                          "recency (power law of the time since last seen); all without replacement",
-                          default="weighted")
+                               "recency (power law of the time since last seen); all without replacement",
+                               default="weighted")
     ratio: float = help_field("replay buffer size per sleep, as a fraction of the samples seen so far", default=0.2)
     decay_rate: float = help_field("scores are multiplied by this once per cycle of age", default=0.9)
     min_decay: float = help_field("floor of the age decay factor", default=0.1)
     recency_alpha: float = help_field("recency: P(replay) prop. to (steps since last seen + 1) ^ -alpha", default=1.0)
     context_augment: bool = help_field("re-pack replayed documents into new contexts (padding masked out)",
-                                  default=True)
+                                       default=True)
 
     def __post_init__(self) -> None:
         check_choice("replay.strategy", self.strategy, strategy_names())
@@ -288,11 +290,11 @@ class ReplayConfig:
 @dataclass
 class SleepConfig:
     ops: list[str] = help_field("sleep operations in order; ops before `replay` run at sleep start, after it at sleep "
-                           "end: " + ", ".join(op_names()), default_factory=list)
+                                "end: " + ", ".join(op_names()), default_factory=list)
     shrink: float = help_field("downscale: factor applied to every unprotected weight", default=0.95)
     protect_fraction: float = help_field("downscale: fraction of weights protected by importance", default=0.1)
     importance: str = help_field("downscale: taylor (|w*grad|) | fisher (grad^2), accumulated during wake",
-                            default="taylor")
+                                 default="taylor")
     scope: str = help_field("downscale: protect the top fraction per tensor or globally", default="tensor")
     include_norms: bool = help_field("downscale: also shrink 1-D parameters (norm gains, biases)", default=False)
     plasticity_decay: float = help_field("plasticity_decay: peak LR of cycle k is multiplied by this^k", default=0.8)
@@ -308,8 +310,8 @@ class SleepConfig:
                               "keep one)")
         check_fraction("sleep.shrink", self.shrink, closed_low=False)
         check_fraction("sleep.protect_fraction", self.protect_fraction)
-        check_choice("sleep.importance", self.importance, ("taylor", "fisher"))
-        check_choice("sleep.scope", self.scope, ("tensor", "global"))
+        check_choice("sleep.importance", self.importance, IMPORTANCE_KINDS)
+        check_choice("sleep.scope", self.scope, SCOPES)
         check_fraction("sleep.plasticity_decay", self.plasticity_decay, closed_low=False)
 
     @property
@@ -331,13 +333,13 @@ class SleepConfig:
 @dataclass
 class EvalConfig:
     blimp_path: Optional[str] = help_field("minimal pairs for BLiMP during/after training (default: the generated pairs "
-                                      "with data=demo, else none)", default=None)
+                                           "with data=demo, else none)", default=None)
     blimp_every: int = help_field("steps between fast BLiMP evaluations logged as event 'blimp' (0: none)", default=0)
     blimp_n: int = help_field("pairs per paradigm in the fast periodic evaluation", default=50)
     final: bool = help_field("full evaluation (BLiMP + dev perplexity) of the final model, written to "
-                        "final/eval/results.json", default=True)
+                             "final/eval/results.json", default=True)
     final_max_pairs: Optional[int] = help_field("final evaluation: at most this many pairs per paradigm (null: all)",
-                                           default=None)
+                                                default=None)
     method: str = help_field("masked-LM scoring: pll | pll_word_l2r", default="pll")
     batch_size: int = help_field("sentences (or masked copies) per scoring batch", default=64)
 

@@ -44,20 +44,20 @@ class SGDSection:
 class SRCSection:
     mode: str = help_field("faithful (sequential loop) | batched (many noise streams per step)", default="batched")
     streams: int = help_field("batched: noise streams per step (few: each stream needs enough time steps to "
-                                             "integrate; 4 matched faithful on Split-MNIST at half the time)", default=4)
+                                                  "integrate; 4 matched faithful on Split-MNIST at half the time)", default=4)
     iterations: int = help_field("sleep iterations after the first task", default=15_000)
     growth: int = help_field("extra iterations per later task: iterations + (t-1) * growth", default=5_000)
     max_rate: float = help_field("input spike rate scale: P(spike) = 2 dt max_rate x_bar", default=239.515363)
     inc: float = help_field("Hebbian increment", default=0.032064)
     dec: float = help_field("Hebbian decrement", default=0.003344)
     betas: list[float] = help_field("firing threshold of each layer",
-                               default_factory=lambda: [14.548273, 44.560317, 38.046326])
+                                    default_factory=lambda: [14.548273, 44.560317, 38.046326])
     alpha_scale: float = help_field("multiplies the data-based input scales", default=55.882454)
     decay: float = help_field("membrane decay per step", default=0.999)
     patch: Optional[int] = help_field("drive a random patch x patch window of the input each step (MNIST: 11)",
-                                 default=None)
+                                      default=None)
     sleep_after: Optional[list[int]] = help_field("tasks (1-based) followed by a sleep (default: every task)",
-                                             default=None)
+                                                  default=None)
 
     def __post_init__(self) -> None:
         check_choice("src.mode", self.mode, ("faithful", "batched"))
@@ -73,7 +73,7 @@ class SRCSection:
 @dataclass
 class ContinualRunConfig:
     dir: Optional[str] = help_field("run directory (default: runs/<date-time>-continual-<benchmark>-<method>)",
-                               default=None)
+                                    default=None)
     plot: bool = help_field("write the accuracy plots", default=True)
 
 
@@ -83,25 +83,25 @@ class ContinualConfig:
     method: str = help_field("sequential | joint | src | rehearsal | rehearsal_src | ewc", default="src")
     seed: int = help_field("first seed", default=0)
     seeds: int = help_field("repeats with seeds seed, seed+1, ... (split benchmarks: seed k > 0 also permutes the "
-                       "class order, so repeats are different task orders)", default=1)
+                            "class order, so repeats are different task orders)", default=1)
     data_path: Optional[str] = help_field("split_mnist: folder with t10k-images-idx3-ubyte.gz and t10k-labels",
-                                     default=None)
+                                          default=None)
     test_fraction: float = help_field("split benchmarks: held-out fraction of each class", default=0.2)
     overlaps: list[int] = help_field("patches: overlaps to sweep", default_factory=lambda: [0, 4, 8, 10, 12, 13, 14])
     copies: int = help_field("patches: training copies of each image per task", default=10)
     rehearsal_fraction: float = help_field("rehearsal: fraction of each old task's samples kept", default=0.1)
     ewc_strength: float = help_field("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
-                                "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=100.0)
+                                     "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=100.0)
     ewc_gamma: float = help_field("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
     search_trials: int = help_field("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
-                               "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "
-                               "and write search.json", default=0)
+                                    "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "
+                                    "and write search.json", default=0)
     search_spread: float = help_field("search: each parameter drawn log-uniformly within this factor of its value",
-                                 default=4.0)
+                                      default=4.0)
     search_strategy: str = help_field("search: random (around the start vector) | evolve (mutate the best so far, "
-                                 "narrowing)", default="random")
+                                      "narrowing)", default="random")
     search_sleep_length: bool = help_field("search: also search a factor on src.iterations and src.growth",
-                                      default=True)
+                                           default=True)
     run: ContinualRunConfig = field(default_factory=ContinualRunConfig)
     net: NetConfig = field(default_factory=NetConfig)
     sgd: SGDSection = field(default_factory=SGDSection)

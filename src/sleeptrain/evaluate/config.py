@@ -13,10 +13,10 @@ from sleeptrain.evaluate.scoring import MLM_METHODS
 @dataclass
 class BlimpEvalConfig:
     path: Optional[str] = help_field("folder of *.jsonl / *.jsonl.gz minimal pairs (default: the generated pairs of the "
-                                "run the model came from)", default=None)
+                                     "run the model came from)", default=None)
     enabled: bool = help_field("score minimal pairs", default=True)
     method: str = help_field("masked-LM scoring: pll | pll_word_l2r (causal LMs always sum token log-probs)",
-                        default="pll")
+                             default="pll")
     max_pairs: Optional[int] = help_field("at most this many pairs per paradigm", default=None)
     per_pair: bool = help_field("also write per-pair scores (pairs.jsonl beside the results)", default=False)
 
@@ -28,13 +28,13 @@ class BlimpEvalConfig:
 @dataclass
 class PerplexityEvalConfig:
     path: Optional[str] = help_field("BabyLM-layout folder (default: the data of the run the model came from)",
-                                default=None)
+                                     default=None)
     enabled: bool = help_field("compute perplexity", default=True)
     split: str = help_field("split to evaluate: dev | test | train", default="dev")
     seq_len: Optional[int] = help_field("window length (default: the run's data.seq_len, else the model's positions)",
-                                   default=None)
+                                        default=None)
     stride: Optional[int] = help_field("causal: new tokens scored per window, < seq_len (default: seq_len - 1, packed "
-                                  "blocks; smaller = sliding windows with more context)", default=None)
+                                       "blocks; smaller = sliding windows with more context)", default=None)
     mlm_positions: int = help_field("masked LM: positions sampled per source for pseudo-perplexity", default=2000)
     max_lines: Optional[int] = help_field("at most this many lines per source", default=None)
 

@@ -6,6 +6,8 @@ import bisect
 import math
 from typing import Callable, Iterable
 
+LR_SCHEDULES = ("cosine", "linear", "constant")
+
 
 def lr_at(step: int, total_steps: int, peak_lr: float, warmup_steps: int = 0, kind: str = "cosine",
           min_ratio: float = 0.0) -> float:

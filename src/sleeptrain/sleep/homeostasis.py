@@ -15,10 +15,16 @@ if TYPE_CHECKING:
     from sleeptrain.config import Config
 
 
+IMPORTANCE_KINDS = ("taylor", "fisher")  # |w*grad| | grad^2
+SCOPES = ("tensor", "global")            # protect the top fraction per tensor | over all tensors
+
+
 class Importance:
     """Per-parameter importance accumulated over wake steps: |w*grad| (Taylor) or grad^2 (empirical Fisher)."""
 
     def __init__(self, model: torch.nn.Module, kind: str = "taylor", include_norms: bool = False):
+        if kind not in IMPORTANCE_KINDS:
+            raise ValueError(f"importance kind {kind!r}: choose one of {', '.join(IMPORTANCE_KINDS)}")
         self.kind = kind
         self.table: dict[str, torch.Tensor] = {
             name: torch.zeros_like(p, dtype=torch.float32)
@@ -90,6 +96,8 @@ def downscale(model: torch.nn.Module, importance: Importance, shrink: float, pro
 
 def protection_masks(importance: dict[str, torch.Tensor], fraction: float, scope: str) -> dict[str, torch.Tensor]:
     """True where a weight is protected: the top `fraction` by importance, per tensor or over all tensors."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope {scope!r}: choose one of {', '.join(SCOPES)}")
     masks = {}
     if scope == "global":
         flat = torch.cat([t.reshape(-1) for t in importance.values()])
