@@ -230,3 +230,18 @@ def test_a_broken_plugin_is_one_line(tmp_path):
         "sleeptrain: error: SLEEPTRAIN_PLUGINS module 'broken_ops': cannot be imported (RuntimeError: boom)"]
     missing = cli(["train", "--help"], {"SLEEPTRAIN_PLUGINS": "no_such_module_here"}, tmp_path)
     assert missing.returncode == 2 and "ModuleNotFoundError" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_register_op_checks_what_it_is_given():
+    with pytest.raises(TypeError, match="subclass of sleeptrain.sleep.SleepHook"):
+        register_op("not_a_hook")(lambda ctx: {})
+
+    class InstanceFactor(SleepHook):
+        def peak_lr_factor(self, cfg, cycle):
+            return 1.0
+
+    with pytest.raises(TypeError, match="peak_lr_factor must be a classmethod"):
+        register_op("instance_factor")(InstanceFactor)
+    with pytest.raises(ValueError, match="not 'replay' or 'controller'"):
+        register_op("controller")(Tally)
+    assert "not_a_hook" not in op_names() and "instance_factor" not in op_names()

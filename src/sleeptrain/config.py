@@ -13,6 +13,7 @@ from typing import Any, Optional
 from sleeptrain.errors import ConfigError
 from sleeptrain.evaluate.scoring import MLM_METHODS
 from sleeptrain.lm.lr_schedules import LR_SCHEDULES
+from sleeptrain.sleep.controller import BASELINES as CONTROLLER_BASELINES
 from sleeptrain.sleep.homeostasis import IMPORTANCE_KINDS, SCOPES
 from sleeptrain.sleep.registry import REPLAY, op_names, optimizer_resetting_ops, strategy_names
 
@@ -251,9 +252,14 @@ class ScheduleConfig:
     replay_repeats: Optional[float] = help_field("sleep steps = this x buffer size / batch size (bounded replay)",
                                                  default=None)
     sleep_after_last: bool = help_field("also sleep after the last wake phase", default=True)
-    controller: bool = help_field("FORGETTER controller: light sleeps while val loss improves by >= criteria, then "
-                                  "roll back and deep sleeps; stop when a deep sleep fails", default=False)
-    criteria: float = help_field("controller: minimum val-loss improvement per cycle", default=0.01)
+    controller: bool = help_field("FORGETTER controller: light sleeps while val loss improves by more than "
+                                  "criteria, then deep sleeps (rolling back if the loss rose); stop when a deep "
+                                  "sleep does not improve; the best weights are kept", default=False)
+    criteria: float = help_field("controller: val-loss improvement a light sleep must exceed (0 in the published "
+                                 "runs)", default=0.0)
+    controller_baseline: str = help_field("controller: compare with the previous cycle's loss as the authors' code "
+                                          "records it (previous) or with the best so far (best)",
+                                          default="previous")
 
     def __post_init__(self) -> None:
         check_positive("schedule.epochs", self.epochs)
@@ -261,6 +267,7 @@ class ScheduleConfig:
         check_positive("schedule.sleep_wake_ratio", self.sleep_wake_ratio, allow_zero=True)
         check_positive("schedule.replay_repeats", self.replay_repeats, allow_none=True)
         check_positive("schedule.criteria", self.criteria, allow_zero=True)
+        check_choice("schedule.controller_baseline", self.controller_baseline, CONTROLLER_BASELINES)
 
     @property
     def passes(self) -> int:

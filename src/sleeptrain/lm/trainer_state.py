@@ -42,7 +42,7 @@ def load(loop, path: Path) -> dict:
                           "whose checkpoints keep sleep state in another layout; resume it with that version")
     load_weights_into(loop.acc.unwrap_model(loop.model), weights)
     loop.optimizer.load_state_dict(optimizer_state)
-    loop.sleep_cycle.load_state_dict(state["sleep"], tensors["sleep"])
+    loop.sleep_cycle.load_state_dict(state["sleep"], tensors["sleep"], loop.acc.unwrap_model(loop.model))
     if loop.masked:
         loop.batcher.generator.set_state(tensors["batcher_rng"])
     restore_rng_states(tensors["rng"])

@@ -14,7 +14,7 @@ import torch
 from sleeptrain.lm.lr_schedules import plan_lr_function
 from sleeptrain.sleep.controller import Controller
 from sleeptrain.sleep.hooks import SleepContext, SleepHook
-from sleeptrain.sleep.registry import REPLAY, op_class
+from sleeptrain.sleep.registry import CONTROLLER, REPLAY, op_class
 from sleeptrain.sleep.replay import Replay
 
 if TYPE_CHECKING:
@@ -71,8 +71,12 @@ class SleepCycle:
             values[hook.name], tensors[hook.name] = hook.state_dict()
         return values, tensors
 
-    def load_state_dict(self, values: dict[str, Any], tensors: dict[str, Any]) -> None:
+    def load_state_dict(self, values: dict[str, Any], tensors: dict[str, Any], model: torch.nn.Module) -> None:
+        """Restore `state_dict`; an op a hook had swapped in before the checkpoint is built again first."""
         self.replay.load_state_dict(values[REPLAY], tensors[REPLAY])
+        for name in values:
+            if name not in (REPLAY, CONTROLLER) and name not in self.ops:
+                self.ops[name] = op_class(name)(self.cfg, model)
         for hook in self.hooks:
             hook.load_state_dict(values.get(hook.name, {}), tensors.get(hook.name, {}))
 

@@ -19,32 +19,38 @@ in `sleep.ops` that separates ops run at sleep start from those run at sleep end
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from sleeptrain.errors import PluginError
-
-if TYPE_CHECKING:
-    from sleeptrain.sleep.hooks import SleepHook
+from sleeptrain.sleep.hooks import SleepHook
 
 REPLAY = "replay"
+CONTROLLER = "controller"  # the FORGETTER controller's name in checkpoints (switched on by schedule.controller)
 PLUGIN_GROUP = "sleeptrain.sleep"     # entry-point group of installed packages that register ops or strategies
 PLUGIN_ENV = "SLEEPTRAIN_PLUGINS"     # comma-separated importable modules that do the same (no packaging needed)
 
-OPS: dict[str, type["SleepHook"]] = {}
+OPS: dict[str, type[SleepHook]] = {}
 STRATEGIES: dict[str, Callable] = {}
 
 
 def _check_name(name: str, table: dict, kind: str) -> None:
-    if not name or not name.replace("_", "").isalnum() or name == REPLAY:
-        raise ValueError(f"{kind} name {name!r}: use letters, digits and underscores (and not {REPLAY!r})")
+    if not name or not name.replace("_", "").isalnum() or name in (REPLAY, CONTROLLER):
+        raise ValueError(f"{kind} name {name!r}: use letters, digits and underscores (and not {REPLAY!r} or "
+                         f"{CONTROLLER!r})")
     if name in table:
         raise ValueError(f"{kind} {name!r} is already registered")
 
 
-def register_op(name: str) -> Callable[[type["SleepHook"]], type["SleepHook"]]:
+def register_op(name: str) -> Callable[[type[SleepHook]], type[SleepHook]]:
     """Class decorator: register a `SleepHook` subclass as sleep operation `name` (usable in `sleep.ops`)."""
-    def wrap(cls: type["SleepHook"]) -> type["SleepHook"]:
+    def wrap(cls: type[SleepHook]) -> type[SleepHook]:
+        if not (isinstance(cls, type) and issubclass(cls, SleepHook)):
+            raise TypeError(f"sleep op {name!r}: register a subclass of sleeptrain.sleep.SleepHook, not {cls!r}")
+        if not isinstance(inspect.getattr_static(cls, "peak_lr_factor"), (classmethod, staticmethod)):
+            raise TypeError(f"sleep op {name!r}: peak_lr_factor must be a classmethod (the LR schedule is laid out "
+                            "before any op is built)")
         _check_name(name, OPS, "sleep op")
         cls.name = name
         OPS[name] = cls
@@ -78,7 +84,7 @@ def strategy_names() -> tuple[str, ...]:
     return tuple(STRATEGIES)
 
 
-def op_class(name: str) -> type["SleepHook"]:
+def op_class(name: str) -> type[SleepHook]:
     if name not in OPS:
         raise KeyError(f"sleep op {name!r} is not registered; registered: {', '.join(OPS)}")
     return OPS[name]
