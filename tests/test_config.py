@@ -46,7 +46,7 @@ def test_a_preset_file_path_works(tmp_path):
     (["train.lr=fast"], "train.lr: expected float, got 'fast'"),
     (["train.batch_size=1.5"], "train.batch_size: expected int"),
     (["train.lr=-1"], "train.lr: must be > 0"),
-    (["model.arch=lama"], "model.arch: 'lama' is not allowed; choose one of llama, gpt2, roberta"),
+    (["model.arch=lama"], "model.arch: 'lama' is not allowed; choose one of llama, gemma, gpt2, roberta"),
     (["model=giant"], "model: unknown preset 'giant'; available:"),
     (["model=/nope/x.yaml"], "model: preset file"),
     (["justaword"], "expected group=preset or key=value"),

@@ -209,3 +209,23 @@ def test_masked_batch_is_15_percent_never_special_and_seeded(tokenizer):
     assert 0.75 < as_mask.sum() / chosen.sum() < 0.85
     again = MaskedBatcher(tokenizer, 0.15, seed=0)(ids, mask)
     assert torch.equal(again["input_ids"], batch["input_ids"])
+
+
+def test_epoch_windows_are_drawn_per_seed_and_epoch(tmp_path):
+    from sleeptrain.data.samples import EpochWindows
+    from sleeptrain.data.token_store import TokenStore
+
+    tape = np.arange(1000, dtype=np.uint16) % 500
+    store = TokenStore(ids=tape, doc_offsets=np.array([0, len(tape)], dtype=np.int64), sources={"tape": (0, 1)})
+    a = EpochWindows(store, 16, 1, per_epoch=50, n_epochs=3, seed=0)
+    b = EpochWindows(store, 16, 1, per_epoch=50, n_epochs=3, seed=0)
+    c = EpochWindows(store, 16, 1, per_epoch=50, n_epochs=3, seed=1)
+    assert len(a) == 150
+    assert np.array_equal(a.epoch_starts(1), b.epoch_starts(1)) and a.windows_sha256(2) == b.windows_sha256(2)
+    assert not np.array_equal(a.epoch_starts(0), a.epoch_starts(1)) and a.windows_sha256(0) != c.windows_sha256(0)
+    assert a.epoch_starts(0).min() >= 0 and a.epoch_starts(0).max() <= 1000 - 16
+    ids, mask = a.get([0, 50, 149])  # first window of epochs 0 and 1, last of epoch 2
+    for row, (epoch, pos) in zip(ids, [(0, 0), (1, 0), (2, 49)]):
+        start = a.epoch_starts(epoch)[pos]
+        assert row.tolist() == tape[start:start + 16].astype(np.int64).tolist()
+    assert bool(mask.all())

@@ -79,3 +79,26 @@ def test_causal_models_ignore_right_padding_without_a_mask(arch):
         unmasked = model(input_ids=ids).logits
     real = mask.bool()
     torch.testing.assert_close(masked[real], unmasked[real], rtol=1e-5, atol=1e-5)
+
+
+def test_gemma_presets_have_the_paper_shapes():
+    import torch
+
+    from sleeptrain.lm.models import build_model, count_parameters
+    from sleeptrain.presets import load_config
+
+    special = {"bos": 0, "eos": 2, "pad": 1}
+    # the paper's parameter counts (GPT-2 vocabulary) include minGemma's MLP biases, which Gemma has not:
+    # 221.3M (Baby10M best, L22) and 155.4M (Baby100M best, L16)
+    for preset, paper, biases in (("mingemma-10m", 221.3e6, 22 * (2 * 2688 + 672)),
+                                  ("mingemma-100m", 155.4e6, 16 * (2 * 2448 + 612))):
+        cfg = load_config([f"model={preset}", "schedule=forgetter"]).config
+        with torch.device("meta"):
+            model = build_model(cfg.model, 50257, cfg.data.seq_len, special)
+        assert abs(count_parameters(model)["total"] + biases - paper) < 0.1e6, preset
+        assert type(model).__name__ == "GemmaForCausalLM" and model.config.hidden_act == "gelu_python"
+    cfg = load_config(["model=mingemma-cpu"]).config
+    model = build_model(cfg.model, 400, 32, special)
+    ids = torch.randint(3, 400, (2, 32))
+    assert model(input_ids=ids).logits.shape == (2, 32, 400)
+    assert model.lm_head.weight is model.model.embed_tokens.weight

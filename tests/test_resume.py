@@ -26,8 +26,8 @@ SLEEP_RUN = [*TINY_RUN, "schedule=sleep", "schedule.n_cycles=3", "schedule.sleep
              "train.eval_every=25", "checkpoint.every=1", "checkpoint.keep=4", "run.plot=false",
              "eval.final=false"]
 MASKED_RUN = [*SLEEP_RUN, "model=roberta-tiny", "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
-              "model.intermediate_size=64", "schedule=forgetter", "schedule.n_cycles=3", "schedule.controller=true",
-              "schedule.criteria=0.0", "sleep.ops=[optimizer_reset]"]
+              "model.intermediate_size=64", "schedule=forgetter", "schedule.n_cycles=1", "schedule.steps_per_epoch=12",
+              "schedule.epochs=4", "schedule.controller=true", "schedule.criteria=0.0", "sleep.ops=[optimizer_reset]"]
 
 
 def start(args: list[str]) -> subprocess.Popen:
@@ -120,6 +120,8 @@ def test_masked_lm_with_controller_killed_mid_run_resumes_exactly(reference, tmp
     wait_for_step(proc, run_dir, 20)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    phase, offset = phase_of_cursor(run_dir, latest_checkpoint(run_dir))
+    assert phase == "wake" and offset > 0  # inside a FORGETTER epoch (12 steps each)
     resumed = run_cli("train", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_weights(reference["masked"] / "final", run_dir / "final")

@@ -35,8 +35,8 @@ def test_sleep_strict_alternates_wake_and_sleep_and_replays_high_scores(tmp_path
 
 
 def test_forgetter_with_controller_logs_every_decision(tmp_path):
-    result, records = run(tmp_path, "forgetter", "schedule=forgetter", "schedule.n_cycles=4",
-                          "schedule.controller=true", "schedule.criteria=0.5")
+    result, records = run(tmp_path, "forgetter", "schedule=forgetter", "schedule.steps_per_epoch=10",
+                          "schedule.epochs=4", "schedule.controller=true", "schedule.criteria=0.5")
     decisions = events(records, "controller")
     assert decisions and all("decision" in d and "val_loss" in d for d in decisions)
     ops = [r["op"] for r in events(records, "sleep_op")]
@@ -45,6 +45,33 @@ def test_forgetter_with_controller_logs_every_decision(tmp_path):
         assert "deep_reset" in ops
     lrs = [r["lr"] for r in events(records, "train")]
     assert max(lrs) > 0
+
+
+def test_forgetter_epochs_draw_fresh_windows_and_restart_the_lr(tmp_path):
+    """Acceptance of the published schedule on the demo data (issue 16): Table 1 values in config.yaml, LR linear
+    from the peak to 0 inside every epoch, a light sleep at every epoch boundary, fresh windows every epoch."""
+    extra = ["schedule=forgetter", "schedule.steps_per_epoch=8", "schedule.epochs=3", "schedule.controller=false",
+             "train.log_every=1", "eval.final=false", "train.batch_size=12", "data.seq_len=64"]
+    result, records = run(tmp_path, "forgetter", *extra)
+    config = (result.run_dir / "config.yaml").read_text()
+    for line in ("lr: 0.001", "weight_decay: 1.0", "batch_size: 12", "warmup_steps: 0", "beta2: 0.999",
+                 "clip_grad: 1.0", "lr_schedule: linear", "min_lr_ratio: 0.0", "dropout: 0.0", "criteria: 0.0"):
+        assert line in config, line
+    lr_by_step = {r["step"] - 1: r["lr"] for r in events(records, "train")}
+    epochs = events(records, "epoch_start")
+    assert [e["epoch"] for e in epochs] == [0, 1, 2] and [e["step"] for e in epochs] == [0, 8, 16]
+    for e in epochs:
+        assert lr_by_step[e["step"]] >= 0.9 * 1e-3 and lr_by_step[e["step"] + 7] <= 0.05 * 1e-3
+    assert [(o["op"], o["step"]) for o in events(records, "sleep_op")] == [("optimizer_reset", 8),
+                                                                           ("optimizer_reset", 16)]
+    digests = [e["windows_sha256"] for e in epochs]
+    assert len(set(digests)) == 3
+    from sleeptrain.lm.run_setup import load_run_data  # the same config draws the same windows; another seed not
+
+    for seed, same in ((0, True), (1, False)):
+        cfg = load_config([*TINY_RUN, *extra, f"seed={seed}"]).config
+        samples = load_run_data(cfg).train_samples
+        assert ([samples.windows_sha256(e) for e in range(3)] == digests) is same
 
 
 def test_homeostasis_downscales_after_replay(tmp_path):

@@ -5,7 +5,7 @@ compare every `metrics.jsonl` record (timing fields left out) and the final weig
     .venv/bin/python tools/same_behaviour.py --ref ad6dd27 --runs demo,strict_resume --out /tmp/same
 
 The runs (all CPU, fixed seed): the demo as `make demo` trains it; tiny models with downscaling + plasticity decay +
-a light sleep, the FORGETTER controller (light only, and light -> deep -> stop), deep resets with recency replay in
+a light sleep, FORGETTER epochs with the controller (light only, and light -> deep -> stop), deep resets with recency replay in
 original contexts, and `sleep_strict` uninterrupted and killed with SIGKILL mid-run then resumed (which must also
 equal the uninterrupted run). Exit code 0 when everything is identical, 1 otherwise. Takes about 3 minutes per side
 on 2 CPU cores. Needs nothing but this checkout (the ref's `src/` is taken with `git archive`).
@@ -34,10 +34,9 @@ RUNS = {
     "demo": ["run.progress=false"],
     "homeostasis": [*TINY, "schedule=homeostasis", "sleep.ops=[optimizer_reset,replay,downscale,plasticity_decay]",
                     "model.dropout=0.1"],
-    "forgetter": [*TINY, "schedule=forgetter", "schedule.controller=true", "schedule.criteria=0.05",
-                  "schedule.n_cycles=4"],
-    "forgetter_deep": [*TINY, "schedule=forgetter", "schedule.controller=true", "schedule.criteria=0.4",
-                       "schedule.n_cycles=6"],
+    "forgetter": [*TINY, "schedule=forgetter", "schedule.steps_per_epoch=12", "schedule.epochs=4"],
+    "forgetter_deep": [*TINY, "schedule=forgetter", "schedule.steps_per_epoch=12", "schedule.epochs=8",
+                       "schedule.criteria=0.3"],
     "deep_reset": [*TINY, "schedule=sleep", "sleep.ops=[replay,deep_reset]", "replay.context_augment=false",
                    "replay.strategy=recency"],
     "strict": STRICT,
@@ -124,12 +123,20 @@ def main() -> int:
             shutil.rmtree(folder / name, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
             start = time.time()
-            run(src, name, folder, env)
+            try:
+                run(src, name, folder, env)
+            except subprocess.CalledProcessError:
+                print(f"{side:4s} {name:15s} FAILED (see {folder / name}.log)", flush=True)
+                continue
             print(f"{side:4s} {name:15s} {time.time() - start:5.0f} s", flush=True)
     ok = True
     print(f"\n{args.ref} vs working tree ({out}):")
     for name in names:
         a, b = out / "ref" / name, out / "tree" / name
+        if not ((a / "final").is_dir() and (b / "final").is_dir()):
+            print(f"  {name:15s} did not finish on both sides")
+            ok = False
+            continue
         ra, rb = records(a / "metrics.jsonl"), records(b / "metrics.jsonl")
         same_m, same_w = ra == rb, same_weights(weights(a), weights(b))
         line = f"  {name:15s} metrics {'same' if same_m else 'DIFFER'} ({len(ra)} records), " \

@@ -115,17 +115,19 @@ class TokenizerConfig:
         check_positive("tokenizer.min_frequency", self.min_frequency)
 
 
-MODEL_ARCHS = ("llama", "gpt2", "roberta")
+MODEL_ARCHS = ("llama", "gemma", "gpt2", "roberta")
+GQA_ARCHS = ("llama", "gemma")  # free head_dim and grouped-query attention
 
 
 @dataclass
 class ModelConfig:
-    arch: str = help_field("llama (causal: RMSNorm, RoPE, GQA) | gpt2 (causal) | roberta (masked LM)", default="llama")
+    arch: str = help_field("llama (causal: RMSNorm, RoPE, GQA) | gemma (causal, Gemma/minGemma-style) | "
+                           "gpt2 (causal) | roberta (masked LM)", default="llama")
     hidden_size: int = help_field("model width", default=128)
     num_layers: int = help_field("transformer blocks", default=4)
     num_heads: int = help_field("attention heads", default=4)
-    num_kv_heads: Optional[int] = help_field("llama: key/value heads for grouped-query attention (default: num_heads)", default=None)
-    head_dim: Optional[int] = help_field("llama: per-head dimension (default: hidden_size // num_heads)", default=None)
+    num_kv_heads: Optional[int] = help_field("llama, gemma: key/value heads for grouped-query attention (default: num_heads)", default=None)
+    head_dim: Optional[int] = help_field("llama, gemma: per-head dimension (default: hidden_size // num_heads)", default=None)
     intermediate_size: int = help_field("MLP width", default=512)
     tie_embeddings: bool = help_field("share input and output embeddings (gpt2 and roberta always do)", default=True)
     dropout: float = help_field("dropout probability", default=0.0)
@@ -149,8 +151,9 @@ class ModelConfig:
                 f"model.num_heads: {self.num_heads} does not divide model.hidden_size={self.hidden_size}"
                 " (set model.head_dim for llama, or change either)"
             )
-        if self.arch != "llama" and (self.head_dim is not None or self.num_kv_heads not in (None, self.num_heads)):
-            raise ConfigError(f"model.head_dim / model.num_kv_heads: only supported with model.arch=llama, not {self.arch}")
+        if self.arch not in GQA_ARCHS and (self.head_dim is not None or self.num_kv_heads not in (None, self.num_heads)):
+            raise ConfigError(f"model.head_dim / model.num_kv_heads: only supported with model.arch="
+                              f"{' or '.join(GQA_ARCHS)}, not {self.arch}")
         kv = self.num_kv_heads or self.num_heads
         if self.num_heads % kv:
             raise ConfigError(f"model.num_kv_heads: {kv} must divide model.num_heads={self.num_heads}")
@@ -247,6 +250,10 @@ class ScheduleConfig:
                            default="single_pass")
     epochs: int = help_field("passes over the training data", default=1)
     n_cycles: int = help_field("wake/sleep cycles per pass: the data is cut into this many folds", default=1)
+    steps_per_epoch: Optional[int] = help_field(
+        "FORGETTER epochs: each of schedule.epochs wake phases is this many steps over windows drawn afresh from "
+        "the training tape for that epoch (seeded by seed and epoch), each followed by a sleep (null: passes "
+        "over fixed samples cut into schedule.n_cycles folds)", default=None)
     sleep_wake_ratio: float = help_field("sleep steps = this x the wake steps before it (when replay_repeats is unset)",
                                          default=0.25)
     replay_repeats: Optional[float] = help_field("sleep steps = this x buffer size / batch size (bounded replay)",
@@ -264,6 +271,10 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         check_positive("schedule.epochs", self.epochs)
         check_positive("schedule.n_cycles", self.n_cycles)
+        check_positive("schedule.steps_per_epoch", self.steps_per_epoch, allow_none=True)
+        if self.steps_per_epoch and self.n_cycles != 1:
+            raise ConfigError(f"schedule.n_cycles: {self.n_cycles} folds do not combine with schedule.steps_per_epoch "
+                              "(each epoch is one wake phase); set schedule.n_cycles=1")
         check_positive("schedule.sleep_wake_ratio", self.sleep_wake_ratio, allow_zero=True)
         check_positive("schedule.replay_repeats", self.replay_repeats, allow_none=True)
         check_positive("schedule.criteria", self.criteria, allow_zero=True)

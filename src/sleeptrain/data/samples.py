@@ -2,13 +2,19 @@
 
 A *sample* is what the sampler orders and (later) what replay scores and re-visits, so it has a stable index:
 - `PackedBlocks`: sample i = tokens [i*L, (i+1)*L) of the tape (the last block padded, no token dropped);
-- `RandomWindows`: sample i = a window of L tokens at a seeded random offset (FORGETTER-style random windows
-  over one tape); the set of windows is fixed for the run, so a sample means the same tokens every time.
+- `RandomWindows`: sample i = a window of L tokens at a seeded random offset (random windows over one tape); the
+  set of windows is fixed for the run, so a sample means the same tokens every time;
+- `EpochWindows`: FORGETTER's epochs (Miura et al.; the authors' `torch.randint` window starts): every epoch draws
+  its own `per_epoch` window starts uniformly from the tape, from a generator seeded by (run seed, epoch); sample
+  i is window i % per_epoch of epoch i // per_epoch, so a resumed run draws exactly the same windows.
 Batch builders turn `(input_ids, attention_mask)` into model inputs with labels: causal LM labels are the inputs
 (pad -> -100, the model shifts); masked LM uses HF's `DataCollatorForLanguageModeling` masking (15%, 80/10/10).
 """
 
 from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -51,6 +57,42 @@ class RandomWindows(PackedBlocks):
         n = n_windows or max(1, store.n_tokens // seq_len)
         rng = np.random.default_rng([seed, 0x57A11])
         self.starts = rng.integers(0, store.n_tokens - seq_len + 1, size=n, dtype=np.int64)
+
+
+class EpochWindows(PackedBlocks):
+    def __init__(self, store: TokenStore, seq_len: int, pad_id: int, per_epoch: int, n_epochs: int, seed: int):
+        if store.n_tokens < seq_len:
+            raise DataError(f"schedule.steps_per_epoch: windows need at least data.seq_len={seq_len} tokens, "
+                            f"the split has {store.n_tokens}")
+        self.store, self.seq_len, self.pad_id = store, seq_len, pad_id
+        self.per_epoch, self.n_epochs, self.seed = per_epoch, n_epochs, seed
+        self._epoch_starts = lru_cache(maxsize=2)(self._draw)
+
+    def _draw(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, 0xE90C, epoch])
+        return rng.integers(0, self.store.n_tokens - self.seq_len + 1, size=self.per_epoch, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.per_epoch * self.n_epochs
+
+    def epoch_starts(self, epoch: int) -> np.ndarray:
+        """The window starts of `epoch`, in the order training visits them."""
+        return self._epoch_starts(epoch)
+
+    def windows_sha256(self, epoch: int) -> str:
+        """A digest of `epoch`'s window starts (logged with every epoch: same seed, same windows)."""
+        return hashlib.sha256(self.epoch_starts(epoch).tobytes()).hexdigest()
+
+    def get(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = np.asarray(indices, dtype=np.int64)
+        epochs, positions = np.divmod(indices, self.per_epoch)
+        starts = np.empty(indices.shape[0], dtype=np.int64)
+        for epoch in np.unique(epochs):
+            rows = epochs == epoch
+            starts[rows] = self.epoch_starts(int(epoch))[positions[rows]]
+        pos = starts[:, None] + np.arange(self.seq_len)
+        ids = np.asarray(self.store.ids[pos], dtype=np.int64)
+        return torch.from_numpy(ids), torch.ones(ids.shape, dtype=torch.int64)
 
 
 def make_samples(store: TokenStore, seq_len: int, pad_id: int, packing: str = "blocks",

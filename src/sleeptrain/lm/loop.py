@@ -246,6 +246,11 @@ class TrainingLoop:
         self.save_checkpoint((i + 1, 0, False))
 
     def wake(self, stage: Stage, first_offset: int = 0) -> None:
+        if first_offset == 0 and hasattr(self.train_samples, "windows_sha256"):  # FORGETTER: this epoch's draw
+            self.metrics.write({"event": "epoch_start", "epoch": stage.pass_index, "step": self.step,
+                                "windows": stage.fold[1] - stage.fold[0],
+                                "windows_sha256": self.train_samples.windows_sha256(stage.pass_index)})
+
         def load(offset: int):
             indices = self.plan.wake_indices(stage, offset)
             return (indices, *self.train_samples.get(indices))

@@ -2,6 +2,9 @@
 
 - `llama`: causal decoder with RMSNorm, RoPE, grouped-query attention and a configurable head_dim (which also
   covers the minGemma shapes of the FORGETTER paper);
+- `gemma`: Gemma-style causal decoder (HF `GemmaForCausalLM`): embeddings scaled by sqrt(hidden), RMSNorm with
+  (1 + w), gated GELU MLP, grouped-query attention, RoPE, free head_dim, tied embeddings — the FORGETTER paper's
+  minGemma family (differences in docs/SCHEDULES.md);
 - `gpt2`: causal decoder with learned positions and LayerNorm;
 - `roberta`: masked LM (RoBERTa positions start after the padding index, hence max_positions + 2).
 The models are plain `PreTrainedModel`s, so `save_pretrained` writes folders that `AutoModelForCausalLM` /
@@ -28,6 +31,19 @@ def build_hf_config(cfg: ModelConfig, vocab_size: int, seq_len: int, special: di
             num_key_value_heads=cfg.num_kv_heads or cfg.num_heads, head_dim=cfg.head_dim,
             max_position_embeddings=positions, rms_norm_eps=cfg.norm_eps, initializer_range=cfg.init_std,
             tie_word_embeddings=cfg.tie_embeddings, attention_dropout=cfg.dropout,
+            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta}, **common,
+        )
+    if cfg.arch == "gemma":
+        from transformers import GemmaConfig
+
+        return GemmaConfig(
+            hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
+            # exact (erf) GELU as minGemma's F.gelu: GemmaConfig turns "gelu" into the tanh approximation
+            head_dim=cfg.head_dim or cfg.hidden_size // cfg.num_heads, hidden_act="gelu_python",
+            max_position_embeddings=positions, rms_norm_eps=cfg.norm_eps, initializer_range=cfg.init_std,
+            tie_word_embeddings=True, attention_dropout=cfg.dropout,
             rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta}, **common,
         )
     if cfg.arch == "gpt2":

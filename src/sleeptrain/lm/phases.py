@@ -5,6 +5,8 @@ indices is cut into `schedule.n_cycles` contiguous folds whose sizes differ by a
 (the reference implementation silently never visited the leftover fold). Wake stage k streams fold k, each sample
 exactly once; sleep stage k (sleep schedules only) replays a buffer chosen from the samples seen so far.
 Baselines are plans too: `single_pass` = one pass, one fold, no sleep; `epochs` = N passes, one fold each.
+FORGETTER's epochs (`build_epoch_plan`) are wake stages of a fixed number of steps over windows drawn fresh for each
+epoch (`data.samples.EpochWindows`), visited in the order they were drawn.
 
 The plan is a pure function of the config and the sample count, so any step can be located without running the
 ones before it (resume, plots, tests).
@@ -60,6 +62,7 @@ class PhasePlan:
     batch_size: int
     seed: int
     n_cycles: int
+    ordered: bool = False  # wake stages visit their fold in index order (the samples are already a random draw)
 
     @property
     def total_steps(self) -> int:
@@ -85,14 +88,30 @@ class PhasePlan:
 
     def wake_indices(self, stage: Stage, offset: int) -> np.ndarray:
         """Sample indices of wake step `offset` of `stage`: consecutive slices of the fold."""
-        perm = pass_permutation(self.n_samples, self.seed, stage.pass_index)
         lo, hi = stage.fold
         a = lo + offset * self.batch_size
+        if self.ordered:
+            return np.arange(a, min(a + self.batch_size, hi), dtype=np.int64)
+        perm = pass_permutation(self.n_samples, self.seed, stage.pass_index)
         return perm[a:min(a + self.batch_size, hi)]
 
     def fold_indices(self, stage: Stage) -> np.ndarray:
+        if self.ordered:
+            return np.arange(stage.fold[0], stage.fold[1], dtype=np.int64)
         perm = pass_permutation(self.n_samples, self.seed, stage.pass_index)
         return perm[stage.fold[0]:stage.fold[1]]
+
+
+def sleep_length(candidates: int, wake_steps: int, batch_size: int, replay_ratio: float,
+                 sleep_wake_ratio: float | None, replay_repeats: float | None) -> tuple[int, int]:
+    """(replay buffer size, sleep steps) of a sleep after `wake_steps` steps with `candidates` samples seen:
+    `replay_repeats` x buffer / batch when set, else `sleep_wake_ratio` x the wake steps; 0 steps without replay."""
+    buffer = min(candidates, max(1, round(replay_ratio * candidates))) if replay_ratio > 0 else 0
+    if not buffer:
+        return 0, 0
+    if replay_repeats is not None:
+        return buffer, math.ceil(replay_repeats * buffer / batch_size)
+    return buffer, math.ceil((sleep_wake_ratio or 0.0) * wake_steps)
 
 
 def build_plan(n_samples: int, batch_size: int, seed: int, *, passes: int = 1, n_cycles: int = 1,
@@ -115,19 +134,39 @@ def build_plan(n_samples: int, batch_size: int, seed: int, *, passes: int = 1, n
             last = p == passes - 1 and k == n_cycles - 1
             if sleep and (sleep_after_last or not last):
                 candidates = n_samples if p > 0 else fold[1]
-                buffer = min(candidates, max(1, round(replay_ratio * candidates))) if replay_ratio > 0 else 0
-                if not buffer:
-                    sleep_steps = 0
-                elif replay_repeats is not None:
-                    sleep_steps = math.ceil(replay_repeats * buffer / batch_size)
-                else:
-                    sleep_steps = math.ceil((sleep_wake_ratio or 0.0) * wake_steps)
+                buffer, sleep_steps = sleep_length(candidates, wake_steps, batch_size, replay_ratio,
+                                                   sleep_wake_ratio, replay_repeats)
                 stages.append(Stage("sleep", cycle, p, step, sleep_steps, fold, buffer, candidates))
                 step += sleep_steps
             cycle += 1
     if max_steps is not None:
         stages = truncate(stages, max_steps)
     return PhasePlan(stages, n_samples, batch_size, seed, n_cycles)
+
+
+def build_epoch_plan(steps_per_epoch: int, batch_size: int, seed: int, *, epochs: int, sleep: bool = False,
+                     replay_ratio: float = 0.0, sleep_wake_ratio: float | None = None,
+                     replay_repeats: float | None = None, sleep_after_last: bool = True,
+                     max_steps: int | None = None) -> PhasePlan:
+    """FORGETTER's layout: epoch e is a wake stage of `steps_per_epoch` steps over samples
+    [e * steps_per_epoch * batch, (e + 1) * steps_per_epoch * batch) in order (its freshly drawn windows), then a
+    sleep (its length as in `build_plan`; 0 steps without replay: the sleep's ops only)."""
+    per_epoch = steps_per_epoch * batch_size
+    stages: list[Stage] = []
+    step = 0
+    for e in range(epochs):
+        fold = (e * per_epoch, (e + 1) * per_epoch)
+        stages.append(Stage("wake", e, e, step, steps_per_epoch, fold))
+        step += steps_per_epoch
+        if sleep and (sleep_after_last or e < epochs - 1):
+            candidates = fold[1]
+            buffer, sleep_steps = sleep_length(candidates, steps_per_epoch, batch_size, replay_ratio,
+                                               sleep_wake_ratio, replay_repeats)
+            stages.append(Stage("sleep", e, e, step, sleep_steps, fold, buffer, candidates))
+            step += sleep_steps
+    if max_steps is not None:
+        stages = truncate(stages, max_steps)
+    return PhasePlan(stages, per_epoch * epochs, batch_size, seed, 1, ordered=True)
 
 
 def truncate(stages: list[Stage], max_steps: int) -> list[Stage]:

@@ -16,13 +16,13 @@ import torch
 from sleeptrain.config import Config
 from sleeptrain.data.corpus import load_corpus
 from sleeptrain.data.grammar import generate_minimal_pairs, write_minimal_pairs
-from sleeptrain.data.samples import PackedBlocks, make_samples
+from sleeptrain.data.samples import EpochWindows, PackedBlocks, make_samples
 from sleeptrain.data.token_store import get_token_stores
 from sleeptrain.data.tokenizer import get_tokenizer
 from sleeptrain.errors import ConfigError, DataError
 from sleeptrain.fsutil import atomic_dir, atomic_write_text, timestamped_dir
 from sleeptrain.lm.metrics_log import environment_record
-from sleeptrain.lm.phases import PhasePlan, build_plan
+from sleeptrain.lm.phases import PhasePlan, build_epoch_plan, build_plan
 from sleeptrain.presets import config_to_yaml
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -108,6 +108,11 @@ def adamw_kernel(impl: str) -> dict:
 
 def make_plan(cfg: Config, n_samples: int) -> PhasePlan:
     sc = cfg.schedule
+    if sc.steps_per_epoch:
+        return build_epoch_plan(sc.steps_per_epoch, cfg.train.batch_size, cfg.seed, epochs=sc.epochs,
+                                sleep=cfg.sleep.has_sleep, replay_ratio=cfg.replay.ratio if cfg.sleep.replays else 0.0,
+                                sleep_wake_ratio=sc.sleep_wake_ratio, replay_repeats=sc.replay_repeats,
+                                sleep_after_last=sc.sleep_after_last, max_steps=cfg.train.max_steps)
     if sc.n_cycles > n_samples:
         raise ConfigError(f"schedule.n_cycles: {sc.n_cycles} cycles but the training data has only {n_samples} "
                           f"samples of data.seq_len={cfg.data.seq_len} tokens")
@@ -172,8 +177,13 @@ def load_run_data(cfg: Config, state=None) -> RunData:
     if stores["train"].n_tokens < cfg.data.seq_len:
         raise DataError(f"data: the training split has {stores['train'].n_tokens} tokens, fewer than "
                         f"data.seq_len={cfg.data.seq_len}")
-    train_samples = make_samples(stores["train"], cfg.data.seq_len, tokenizer.pad_token_id, cfg.data.packing,
-                                 cfg.data.windows, cfg.seed)
+    if cfg.schedule.steps_per_epoch:  # FORGETTER epochs: fresh windows per epoch
+        train_samples = EpochWindows(stores["train"], cfg.data.seq_len, tokenizer.pad_token_id,
+                                     cfg.schedule.steps_per_epoch * cfg.train.batch_size, cfg.schedule.epochs,
+                                     cfg.seed)
+    else:
+        train_samples = make_samples(stores["train"], cfg.data.seq_len, tokenizer.pad_token_id, cfg.data.packing,
+                                     cfg.data.windows, cfg.seed)
     dev_samples = PackedBlocks(stores["dev"], cfg.data.seq_len, tokenizer.pad_token_id)
     return RunData(corpus, tokenizer, stores, train_samples, dev_samples, make_plan(cfg, len(train_samples)))
 
