@@ -88,7 +88,7 @@ def main() -> int:
     f_by_epoch = [[c["val_loss"] for c in read_metrics(r / "metrics.jsonl") if c["event"] == "controller"
                    and "mode" in c] for r in f_runs]
     f_epochs = [len([e for e in read_metrics(r / "metrics.jsonl") if e["event"] == "epoch_start"]) for r in f_runs]
-    cfg_text = (out / f"forgetter-s0" / "config.yaml").read_text()
+    cfg_text = (out / "forgetter-s0" / "config.yaml").read_text()
     start = next(r for r in read_metrics(f_runs[0] / "metrics.jsonl") if r["event"] == "start")
     comparison = paired_comparison(f_best, normal_final[best_i], higher_is_better=False)
     summary = {
