@@ -27,16 +27,23 @@ class SleepCycle:
     def __init__(self, cfg: "Config", model: torch.nn.Module, replay: Replay):
         self.cfg, self.replay = cfg, replay
         self.ops_at_start, self.ops_at_end = cfg.sleep.split_ops()
-        self.ops: dict[str, SleepHook] = {name: op_class(name)(cfg, model) for name in cfg.sleep.ops if name != REPLAY}
         self.controller = Controller(cfg, model) if cfg.schedule.controller else None
+        self.ops: dict[str, SleepHook] = {}
+        self.hooks: list[SleepHook] = [self.controller] if self.controller else []
+        self._wake_hooks: list[SleepHook] = []
+        for name in cfg.sleep.ops:
+            if name != REPLAY:
+                self._add(name, model)
 
-    @property
-    def hooks(self) -> list[SleepHook]:
-        """Every mechanism in the order its hooks run: the controller first, then the ops as listed."""
-        return ([self.controller] if self.controller else []) + list(self.ops.values())
+    def _add(self, name: str, model: torch.nn.Module) -> None:
+        """Build op `name`; `hooks` lists every mechanism in the order its hooks run (the controller first, then
+        the ops as listed), `_wake_hooks` only those with an `on_wake_step` (called on every wake step)."""
+        self.ops[name] = op_class(name)(self.cfg, model)
+        self.hooks = ([self.controller] if self.controller else []) + list(self.ops.values())
+        self._wake_hooks = [h for h in self.hooks if type(h).on_wake_step is not SleepHook.on_wake_step]
 
     def on_wake_step(self, model: torch.nn.Module) -> None:
-        for hook in self.hooks:
+        for hook in self._wake_hooks:
             hook.on_wake_step(model)
 
     def start(self, ctx: SleepContext, stage) -> bool:
@@ -54,7 +61,7 @@ class SleepCycle:
     def apply(self, name: str, ctx: SleepContext) -> dict[str, Any]:
         """Run op `name` at this boundary (an op swapped in by a hook is built on first use)."""
         if name not in self.ops:
-            self.ops[name] = op_class(name)(self.cfg, ctx.unwrapped())
+            self._add(name, ctx.unwrapped())
         return self.ops[name].apply(ctx)
 
     def end(self, ctx: SleepContext) -> None:
@@ -76,7 +83,7 @@ class SleepCycle:
         self.replay.load_state_dict(values[REPLAY], tensors[REPLAY])
         for name in values:
             if name not in (REPLAY, CONTROLLER) and name not in self.ops:
-                self.ops[name] = op_class(name)(self.cfg, model)
+                self._add(name, model)
         for hook in self.hooks:
             hook.load_state_dict(values.get(hook.name, {}), tensors.get(hook.name, {}))
 
