@@ -27,7 +27,8 @@ SLEEP_RUN = [*TINY_RUN, "schedule=sleep", "schedule.n_cycles=3", "schedule.sleep
              "eval.final=false"]
 MASKED_RUN = [*SLEEP_RUN, "model=roberta-tiny", "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
               "model.intermediate_size=64", "schedule=forgetter", "schedule.n_cycles=1", "schedule.steps_per_epoch=12",
-              "schedule.epochs=4", "schedule.controller=true", "schedule.criteria=0.0", "sleep.ops=[optimizer_reset]"]
+              "schedule.epochs=4", "schedule.controller=true", "schedule.criteria=0.0", "sleep.ops=[optimizer_reset]",
+              "train.eval_max_batches=4"]
 
 
 def start(args: list[str]) -> subprocess.Popen:

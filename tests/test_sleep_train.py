@@ -36,7 +36,8 @@ def test_sleep_strict_alternates_wake_and_sleep_and_replays_high_scores(tmp_path
 
 def test_forgetter_with_controller_logs_every_decision(tmp_path):
     result, records = run(tmp_path, "forgetter", "schedule=forgetter", "schedule.steps_per_epoch=10",
-                          "schedule.epochs=4", "schedule.controller=true", "schedule.criteria=0.5")
+                          "schedule.epochs=4", "schedule.controller=true", "schedule.criteria=0.5",
+                          "train.eval_max_batches=4")
     decisions = events(records, "controller")
     assert decisions and all("decision" in d and "val_loss" in d for d in decisions)
     ops = [r["op"] for r in events(records, "sleep_op")]
@@ -51,7 +52,8 @@ def test_forgetter_epochs_draw_fresh_windows_and_restart_the_lr(tmp_path):
     """Acceptance of the published schedule on the demo data (issue 16): Table 1 values in config.yaml, LR linear
     from the peak to 0 inside every epoch, a light sleep at every epoch boundary, fresh windows every epoch."""
     extra = ["schedule=forgetter", "schedule.steps_per_epoch=8", "schedule.epochs=3", "schedule.controller=false",
-             "train.log_every=1", "eval.final=false", "train.batch_size=12", "data.seq_len=64"]
+             "train.log_every=1", "eval.final=false", "train.batch_size=12", "data.seq_len=64",
+             "train.eval_max_batches=4"]
     result, records = run(tmp_path, "forgetter", *extra)
     config = (result.run_dir / "config.yaml").read_text()
     for line in ("lr: 0.001", "weight_decay: 1.0", "batch_size: 12", "warmup_steps: 0", "beta2: 0.999",

@@ -189,6 +189,10 @@ class TrainConfig:
     log_every: int = help_field("steps between training records in metrics.jsonl", default=10)
     eval_every: int = help_field("steps between validation-loss evaluations (0: only at the end)", default=100)
     eval_max_batches: Optional[int] = help_field("cap on validation batches per evaluation (null: whole dev split)", default=None)
+    eval_windows: str = help_field(
+        "split: the dev split's consecutive blocks, the same ones every evaluation | random: train.eval_max_batches "
+        "batches of windows drawn afresh from the dev text at every evaluation, seeded by (seed, step), as the "
+        "FORGETTER authors validate", default="split")
     on_nan: str = help_field("a NaN/inf training loss: stop (the newest checkpoint stays the last good one) | "
                              "skip_batch (drop that step's update, log it, go on; costs one host sync per step)",
                              default="stop")
@@ -219,6 +223,10 @@ class TrainConfig:
         check_positive("train.log_every", self.log_every)
         check_positive("train.eval_every", self.eval_every, allow_zero=True)
         check_positive("train.eval_max_batches", self.eval_max_batches, allow_none=True)
+        check_choice("train.eval_windows", self.eval_windows, ("split", "random"))
+        if self.eval_windows == "random" and not self.eval_max_batches:
+            raise ConfigError("train.eval_windows: random needs train.eval_max_batches (how many batches of windows "
+                              "to draw per evaluation)")
         check_choice("train.on_nan", self.on_nan, ("stop", "skip_batch"))
         for tracker in self.trackers:
             check_choice("train.trackers", tracker, ("tensorboard", "wandb"))

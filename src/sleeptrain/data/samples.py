@@ -49,13 +49,17 @@ class PackedBlocks:
 
 
 class RandomWindows(PackedBlocks):
-    def __init__(self, store: TokenStore, seq_len: int, pad_id: int, n_windows: int | None, seed: int):
+    """`n_windows` windows at uniform random starts, drawn once from a generator seeded by (seed, *stream);
+    `key` names the setting that asked for them in errors."""
+
+    def __init__(self, store: TokenStore, seq_len: int, pad_id: int, n_windows: int | None, seed: int,
+                 stream: tuple[int, ...] = (0x57A11,), key: str = "data.packing"):
         if store.n_tokens < seq_len:
-            raise DataError(f"data.packing: windows need at least data.seq_len={seq_len} tokens, "
+            raise DataError(f"{key}: windows need at least data.seq_len={seq_len} tokens, "
                             f"the split has {store.n_tokens}")
         self.store, self.seq_len, self.pad_id = store, seq_len, pad_id
         n = n_windows or max(1, store.n_tokens // seq_len)
-        rng = np.random.default_rng([seed, 0x57A11])
+        rng = np.random.default_rng([seed, *stream])
         self.starts = rng.integers(0, store.n_tokens - seq_len + 1, size=n, dtype=np.int64)
 
 

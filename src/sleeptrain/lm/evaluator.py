@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import torch
 
+from sleeptrain.data.samples import RandomWindows
 from sleeptrain.lm.validation import validation_loss
 
 
@@ -24,8 +25,9 @@ class Evaluator:
         self.blimp_pairs = None
 
     def validation(self, model: torch.nn.Module, step: int, tokens: int) -> float:
-        """Validation loss of `model` (unwrapped) over the dev split (or its first `train.eval_max_batches`)."""
-        result = validation_loss(model, self.dev_samples, self.tokenizer, masked=self.masked,
+        """Validation loss of `model` (unwrapped) over the dev split (or its first `train.eval_max_batches`), or over
+        windows drawn afresh for this evaluation (`train.eval_windows=random`)."""
+        result = validation_loss(model, self.samples_at(step), self.tokenizer, masked=self.masked,
                                  batch_size=self.batch_size, device=self.acc.device,
                                  max_batches=self.cfg.train.eval_max_batches,
                                  mlm_probability=self.cfg.model.mlm_probability, seed=self.cfg.seed,
@@ -37,6 +39,16 @@ class Evaluator:
         if math.isnan(self.first_val):
             self.first_val = self.last_val
         return self.last_val
+
+    def samples_at(self, step: int):
+        """The dev windows scored at `step`: the fixed split, or `eval_max_batches × batch` windows at uniform random
+        starts of the dev text from a generator seeded by (seed, step) - fresh every evaluation, the same on resume."""
+        tc = self.cfg.train
+        if tc.eval_windows == "split":
+            return self.dev_samples
+        return RandomWindows(self.dev_samples.store, self.dev_samples.seq_len, self.dev_samples.pad_id,
+                             tc.eval_max_batches * self.batch_size, self.cfg.seed, stream=(0xDE5, step),
+                             key="train.eval_windows")
 
     def blimp(self, model: torch.nn.Module, step: int, tokens: int) -> None:
         """Fast minimal-pair accuracy on `eval.blimp_n` pairs per paradigm."""
