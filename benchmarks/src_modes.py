@@ -21,11 +21,13 @@ from sleeptrain.continual.src import SRCParams, src_sleep
 
 def run(bench: Benchmark, hidden: list[int], iterations: int, streams: int, patch: int | None) -> dict:
     gen = torch.Generator().manual_seed(0)
-    net = BiaslessMLP([bench.n_inputs, *hidden, bench.n_classes], "relu_mse", 0.25, generator=gen)
+    net = BiaslessMLP([bench.n_inputs, *hidden, bench.n_classes], "relu_mse", 0.25,
+                      init="uniform" if bench.name == "split_mnist" else "glorot", generator=gen)
     trainer = Trainer(net, 0)
     for task in bench.tasks[:2]:
         trainer.fit(task.x_train, task.y_train, SGDConfig(0.1, 0.5, 100, 2))
-    mean_input = torch.cat([t.x_train for t in bench.tasks[:2]]).mean(0)
+    seen = torch.cat([t.seen for t in bench.tasks[:2]])
+    mean_input, maxima = seen.mean(0), net.activation_maxima(seen)
     before = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks[:2]]
     out = {"benchmark": bench.name, "iterations": iterations, "streams": streams, "before": before}
     for mode in ("faithful", "batched"):
@@ -33,7 +35,7 @@ def run(bench: Benchmark, hidden: list[int], iterations: int, streams: int, patc
         params = SRCParams(iterations=iterations, mode=mode, streams=streams, patch=patch,
                            image_shape=bench.image_shape, betas=SRCParams().betas[:len(hidden) + 1])
         start = time.perf_counter()
-        src_sleep([w.data for w in trial.weights], mean_input, bench.tasks[1].x_train, params, seed=0)
+        src_sleep([w.data for w in trial.weights], mean_input, maxima, params, seed=0)
         out[f"{mode}_seconds"] = time.perf_counter() - start
         out[f"{mode}_accuracy"] = [trial.accuracy(t.x_test, t.y_test) for t in bench.tasks[:2]]
     out["speedup"] = out["faithful_seconds"] / out["batched_seconds"]

@@ -42,15 +42,55 @@ def test_scale_factors_on_a_hand_made_two_layer_net():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     a1 = torch.relu(x @ w1.T)                      # [[0.5, 2], [0, 0]] -> max 2
     a2 = torch.relu(a1 @ w2.T)                     # [[6.5], [0]] -> max 6.5
-    alphas = layer_scales([w1, w2], [a1, a2], alpha_scale=10.0)
+    alphas = layer_scales([w1, w2], [float(a1.max()), float(a2.max())], alpha_scale=10.0)
     # layer 1: scale = max(2, 2) = 2, inv = 2, alpha = 1/2; layer 2: scale = max(3, 6.5) = 6.5, inv = 3.25
     assert alphas == pytest.approx([10 * 0.5, 10 / 3.25])
+
+
+def test_normalisation_runs_the_net_in_testing_mode_on_all_tasks_with_the_output_function():
+    """normalize_nn_data by hand: a 2-2-2 softmax net with dropout 0.5, data of two tasks."""
+    net = BiaslessMLP([2, 2, 2], output="softmax_ce", dropout=0.5)
+    with torch.no_grad():
+        net.weights[0].copy_(torch.tensor([[4.0, 0.0], [0.0, 1.0]]))
+        net.weights[1].copy_(torch.tensor([[1.0, 0.0], [0.0, 0.5]]))
+    task1, task2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    # testing mode: hidden = relu(x W1') * (1 - 0.5): task 1 -> [2, 0], task 2 -> [0, 0.5]; max 2
+    # output = softmax(hidden W2'): task 1 -> softmax([2, 0]) max 0.8808; task 2 -> softmax([0, 0.25]) max 0.5622
+    maxima = net.activation_maxima(torch.cat([task1, task2]))
+    assert maxima == pytest.approx([2.0, 1 / (1 + math.exp(-2))], abs=1e-6)
+    alphas = layer_scales(list(net.weights), maxima, alpha_scale=1.0)
+    # layer 1: scale max(4, 2) = 4 -> inv 4, alpha 1/4; layer 2: scale max(1, 0.8808) = 1 -> inv 1/4, alpha 4
+    assert alphas == pytest.approx([0.25, 4.0])
+    # the current task alone (task 2) gives other maxima: the seen data matter
+    assert net.activation_maxima(task2) == pytest.approx([0.5, 1 / (1 + math.exp(-0.25))], abs=1e-6)
+
+
+def test_input_spikes_are_bernoulli_with_the_codes_probability():
+    """P(spike) = min(1, 2 dt max_rate x): sleepnn_old's `rand * (1 / (dt max_rate)) / 2 <= x`."""
+    gen = torch.Generator().manual_seed(0)
+    params = SRCParams(max_rate=100.0)
+    x = torch.tensor([0.0, 0.5, 1.0, 5.0, 10.0])
+    prob = input_rates(x, params, streams=1, generator=gen)[0]
+    assert torch.allclose(prob.clamp(max=1), torch.tensor([0.0, 0.1, 0.2, 1.0, 1.0]))
+    draws = (torch.rand(20000, 5, generator=gen) < prob).float().mean(0)
+    assert torch.allclose(draws, prob.clamp(max=1), atol=0.01)
+
+
+def test_masked_input_is_an_11_pixel_window_of_the_mean_image_anywhere_it_fits():
+    """create_masked_input(X, n, 10): randi(28 - 10) start, x_pos:x_pos+10 -> an 11x11 window, 18 x 18 places."""
+    gen = torch.Generator().manual_seed(0)
+    params = SRCParams(max_rate=250.0, patch=11, image_shape=(28, 28))
+    prob = input_rates(torch.ones(784), params, streams=4000, generator=gen).reshape(4000, 28, 28) > 0
+    assert (prob.sum((1, 2)) == 121).all()
+    rows = prob.any(2).float().argmax(1)
+    cols = prob.any(1).float().argmax(1)
+    assert set(rows.tolist()) == set(range(18)) and set(cols.tolist()) == set(range(18))
 
 
 def test_spikes_only_at_threshold_and_reset_after():
     # one input always spiking, one output neuron: impulse alpha*w = 1 per step, threshold 2.5
     w = torch.tensor([[1.0]])
-    data = torch.tensor([[1.0]])                   # alpha = alpha_scale / max(w, a) = 1
+    data = [1.0]                                   # activation max 1: alpha = alpha_scale / max(w, a) = 1
     params = SRCParams(iterations=7, max_rate=500.0, inc=0.0, dec=0.0, betas=[2.5], alpha_scale=1.0,
                        decay=1.0, mode="faithful")
     # P(input spike) = 2 * 0.001 * 500 * 1 = 1: v = 1, 2, 3 -> spike, reset; 1, 2, 3 -> spike; 1
@@ -76,14 +116,13 @@ def toy_net():
 
 def test_faithful_and_batched_agree_in_direction():
     mean_input = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.float32)
-    data = mean_input[None, :]
     deltas = {}
     for mode in ("faithful", "batched"):
         weights = toy_net()
         before = [w.clone() for w in weights]
         params = SRCParams(iterations=2000, max_rate=200.0, inc=0.01, dec=0.001, betas=[1.0, 1.0],
                            alpha_scale=2.0, mode=mode, streams=16)
-        src_sleep(weights, mean_input, data, params, seed=1)
+        src_sleep(weights, mean_input, [1.0, 1.0], params, seed=1)
         deltas[mode] = torch.cat([(w - b).reshape(-1) for w, b in zip(weights, before)])
     f, b = deltas["faithful"], deltas["batched"]
     assert f.abs().sum() > 0 and b.abs().sum() > 0
@@ -95,7 +134,7 @@ def test_faithful_and_batched_agree_in_direction():
 
 def test_src_rejects_a_wrong_number_of_betas():
     with pytest.raises(ValueError, match="one beta per layer"):
-        src_sleep(toy_net(), torch.ones(8), torch.ones(1, 8), SRCParams(betas=[1.0]))
+        src_sleep(toy_net(), torch.ones(8), [1.0, 1.0], SRCParams(betas=[1.0]))
 
 
 def test_parameter_vector_round_trip():
@@ -129,10 +168,31 @@ def test_patch_images_share_exactly_the_overlap():
     assert images.shape == (4, 100)
     shared = (images.sum(0) == 4).sum()
     assert shared == 5 and (images.sum(1) == 100 // 6).all()
+    same = patch_images(overlap=16, seed=0)  # no pixel of their own left: four identical images
+    assert (same == same[0]).all() and same[0].sum() == 16
     with pytest.raises(DataError, match="overlap"):
-        patch_images(overlap=16, seed=0)
-    bench = patches(overlap=3, copies=10)
-    assert [t.classes for t in bench.tasks] == [[0, 1], [2, 3]] and len(bench.tasks[0].y_train) == 20
+        patch_images(overlap=17, seed=0)
+    bench = patches(overlap=3)
+    assert [t.classes for t in bench.tasks] == [[0, 1], [2, 3]] and len(bench.tasks[0].y_train) == 2
+    assert len(patches(overlap=3, copies=10).tasks[0].y_train) == 20
+
+
+def test_uniform_init_and_the_toolbox_output_gradient():
+    net = BiaslessMLP([50, 40, 3], generator=torch.Generator().manual_seed(0))
+    assert all(float(w.detach().abs().max()) <= 0.01 for w in net.weights)
+    assert float(net.weights[0].detach().abs().max()) > 0.009
+    with torch.no_grad():
+        net.weights[1].fill_(-0.01)                # every output below 0: ReLU outputs stuck at 0
+    x, y = torch.rand(4, 50), torch.tensor([0, 1, 2, 0])
+    grads = {}
+    for kind in ("toolbox", "exact"):
+        net.output_grad = kind
+        out = net(x)
+        assert (out == 0).all()                    # the forward pass is the ReLU either way
+        grads[kind] = torch.autograd.grad(net.loss(out, y), net.weights[1])[0]
+    assert grads["exact"].abs().sum() == 0         # through the ReLU nothing can learn
+    # nnbp: d = -(y - a) = -1 at the targets: the target outputs' weights are pushed up
+    assert (grads["toolbox"][0] < 0).any() and grads["toolbox"].abs().sum() > 0
 
 
 def test_split_digits_is_class_incremental():
@@ -163,10 +223,60 @@ def test_idx_reader(tmp_path):
         read_idx(tmp_path / "bad")
 
 
+def write_idx(folder, split, images, labels):
+    import gzip
+    import struct
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / f"{split}-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(bytes([0, 0, 8, 3]) + struct.pack(">III", *images.shape) + images.astype(np.uint8).tobytes())
+    with gzip.open(folder / f"{split}-labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(bytes([0, 0, 8, 1]) + struct.pack(">I", len(labels)) + labels.astype(np.uint8).tobytes())
+
+
+def fake_mnist(folder, n_train=200, n_test=50, seed=0):
+    rng = np.random.default_rng(seed)
+    write_idx(folder, "train", rng.integers(0, 256, (n_train, 28, 28)), np.arange(n_train) % 10)
+    write_idx(folder, "t10k", rng.integers(0, 256, (n_test, 28, 28)), np.arange(n_test) % 10)
+    return folder
+
+
+def test_split_idx_trains_on_the_first_images_and_sleeps_on_all(tmp_path):
+    from sleeptrain.continual.data import cross_modal, split_fashion, split_mnist
+
+    bench = split_mnist(fake_mnist(tmp_path / "m"), train_per_task=6)
+    t1 = bench.tasks[0]
+    assert t1.classes == [0, 1] and len(t1.y_train) == 6 and len(t1.seen) == 40 and len(t1.y_test) == 10
+    assert torch.equal(t1.x_train, t1.seen[:6])    # the first ones in file order, as indices(1:5000)
+    assert len(split_mnist(tmp_path / "m", train_per_task=None).tasks[0].y_train) == 40
+    assert split_fashion(fake_mnist(tmp_path / "f", seed=1)).name == "split_fashion"
+    both = cross_modal(tmp_path / "m", tmp_path / "f")
+    assert [len(t.y_train) for t in both.tasks] == [200, 200] and both.sleep_source == "first"
+
+
+def test_idx_errors_name_the_file_and_the_source(tmp_path):
+    from sleeptrain.continual.data import split_fashion, split_mnist
+
+    with pytest.raises(DataError, match=r"data_path: no train-images-idx3-ubyte\(.gz\) in .*yann.lecun.com"):
+        split_mnist(tmp_path)
+    folder = fake_mnist(tmp_path / "m")
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="data_path: no t10k-labels-idx1-ubyte"):
+        split_mnist(folder)
+    with pytest.raises(DataError, match="fashion_path: .* is not a folder .*zalandoresearch"):
+        split_fashion(tmp_path / "missing")
+    write_idx(tmp_path / "bad", "train", np.zeros((5, 28, 28)), np.zeros(4))
+    write_idx(tmp_path / "bad", "t10k", np.zeros((5, 28, 28)), np.zeros(5))
+    with pytest.raises(DataError, match="do not match"):
+        split_mnist(tmp_path / "bad")
+
+
 @pytest.mark.shared
 def test_split_mnist_from_shared(shared_data):
     from sleeptrain.continual.data import split_mnist
 
     bench = split_mnist(shared_data / "mnist")
-    assert sum(len(t.y_train) + len(t.y_test) for t in bench.tasks) == 10_000
+    assert sum(len(t.y_test) for t in bench.tasks) == 10_000
+    assert sum(len(t.seen) for t in bench.tasks) == 60_000
+    assert [len(t.y_train) for t in bench.tasks] == [5000] * 5
     assert bench.tasks[0].x_train.shape[1] == 784

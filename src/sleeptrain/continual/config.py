@@ -9,7 +9,8 @@ from sleeptrain.config import check_choice, check_fraction, check_positive, help
 from sleeptrain.continual.methods import METHODS
 from sleeptrain.errors import ConfigError
 
-BENCHMARKS = ("patches", "split_mnist", "split_digits")
+BENCHMARKS = ("patches", "split_mnist", "split_fashion", "cross_modal", "split_digits")
+MAX_OVERLAP = 100 // 6  # Patches: 10x10 images with 16 - overlap pixels of their own
 
 
 @dataclass
@@ -17,9 +18,17 @@ class NetConfig:
     hidden: list[int] = help_field("hidden layer sizes (bias-free ReLU)", default_factory=lambda: [1200, 1200])
     output: str = help_field("relu_mse (published MNIST) | softmax_ce (Patches)", default="relu_mse")
     dropout: float = help_field("non-inverted dropout on hidden layers", default=0.25)
+    init: str = help_field("uniform: U(-net.init_range, net.init_range), the authors' scripts | glorot: Glorot-uniform "
+                           "(this project's earlier default)", default="uniform")
+    init_range: float = help_field("uniform init: half-width (the scripts' (rand - 0.5) * 0.01 * 2)", default=0.01)
+    output_grad: str = help_field("relu_mse: toolbox (the output error back-propagated without the ReLU derivative, "
+                                  "as the authors' nnbp) | exact (through the ReLU)", default="toolbox")
 
     def __post_init__(self) -> None:
         check_choice("net.output", self.output, ("relu_mse", "softmax_ce"))
+        check_choice("net.init", self.init, ("uniform", "glorot"))
+        check_positive("net.init_range", self.init_range)
+        check_choice("net.output_grad", self.output_grad, ("toolbox", "exact"))
         check_fraction("net.dropout", self.dropout, closed_high=False)
         for h in self.hidden:
             check_positive("net.hidden", h)
@@ -42,7 +51,8 @@ class SGDSection:
 
 @dataclass
 class SRCSection:
-    mode: str = help_field("faithful (sequential loop) | batched (many noise streams per step)", default="batched")
+    mode: str = help_field("faithful (the authors' sequential loop) | batched (a few noise streams per step: faster, "
+                           "a named deviation)", default="faithful")
     streams: int = help_field("batched: noise streams per step (few: each stream needs enough time steps to "
                                                   "integrate; 4 matched faithful on Split-MNIST at half the time)", default=4)
     iterations: int = help_field("sleep iterations after the first task", default=15_000)
@@ -58,6 +68,8 @@ class SRCSection:
                                       default=None)
     sleep_after: Optional[list[int]] = help_field("tasks (1-based) followed by a sleep (default: every task)",
                                                   default=None)
+    norm_data: str = help_field("data of the layer scales: seen (all seen tasks' training inputs, the authors' code) | "
+                                "current (the task just learned; this project's earlier variant)", default="seen")
 
     def __post_init__(self) -> None:
         check_choice("src.mode", self.mode, ("faithful", "batched"))
@@ -68,6 +80,7 @@ class SRCSection:
             check_positive(f"src.{key}", getattr(self, key), allow_zero=key == "dec")
         check_fraction("src.decay", self.decay, closed_low=False)
         check_positive("src.patch", self.patch, allow_none=True)
+        check_choice("src.norm_data", self.norm_data, ("seen", "current"))
 
 
 @dataclass
@@ -79,20 +92,32 @@ class ContinualRunConfig:
 
 @dataclass
 class ContinualConfig:
-    benchmark: str = help_field("patches | split_mnist | split_digits", default="split_digits")
-    method: str = help_field("sequential | joint | src | rehearsal | rehearsal_src | ewc", default="src")
+    benchmark: str = help_field(" | ".join(BENCHMARKS), default="split_digits")
+    method: str = help_field(" | ".join(METHODS), default="src")
     seed: int = help_field("first seed", default=0)
     seeds: int = help_field("repeats with seeds seed, seed+1, ... (split benchmarks: seed k > 0 also permutes the "
                             "class order, so repeats are different task orders)", default=1)
-    data_path: Optional[str] = help_field("split_mnist: folder with t10k-images-idx3-ubyte.gz and t10k-labels",
-                                          default=None)
-    test_fraction: float = help_field("split benchmarks: held-out fraction of each class", default=0.2)
-    overlaps: list[int] = help_field("patches: overlaps to sweep", default_factory=lambda: [0, 4, 8, 10, 12, 13, 14])
-    copies: int = help_field("patches: training copies of each image per task", default=10)
+    task_orders: str = help_field("split benchmarks: permuted (seed k > 0 permutes the classes: repeats are task "
+                                  "orders, as the paper reports) | natural (0/1, 2/3, ... for every seed, only the "
+                                  "init and shuffles change, as the authors' run_class_task_summary.m)",
+                                  default="permuted")
+    data_path: Optional[str] = help_field("split_mnist, cross_modal: the MNIST folder (train-/t10k-images-idx3-ubyte"
+                                          "(.gz), train-/t10k-labels-idx1-ubyte(.gz))", default=None)
+    fashion_path: Optional[str] = help_field("split_fashion, cross_modal: the Fashion-MNIST folder (same files)",
+                                             default=None)
+    train_per_task: Optional[int] = help_field("split_mnist/split_fashion: training images per task, the first in "
+                                               "file order (the authors' indices(1:5000); null: all)", default=5000)
+    test_fraction: float = help_field("split_digits: held-out fraction of each class", default=0.2)
+    overlaps: list[int] = help_field("patches: overlaps to sweep",
+                                     default_factory=lambda: list(range(MAX_OVERLAP + 1)))
+    copies: int = help_field("patches: training copies of each image per task (the authors' script: 1)", default=1)
     rehearsal_fraction: float = help_field("rehearsal: fraction of each old task's samples kept", default=0.1)
     ewc_strength: float = help_field("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
                                      "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=100.0)
     ewc_gamma: float = help_field("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
+    si_strength: float = help_field("si: c of the penalty c sum_k Omega_k (w_k - w*_k)^2 (Zenke et al. 2017; with "
+                                    "plain SGD at lr 0.1 c = 1 diverges on Split-Digits, 0.1 is stable)", default=0.1)
+    si_xi: float = help_field("si: damping xi of Omega_k += omega_k / (Delta_k^2 + xi)", default=1e-3)
     search_trials: int = help_field("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
                                     "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "
                                     "and write search.json", default=0)
@@ -114,10 +139,12 @@ class ContinualConfig:
         check_positive("seeds", self.seeds)
         check_fraction("test_fraction", self.test_fraction, closed_low=False, closed_high=False)
         check_positive("copies", self.copies)
+        check_positive("train_per_task", self.train_per_task, allow_none=True)
+        check_choice("task_orders", self.task_orders, ("permuted", "natural"))
         for overlap in self.overlaps:
-            if not 0 <= overlap <= 100 // 6 - 1:
-                raise ConfigError(f"overlaps: each overlap must be in [0, {100 // 6 - 1}] (every 10x10 patch image "
-                                  f"keeps at least one pixel of its own), got {overlap}")
+            if not 0 <= overlap <= MAX_OVERLAP:
+                raise ConfigError(f"overlaps: each overlap must be in [0, {MAX_OVERLAP}] (a 10x10 patch image has "
+                                  f"{MAX_OVERLAP} - overlap pixels of its own), got {overlap}")
         check_positive("search_trials", self.search_trials, allow_zero=True)
         if self.search_spread <= 1:
             raise ConfigError(f"search_spread: must be > 1, got {self.search_spread}")
@@ -129,9 +156,14 @@ class ContinualConfig:
         check_fraction("rehearsal_fraction", self.rehearsal_fraction, closed_low=False)
         check_positive("ewc_strength", self.ewc_strength, allow_zero=True)
         check_fraction("ewc_gamma", self.ewc_gamma, closed_low=False)
+        check_positive("si_strength", self.si_strength, allow_zero=True)
+        check_positive("si_xi", self.si_xi)
         n_layers = len(self.net.hidden) + 1
         if len(self.src.betas) != n_layers:
             raise ConfigError(f"src.betas: one threshold per layer ({n_layers} for net.hidden={self.net.hidden}), "
                               f"got {len(self.src.betas)}")
-        if self.benchmark == "split_mnist" and not self.data_path:
-            raise ConfigError("data_path: required with benchmark=split_mnist (the folder of the MNIST t10k files)")
+        if self.benchmark in ("split_mnist", "cross_modal") and not self.data_path:
+            raise ConfigError(f"data_path: required with benchmark={self.benchmark} (the folder of the MNIST idx files)")
+        if self.benchmark in ("split_fashion", "cross_modal") and not self.fashion_path:
+            raise ConfigError(f"fashion_path: required with benchmark={self.benchmark} (the folder of the "
+                              f"Fashion-MNIST idx files)")

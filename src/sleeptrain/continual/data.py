@@ -19,12 +19,25 @@ from sleeptrain.errors import DataError
 
 @dataclass
 class Task:
+    """`x_train`/`y_train` are what SGD trains on; `x_seen`, when set, is every training input of the task's classes
+    (the authors train on the first 5000 MNIST images of a task but take SRC's mean input and normalisation from all
+    of them); `seen` falls back to `x_train`."""
     name: str
     classes: list[int]
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_seen: torch.Tensor | None = None
+    y_seen: torch.Tensor | None = None
+
+    @property
+    def seen(self) -> torch.Tensor:
+        return self.x_train if self.x_seen is None else self.x_seen
+
+    @property
+    def seen_labels(self) -> torch.Tensor:
+        return self.y_train if self.y_seen is None else self.y_seen
 
 
 @dataclass
@@ -35,6 +48,7 @@ class Benchmark:
     n_classes: int
     image_shape: tuple[int, int] | None
     notes: str = ""
+    sleep_source: str = "seen"   # seen: SRC replays the mean of all tasks so far | first: task 1's only (cross-modal)
 
 
 def split_by_classes(x_train, y_train, x_test, y_test, pairs: list[list[int]]) -> list[Task]:
@@ -81,21 +95,77 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def split_mnist(path: str | Path, order: list[int] | None = None, test_fraction: float = 0.2,
-                seed: int = 0) -> Benchmark:
-    """Split-MNIST from the 10k MNIST test set (the 60k training images are not available here): a seeded,
-    class-stratified split into train (80%) and test (20%), then 5 tasks of 2 digits."""
+IDX_SOURCES = {
+    "mnist": "http://yann.lecun.com/exdb/mnist/ (or any MNIST mirror)",
+    "fashion-mnist": "https://github.com/zalandoresearch/fashion-mnist (data/fashion)",
+}
+
+
+def find_idx(root: Path, stem: str, key: str, dataset: str) -> Path:
+    """`root/stem` or `root/stem.gz`; a one-line error naming the file and where the dataset is published."""
+    for candidate in (root / f"{stem}.gz", root / stem):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{key}: no {stem}(.gz) in {str(root)!r} ({dataset} in idx format: {IDX_SOURCES[dataset]})")
+
+
+def load_idx_split(path: str | Path, split: str, key: str = "data_path", dataset: str = "mnist"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, 784) float32 in [0, 1] and labels (n,) int64 of MNIST-format `split` ('train' or 't10k')."""
     root = Path(path)
-    images = next(iter(sorted(root.glob("t10k-images-idx3-ubyte*"))), None) if root.is_dir() else None
-    labels = next(iter(sorted(root.glob("t10k-labels-idx1-ubyte*"))), None) if root.is_dir() else None
-    if images is None or labels is None:
-        raise DataError(f"data.path: no t10k-images-idx3-ubyte(.gz) / t10k-labels-idx1-ubyte(.gz) in {str(root)!r}")
-    x = read_idx(images).reshape(-1, 28 * 28).astype(np.float32) / 255.0
-    y = read_idx(labels).astype(np.int64)
-    tr, te = stratified_split(y, test_fraction, seed)
-    tasks = split_by_classes(x[tr], y[tr], x[te], y[te], task_pairs(order or list(range(10))))
-    return Benchmark("split_mnist", tasks, 784, 10, (28, 28),
-                     f"MNIST t10k split {1 - test_fraction:.0%}/{test_fraction:.0%} train/test (seed {seed})")
+    if not root.is_dir():
+        raise DataError(f"{key}: {str(root)!r} is not a folder ({dataset} in idx format: {IDX_SOURCES[dataset]})")
+    images = read_idx(find_idx(root, f"{split}-images-idx3-ubyte", key, dataset))
+    labels = read_idx(find_idx(root, f"{split}-labels-idx1-ubyte", key, dataset))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{key}: {split} images {images.shape} and labels {labels.shape} of {str(root)!r} do not "
+                        f"match (expected (n, rows, cols) and (n,))")
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0, labels.astype(np.int64)
+
+
+def split_idx(path: str | Path, order: list[int] | None = None, train_per_task: int | None = 5000,
+              name: str = "split_mnist", key: str = "data_path", dataset: str = "mnist") -> Benchmark:
+    """Class-incremental split of an MNIST-format dataset, as the authors' scripts: 5 tasks of 2 classes; each task
+    trains on the first `train_per_task` of its training images in file order (`indices(1:5000)`; null: all of
+    them) and keeps all of them as `x_seen` for SRC; tests on the standard test set."""
+    x_tr, y_tr = load_idx_split(path, "train", key, dataset)
+    x_te, y_te = load_idx_split(path, "t10k", key, dataset)
+    tasks = []
+    for t, classes in enumerate(task_pairs(order or list(range(10))), 1):
+        tr, te = np.flatnonzero(np.isin(y_tr, classes)), np.isin(y_te, classes)
+        used = tr[:train_per_task] if train_per_task else tr
+        tasks.append(Task(f"t{t}", list(classes), torch.from_numpy(x_tr[used]), torch.from_numpy(y_tr[used]),
+                          torch.from_numpy(x_te[te]), torch.from_numpy(y_te[te]),
+                          torch.from_numpy(x_tr[tr]), torch.from_numpy(y_tr[tr])))
+    n_train = sum(len(t.y_train) for t in tasks)
+    return Benchmark(name, tasks, x_tr.shape[1], 10, (28, 28),
+                     f"{dataset} train {len(y_tr)} / test {len(y_te)}: {n_train} training images used "
+                     f"({train_per_task or 'all'} per task), all {len(y_tr)} seen by SRC, tested on {len(y_te)}")
+
+
+def split_mnist(path: str | Path, order: list[int] | None = None, train_per_task: int | None = 5000) -> Benchmark:
+    return split_idx(path, order, train_per_task, "split_mnist", "data_path", "mnist")
+
+
+def split_fashion(path: str | Path, order: list[int] | None = None, train_per_task: int | None = 5000) -> Benchmark:
+    return split_idx(path, order, train_per_task, "split_fashion", "fashion_path", "fashion-mnist")
+
+
+def cross_modal(mnist_path: str | Path, fashion_path: str | Path) -> Benchmark:
+    """The authors' cross-modal task (`CrossModalMNIST/run_sleep_with_replay.m`): task 1 = all 60k MNIST training
+    images, task 2 = all 60k Fashion-MNIST images, on the same 10 output neurons (digit k and garment k share
+    output k); tested on both 10k test sets."""
+    tasks = []
+    for t, (path, key, dataset) in enumerate(((mnist_path, "data_path", "mnist"),
+                                              (fashion_path, "fashion_path", "fashion-mnist")), 1):
+        x_tr, y_tr = load_idx_split(path, "train", key, dataset)
+        x_te, y_te = load_idx_split(path, "t10k", key, dataset)
+        tasks.append(Task(f"t{t}", list(range(10)), torch.from_numpy(x_tr), torch.from_numpy(y_tr),
+                          torch.from_numpy(x_te), torch.from_numpy(y_te)))
+    return Benchmark("cross_modal", tasks, 784, 10, (28, 28),
+                     "task 1 MNIST (60k), task 2 Fashion-MNIST (60k), one shared 10-way output; tested on both 10k "
+                     "sets; both sleeps replay MNIST's mean image, as the code (`training_data = train_x1`)",
+                     sleep_source="first")
 
 
 def split_digits(order: list[int] | None = None, test_fraction: float = 0.2, seed: int = 0) -> Benchmark:
@@ -113,12 +183,14 @@ def split_digits(order: list[int] | None = None, test_fraction: float = 0.2, see
 
 
 def patch_images(overlap: int, seed: int, side: int = 10, n_images: int = 4) -> np.ndarray:
-    """4 binary side x side images: `overlap` pixels on in all of them, plus each one's own unique pixels
-    (100 // 6 - overlap of them, as in the paper's construction), all placed at seeded random positions."""
+    """4 binary side x side images: `overlap` pixels on in all of them, plus each one's own unique pixels, all at
+    seeded random positions (`Patches/create_permutations.m`). The code gives each image `width^2 / 6 - overlap`
+    own pixels, a fraction for width 10 that MATLAB cannot index with; here it is floor(100 / 6) - overlap = 16 -
+    overlap, so at overlap 16 the four images are identical."""
     n_pixels = side * side
     unique = n_pixels // 6 - overlap
-    if unique < 1:
-        raise DataError(f"overlap: at most {n_pixels // 6 - 1} for {side}x{side} patches, got {overlap}")
+    if unique < 0:
+        raise DataError(f"overlaps: at most {n_pixels // 6} for {side}x{side} patches, got {overlap}")
     rng = np.random.default_rng([seed, 0xFA7C4])
     chosen = rng.permutation(n_pixels)[:overlap + n_images * unique]
     images = np.zeros((n_images, n_pixels), dtype=np.float32)
@@ -128,13 +200,14 @@ def patch_images(overlap: int, seed: int, side: int = 10, n_images: int = 4) -> 
     return images
 
 
-def patches(overlap: int, seed: int = 0, copies: int = 100) -> Benchmark:
-    """T1 = images 1-2, T2 = images 3-4 (classes 0-1 and 2-3). Training sets repeat each image `copies` times
-    (the SGD batches of 2 then see each image many times); test = the clean images."""
+def patches(overlap: int, seed: int = 0, copies: int = 1) -> Benchmark:
+    """T1 = images 1-2, T2 = images 3-4 (classes 0-1 and 2-3), tested on all four. The authors' script
+    (`Patches/run_patches_all_overlap.m`) trains on `X(1:2,:)` itself, one copy of each image, batch 2: one SGD step
+    per epoch; `copies` > 1 repeats each image in the training set (this project's earlier default was 10)."""
     images = patch_images(overlap, seed)
     tasks = []
     for t, classes in enumerate([[0, 1], [2, 3]], 1):
         x = torch.from_numpy(np.repeat(images[classes], copies, axis=0))
         y = torch.tensor(np.repeat(classes, copies), dtype=torch.long)
         tasks.append(Task(f"t{t}", classes, x, y, torch.from_numpy(images[classes]), torch.tensor(classes)))
-    return Benchmark("patches", tasks, 100, 4, (10, 10), f"overlap {overlap}, {copies} copies per image")
+    return Benchmark("patches", tasks, 100, 4, (10, 10), f"overlap {overlap}, {copies} cop{'y' if copies == 1 else 'ies'} per image")

@@ -36,9 +36,9 @@ def empirical_fisher(model: BiaslessMLP, x: torch.Tensor, y: torch.Tensor, chunk
         for l, (acc, grad_out) in enumerate(zip(total, upstream)):
             if l < len(hidden):                      # hidden: h = relu(z) * keep
                 delta = grad_out * keep * (hidden[l].detach() > 0)
-            elif model.output == "relu_mse":         # output: relu(z)
+            elif model.output == "relu_mse" and model.output_grad == "exact":  # output: relu(z)
                 delta = grad_out * (out.detach() > 0)
-            else:                                    # output: logits z
+            else:                                    # logits z, or the toolbox's ReLU output (identity backward)
                 delta = grad_out
             acc += delta.pow(2).T @ inputs[l].pow(2)
     return [acc / max(1, len(y)) for acc in total]

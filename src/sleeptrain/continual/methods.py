@@ -3,7 +3,8 @@
 Each returns the stage names and the accuracy matrix (stage x task). `sequential` is the lower bound (fine-tune
 task after task), `joint` the upper bound (all tasks' data at once), `src` sleeps after every task with the mean
 input of all tasks so far, `rehearsal` mixes a kept fraction of old samples into each new task's training, `ewc`
-penalises moving the weights that mattered to earlier tasks (online EWC, `sleeptrain.continual.ewc`).
+penalises moving the weights that mattered to earlier tasks (online EWC, `sleeptrain.continual.ewc`), `si` the same
+with path-integral importances (synaptic intelligence, `sleeptrain.continual.si`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import torch
 
 from sleeptrain.continual.data import Benchmark
 from sleeptrain.continual.ewc import EWCPenalty
+from sleeptrain.continual.si import SynapticIntelligence
 from sleeptrain.continual.mlp import BiaslessMLP, SGDConfig, Trainer
 from sleeptrain.continual.src import SRCParams, src_sleep
 from sleeptrain.errors import ConfigError
 
-METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc")
+METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc", "si")
 
 
 @dataclass
@@ -27,14 +29,20 @@ class MethodConfig:
     hidden: list[int] = field(default_factory=lambda: [1200, 1200])
     output: str = "relu_mse"
     dropout: float = 0.25
+    init: str = "uniform"                     # uniform (the authors' U(-0.01, 0.01)) | glorot
+    init_range: float = 0.01
+    output_grad: str = "toolbox"              # relu_mse: toolbox (no ReLU derivative at the output) | exact
     sgd: SGDConfig = field(default_factory=SGDConfig)
     task_epochs: list[int] | None = None      # per-task epochs (Patches: [4, 2]); default sgd.epochs for all
     src: SRCParams = field(default_factory=SRCParams)
     src_growth: int = 5000                    # sleep iterations after task t: src.iterations + (t-1) * growth
+    src_norm_data: str = "seen"               # seen: all seen tasks' inputs (the code) | current: this task's only
     rehearsal_fraction: float = 0.1           # fraction of each old task's samples kept
     sleep_after: list[int] | None = None      # 1-based tasks followed by a sleep (default: every task)
     ewc_strength: float = 100.0               # ewc: lambda of the penalty lambda/2 sum F (w - w*)^2
     ewc_gamma: float = 1.0                    # ewc: decay of the running Fisher (1 = sum over tasks)
+    si_strength: float = 0.1                  # si: c of the penalty c sum Omega (w - w*)^2
+    si_xi: float = 1e-3                       # si: damping xi of Omega += omega / (Delta^2 + xi)
 
 
 @dataclass
@@ -43,6 +51,17 @@ class MethodResult:
     matrix: np.ndarray            # (stages, tasks)
     learned: list[int]            # stage index that finished training each task
     sleep_info: list[dict]
+    probe: list[list[float]] = field(default_factory=list)  # per stage: output-layer input for task 1's first test image
+
+
+@torch.no_grad()
+def _probe(net: BiaslessMLP, bench: Benchmark) -> list[float]:
+    """The input each output neuron gets from task 1's first test image (the paper's Fig. 1C)."""
+    h = bench.tasks[0].x_test[:1]
+    for i, w in enumerate(net.weights):
+        z = h @ w.T
+        h = torch.relu(z) * (1.0 - net.dropout if net.dropout else 1.0) if i < len(net.weights) - 1 else z
+    return z[0].tolist()
 
 
 def _evaluate(net: BiaslessMLP, bench: Benchmark, on: str = "test") -> list[float]:
@@ -57,41 +76,49 @@ def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, eval
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     gen = torch.Generator().manual_seed(seed)
-    net = BiaslessMLP([bench.n_inputs, *cfg.hidden, bench.n_classes], cfg.output, cfg.dropout, generator=gen)
+    net = BiaslessMLP([bench.n_inputs, *cfg.hidden, bench.n_classes], cfg.output, cfg.dropout, init=cfg.init,
+                      init_range=cfg.init_range, output_grad=cfg.output_grad, generator=gen)
     trainer = Trainer(net, seed)
-    stages, rows, learned, sleeps = [], [], [], []
+    stages, rows, learned, sleeps, probe = [], [], [], [], []
     rng = np.random.default_rng([seed, 0x4E4])
 
-    if method == "joint":
-        x = torch.cat([t.x_train for t in bench.tasks])
-        y = torch.cat([t.y_train for t in bench.tasks])
+    if method == "joint":  # all training data at once (the authors' "ideal" net: the whole training set)
+        x = torch.cat([t.seen for t in bench.tasks])
+        y = torch.cat([t.seen_labels for t in bench.tasks])
         trainer.fit(x, y, cfg.sgd)
         row = _evaluate(net, bench, evaluate_on)
-        return MethodResult(["train_joint"], np.array([row]), [0] * len(bench.tasks), [])
+        return MethodResult(["train_joint"], np.array([row]), [0] * len(bench.tasks), [], [_probe(net, bench)])
 
     kept_x: list[torch.Tensor] = []
     kept_y: list[torch.Tensor] = []
     seen_inputs: list[torch.Tensor] = []
     ewc = EWCPenalty(cfg.ewc_strength, cfg.ewc_gamma) if method == "ewc" else None
+    si = SynapticIntelligence(cfg.si_strength, cfg.si_xi) if method == "si" else None
     for t, task in enumerate(bench.tasks):
         x, y = task.x_train, task.y_train
         if method in ("rehearsal", "rehearsal_src") and kept_x:
             x, y = torch.cat([x, *kept_x]), torch.cat([y, *kept_y])
         sgd = cfg.sgd if cfg.task_epochs is None else SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size,
                                                                  cfg.task_epochs[t])
+        if si is not None:
+            si.begin_task(net.weights)
         try:
-            trainer.fit(x, y, sgd, penalty=ewc)
+            trainer.fit(x, y, sgd, penalty=ewc or si, observe=si.observe if si is not None else None)
         except FloatingPointError:
             hint = (f"lower ewc_strength (now {cfg.ewc_strength:g}: the penalty's curvature, strength x Fisher, must "
-                    f"stay below 2/sgd.lr) or sgd.lr" if ewc is not None else "lower sgd.lr")
+                    f"stay below 2/sgd.lr) or sgd.lr" if ewc is not None else
+                    f"lower si_strength (now {cfg.si_strength:g}) or sgd.lr" if si is not None else "lower sgd.lr")
             raise ConfigError(f"sgd.lr: training diverged (non-finite loss) on {task.name} with lr {sgd.lr:g}; "
                               f"{hint}") from None
         if ewc is not None:
             ewc.consolidate(net, x, y)
+        if si is not None:
+            si.consolidate(net.weights)
         stages.append(f"train_{task.name}")
         rows.append(_evaluate(net, bench, evaluate_on))
+        probe.append(_probe(net, bench))
         learned.append(len(rows) - 1)
-        seen_inputs.append(task.x_train)
+        seen_inputs.append(task.seen)
         if method in ("rehearsal", "rehearsal_src"):
             n_keep = max(1, int(round(cfg.rehearsal_fraction * len(task.y_train))))
             keep = torch.from_numpy(rng.choice(len(task.y_train), n_keep, replace=False))
@@ -99,11 +126,14 @@ def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, eval
             kept_y.append(task.y_train[keep])
         if method in ("src", "rehearsal_src") and (cfg.sleep_after is None or t + 1 in cfg.sleep_after):
             params = SRCParams(**{**cfg.src.__dict__, "iterations": cfg.src.iterations + t * cfg.src_growth})
-            mean_input = torch.cat(seen_inputs).mean(dim=0)
+            sleep_data = seen_inputs[0] if bench.sleep_source == "first" else torch.cat(seen_inputs)
+            norm_data = sleep_data if cfg.src_norm_data == "seen" else task.x_train
             weights = [w.data for w in net.weights]
-            info = src_sleep(weights, mean_input, task.x_train, params, seed=seed * 1000 + t)
+            info = src_sleep(weights, sleep_data.mean(dim=0), net.activation_maxima(norm_data), params,
+                             seed=seed * 1000 + t)
             sleeps.append({"task": task.name, **{k: v for k, v in info.items() if k != "alphas"},
                            "alphas": [float(a) for a in info["alphas"]]})
             stages.append(f"sleep_{task.name}")
             rows.append(_evaluate(net, bench, evaluate_on))
-    return MethodResult(stages, np.array(rows), learned, sleeps)
+            probe.append(_probe(net, bench))
+    return MethodResult(stages, np.array(rows), learned, sleeps, probe)

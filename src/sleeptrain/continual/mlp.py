@@ -17,18 +17,30 @@ import torch
 import torch.nn.functional as F
 
 
+INITS = ("uniform", "glorot")
+OUTPUT_GRADS = ("toolbox", "exact")
+
+
 class BiaslessMLP(torch.nn.Module):
-    def __init__(self, sizes: list[int], output: str = "relu_mse", dropout: float = 0.0, init_scale: float = 1.0,
-                 generator: torch.Generator | None = None):
+    """`init`: `uniform` draws U(-init_range, init_range), the authors' `(rand - 0.5) * 0.01 * 2` (every script
+    replaces the toolbox's initialisation with it); `glorot` is Glorot-uniform, U(+-sqrt(6 / (n_in + n_out))), this
+    project's earlier default (the toolbox's own `nnsetup` draws 4x wider, a sigmoid init the scripts overwrite).
+    `output_grad` (relu_mse only): `toolbox` back-propagates the output error as the toolbox's `nnbp` does,
+    `d = -(y - a)` with no ReLU derivative at the output (an output stuck at 0 still learns), `exact` through the
+    ReLU (autograd)."""
+
+    def __init__(self, sizes: list[int], output: str = "relu_mse", dropout: float = 0.0, init: str = "uniform",
+                 init_range: float = 0.01, output_grad: str = "toolbox", generator: torch.Generator | None = None):
         super().__init__()
         if output not in ("relu_mse", "softmax_ce"):
             raise ValueError(f"output must be relu_mse or softmax_ce, got {output!r}")
-        self.sizes, self.output, self.dropout = list(sizes), output, dropout
-        # Glorot-uniform init, as the DeepLearnToolbox nets of the authors' code
-        self.weights = torch.nn.ParameterList(
-            torch.nn.Parameter((torch.rand(n_out, n_in, generator=generator) * 2 - 1)
-                               * init_scale * (6.0 / (n_in + n_out)) ** 0.5)
-            for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        if init not in INITS or output_grad not in OUTPUT_GRADS:
+            raise ValueError(f"init must be one of {INITS} and output_grad one of {OUTPUT_GRADS}")
+        self.sizes, self.output, self.dropout, self.output_grad = list(sizes), output, dropout, output_grad
+        self.weights = torch.nn.ParameterList()
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            bound = init_range if init == "uniform" else (6.0 / (n_in + n_out)) ** 0.5
+            self.weights.append(torch.nn.Parameter((torch.rand(n_out, n_in, generator=generator) * 2 - 1) * bound))
 
     def forward(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None,
                 return_hidden: bool = False):
@@ -38,7 +50,12 @@ class BiaslessMLP(torch.nn.Module):
             z = h @ w.T
             last = i == len(self.weights) - 1
             if last:
-                h = torch.relu(z) if self.output == "relu_mse" else z  # logits for softmax_ce
+                if self.output == "softmax_ce":
+                    h = z  # logits; the loss applies the softmax
+                elif self.output_grad == "toolbox":
+                    h = z + (torch.relu(z) - z).detach()  # ReLU forward, identity backward (nnbp: d{n} = -e)
+                else:
+                    h = torch.relu(z)
             else:
                 h = torch.relu(z)
                 if self.dropout:
@@ -49,6 +66,20 @@ class BiaslessMLP(torch.nn.Module):
                         h = h * (1.0 - self.dropout)
                 hidden.append(h)
         return (h, hidden) if return_hidden else h
+
+    @torch.no_grad()
+    def activation_maxima(self, x: torch.Tensor, chunk: int = 8192) -> list[float]:
+        """max over `x` of every layer's activations as the toolbox's `nnff` computes them in testing mode (the
+        input to `normalize_nn_data`): hidden ReLU x (1 - dropout), the output after its output function (ReLU,
+        or softmax probabilities)."""
+        maxima = [0.0] * len(self.weights)
+        for start in range(0, len(x), chunk):
+            out, hidden = self.forward(x[start:start + chunk], return_hidden=True)
+            if self.output == "softmax_ce":
+                out = torch.softmax(out, dim=1)
+            for l, a in enumerate([*hidden, out]):
+                maxima[l] = max(maxima[l], float(a.max()) if a.numel() else 0.0)
+        return maxima
 
     def loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.output == "softmax_ce":
@@ -85,8 +116,10 @@ class Trainer:
         self.rng = np.random.default_rng([seed, 0x5C])
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, cfg: SGDConfig,
-            penalty: Callable[[Sequence[torch.Tensor]], torch.Tensor] | None = None) -> list[float]:
-        """`penalty(weights)`, if given, is added to every mini-batch loss (EWC)."""
+            penalty: Callable[[Sequence[torch.Tensor]], torch.Tensor] | None = None,
+            observe: Callable[[list[torch.Tensor], list[torch.Tensor]], None] | None = None) -> list[float]:
+        """`penalty(weights)`, if given, is added to every mini-batch loss (EWC, SI); `observe(grads, updates)` sees
+        every step's gradients and the weight changes they caused (SI's path integral)."""
         losses = []
         n = len(y)
         for epoch in range(cfg.epochs):
@@ -102,6 +135,8 @@ class Trainer:
                     for w, v, g in zip(self.model.weights, self.velocity, grads):
                         v.mul_(cfg.momentum).add_(g, alpha=-cfg.lr)
                         w.add_(v)
+                if observe is not None:
+                    observe(list(grads), [v.clone() for v in self.velocity])
                 losses.append(float(loss.detach()))
                 if not math.isfinite(losses[-1]):
                     raise FloatingPointError(f"training diverged: loss {losses[-1]} in epoch {epoch + 1}")

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from sleeptrain.continual.config import ContinualConfig
-from sleeptrain.continual.data import Benchmark, patches, split_digits, split_mnist
+from sleeptrain.continual.config import BENCHMARKS
+from sleeptrain.continual.data import Benchmark, cross_modal, patches, split_digits, split_fashion, split_mnist
 from sleeptrain.continual.methods import MethodConfig, run_method
 from sleeptrain.continual.metrics import average_accuracy, backward_transfer, forgetting
 from sleeptrain.continual.mlp import SGDConfig
+from sleeptrain.continual.plots import plot_fig1c, plot_patches, plot_split
 from sleeptrain.continual.src import MNIST_PUBLISHED, SRCParams
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import atomic_write_text, timestamped_dir
@@ -49,11 +51,11 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
     benchmark = next((a.split("=", 1)[1] for a in args if a.startswith("benchmark=")), "split_digits")
     preset = Path(str(resources.files("sleeptrain") / "conf" / "continual" / f"{benchmark}.yaml"))
     if not preset.is_file():
-        raise ConfigError(f"benchmark: {benchmark!r} is not allowed; choose one of patches, split_mnist, split_digits")
+        raise ConfigError(f"benchmark: {benchmark!r} is not allowed; choose one of {', '.join(BENCHMARKS)}")
     src_choices = [a.split("=", 1)[1] for a in args if a.startswith("src=")]
     extra = tuple(load_src_preset(name) for name in src_choices[-1:])
     return load_overrides(ContinualConfig, [a for a in args if not a.startswith(("benchmark=", "src="))], preset,
-                          f"benchmark={benchmark}", path_keys=("data_path", "run.dir"), extra=extra)
+                          f"benchmark={benchmark}", path_keys=("data_path", "fashion_path", "run.dir"), extra=extra)
 
 
 def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
@@ -62,24 +64,32 @@ def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
                     alpha_scale=s.alpha_scale, decay=s.decay, patch=s.patch, image_shape=image_shape, mode=s.mode,
                     streams=s.streams)
     sgd = SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size, cfg.sgd.epochs)
-    return MethodConfig(hidden=list(cfg.net.hidden), output=cfg.net.output, dropout=cfg.net.dropout, sgd=sgd,
+    return MethodConfig(hidden=list(cfg.net.hidden), output=cfg.net.output, dropout=cfg.net.dropout,
+                        init=cfg.net.init, init_range=cfg.net.init_range, output_grad=cfg.net.output_grad, sgd=sgd,
                         task_epochs=list(cfg.sgd.task_epochs) if cfg.sgd.task_epochs else None, src=src,
-                        src_growth=s.growth, rehearsal_fraction=cfg.rehearsal_fraction,
+                        src_growth=s.growth, src_norm_data=s.norm_data, rehearsal_fraction=cfg.rehearsal_fraction,
                         sleep_after=list(s.sleep_after) if s.sleep_after else None,
-                        ewc_strength=cfg.ewc_strength, ewc_gamma=cfg.ewc_gamma)
+                        ewc_strength=cfg.ewc_strength, ewc_gamma=cfg.ewc_gamma, si_strength=cfg.si_strength,
+                        si_xi=cfg.si_xi)
 
 
-def class_order(seed: int) -> list[int]:
-    """Seed 0: digits in natural order; seed k > 0: a seeded permutation (a different task order)."""
-    return list(range(10)) if seed == 0 else np.random.default_rng([seed, 0x0DE5]).permutation(10).tolist()
+def class_order(seed: int, task_orders: str = "permuted") -> list[int]:
+    """Seed 0, or `task_orders=natural`: digits in natural order; else seed k > 0 a seeded permutation."""
+    if seed == 0 or task_orders == "natural":
+        return list(range(10))
+    return np.random.default_rng([seed, 0x0DE5]).permutation(10).tolist()
 
 
 def build_benchmark(cfg: ContinualConfig, seed: int, overlap: int | None = None) -> Benchmark:
     if cfg.benchmark == "patches":
         return patches(overlap, seed=seed, copies=cfg.copies)
     if cfg.benchmark == "split_mnist":
-        return split_mnist(cfg.data_path, class_order(seed), cfg.test_fraction, seed=0)
-    return split_digits(class_order(seed), cfg.test_fraction, seed=0)
+        return split_mnist(cfg.data_path, class_order(seed, cfg.task_orders), cfg.train_per_task)
+    if cfg.benchmark == "split_fashion":
+        return split_fashion(cfg.fashion_path, class_order(seed, cfg.task_orders), cfg.train_per_task)
+    if cfg.benchmark == "cross_modal":
+        return cross_modal(cfg.data_path, cfg.fashion_path)
+    return split_digits(class_order(seed, cfg.task_orders), cfg.test_fraction, seed=0)
 
 
 def run_split(cfg: ContinualConfig) -> dict:
@@ -105,6 +115,9 @@ def run_split(cfg: ContinualConfig) -> dict:
         "forgetting": mean_sd([r["forgetting"] for r in per_seed]),
         "bwt": mean_sd([r["bwt"] for r in per_seed]),
         "per_seed": per_seed,
+        "data": {"n_train": sum(len(t.y_train) for t in bench.tasks),
+                 "n_seen_by_sleep": sum(len(t.seen) for t in bench.tasks),
+                 "n_test": sum(len(t.y_test) for t in bench.tasks)},
         "notes": bench.notes + ("; task t holds the t-th pair of the seed's class order (seed 0: 0-1, 2-3, ...)"),
     }
 
@@ -118,64 +131,37 @@ def run_patches(cfg: ContinualConfig) -> dict:
             result = run_method(bench, cfg.method, method_config(cfg, bench.image_shape), seed)
             all_four = result.matrix.mean(axis=1)  # accuracy on the four images (tasks weigh equally)
             named = dict(zip(result.stages, all_four))
+            probes = dict(zip(result.stages, result.probe))
             rows.append({"after_t1": named.get("train_t1", named.get("train_joint")),
                          "after_t2": named.get("train_t2", named.get("train_joint")),
-                         "after_sleep": named.get("sleep_t2")})
+                         "after_sleep": named.get("sleep_t2"),
+                         "probe": {key: probes[stage] for key, stage in (("after_t1", "train_t1"),
+                                   ("after_t2", "train_t2"), ("after_sleep", "sleep_t2")) if stage in probes}})
         entry, sd = {}, {}
         for key in ("after_t1", "after_t2", "after_sleep"):
             values = [r[key] for r in rows if r[key] is not None]
             if values:
                 stats = mean_sd(values)
                 entry[key], sd[key] = stats["mean"], stats["sd"]
-        by_overlap[str(overlap)] = {**entry, "sd": sd, "n": len(rows)}
-    return {"by_overlap": by_overlap, "unique_pixels_per_image": {str(o): 100 // 6 - o for o in cfg.overlaps}}
+        by_overlap[str(overlap)] = {**entry, "sd": sd, "n": len(rows), "fig1c": fig1c(rows)}
+    return {"by_overlap": by_overlap, "unique_pixels_per_image": {str(o): 100 // 6 - o for o in cfg.overlaps},
+            "fig1c_note": "input to each output neuron when T1's image 0 is shown (mean over seeds): "
+                          "t1_neuron0 = its own neuron, t2_max = the larger of T2's neurons 2 and 3"}
 
 
-def plot_split(results: dict, out: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.array(results["accuracy_matrix"]["mean"])
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * matrix.shape[1], 0.9 + 0.45 * matrix.shape[0]), dpi=110)
-    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(matrix.shape[1]), results["tasks"])
-    ax.set_yticks(range(matrix.shape[0]), results["stages"])
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] < 0.6 else "black")
-    ax.set_xlabel("task")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.05)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-
-
-def plot_patches(results: dict, out: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    overlaps = [int(k) for k in results["by_overlap"]]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for key, label in (("after_t1", "after T1"), ("after_t2", "after T2"), ("after_sleep", "after SRC")):
-        values = [results["by_overlap"][str(o)].get(key) for o in overlaps]
-        if any(v is not None for v in values):
-            sds = [results["by_overlap"][str(o)]["sd"].get(key, 0) for o in overlaps]
-            ax.errorbar(overlaps, values, yerr=sds, marker="o", capsize=3, label=label)
-    ax.set_xlabel("overlapping pixels")
-    ax.set_ylabel("accuracy on all four images")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+def fig1c(rows: list[dict]) -> dict:
+    """The paper's Fig. 1C from each seed's probe: input to T1's output neuron 0 and the larger input to T2's
+    neurons 2-3 when image 0 is shown, after T1, after T2 and after SRC (mean and sd over seeds)."""
+    out = {}
+    for key in ("after_t1", "after_t2", "after_sleep"):
+        probes = [r["probe"][key] for r in rows if key in r["probe"]]
+        if not probes:
+            continue
+        own = [p[0] for p in probes]
+        rival = [max(p[2:4]) for p in probes]
+        out[key] = {"t1_neuron0": mean_sd(own), "t2_max": mean_sd(rival),
+                    "all_neurons": np.mean(probes, axis=0).tolist()}
+    return out
 
 
 def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
@@ -185,8 +171,8 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
         timestamped_dir("runs", f"continual-{cfg.benchmark}-{cfg.method}"))
     if (run_dir / "results.json").exists():
         raise ConfigError(f"run.dir: {str(run_dir)!r} already holds results; choose another run.dir")
-    if cfg.benchmark == "split_mnist":
-        split_mnist(cfg.data_path)  # data errors surface before anything is written
+    if cfg.benchmark in ("split_mnist", "split_fashion", "cross_modal"):
+        build_benchmark(cfg, cfg.seed)  # data errors surface before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     if cfg.search_trials:
@@ -199,6 +185,7 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
         title = f"{cfg.benchmark} / {cfg.method} ({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''})"
         if cfg.benchmark == "patches":
             plot_patches(results, run_dir / "accuracy_vs_overlap.png", title)
+            plot_fig1c(results, run_dir / "fig1c_inputs.png", title)
         else:
             plot_split(results, run_dir / "accuracy_matrix.png", title)
     return results, run_dir

@@ -3,20 +3,25 @@
 After a task is learned, the ReLU network is run as a spiking network of Heaviside neurons, driven by Bernoulli
 spikes whose rates follow the mean input of all tasks seen so far (the only stored information), and its weights
 change by a local Hebbian rule. This replays and strengthens old tasks' structure that backprop on the new task had
-overwritten. Everything follows the authors' MATLAB code (`sleepnn_old.m`, `normalize_nn_network.m`):
+overwritten. `faithful` (the default) follows the authors' MATLAB code line by line (`sleep/sleepnn_old.m`,
+`utils/normalize_nn_data.m`, `utils/create_masked_input.m`, as `MNIST/run_sleep_with_replay.m` calls them):
 
-- scales: `prev = 1; for layer l: scale = max(max(0, W_l), max(0, a_{l+1})); inv = scale / prev;
-  alpha_l = alpha_scale / inv; prev = inv` (data-based normalisation, Diehl et al. 2015; weights not rescaled);
-- each step: input spikes with P = 2 dt max_rate x_bar (dt = 0.001); for each layer,
-  `v = decay v + alpha_l W s_prev`, spike where `v >= beta_l`, then on every post-synaptic spike
-  `W += inc sigma(W)` where the pre-synaptic neuron spiked and `W -= dec sigma(W)` where it did not,
-  `sigma(w) = 2 (1 - 1/(1 + exp(-w/0.001)))`; spiking neurons reset to 0.
+- scales (`normalize_nn_data`): the net runs in testing mode (hidden activations x (1 - dropout)) over all seen
+  tasks' training inputs; `prev = 1; for layer l: scale = max(max(0, W_l), max(0, a_{l+1})); inv = scale / prev;
+  alpha_l = alpha_scale / inv; prev = inv`, a_{l+1} taken after the output function (softmax probabilities for a
+  softmax net); weights are not rescaled (the code rescales a copy it throws away);
+- input (`create_masked_input`, `sleepnn_old`): at each step a fresh (patch x patch) window of the mean image at a
+  uniform random position (MNIST: mask_size 10 -> 11 x 11 pixels; the rest 0), spikes with
+  P = min(1, 2 dt max_rate x_bar) (dt = 0.001: `rand * rescale_fac / 2 <= x`);
+- for each layer, `v = decay v + alpha_l W s_prev` (W_inh = 0, DC = 0: no inhibition term), spike where
+  `v >= threshold * beta_l` (threshold 1.0), then on every post-synaptic spike `W += inc sigma(W)` where the
+  pre-synaptic neuron spiked and `W -= dec sigma(W)` where it did not, `sigma(w) = 2 (1 - 1/(1 + exp(-w/0.001)))`;
+  spiking neurons reset to 0 (the code records a refractory end but never reads it: no refractory period).
 
-Two modes, one parameter set: `faithful` is that loop, one noise stream; `batched` runs `streams` independent noise
-streams per step (own membranes, own input spikes) and applies the summed Hebbian update, for ceil(Ts/streams)
-steps — the same number of stream-steps, fewer sequential iterations (the speed-up the paper suggests). Keep
-`streams` small: each stream needs enough time steps for its membranes to integrate up to the deeper layers'
-thresholds (64 streams left the MNIST output layer silent; 4 matched faithful).
+`batched` is our named speed-up: `streams` independent noise streams per step (own membranes, own input spikes), the
+summed Hebbian update applied, for ceil(Ts/streams) steps — the same number of stream-steps, fewer sequential
+iterations. Keep `streams` small: each stream needs enough time steps for its membranes to integrate up to the
+deeper layers' thresholds (64 streams left the MNIST output layer silent; 4 matched faithful).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class SRCParams:
     decay: float = 0.999
     patch: int | None = None       # MNIST: drive only a random patch x patch window of the input each step
     image_shape: tuple[int, int] | None = None  # needed with `patch`
-    mode: str = "batched"          # faithful | batched
+    mode: str = "faithful"         # faithful | batched
     streams: int = 4               # batched: noise streams per step (see docs/CONTINUAL.md)
 
     def vector(self) -> list[float]:
@@ -62,12 +67,13 @@ def sigma(w: torch.Tensor) -> torch.Tensor:
     return 2.0 * (1.0 - torch.sigmoid(w / 0.001))
 
 
-@torch.no_grad()
-def layer_scales(weights: list[torch.Tensor], activations: list[torch.Tensor], alpha_scale: float) -> list[float]:
-    """alpha_l of the authors' normalisation: `activations[l]` is the ReLU output of layer l+1 on the data."""
+def layer_scales(weights: list[torch.Tensor], activation_max: list[float], alpha_scale: float) -> list[float]:
+    """alpha_l of `normalize_nn_data.m`: `activation_max[l]` is the largest activation of layer l+1 on the data, as
+    the toolbox's testing-mode `nnff` computes it (`BiaslessMLP.activation_maxima`). The code divides its copy of the
+    weights by the factors and discards the copy; only the factors (x alpha_scale) reach the sleep."""
     prev, alphas = 1.0, []
-    for w, a in zip(weights, activations):
-        scale = max(float(w.clamp_min(0).max()), float(a.clamp_min(0).max()) if a.numel() else 0.0)
+    for w, a_max in zip(weights, activation_max):
+        scale = max(float(w.detach().clamp_min(0).max()), max(float(a_max), 0.0))
         inv = scale / prev if prev else 0.0
         alphas.append((1.0 / inv if inv > 0 else 1.0) * alpha_scale)
         prev = inv
@@ -107,21 +113,18 @@ def input_rates(mean_input: torch.Tensor, params: SRCParams, streams: int, gener
 
 
 @torch.no_grad()
-def src_sleep(weights: list[torch.Tensor], mean_input: torch.Tensor, data: torch.Tensor, params: SRCParams,
+def src_sleep(weights: list[torch.Tensor], mean_input: torch.Tensor, activation_max: list[float], params: SRCParams,
               seed: int = 0) -> dict:
     """Run SRC in place on `weights` (list of (n_out, n_in) tensors of a bias-free ReLU net).
 
-    `mean_input`: x_bar, the mean input over all tasks so far (values in [0, 1]); `data`: inputs used for the
-    normalisation (the current task's training inputs). Returns counts for logging."""
+    `mean_input`: x_bar, the mean input of the data the sleep replays (values in [0, 1]); `activation_max`: each
+    layer's largest activation on the normalisation data (`BiaslessMLP.activation_maxima`). Returns counts for
+    logging."""
     if len(params.betas) != len(weights):
         raise ValueError(f"SRC needs one beta per layer: {len(weights)} layers, {len(params.betas)} betas")
     if params.mode not in ("faithful", "batched"):
         raise ValueError(f"SRC mode must be faithful or batched, got {params.mode!r}")
-    h, acts = data, []
-    for w in weights:
-        h = torch.relu(h @ w.T)
-        acts.append(h)
-    alphas = layer_scales(weights, acts, params.alpha_scale)
+    alphas = layer_scales(weights, activation_max, params.alpha_scale)
     streams = 1 if params.mode == "faithful" else params.streams
     steps = params.iterations if params.mode == "faithful" else math.ceil(params.iterations / streams)
     gen = torch.Generator().manual_seed(seed)

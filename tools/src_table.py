@@ -1,0 +1,94 @@
+"""The SRC paper's Table 1 rows on one benchmark: every method over the same seeds, paired tests against sequential.
+
+    .venv/bin/python tools/src_table.py --benchmark split_mnist --out experiments/src --results docs/results/src \
+        --methods sequential,ewc,si,src,rehearsal,rehearsal_src,joint --seeds 5 data_path=../shared/data/mnist
+
+Each method is one `sleeptrain continual` run in OUT/<benchmark>-<method>/ (skipped when its results.json exists, so
+a killed study continues with the next unfinished method). Writes RESULTS/<benchmark>.json and <benchmark>.md: mean ±
+sd of the average accuracy over seeds (task orders), the paper's value where its text gives one, and each method
+minus sequential paired by seed. Extra `key=value` words go to every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from sleeptrain.experiments.report import paired_comparison  # noqa: E402
+
+# Values the paper's text states (Nature Communications 13:7742, 2022). Its Table 1 is an image not in the seed text;
+# only the cross-modal numbers are written out in the prose.
+PAPER = {"cross_modal": {"sequential": 0.47, "src": 0.61, "joint": 0.90}}
+
+
+def run(benchmark: str, method: str, seeds: int, out: Path, extra: list[str], tag: str = "") -> dict:
+    run_dir = out / f"{benchmark}{tag}-{method}"
+    if not (run_dir / "results.json").exists():
+        start = time.time()
+        log = run_dir.with_suffix(".log")
+        with log.open("w") as fh:
+            subprocess.run([sys.executable, "-m", "sleeptrain", "continual", f"benchmark={benchmark}",
+                            f"method={method}", f"seeds={seeds}", f"run.dir={run_dir}", *extra],
+                           stdout=fh, stderr=subprocess.STDOUT, check=True)
+        print(f"{run_dir.name}: {time.time() - start:.0f} s", flush=True)
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def table_row(method: str, row: dict) -> str:
+    acc, cmp = row["average_accuracy"], row.get("vs_sequential") or {}
+    paper = "—" if row["paper"] is None else f"{row['paper']:.2f}"
+    diff = f"{cmp['mean_diff']:+.3f}" if "mean_diff" in cmp else ""
+    ci = f"[{cmp['ci95'][0]:+.3f}, {cmp['ci95'][1]:+.3f}]" if cmp.get("ci95") else ""
+    p = f"{cmp['p_value']:.3g}" if cmp.get("p_value") is not None else ""
+    return f"| {method} | {acc['mean']:.3f} ± {acc['sd']:.3f} | {paper} | {diff} | {ci} | {p} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", required=True)
+    parser.add_argument("--out", required=True, help="folder of the runs")
+    parser.add_argument("--results", required=True, help="folder for <benchmark>.json and <benchmark>.md")
+    parser.add_argument("--methods", default="sequential,ewc,si,src,rehearsal,rehearsal_src,joint")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--tag", default="", help="suffix of the run folders and result files (another protocol)")
+    parser.add_argument("extra", nargs="*", help="key=value words for every run")
+    args = parser.parse_args()
+    out, results_dir = Path(args.out), Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = args.methods.split(",")
+    name = args.benchmark + args.tag
+    runs = {m: run(args.benchmark, m, args.seeds, out, args.extra, args.tag) for m in methods}
+    per_seed = {m: [s["average_accuracy"] for s in r["per_seed"]] for m, r in runs.items()}
+    paper = PAPER.get(args.benchmark, {})
+    rows = {}
+    for m in methods:
+        row = {"average_accuracy": runs[m]["average_accuracy"], "per_seed": per_seed[m],
+               "paper": paper.get(m), "seconds": runs[m]["seconds"]}
+        if m != "sequential" and "sequential" in per_seed:
+            row["vs_sequential"] = paired_comparison(per_seed[m], per_seed["sequential"], higher_is_better=True)
+        rows[m] = row
+    first = next(iter(runs.values()))
+    command = (f"tools/src_table.py --benchmark {args.benchmark}" + (f" --tag {args.tag}" if args.tag else "")
+               + f" --methods {args.methods} --seeds {args.seeds} " + " ".join(args.extra)).strip()
+    summary = {"benchmark": args.benchmark, "seeds": first["seeds"], "data": first.get("data"),
+               "notes": first.get("notes"), "command": command, "methods": rows}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps(summary, indent=1))
+    lines = [f"# {name}: average test accuracy after the last stage ({len(first['seeds'])} seeds)", "",
+             f"Command: `{command}`", "", f"Data: {first.get('data')}", "",
+             "| method | ours (mean ± sd) | paper | minus sequential, paired | 95 % CI | p |", "|---|---|---|---|---|---|"]
+    for m, row in rows.items():
+        lines.append(table_row(m, row))
+    (results_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
