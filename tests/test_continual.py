@@ -289,3 +289,49 @@ def test_si_runs_end_to_end_and_its_errors_name_the_key(tmp_path):
     assert 0 <= results["average_accuracy"]["mean"] <= 1 and len(results["stages"]) == 5
     with pytest.raises(ConfigError, match="si_xi: must be > 0"):
         load_continual_config(["si_xi=0"])
+
+
+def write_features(path, n_classes=4, n=80, d=12, seed=0, **replace):
+    rng = np.random.default_rng(seed)
+    centers = rng.random((n_classes, d))
+    y_train, y_test = np.arange(n) % n_classes, np.arange(n // 2) % n_classes
+    arrays = {"x_train": centers[y_train] + 0.05 * rng.random((n, d)), "y_train": y_train,
+              "x_test": centers[y_test] + 0.05 * rng.random((n // 2, d)), "y_test": y_test, **replace}
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def test_feature_file_benchmark_runs_src_end_to_end(tmp_path):
+    path = write_features(tmp_path / "feats.npz")
+    results, run_dir = run_continual(load_continual_config([
+        "benchmark=features", f"features_path={path}", "classes_per_task=2", "net.hidden=[16,16]", "sgd.epochs=3",
+        "sgd.batch_size=10", "src.iterations=200", "seeds=2", "run.plot=false", f"run.dir={tmp_path / 'r'}"]))
+    assert results["stages"] == ["train_t1", "sleep_t1", "train_t2", "sleep_t2"]
+    assert results["data"] == {"n_train": 80, "n_seen_by_sleep": 80, "n_test": 40}
+    assert [s["task_classes"] for s in results["per_seed"]][0] == [[0, 1], [2, 3]]
+
+
+@pytest.mark.parametrize("replace, expected", [
+    ({"y_test": None}, "lacks y_test"),
+    ({"x_test": np.zeros((40, 5))}, "do not fit"),
+    ({"y_train": -np.ones(80, dtype=int)}, "labels must be integers"),
+])
+def test_feature_file_errors_are_one_line(tmp_path, replace, expected):
+    from sleeptrain.continual.data import feature_tasks
+    from sleeptrain.errors import DataError
+
+    with pytest.raises(DataError, match=expected):
+        feature_tasks(write_features(tmp_path / "f.npz", **replace), 2)
+
+
+def test_missing_or_unsplittable_feature_file(tmp_path):
+    result = run_cli("continual", "benchmark=features", f"features_path={tmp_path / 'none.npz'}",
+                     f"run.dir={tmp_path / 'r'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "features_path: no file" in result.stderr and "cub200_resnet50" in result.stderr
+    assert not (tmp_path / "r").exists()
+    from sleeptrain.continual.data import feature_tasks
+    from sleeptrain.errors import DataError
+
+    with pytest.raises(DataError, match="classes_per_task: 3 does not divide the 4 classes"):
+        feature_tasks(write_features(tmp_path / "f.npz"), 3)

@@ -9,7 +9,7 @@ from sleeptrain.config import check_choice, check_fraction, check_positive, help
 from sleeptrain.continual.methods import METHODS
 from sleeptrain.errors import ConfigError
 
-BENCHMARKS = ("patches", "split_mnist", "split_fashion", "cross_modal", "split_digits")
+BENCHMARKS = ("patches", "split_mnist", "split_fashion", "cross_modal", "features", "split_digits")
 MAX_OVERLAP = 100 // 6  # Patches: 10x10 images with 16 - overlap pixels of their own
 
 
@@ -105,6 +105,9 @@ class ContinualConfig:
                                           "(.gz), train-/t10k-labels-idx1-ubyte(.gz))", default=None)
     fashion_path: Optional[str] = help_field("split_fashion, cross_modal: the Fashion-MNIST folder (same files)",
                                              default=None)
+    features_path: Optional[str] = help_field("features: an .npz of pretrained features (x_train, y_train, x_test, "
+                                              "y_test; CUB-200 / CIFAR-10 as the paper)", default=None)
+    classes_per_task: int = help_field("features: classes per task (CUB-200: 100, CIFAR-10: 2)", default=2)
     train_per_task: Optional[int] = help_field("split_mnist/split_fashion: training images per task, the first in "
                                                "file order (the authors' indices(1:5000); null: all)", default=5000)
     test_fraction: float = help_field("split_digits: held-out fraction of each class", default=0.2)
@@ -141,6 +144,10 @@ class ContinualConfig:
         check_positive("copies", self.copies)
         check_positive("train_per_task", self.train_per_task, allow_none=True)
         check_choice("task_orders", self.task_orders, ("permuted", "natural"))
+        check_positive("classes_per_task", self.classes_per_task)
+        if self.benchmark == "features" and not self.features_path:
+            raise ConfigError("features_path: required with benchmark=features (an .npz of x_train, y_train, x_test, "
+                              "y_test)")
         for overlap in self.overlaps:
             if not 0 <= overlap <= MAX_OVERLAP:
                 raise ConfigError(f"overlaps: each overlap must be in [0, {MAX_OVERLAP}] (a 10x10 patch image has "

@@ -168,6 +168,51 @@ def cross_modal(mnist_path: str | Path, fashion_path: str | Path) -> Benchmark:
                      sleep_source="first")
 
 
+FEATURE_KEYS = ("x_train", "y_train", "x_test", "y_test")
+FEATURE_SOURCES = ("CUB-200: the authors' ResNet-50 features, CUB200/cub200_resnet50_{train,test}.mat in "
+                   "github.com/tmtadros/SleepReplayConsolidation (scipy.io.loadmat, then np.savez with x_train = X, "
+                   "y_train = y - 1, ...); CIFAR-10: features of a pretrained CNN, as the paper's Methods describe")
+
+
+def feature_tasks(path: str | Path, classes_per_task: int, order: list[int] | None = None) -> Benchmark:
+    """Class-incremental tasks over pretrained features: an `.npz` with `x_train` (n, d) float, `y_train` (n,) int
+    labels 0..C-1, `x_test`, `y_test` (the authors ran CUB-200 and CIFAR-10 this way: ResNet features into an MLP).
+    Classes are grouped `classes_per_task` at a time in `order` (default 0..C-1). Features are used as given; SRC's
+    input probability clips at 1, so features far above 1 saturate it: rescale them to [0, 1] first if so."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"features_path: no file {str(file)!r} ({FEATURE_SOURCES})")
+    try:
+        with np.load(file) as data:
+            missing = [k for k in FEATURE_KEYS if k not in data.files]
+            if missing:
+                raise DataError(f"features_path: {str(file)!r} lacks {', '.join(missing)} (an .npz needs "
+                                f"{', '.join(FEATURE_KEYS)})")
+            x_tr, y_tr, x_te, y_te = (np.asarray(data[k]) for k in FEATURE_KEYS)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"features_path: cannot read {str(file)!r} as .npz ({exc})") from None
+    if x_tr.ndim != 2 or x_te.ndim != 2 or x_tr.shape[1] != x_te.shape[1] or len(x_tr) != len(y_tr) \
+            or len(x_te) != len(y_te):
+        raise DataError(f"features_path: shapes x_train {x_tr.shape}, y_train {y_tr.shape}, x_test {x_te.shape}, "
+                        f"y_test {y_te.shape} do not fit (n, d) features with (n,) labels")
+    if not np.issubdtype(y_tr.dtype, np.integer) or y_tr.min() < 0:
+        raise DataError("features_path: labels must be integers 0..C-1")
+    n_classes = int(max(y_tr.max(), y_te.max())) + 1
+    if n_classes % classes_per_task:
+        raise DataError(f"classes_per_task: {classes_per_task} does not divide the {n_classes} classes")
+    order = order or list(range(n_classes))
+    groups = [order[i:i + classes_per_task] for i in range(0, n_classes, classes_per_task)]
+    x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
+    tasks = []
+    for t, classes in enumerate(groups, 1):
+        tr, te = np.isin(y_tr, classes), np.isin(y_te, classes)
+        tasks.append(Task(f"t{t}", list(classes), torch.from_numpy(x_tr[tr]), torch.from_numpy(y_tr[tr].astype(np.int64)),
+                          torch.from_numpy(x_te[te]), torch.from_numpy(y_te[te].astype(np.int64))))
+    return Benchmark("features", tasks, x_tr.shape[1], n_classes, None,
+                     f"features {file.name}: {len(y_tr)} train / {len(y_te)} test, {n_classes} classes in "
+                     f"{len(groups)} tasks")
+
+
 def split_digits(order: list[int] | None = None, test_fraction: float = 0.2, seed: int = 0) -> Benchmark:
     """scikit-learn's bundled 8x8 digits (1,797 images), 5 tasks of 2 digits: fast enough for tests."""
     try:

@@ -11,7 +11,8 @@ import numpy as np
 
 from sleeptrain.continual.config import ContinualConfig
 from sleeptrain.continual.config import BENCHMARKS
-from sleeptrain.continual.data import Benchmark, cross_modal, patches, split_digits, split_fashion, split_mnist
+from sleeptrain.continual.data import (Benchmark, cross_modal, feature_tasks, patches, split_digits, split_fashion,
+                                      split_mnist)
 from sleeptrain.continual.methods import MethodConfig, run_method
 from sleeptrain.continual.metrics import average_accuracy, backward_transfer, forgetting
 from sleeptrain.continual.mlp import SGDConfig
@@ -55,7 +56,7 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
     src_choices = [a.split("=", 1)[1] for a in args if a.startswith("src=")]
     extra = tuple(load_src_preset(name) for name in src_choices[-1:])
     return load_overrides(ContinualConfig, [a for a in args if not a.startswith(("benchmark=", "src="))], preset,
-                          f"benchmark={benchmark}", path_keys=("data_path", "fashion_path", "run.dir"), extra=extra)
+                          f"benchmark={benchmark}", path_keys=("data_path", "fashion_path", "features_path", "run.dir"), extra=extra)
 
 
 def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
@@ -89,6 +90,11 @@ def build_benchmark(cfg: ContinualConfig, seed: int, overlap: int | None = None)
         return split_fashion(cfg.fashion_path, class_order(seed, cfg.task_orders), cfg.train_per_task)
     if cfg.benchmark == "cross_modal":
         return cross_modal(cfg.data_path, cfg.fashion_path)
+    if cfg.benchmark == "features":
+        n_classes = feature_tasks(cfg.features_path, cfg.classes_per_task).n_classes
+        order = list(range(n_classes)) if seed == 0 or cfg.task_orders == "natural" else \
+            np.random.default_rng([seed, 0x0DE5]).permutation(n_classes).tolist()
+        return feature_tasks(cfg.features_path, cfg.classes_per_task, order)
     return split_digits(class_order(seed, cfg.task_orders), cfg.test_fraction, seed=0)
 
 
@@ -171,7 +177,7 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
         timestamped_dir("runs", f"continual-{cfg.benchmark}-{cfg.method}"))
     if (run_dir / "results.json").exists():
         raise ConfigError(f"run.dir: {str(run_dir)!r} already holds results; choose another run.dir")
-    if cfg.benchmark in ("split_mnist", "split_fashion", "cross_modal"):
+    if cfg.benchmark in ("split_mnist", "split_fashion", "cross_modal", "features"):
         build_benchmark(cfg, cfg.seed)  # data errors surface before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
