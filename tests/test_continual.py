@@ -335,3 +335,26 @@ def test_missing_or_unsplittable_feature_file(tmp_path):
 
     with pytest.raises(DataError, match="classes_per_task: 3 does not divide the 4 classes"):
         feature_tasks(write_features(tmp_path / "f.npz"), 3)
+
+
+def test_rehearsal_draws_afresh_from_all_old_images_as_the_code():
+    import torch
+
+    from sleeptrain.continual.data import Task
+    from sleeptrain.continual.methods import MethodConfig, rehearsal_samples
+
+    def task(label, n):
+        x = torch.full((n, 3), float(label))
+        return Task(f"t{label}", [label], x[:10], torch.full((10,), label), x[:2], torch.full((2,), label),
+                    x, torch.full((n,), label))
+
+    old = [task(0, 3000), task(1, 2990)]
+    rng = np.random.default_rng(0)
+    x, y = rehearsal_samples(old, [], [], MethodConfig(rehearsal_fraction=0.02), rng)
+    assert len(y) == 100 and set(y.tolist()) == {0, 1}          # round(0.02 * 5990, -2) = 100, from both tasks
+    x2, _ = rehearsal_samples(old, [], [], MethodConfig(rehearsal_fraction=0.02), rng)
+    assert len(x2) == 100                                         # a new draw for the next task
+    small = rehearsal_samples([task(0, 300)], [], [], MethodConfig(rehearsal_fraction=0.1), rng)[1]
+    assert len(small) == 30                                       # below 50: no rounding to hundreds
+    kept = rehearsal_samples(old, [torch.zeros(4, 3)], [torch.zeros(4)], MethodConfig(rehearsal_draw="kept"), rng)
+    assert len(kept[1]) == 4

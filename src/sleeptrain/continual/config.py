@@ -114,7 +114,12 @@ class ContinualConfig:
     overlaps: list[int] = help_field("patches: overlaps to sweep",
                                      default_factory=lambda: list(range(MAX_OVERLAP + 1)))
     copies: int = help_field("patches: training copies of each image per task (the authors' script: 1)", default=1)
-    rehearsal_fraction: float = help_field("rehearsal: fraction of each old task's samples kept", default=0.1)
+    rehearsal_fraction: float = help_field("rehearsal: fraction of the old tasks' training images mixed into each "
+                                           "new task", default=0.1)
+    rehearsal_draw: str = help_field("rehearsal: fresh (a new random draw from all old tasks' images for every task, "
+                                     "rounded to hundreds, as MNIST/run_sleep_with_replay.m) | kept (a fixed memory: "
+                                     "the fraction of each task's training images kept when it ends)",
+                                     default="fresh")
     ewc_strength: float = help_field("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
                                      "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=100.0)
     ewc_gamma: float = help_field("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
@@ -161,6 +166,7 @@ class ContinualConfig:
         if self.search_trials and self.method not in ("src", "rehearsal_src"):
             raise ConfigError(f"method: a search fits the sleep of src or rehearsal_src, got {self.method!r}")
         check_fraction("rehearsal_fraction", self.rehearsal_fraction, closed_low=False)
+        check_choice("rehearsal_draw", self.rehearsal_draw, ("fresh", "kept"))
         check_positive("ewc_strength", self.ewc_strength, allow_zero=True)
         check_fraction("ewc_gamma", self.ewc_gamma, closed_low=False)
         check_positive("si_strength", self.si_strength, allow_zero=True)

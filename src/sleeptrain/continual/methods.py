@@ -38,6 +38,7 @@ class MethodConfig:
     src_growth: int = 5000                    # sleep iterations after task t: src.iterations + (t-1) * growth
     src_norm_data: str = "seen"               # seen: all seen tasks' inputs (the code) | current: this task's only
     rehearsal_fraction: float = 0.1           # fraction of each old task's samples kept
+    rehearsal_draw: str = "fresh"             # fresh: drawn anew from all old tasks' images per task (the code) | kept
     sleep_after: list[int] | None = None      # 1-based tasks followed by a sleep (default: every task)
     ewc_strength: float = 100.0               # ewc: lambda of the penalty lambda/2 sum F (w - w*)^2
     ewc_gamma: float = 1.0                    # ewc: decay of the running Fisher (1 = sum over tasks)
@@ -70,6 +71,22 @@ def _evaluate(net: BiaslessMLP, bench: Benchmark, on: str = "test") -> list[floa
     return [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
 
 
+def rehearsal_samples(old_tasks, kept_x, kept_y, cfg: MethodConfig, rng) -> tuple[torch.Tensor, torch.Tensor]:
+    """The old images mixed into a new task's training set. `fresh` (`MNIST/run_sleep_with_replay.m`): a new random
+    draw of `round(fraction x n_old, -2)` images from all old tasks' training images (`x_seen`), where the code
+    rounds to hundreds (below 50 images: to the nearest integer, at least 1, so small data still rehearse);
+    `kept`: the `fraction` of each old task's training images chosen once when it ended (this project's earlier
+    rule, a fixed memory)."""
+    if cfg.rehearsal_draw == "kept":
+        return torch.cat(kept_x), torch.cat(kept_y)
+    pool_x = torch.cat([t.seen for t in old_tasks])
+    pool_y = torch.cat([t.seen_labels for t in old_tasks])
+    n = cfg.rehearsal_fraction * len(pool_y)
+    n = int(round(n, -2)) or max(1, int(round(n)))
+    pick = torch.from_numpy(rng.permutation(len(pool_y))[:n])
+    return pool_x[pick], pool_y[pick]
+
+
 def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, evaluate_on: str = "test") -> MethodResult:
     """Train (and sleep) through the tasks; accuracies on the test sets, or on the training sets for
     parameter search (which must never see test data)."""
@@ -96,8 +113,9 @@ def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, eval
     si = SynapticIntelligence(cfg.si_strength, cfg.si_xi) if method == "si" else None
     for t, task in enumerate(bench.tasks):
         x, y = task.x_train, task.y_train
-        if method in ("rehearsal", "rehearsal_src") and kept_x:
-            x, y = torch.cat([x, *kept_x]), torch.cat([y, *kept_y])
+        if method in ("rehearsal", "rehearsal_src") and t > 0:
+            old_x, old_y = rehearsal_samples(bench.tasks[:t], kept_x, kept_y, cfg, rng)
+            x, y = torch.cat([x, old_x]), torch.cat([y, old_y])
         sgd = cfg.sgd if cfg.task_epochs is None else SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size,
                                                                  cfg.task_epochs[t])
         if si is not None:
@@ -119,7 +137,7 @@ def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, eval
         probe.append(_probe(net, bench))
         learned.append(len(rows) - 1)
         seen_inputs.append(task.seen)
-        if method in ("rehearsal", "rehearsal_src"):
+        if method in ("rehearsal", "rehearsal_src") and cfg.rehearsal_draw == "kept":
             n_keep = max(1, int(round(cfg.rehearsal_fraction * len(task.y_train))))
             keep = torch.from_numpy(rng.choice(len(task.y_train), n_keep, replace=False))
             kept_x.append(task.x_train[keep])

@@ -69,6 +69,7 @@ def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
                         init=cfg.net.init, init_range=cfg.net.init_range, output_grad=cfg.net.output_grad, sgd=sgd,
                         task_epochs=list(cfg.sgd.task_epochs) if cfg.sgd.task_epochs else None, src=src,
                         src_growth=s.growth, src_norm_data=s.norm_data, rehearsal_fraction=cfg.rehearsal_fraction,
+                        rehearsal_draw=cfg.rehearsal_draw,
                         sleep_after=list(s.sleep_after) if s.sleep_after else None,
                         ewc_strength=cfg.ewc_strength, ewc_gamma=cfg.ewc_gamma, si_strength=cfg.si_strength,
                         si_xi=cfg.si_xi)
@@ -266,6 +267,7 @@ def describe(results: dict, run_dir: Path) -> str:
     if (results["method"] == "rehearsal_src" and results["benchmark"] == "split_mnist"
             and config.get("src.inc") == MNIST_PUBLISHED.inc and config.get("src.dec") == MNIST_PUBLISHED.dec):
         lines.append("  note: these are the paper's SRC parameters, fitted for src without rehearsal; with "
-                     "rehearsal_fraction 0.05 or 0.1 they cost accuracy — fitted sets: "
+                     "rehearsal_fraction 0.05 or 0.1 they cost accuracy — fitted sets (legacy, fitted before the faithful "
+                     "port; refit with search_trials): "
                      + ", ".join(f"src={name}" for name in src_presets() if name.startswith("split_mnist_rehearsal")))
     return "\n".join(lines)
