@@ -126,6 +126,9 @@ class ContinualConfig:
     si_strength: float = help_field("si: c of the penalty c sum_k Omega_k (w_k - w*_k)^2 (Zenke et al. 2017; with "
                                     "plain SGD at lr 0.1 c = 1 diverges on Split-Digits, 0.1 is stable)", default=0.1)
     si_xi: float = help_field("si: damping xi of Omega_k += omega_k / (Delta_k^2 + xi)", default=1e-3)
+    owm_alphas: Optional[list[float]] = help_field("owm: alpha of each layer's projector (null: 0.9 for the first, "
+                                                   "decaying x 0.001 over each task, 0.6 for the others, as the OWM "
+                                                   "code)", default=None)
     search_trials: int = help_field("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
                                     "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "
                                     "and write search.json", default=0)
@@ -171,6 +174,12 @@ class ContinualConfig:
         check_fraction("ewc_gamma", self.ewc_gamma, closed_low=False)
         check_positive("si_strength", self.si_strength, allow_zero=True)
         check_positive("si_xi", self.si_xi)
+        if self.owm_alphas is not None:
+            if len(self.owm_alphas) != len(self.net.hidden) + 1:
+                raise ConfigError(f"owm_alphas: one alpha per layer ({len(self.net.hidden) + 1} for net.hidden="
+                                  f"{self.net.hidden}), got {len(self.owm_alphas)}")
+            for alpha in self.owm_alphas:
+                check_positive("owm_alphas", alpha)
         n_layers = len(self.net.hidden) + 1
         if len(self.src.betas) != n_layers:
             raise ConfigError(f"src.betas: one threshold per layer ({n_layers} for net.hidden={self.net.hidden}), "

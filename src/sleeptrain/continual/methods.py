@@ -4,7 +4,8 @@ Each returns the stage names and the accuracy matrix (stage x task). `sequential
 task after task), `joint` the upper bound (all tasks' data at once), `src` sleeps after every task with the mean
 input of all tasks so far, `rehearsal` mixes a kept fraction of old samples into each new task's training, `ewc`
 penalises moving the weights that mattered to earlier tasks (online EWC, `sleeptrain.continual.ewc`), `si` the same
-with path-integral importances (synaptic intelligence, `sleeptrain.continual.si`).
+with path-integral importances (synaptic intelligence, `sleeptrain.continual.si`), `owm` projects every gradient
+away from the inputs of earlier tasks (orthogonal weights modification, `sleeptrain.continual.owm`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import torch
 
 from sleeptrain.continual.data import Benchmark
 from sleeptrain.continual.ewc import EWCPenalty
+from sleeptrain.continual.owm import OrthogonalProjection
 from sleeptrain.continual.si import SynapticIntelligence
 from sleeptrain.continual.mlp import BiaslessMLP, SGDConfig, Trainer
 from sleeptrain.continual.src import SRCParams, src_sleep
 from sleeptrain.errors import ConfigError
 
-METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc", "si")
+METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc", "si", "owm")
 
 
 @dataclass
@@ -44,6 +46,7 @@ class MethodConfig:
     ewc_gamma: float = 1.0                    # ewc: decay of the running Fisher (1 = sum over tasks)
     si_strength: float = 0.1                  # si: c of the penalty c sum Omega (w - w*)^2
     si_xi: float = 1e-3                       # si: damping xi of Omega += omega / (Delta^2 + xi)
+    owm_alphas: list[float] | None = None     # owm: alpha per layer (default: 0.9, then 0.6 for the others)
 
 
 @dataclass
@@ -111,6 +114,10 @@ def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, eval
     seen_inputs: list[torch.Tensor] = []
     ewc = EWCPenalty(cfg.ewc_strength, cfg.ewc_gamma) if method == "ewc" else None
     si = SynapticIntelligence(cfg.si_strength, cfg.si_xi) if method == "si" else None
+    owm = None
+    if method == "owm":
+        n_layers = len(net.weights)
+        owm = OrthogonalProjection(net.sizes, cfg.owm_alphas or [0.9] + [0.6] * (n_layers - 1))
     for t, task in enumerate(bench.tasks):
         x, y = task.x_train, task.y_train
         if method in ("rehearsal", "rehearsal_src") and t > 0:
@@ -121,7 +128,7 @@ def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, eval
         if si is not None:
             si.begin_task(net.weights)
         try:
-            trainer.fit(x, y, sgd, penalty=ewc or si, observe=si.observe if si is not None else None)
+            trainer.fit(x, y, sgd, penalty=ewc or si, observe=si.observe if si is not None else None, project=owm)
         except FloatingPointError:
             hint = (f"lower ewc_strength (now {cfg.ewc_strength:g}: the penalty's curvature, strength x Fisher, must "
                     f"stay below 2/sgd.lr) or sgd.lr" if ewc is not None else

@@ -117,20 +117,27 @@ class Trainer:
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, cfg: SGDConfig,
             penalty: Callable[[Sequence[torch.Tensor]], torch.Tensor] | None = None,
-            observe: Callable[[list[torch.Tensor], list[torch.Tensor]], None] | None = None) -> list[float]:
+            observe: Callable[[list[torch.Tensor], list[torch.Tensor]], None] | None = None,
+            project=None) -> list[float]:
         """`penalty(weights)`, if given, is added to every mini-batch loss (EWC, SI); `observe(grads, updates)` sees
-        every step's gradients and the weight changes they caused (SI's path integral)."""
+        every step's gradients and the weight changes they caused (SI's path integral); `project(inputs, grads,
+        progress)` may replace the gradients before the update, given each layer's batch input and the fraction of
+        the task done (OWM)."""
         losses = []
         n = len(y)
+        steps_per_epoch = -(-n // cfg.batch_size)
         for epoch in range(cfg.epochs):
             order = torch.from_numpy(self.rng.permutation(n))
-            for i in range(0, n, cfg.batch_size):
+            for b, i in enumerate(range(0, n, cfg.batch_size)):
                 idx = order[i:i + cfg.batch_size]
-                out = self.model(x[idx], train=True, generator=self.generator)
+                out, hidden = self.model(x[idx], train=True, generator=self.generator, return_hidden=True)
                 loss = self.model.loss(out, y[idx])
                 if penalty is not None:
                     loss = loss + penalty(self.model.weights)
                 grads = torch.autograd.grad(loss, list(self.model.weights))
+                if project is not None:
+                    progress = (epoch * steps_per_epoch + b) / (cfg.epochs * steps_per_epoch)
+                    grads = project([x[idx], *[h.detach() for h in hidden]], list(grads), progress)
                 with torch.no_grad():
                     for w, v, g in zip(self.model.weights, self.velocity, grads):
                         v.mul_(cfg.momentum).add_(g, alpha=-cfg.lr)

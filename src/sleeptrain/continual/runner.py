@@ -72,7 +72,7 @@ def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
                         rehearsal_draw=cfg.rehearsal_draw,
                         sleep_after=list(s.sleep_after) if s.sleep_after else None,
                         ewc_strength=cfg.ewc_strength, ewc_gamma=cfg.ewc_gamma, si_strength=cfg.si_strength,
-                        si_xi=cfg.si_xi)
+                        si_xi=cfg.si_xi, owm_alphas=list(cfg.owm_alphas) if cfg.owm_alphas else None)
 
 
 def class_order(seed: int, task_orders: str = "permuted") -> list[int]:
