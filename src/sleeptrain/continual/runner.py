@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -113,6 +114,8 @@ def run_split(cfg: ContinualConfig) -> dict:
                          "forgetting": forgetting(result.matrix, result.learned),
                          "bwt": backward_transfer(result.matrix, result.learned),
                          "seconds": time.time() - start, "sleeps": result.sleep_info})
+        print(f"  seed {seed}: average accuracy {per_seed[-1]['average_accuracy']:.3f} "
+              f"({per_seed[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
     matrices = np.array([r["accuracy_matrix"] for r in per_seed])
     return {
         "stages": stages, "tasks": [f"t{i + 1}" for i in range(matrices.shape[2])],
@@ -137,6 +140,8 @@ def run_patches(cfg: ContinualConfig) -> dict:
             bench = build_benchmark(cfg, seed, overlap)
             result = run_method(bench, cfg.method, method_config(cfg, bench.image_shape), seed)
             all_four = result.matrix.mean(axis=1)  # accuracy on the four images (tasks weigh equally)
+            print(f"  overlap {overlap}, seed {seed}: {' -> '.join(f'{a:.2f}' for a in all_four)}", file=sys.stderr,
+                  flush=True)
             named = dict(zip(result.stages, all_four))
             probes = dict(zip(result.stages, result.probe))
             rows.append({"after_t1": named.get("train_t1", named.get("train_joint")),
@@ -201,8 +206,6 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
 def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
     """Search the SRC vector; search.json and best_src.yaml are rewritten after every trial (`complete` false until
     the last), so an interrupted search keeps what it found."""
-    import sys
-
     from sleeptrain.continual.search import search
     from sleeptrain.presets import flat_config
 
