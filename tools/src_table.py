@@ -29,7 +29,7 @@ PAPER = {"cross_modal": {"sequential": 0.47, "src": 0.61, "joint": 0.90}}
 
 
 def run(benchmark: str, method: str, seeds: int, out: Path, extra: list[str], tag: str = "") -> dict:
-    run_dir = out / f"{benchmark}{tag}-{method}"
+    run_dir = out / f"{benchmark}{'-' + tag if tag else ''}-{method}"
     if not (run_dir / "results.json").exists():
         start = time.time()
         log = run_dir.with_suffix(".log")
@@ -57,13 +57,14 @@ def main() -> None:
     parser.add_argument("--results", required=True, help="folder for <benchmark>.json and <benchmark>.md")
     parser.add_argument("--methods", default="sequential,ewc,si,src,rehearsal,rehearsal_src,joint")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--tag", default="", help="suffix of the run folders and result files (another protocol)")
+    parser.add_argument("--tag", default="", help="names another protocol: runs in OUT/<benchmark>-<tag>-<method>, "
+                                                  "results in <benchmark>-<tag>.md")
     parser.add_argument("extra", nargs="*", help="key=value words for every run")
     args = parser.parse_args()
     out, results_dir = Path(args.out), Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
-    name = args.benchmark + args.tag
+    name = args.benchmark + (f"-{args.tag}" if args.tag else "")
     runs = {m: run(args.benchmark, m, args.seeds, out, args.extra, args.tag) for m in methods}
     per_seed = {m: [s["average_accuracy"] for s in r["per_seed"]] for m, r in runs.items()}
     paper = PAPER.get(args.benchmark, {})

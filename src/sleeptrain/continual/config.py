@@ -121,7 +121,7 @@ class ContinualConfig:
                                      "the fraction of each task's training images kept when it ends)",
                                      default="fresh")
     ewc_strength: float = help_field("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
-                                     "lambda * max F < 2 / sgd.lr; Split-MNIST diverges from about 3000)", default=100.0)
+                                     "lambda * max F < 2 / sgd.lr)", default=100.0)
     ewc_gamma: float = help_field("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
     si_strength: float = help_field("si: c of the penalty c sum_k Omega_k (w_k - w*_k)^2 (Zenke et al. 2017; with "
                                     "plain SGD at lr 0.1 c = 1 diverges on Split-Digits, 0.1 is stable)", default=0.1)
