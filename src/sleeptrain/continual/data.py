@@ -7,6 +7,7 @@ The head is one 10-way (or 4-way) output shared by all tasks: class-incremental,
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,10 +175,11 @@ FEATURE_SOURCES = ("CUB-200: the authors' ResNet-50 features, CUB200/cub200_resn
                    "y_train = y - 1, ...); CIFAR-10: features of a pretrained CNN, as the paper's Methods describe")
 
 
-def feature_tasks(path: str | Path, classes_per_task: int, order: list[int] | None = None) -> Benchmark:
+def feature_tasks(path: str | Path, classes_per_task: int,
+                  order: Callable[[int], list[int]] | None = None) -> Benchmark:
     """Class-incremental tasks over pretrained features: an `.npz` with `x_train` (n, d) float, `y_train` (n,) int
     labels 0..C-1, `x_test`, `y_test` (the authors ran CUB-200 and CIFAR-10 this way: ResNet features into an MLP).
-    Classes are grouped `classes_per_task` at a time in `order` (default 0..C-1). Features are used as given; SRC's
+    Classes are grouped `classes_per_task` at a time in the order `order(C)` gives (default 0..C-1). Features are used as given; SRC's
     input probability clips at 1, so features far above 1 saturate it: rescale them to [0, 1] first if so."""
     file = Path(path)
     if not file.is_file():
@@ -200,7 +202,7 @@ def feature_tasks(path: str | Path, classes_per_task: int, order: list[int] | No
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
     if n_classes % classes_per_task:
         raise DataError(f"classes_per_task: {classes_per_task} does not divide the {n_classes} classes")
-    order = order or list(range(n_classes))
+    order = order(n_classes) if order else list(range(n_classes))
     groups = [order[i:i + classes_per_task] for i in range(0, n_classes, classes_per_task)]
     x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
     tasks = []

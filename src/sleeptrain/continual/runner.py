@@ -76,11 +76,11 @@ def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
                         si_xi=cfg.si_xi, owm_alphas=list(cfg.owm_alphas) if cfg.owm_alphas else None)
 
 
-def class_order(seed: int, task_orders: str = "permuted") -> list[int]:
-    """Seed 0, or `task_orders=natural`: digits in natural order; else seed k > 0 a seeded permutation."""
+def class_order(seed: int, task_orders: str = "permuted", n_classes: int = 10) -> list[int]:
+    """Seed 0, or `task_orders=natural`: classes in natural order; else seed k > 0 a seeded permutation."""
     if seed == 0 or task_orders == "natural":
-        return list(range(10))
-    return np.random.default_rng([seed, 0x0DE5]).permutation(10).tolist()
+        return list(range(n_classes))
+    return np.random.default_rng([seed, 0x0DE5]).permutation(n_classes).tolist()
 
 
 def build_benchmark(cfg: ContinualConfig, seed: int, overlap: int | None = None) -> Benchmark:
@@ -93,10 +93,8 @@ def build_benchmark(cfg: ContinualConfig, seed: int, overlap: int | None = None)
     if cfg.benchmark == "cross_modal":
         return cross_modal(cfg.data_path, cfg.fashion_path)
     if cfg.benchmark == "features":
-        n_classes = feature_tasks(cfg.features_path, cfg.classes_per_task).n_classes
-        order = list(range(n_classes)) if seed == 0 or cfg.task_orders == "natural" else \
-            np.random.default_rng([seed, 0x0DE5]).permutation(n_classes).tolist()
-        return feature_tasks(cfg.features_path, cfg.classes_per_task, order)
+        return feature_tasks(cfg.features_path, cfg.classes_per_task,
+                             lambda n_classes: class_order(seed, cfg.task_orders, n_classes))
     return split_digits(class_order(seed, cfg.task_orders), cfg.test_fraction, seed=0)
 
 
