@@ -389,3 +389,40 @@ def test_owm_holds_old_tasks_that_sequential_forgets():
     assert scores["owm"] > scores["sequential"] + 0.2               # seed 0: 0.57 vs 0.18
     with pytest.raises(ConfigError, match="owm_alphas: one alpha per layer"):
         load_continual_config([*FAST_DIGITS, "owm_alphas=[1.0]"])
+
+
+def test_weighted_rehearsal_loss_by_hand():
+    """One SGD step (no dropout, no momentum): the update is the gradient of (1 - w) L(new) + w L(old), where the
+    old batch is every stored image when fewer than a batch are stored."""
+    import torch
+
+    from sleeptrain.continual.mlp import BiaslessMLP, SGDConfig, Trainer
+
+    def net():
+        return BiaslessMLP([4, 3, 2], "relu_mse", 0.0, generator=torch.Generator().manual_seed(1))
+
+    gen = torch.Generator().manual_seed(2)
+    x_new, y_new = torch.rand(5, 4, generator=gen), torch.tensor([0, 1, 0, 1, 0])
+    x_old, y_old = torch.rand(3, 4, generator=gen), torch.tensor([1, 1, 0])
+    w = 0.75
+    reference = net()
+    loss = (1 - w) * reference.loss(reference(x_new), y_new) + w * reference.loss(reference(x_old), y_old)
+    grads = torch.autograd.grad(loss, list(reference.weights))
+    trained = net()
+    Trainer(trained).fit(x_new, y_new, SGDConfig(lr=0.5, momentum=0.0, batch_size=5, epochs=1),
+                         replay=(x_old, y_old, w))
+    for before, after, g in zip(reference.weights, trained.weights, grads):
+        torch.testing.assert_close(after.detach(), before.detach() - 0.5 * g)
+    plain = net()
+    Trainer(plain).fit(x_new, y_new, SGDConfig(lr=0.5, momentum=0.0, batch_size=5, epochs=1))
+    assert not torch.allclose(plain.weights[0], trained.weights[0])   # the replay term changed the step
+
+
+def test_weighted_rehearsal_runs_and_is_recorded(tmp_path):
+    cfg = load_continual_config([*FAST_DIGITS, "method=rehearsal", "rehearsal_loss=weighted", "seeds=1",
+                                 f"run.dir={tmp_path / 'r'}"])
+    results, run_dir = run_continual(cfg)
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["config"]["rehearsal_loss"] == "weighted"
+    with pytest.raises(ConfigError, match="rehearsal_loss"):
+        load_continual_config(["benchmark=split_digits", "rehearsal_loss=mean"])

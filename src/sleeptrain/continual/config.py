@@ -99,7 +99,8 @@ class ContinualConfig:
                             "class order, so repeats are different task orders)", default=1)
     task_orders: str = help_field("split benchmarks: permuted (seed k > 0 permutes the classes: repeats are task "
                                   "orders, as the paper reports) | natural (0/1, 2/3, ... for every seed, only the "
-                                  "init and shuffles change, as the authors' run_class_task_summary.m)",
+                                  "init and shuffles change, as the authors' run_class_task_summary.m) | pairs (seed k > 0 permutes "
+                                  "the order of the natural pairs 0/1, 2/3, ..., as run_icarl_sleep.m's randperm(5))",
                                   default="permuted")
     data_path: Optional[str] = help_field("split_mnist, cross_modal: the MNIST folder (train-/t10k-images-idx3-ubyte"
                                           "(.gz), train-/t10k-labels-idx1-ubyte(.gz))", default=None)
@@ -120,6 +121,11 @@ class ContinualConfig:
                                      "rounded to hundreds, as MNIST/run_sleep_with_replay.m) | kept (a fixed memory: "
                                      "the fraction of each task's training images kept when it ends)",
                                      default="fresh")
+    rehearsal_loss: str = help_field("rehearsal: concat (the old images join the task's training set, plain loss, "
+                                     "as MNIST/run_sleep_with_replay.m) | weighted (the paper's Methods: each "
+                                     "mini-batch is paired with an equal-sized draw of the stored old images and the "
+                                     "loss is 1/t new + (1 - 1/t) old at task t, van de Ven et al. 2020)",
+                                     default="concat")
     ewc_strength: float = help_field("ewc: lambda of the penalty lambda/2 sum_i F_i (w_i - w*_i)^2 (stable with SGD while "
                                      "lambda * max F < 2 / sgd.lr)", default=100.0)
     ewc_gamma: float = help_field("ewc: decay of the running Fisher between tasks (online EWC; 1 = sum)", default=1.0)
@@ -129,6 +135,13 @@ class ContinualConfig:
     owm_alphas: Optional[list[float]] = help_field("owm: alpha of each layer's projector (null: 0.9 for the first, "
                                                    "decaying x 0.001 over each task, 0.6 for the others, as the OWM "
                                                    "code)", default=None)
+    memory: int = help_field("icarl: K, the exemplar images stored in all, round(K / classes seen) per class "
+                             "(the paper's Table 2: 100, 200, 1000, 2000)", default=100)
+    exemplar_selection: str = help_field("icarl: herding (iCaRL's rule; construct_exemplar_set2) | random "
+                                         "(construct_exemplar_set_random)", default="herding")
+    distillation: bool = help_field("icarl: old classes' exemplars train on the network's softmax outputs (soft "
+                                    "targets, the paper's distillation); false: on their one-hot labels",
+                                    default=True)
     search_trials: int = help_field("> 0: instead of a run, search the SRC parameters for this many trials, each scored "
                                     "by training accuracy averaged over the task orders of seeds seed..seed+seeds-1, "
                                     "and write search.json", default=0)
@@ -151,7 +164,7 @@ class ContinualConfig:
         check_fraction("test_fraction", self.test_fraction, closed_low=False, closed_high=False)
         check_positive("copies", self.copies)
         check_positive("train_per_task", self.train_per_task, allow_none=True)
-        check_choice("task_orders", self.task_orders, ("permuted", "natural"))
+        check_choice("task_orders", self.task_orders, ("permuted", "natural", "pairs"))
         check_positive("classes_per_task", self.classes_per_task)
         if self.benchmark == "features" and not self.features_path:
             raise ConfigError("features_path: required with benchmark=features (an .npz of x_train, y_train, x_test, "
@@ -170,6 +183,12 @@ class ContinualConfig:
             raise ConfigError(f"method: a search fits the sleep of src or rehearsal_src, got {self.method!r}")
         check_fraction("rehearsal_fraction", self.rehearsal_fraction, closed_low=False)
         check_choice("rehearsal_draw", self.rehearsal_draw, ("fresh", "kept"))
+        check_choice("rehearsal_loss", self.rehearsal_loss, ("concat", "weighted"))
+        check_positive("memory", self.memory)
+        check_choice("exemplar_selection", self.exemplar_selection, ("herding", "random"))
+        if self.method in ("icarl", "icarl_src") and self.benchmark in ("patches", "cross_modal"):
+            raise ConfigError(f"method: {self.method} needs a class-incremental split benchmark (split_mnist, "
+                              f"split_fashion, split_digits, features), got benchmark={self.benchmark}")
         check_positive("ewc_strength", self.ewc_strength, allow_zero=True)
         check_fraction("ewc_gamma", self.ewc_gamma, closed_low=False)
         check_positive("si_strength", self.si_strength, allow_zero=True)

@@ -82,9 +82,10 @@ class BiaslessMLP(torch.nn.Module):
         return maxima
 
     def loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """`labels`: class indices, or rows of target values (soft targets: iCaRL's distillation)."""
         if self.output == "softmax_ce":
             return F.cross_entropy(out, labels)
-        target = F.one_hot(labels, out.shape[1]).float()
+        target = labels if labels.dim() == 2 else F.one_hot(labels, out.shape[1]).float()
         return 0.5 * ((out - target) ** 2).sum(dim=1).mean()
 
     @torch.no_grad()
@@ -118,11 +119,13 @@ class Trainer:
     def fit(self, x: torch.Tensor, y: torch.Tensor, cfg: SGDConfig,
             penalty: Callable[[Sequence[torch.Tensor]], torch.Tensor] | None = None,
             observe: Callable[[list[torch.Tensor], list[torch.Tensor]], None] | None = None,
-            project=None) -> list[float]:
+            project=None, replay: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> list[float]:
         """`penalty(weights)`, if given, is added to every mini-batch loss (EWC, SI); `observe(grads, updates)` sees
         every step's gradients and the weight changes they caused (SI's path integral); `project(inputs, grads,
         progress)` may replace the gradients before the update, given each layer's batch input and the fraction of
-        the task done (OWM)."""
+        the task done (OWM). `replay=(x_old, y_old, w)`: every mini-batch of `x` is paired with a mini-batch of the
+        same size drawn at random from the stored `x_old` (all of them when fewer), and the loss is
+        `(1 - w) * loss(new) + w * loss(old)` (the weighted rehearsal loss; epochs count passes over `x`)."""
         losses = []
         n = len(y)
         steps_per_epoch = -(-n // cfg.batch_size)
@@ -130,14 +133,23 @@ class Trainer:
             order = torch.from_numpy(self.rng.permutation(n))
             for b, i in enumerate(range(0, n, cfg.batch_size)):
                 idx = order[i:i + cfg.batch_size]
-                out, hidden = self.model(x[idx], train=True, generator=self.generator, return_hidden=True)
-                loss = self.model.loss(out, y[idx])
+                xb, yb = x[idx], y[idx]
+                if replay is not None:
+                    x_old, y_old, weight = replay
+                    pick = torch.from_numpy(self.rng.permutation(len(y_old))[:len(idx)])
+                    xb, yb = torch.cat([xb, x_old[pick]]), torch.cat([yb, y_old[pick]])
+                out, hidden = self.model(xb, train=True, generator=self.generator, return_hidden=True)
+                if replay is None:
+                    loss = self.model.loss(out, yb)
+                else:
+                    k = len(idx)
+                    loss = (1 - weight) * self.model.loss(out[:k], yb[:k]) + weight * self.model.loss(out[k:], yb[k:])
                 if penalty is not None:
                     loss = loss + penalty(self.model.weights)
                 grads = torch.autograd.grad(loss, list(self.model.weights))
                 if project is not None:
                     progress = (epoch * steps_per_epoch + b) / (cfg.epochs * steps_per_epoch)
-                    grads = project([x[idx], *[h.detach() for h in hidden]], list(grads), progress)
+                    grads = project([xb, *[h.detach() for h in hidden]], list(grads), progress)
                 with torch.no_grad():
                     for w, v, g in zip(self.model.weights, self.velocity, grads):
                         v.mul_(cfg.momentum).add_(g, alpha=-cfg.lr)

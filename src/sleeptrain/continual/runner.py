@@ -45,6 +45,27 @@ def load_src_preset(name: str) -> tuple[dict, str]:
     return data, origin
 
 
+def icarl_layer(benchmark: str, method: str, args: list[str]) -> tuple[tuple[dict, str], ...]:
+    """For `method=icarl|icarl_src`, the authors' iCaRL settings of the benchmark (`conf/continual/icarl/NAME.yaml`,
+    where one exists): the network and epochs of their iCaRL script and its SRC vector for the chosen `memory`."""
+    from sleeptrain.presets import load_yaml
+
+    path = Path(str(resources.files("sleeptrain") / "conf" / "continual" / "icarl" / f"{benchmark}.yaml"))
+    if method not in ("icarl", "icarl_src") or not path.is_file():
+        return ()
+    origin = f"conf/continual/icarl/{benchmark}.yaml"
+    data = load_yaml(path, origin)
+    words = [a.split("=", 1)[1] for a in args if a.startswith("memory=")]
+    try:
+        memory = int(words[-1]) if words else ContinualConfig.__dataclass_fields__["memory"].default
+    except ValueError:
+        raise ConfigError(f"memory: must be a positive integer, got {words[-1]!r}") from None
+    by_memory = data.pop("src_by_memory")
+    data["src"] = next(entry["src"] for entry in by_memory
+                       if entry["memory"] == "other" or memory in entry["memory"])
+    return ((data, f"{origin} (memory {memory})"),)
+
+
 def load_continual_config(args: list[str]) -> ContinualConfig:
     """`benchmark=NAME` picks the preset `conf/continual/NAME.yaml`, `src=NAME|PATH.yaml` a set of SRC parameters
     over it; the other words are key=value overrides."""
@@ -55,7 +76,8 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
     if not preset.is_file():
         raise ConfigError(f"benchmark: {benchmark!r} is not allowed; choose one of {', '.join(BENCHMARKS)}")
     src_choices = [a.split("=", 1)[1] for a in args if a.startswith("src=")]
-    extra = tuple(load_src_preset(name) for name in src_choices[-1:])
+    method = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("method=")), "")
+    extra = icarl_layer(benchmark, method, args) + tuple(load_src_preset(name) for name in src_choices[-1:])
     return load_overrides(ContinualConfig, [a for a in args if not a.startswith(("benchmark=", "src="))], preset,
                           f"benchmark={benchmark}", path_keys=("data_path", "fashion_path", "features_path", "run.dir"), extra=extra)
 
@@ -70,16 +92,21 @@ def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
                         init=cfg.net.init, init_range=cfg.net.init_range, output_grad=cfg.net.output_grad, sgd=sgd,
                         task_epochs=list(cfg.sgd.task_epochs) if cfg.sgd.task_epochs else None, src=src,
                         src_growth=s.growth, src_norm_data=s.norm_data, rehearsal_fraction=cfg.rehearsal_fraction,
-                        rehearsal_draw=cfg.rehearsal_draw,
+                        rehearsal_draw=cfg.rehearsal_draw, rehearsal_loss=cfg.rehearsal_loss,
                         sleep_after=list(s.sleep_after) if s.sleep_after else None,
                         ewc_strength=cfg.ewc_strength, ewc_gamma=cfg.ewc_gamma, si_strength=cfg.si_strength,
-                        si_xi=cfg.si_xi, owm_alphas=list(cfg.owm_alphas) if cfg.owm_alphas else None)
+                        si_xi=cfg.si_xi, owm_alphas=list(cfg.owm_alphas) if cfg.owm_alphas else None,
+                        memory=cfg.memory, exemplar_selection=cfg.exemplar_selection, distillation=cfg.distillation)
 
 
 def class_order(seed: int, task_orders: str = "permuted", n_classes: int = 10) -> list[int]:
-    """Seed 0, or `task_orders=natural`: classes in natural order; else seed k > 0 a seeded permutation."""
+    """Seed 0, or `task_orders=natural`: classes in natural order; else seed k > 0 a seeded permutation of the
+    classes (`permuted`) or of the natural pairs 0/1, 2/3, ... (`pairs`, the iCaRL script's `randperm(5)`)."""
     if seed == 0 or task_orders == "natural":
         return list(range(n_classes))
+    if task_orders == "pairs":
+        pairs = np.random.default_rng([seed, 0x0DE5]).permutation(-(-n_classes // 2)).tolist()
+        return [c for p in pairs for c in (2 * p, 2 * p + 1) if c < n_classes]
     return np.random.default_rng([seed, 0x0DE5]).permutation(n_classes).tolist()
 
 
@@ -112,9 +139,15 @@ def run_split(cfg: ContinualConfig) -> dict:
                          "forgetting": forgetting(result.matrix, result.learned),
                          "bwt": backward_transfer(result.matrix, result.learned),
                          "seconds": time.time() - start, "sleeps": result.sleep_info})
+        if result.nme:  # icarl: nearest-mean-of-exemplars accuracies beside the network's own
+            per_seed[-1]["nme_matrix"] = result.nme
+            per_seed[-1]["nme_average_accuracy"] = average_accuracy(np.array(result.nme))
         print(f"  seed {seed}: average accuracy {per_seed[-1]['average_accuracy']:.3f} "
               f"({per_seed[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
     matrices = np.array([r["accuracy_matrix"] for r in per_seed])
+    nme = {"nme_average_accuracy": mean_sd([r["nme_average_accuracy"] for r in per_seed]),
+           "nme_note": "nearest-mean-of-exemplars accuracy (nnpredict_iCarl); average_accuracy is the network's own "
+                       "output, the figure the authors' run_icarl_sleep.m stores"} if "nme_matrix" in per_seed[0] else {}
     return {
         "stages": stages, "tasks": [f"t{i + 1}" for i in range(matrices.shape[2])],
         "accuracy_matrix": {"mean": matrices.mean(0).tolist(),
@@ -122,6 +155,7 @@ def run_split(cfg: ContinualConfig) -> dict:
         "average_accuracy": mean_sd([r["average_accuracy"] for r in per_seed]),
         "forgetting": mean_sd([r["forgetting"] for r in per_seed]),
         "bwt": mean_sd([r["bwt"] for r in per_seed]),
+        **nme,
         "per_seed": per_seed,
         "data": {"n_train": sum(len(t.y_train) for t in bench.tasks),
                  "n_seen_by_sleep": sum(len(t.seen) for t in bench.tasks),
@@ -262,8 +296,10 @@ def describe(results: dict, run_dir: Path) -> str:
             parts = [f"{k} {v[k]:.2f}±{v['sd'][k]:.2f}" for k in ("after_t1", "after_t2", "after_sleep") if k in v]
             lines.append(f"  overlap {overlap:>2}: " + ", ".join(parts))
     else:
-        for key in ("average_accuracy", "forgetting", "bwt"):
-            lines.append(f"  {key:<17} {results[key]['mean']:.3f} ± {results[key]['sd']:.3f}")
+        for key in ("average_accuracy", "forgetting", "bwt", "nme_average_accuracy"):
+            if key not in results:
+                continue
+            lines.append(f"  {key:<20} {results[key]['mean']:.3f} ± {results[key]['sd']:.3f}")
     config = results.get("config", {})
     if (results["method"] == "rehearsal_src" and results["benchmark"] == "split_mnist"
             and config.get("src.inc") == MNIST_PUBLISHED.inc and config.get("src.dec") == MNIST_PUBLISHED.dec):
