@@ -110,6 +110,9 @@ BAD_CONFIGS = [
     (["sleep.ops=[replay,replay]"], "sleep.ops"),
     (["train.precision=fp16", "train.device=cpu"], "train.precision"),
     (["notakey"], "expected group=preset or key=value"),
+    (["train.lr=nan"], "train.lr: must be a finite number, got nan"),
+    (["train.lr=inf"], "train.lr: must be a finite number, got inf"),
+    (["train.weight_decay=-inf"], "train.weight_decay: must be a finite number"),
 ]
 
 BAD_DATA = [
@@ -210,3 +213,77 @@ def test_disk_full_anywhere_else_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(train_module, "MetricsLog", full)
     code, err = run_main(capsys, "train", *TINY_RUN, f"run.dir={tmp_path / 'run'}", "train.max_steps=2")
     assert_one_line(code, err, "No space left on device")
+
+
+def test_an_empty_checkpoint_file_is_one_line_naming_the_way_on(tmp_path):
+    from conftest import run_cli
+
+    run_dir = unfinished_run(tmp_path)
+    newest = latest_checkpoint(run_dir)
+    (newest / "trainer_state.pt").write_bytes(b"")
+    result = run_cli("train", f"resume={run_dir}")
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sleeptrain")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "the file is empty" in errors[0] and f"mv {newest} {newest}.bad" in errors[0], errors[0]
+    assert "continue from step-00000008" in errors[0]
+    newest.rename(newest.parent / f"{newest.name}.bad")              # the suggested fix ...
+    assert latest_checkpoint(run_dir).name < newest.name              # ... leaves the one before as the newest
+
+
+def unfinished_run(tmp_path, steps=12):
+    """A run that stopped after its checkpoints (no final model, no summary): ready to resume."""
+    run_dir = tmp_path / "run"
+    train(load_config([*FAULT_RUN, f"run.dir={run_dir}", f"train.max_steps={steps}"]).config)
+    (run_dir / "final").rename(tmp_path / "final")
+    (run_dir / "summary.json").unlink()
+    records = read_metrics(run_dir / "metrics.jsonl")
+    keep = next(i for i, r in enumerate(records) if r["event"] == "end")
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:keep]))
+    return run_dir
+
+
+def test_run_lock_names_the_holder_and_dies_with_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from sleeptrain.errors import ConfigError
+    from sleeptrain.fsutil import RunLock
+
+    held = RunLock(tmp_path).acquire()
+    with pytest.raises(ConfigError, match=f"in use by another sleeptrain process \\(PID {os.getpid()}\\)"):
+        RunLock(tmp_path).acquire()
+    held.release()
+    RunLock(tmp_path).acquire().release()
+    # a holder killed with SIGKILL leaves the file but not the lock
+    code = ("import sys, time; sys.path.insert(0, %r); from sleeptrain.fsutil import RunLock; "
+            "RunLock(%r).acquire(); print('locked', flush=True); time.sleep(60)") % (
+        str(checkpoint_module.__file__).rsplit("/sleeptrain/", 1)[0], str(tmp_path))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(ConfigError, match=f"PID {holder.pid}"):
+        RunLock(tmp_path).acquire()
+    holder.kill()
+    holder.wait()
+    assert (tmp_path / ".lock").exists()
+    RunLock(tmp_path).acquire().release()
+
+
+def test_two_resumes_at_once_exactly_one_runs(tmp_path):
+    import subprocess
+    import sys
+
+    run_dir = unfinished_run(tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-m", "sleeptrain", "train", f"resume={run_dir}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    loser = next(err for p, (_, err) in zip(procs, outs) if p.returncode == 2)
+    assert "in use by another sleeptrain process" in loser or "already finished" in loser, loser
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["event"] for r in records].count("end") == 1
+    assert [r["event"] for r in records].count("resume") == 1
+    steps = [r["step"] for r in records if r["event"] == "train"]
+    assert len(steps) == len(set(steps))                              # every record once

@@ -47,6 +47,7 @@ examples:
   sleeptrain continual benchmark=split_mnist data_path=../shared/data/mnist method=rehearsal_src \\
       src=split_mnist_rehearsal10 seeds=5
   sleeptrain continual benchmark=split_digits method=sequential
+  sleeptrain continual analyse data_path=../shared/data/mnist   # how SRC works: the paper's Figs. 4-6 on 0/1 -> 2/3
 """
 
 
@@ -157,8 +158,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_continual(args: argparse.Namespace) -> int:
-    from sleeptrain.continual.runner import describe, load_continual_config, run_continual
+    from sleeptrain.continual.runner import analyse_command, describe, load_continual_config, run_continual
 
+    if args.overrides and args.overrides[0] in ("analyse", "analyze"):
+        print(analyse_command(args.overrides[1:]))
+        return 0
     results, run_dir = run_continual(load_continual_config(args.overrides))
     print(describe(results, run_dir))
     return 0

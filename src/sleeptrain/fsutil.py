@@ -51,3 +51,41 @@ def timestamp() -> str:
 def timestamped_dir(parent: str | Path, label: str = "") -> Path:
     """The default folder of a run or an experiment: `parent/<date-time>[-label]`."""
     return Path(parent) / (f"{timestamp()}-{label}" if label else timestamp())
+
+
+class RunLock:
+    """One writer per run folder: an exclusive `flock` on RUN_DIR/.lock, held until `release()` (or the process
+    ends — the kernel drops the lock of a killed process, so a stale lock file never blocks a resume). The file
+    holds the holder's PID for the message a second writer gets."""
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / self.NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        from sleeptrain.errors import ConfigError
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(f"run.dir: {str(self.path.parent)!r} is in use by another sleeptrain process "
+                              f"(PID {holder}); wait for it to finish or stop it, then resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

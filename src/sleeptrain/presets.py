@@ -8,6 +8,8 @@ preset may set `train.weight_decay`); its first comment line is its description 
 
 from __future__ import annotations
 
+import math
+
 import difflib
 from dataclasses import dataclass
 from importlib import resources
@@ -184,10 +186,26 @@ def load_overrides(schema: type, overrides: list[str], preset: Path | None = Non
     return to_config(cfg, schema)
 
 
+def reject_non_finite(value, key: str = "") -> None:
+    """No option takes NaN or infinity: `train.lr=nan` would pass every `> 0` check and fail deep in training."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            reject_non_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            reject_non_finite(v, f"{key}[{i}]")
+
+
 def to_config(cfg: DictConfig | dict, schema: type = Config):
     """Instantiate the dataclasses (running every `__post_init__` check)."""
     if not isinstance(cfg, DictConfig) or OmegaConf.get_type(cfg) is not schema:
         cfg = merge_config(OmegaConf.structured(schema), cfg, "config", schema=schema)
+    try:
+        reject_non_finite(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
+    except OmegaConfBaseException:
+        pass  # unresolvable values are reported by to_object below
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError:

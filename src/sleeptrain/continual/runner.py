@@ -235,6 +235,22 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
     return results, run_dir
 
 
+def analyse_command(args: list[str]) -> str:
+    """`sleeptrain continual analyse data_path=MNIST [key=value]`: the paper's analyses of the sleep on two-task MNIST
+    (`sleeptrain.continual.analysis`), with the split_mnist preset; returns the summary to print."""
+    from sleeptrain.continual.analysis import analyse, describe_analysis
+
+    if any(a.startswith("benchmark=") and a != "benchmark=split_mnist" for a in args):
+        raise ConfigError("benchmark: the analysis runs on split_mnist (digits 0/1, then 2/3); drop benchmark=")
+    cfg = load_continual_config(["benchmark=split_mnist", *args])
+    run_dir = Path(cfg.run.dir) if cfg.run.dir else timestamped_dir("runs", "continual-analyse")
+    if (run_dir / "analysis.json").exists():
+        raise ConfigError(f"run.dir: {str(run_dir)!r} already holds an analysis; choose another run.dir")
+    build_benchmark(cfg, cfg.seed)  # data errors surface before anything is written
+    result = analyse(cfg, method_config(cfg, (28, 28)), run_dir)
+    return describe_analysis(result, run_dir)
+
+
 def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
     """Search the SRC vector; search.json and best_src.yaml are rewritten after every trial (`complete` false until
     the last), so an interrupted search keeps what it found."""

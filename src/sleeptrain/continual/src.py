@@ -114,12 +114,13 @@ def input_rates(mean_input: torch.Tensor, params: SRCParams, streams: int, gener
 
 @torch.no_grad()
 def src_sleep(weights: list[torch.Tensor], mean_input: torch.Tensor, activation_max: list[float], params: SRCParams,
-              seed: int = 0) -> dict:
+              seed: int = 0, neuron_counts: bool = False) -> dict:
     """Run SRC in place on `weights` (list of (n_out, n_in) tensors of a bias-free ReLU net).
 
     `mean_input`: x_bar, the mean input of the data the sleep replays (values in [0, 1]); `activation_max`: each
     layer's largest activation on the normalisation data (`BiaslessMLP.activation_maxima`). Returns counts for
-    logging."""
+    logging; with `neuron_counts`, also `neuron_spikes`: each layer's spike count per neuron (input layer first,
+    the toolbox's `sum_spikes`)."""
     if len(params.betas) != len(weights):
         raise ValueError(f"SRC needs one beta per layer: {len(weights)} layers, {len(params.betas)} betas")
     if params.mode not in ("faithful", "batched"):
@@ -130,15 +131,21 @@ def src_sleep(weights: list[torch.Tensor], mean_input: torch.Tensor, activation_
     gen = torch.Generator().manual_seed(seed)
     mem = [torch.zeros(streams, w.shape[0]) for w in weights]
     spikes_total = [0] * (len(weights) + 1)
+    per_neuron = [torch.zeros(len(mean_input.reshape(-1)))] + [torch.zeros(w.shape[0]) for w in weights]
     for _ in range(steps):
         prob = input_rates(mean_input.reshape(-1), params, streams, gen)
         pre = (torch.rand(prob.shape, generator=gen) < prob).float()
         spikes_total[0] += int(pre.sum())
+        if neuron_counts:
+            per_neuron[0] += pre.sum(0)
         for l, w in enumerate(weights):
             mem[l].mul_(params.decay).add_(alphas[l] * (pre @ w.T))
             post = (mem[l] >= params.betas[l]).float()
             hebbian_update(w, post, pre, params.inc, params.dec)
             mem[l].mul_(1.0 - post)  # reset the neurons that spiked
             spikes_total[l + 1] += int(post.sum())
+            if neuron_counts:
+                per_neuron[l + 1] += post.sum(0)
             pre = post
-    return {"mode": params.mode, "steps": steps, "streams": streams, "alphas": alphas, "spikes": spikes_total}
+    info = {"mode": params.mode, "steps": steps, "streams": streams, "alphas": alphas, "spikes": spikes_total}
+    return {**info, "neuron_spikes": per_neuron} if neuron_counts else info

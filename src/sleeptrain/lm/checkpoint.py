@@ -37,7 +37,8 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob("step-*") if p.is_dir() and (p / STATE_JSON).is_file())
+    return sorted(p for p in root.glob("step-*")
+                  if p.name[5:].isdigit() and p.is_dir() and (p / STATE_JSON).is_file())  # not step-N.bad
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -93,8 +94,13 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict[str
         current = path / STATE_JSON
         state = json.loads(current.read_text())
     except (OSError, SafetensorError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise SleeptrainError(f"resume: cannot read {current} ({str(exc).splitlines()[0][:200]}); move this "
-                              "checkpoint aside to resume from the one before it") from None
+        reason = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
+        if current.is_file() and current.stat().st_size == 0:
+            reason = "the file is empty"
+        before = [d for d in checkpoint_dirs(path.parent.parent) if d.name < path.name]
+        fix = (f"move it aside (mv {path} {path}.bad) and resume again to continue from {before[-1].name}"
+               if before else "it is the run's only checkpoint: start the run again in a new run.dir")
+        raise SleeptrainError(f"resume: cannot read {current} ({reason}); {fix}") from None
     return weights, optimizer, tensors, state
 
 

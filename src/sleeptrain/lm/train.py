@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from sleeptrain.config import Config
-from sleeptrain.fsutil import atomic_write_text
+from sleeptrain.errors import ConfigError
+from sleeptrain.fsutil import RunLock, atomic_write_text
 from sleeptrain.lm.loop import RunInterrupted, TrainingDiverged, TrainingLoop  # noqa: F401  (re-exported)
 from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
 from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
@@ -62,85 +63,100 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         run_dir = Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
         check_new_run_dir(run_dir)
         state.wait_for_everyone()
+        lock = None
         if state.is_main_process:
             prepare_run_dir(run_dir)
+            lock = RunLock(run_dir).acquire()  # one writer per run folder, held until the run returns
+            try:
+                check_new_run_dir(run_dir)     # another writer may have started (and finished) in between
+            except ConfigError:
+                lock.release()
+                raise
             write_run_start(run_dir, cfg, presets or {}, overrides or [])
             write_demo_pairs(cfg, run_dir)
         state.wait_for_everyone()
     else:
         run_dir = Path(resume_from).parent.parent
-    pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
-    accelerator = make_accelerator(cfg, run_dir)
+        lock = RunLock(run_dir).acquire() if state.is_main_process else None
+        if lock is not None and (run_dir / "summary.json").is_file():  # a concurrent resume finished it meanwhile
+            lock.release()
+            raise ConfigError(f"resume: {str(run_dir)!r} already finished; nothing to resume")
+    try:
+        pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
+        accelerator = make_accelerator(cfg, run_dir)
 
-    set_seed(cfg.seed)
-    model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
-    params = count_parameters(model)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
-    loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
-    if resume_from is None:
-        metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
-                       "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
-                       "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
-                       "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
-                       "processes": accelerator.num_processes,
-                       "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages]})
-    else:
-        saved = loop.load_checkpoint(resume_from)
-        if accelerator.is_main_process:  # allowed changes (resume.allow_changes) become the run's config
-            atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+        set_seed(cfg.seed)
+        model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
+        params = count_parameters(model)
+        metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+        loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
+        if resume_from is None:
+            metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
+                           "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
+                           "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
+                           "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
+                           "processes": accelerator.num_processes,
+                           "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages]})
+        else:
+            saved = loop.load_checkpoint(resume_from)
+            if accelerator.is_main_process:  # allowed changes (resume.allow_changes) become the run's config
+                atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+            metrics.close()
+            moved = rewind_metrics(run_dir / "metrics.jsonl", saved["metrics_bytes"]) if accelerator.is_main_process else 0
+            metrics = loop.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+            metrics.write({"event": "resume", "step": loop.step, "checkpoint": str(resume_from),
+                           "superseded_records": moved, "processes": accelerator.num_processes,
+                           "code_version": code_version(), "overrides": overrides or []})
+        if cfg.train.trackers:
+            accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
+
+        blimp_path = Path(cfg.eval.blimp_path) if cfg.eval.blimp_path else pairs_dir
+        if cfg.eval.blimp_every and blimp_path:
+            from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
+
+            loop.evaluator.blimp_pairs = load_minimal_pairs(blimp_path, cfg.eval.blimp_n)
+        with checkpoint_on_signals(loop):
+            try:
+                loop.run()
+            finally:
+                loop.bar.close()
+                if loop.sample_log is not None:
+                    loop.sample_log.close()
+        final_dir = run_dir / "final"
+        eval_results = None
+        if accelerator.is_main_process:
+            save_final(accelerator.unwrap_model(loop.model), tokenizer, final_dir, cfg.data.seq_len)
+            if cfg.eval.final:
+                eval_results = final_evaluation(cfg, accelerator.unwrap_model(loop.model), tokenizer, final_dir,
+                                                blimp_path, corpus)
+        seconds = time.time() - t_start
+        summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens, "seconds": seconds,
+                   "first_val_loss": loop.evaluator.first_val, "final_val_loss": loop.evaluator.last_val,
+                   "final_val_ppl": math.exp(min(loop.evaluator.last_val, 50.0)), "stopped_early": loop.stopped_early,
+                   "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
+                   "resumed_from": str(resume_from) if resume_from else None,
+                   "minimal_pairs": str(pairs_dir) if pairs_dir else None}
+        if eval_results:
+            if "blimp" in eval_results:
+                summary["blimp_overall"] = eval_results["blimp"]["overall"]
+            if "perplexity" in eval_results:
+                summary["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
+        metrics.write({"event": "end", **summary})
         metrics.close()
-        moved = rewind_metrics(run_dir / "metrics.jsonl", saved["metrics_bytes"]) if accelerator.is_main_process else 0
-        metrics = loop.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
-        metrics.write({"event": "resume", "step": loop.step, "checkpoint": str(resume_from),
-                       "superseded_records": moved, "processes": accelerator.num_processes,
-                       "code_version": code_version(), "overrides": overrides or []})
-    if cfg.train.trackers:
-        accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
+        if accelerator.is_main_process:
+            atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+            if cfg.run.plot:
+                from sleeptrain.experiments.plot import plot_runs
 
-    blimp_path = Path(cfg.eval.blimp_path) if cfg.eval.blimp_path else pairs_dir
-    if cfg.eval.blimp_every and blimp_path:
-        from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
-
-        loop.evaluator.blimp_pairs = load_minimal_pairs(blimp_path, cfg.eval.blimp_n)
-    with checkpoint_on_signals(loop):
-        try:
-            loop.run()
-        finally:
-            loop.bar.close()
-            if loop.sample_log is not None:
-                loop.sample_log.close()
-    final_dir = run_dir / "final"
-    eval_results = None
-    if accelerator.is_main_process:
-        save_final(accelerator.unwrap_model(loop.model), tokenizer, final_dir, cfg.data.seq_len)
-        if cfg.eval.final:
-            eval_results = final_evaluation(cfg, accelerator.unwrap_model(loop.model), tokenizer, final_dir,
-                                            blimp_path, corpus)
-    seconds = time.time() - t_start
-    summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens, "seconds": seconds,
-               "first_val_loss": loop.evaluator.first_val, "final_val_loss": loop.evaluator.last_val,
-               "final_val_ppl": math.exp(min(loop.evaluator.last_val, 50.0)), "stopped_early": loop.stopped_early,
-               "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
-               "resumed_from": str(resume_from) if resume_from else None,
-               "minimal_pairs": str(pairs_dir) if pairs_dir else None}
-    if eval_results:
-        if "blimp" in eval_results:
-            summary["blimp_overall"] = eval_results["blimp"]["overall"]
-        if "perplexity" in eval_results:
-            summary["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
-    metrics.write({"event": "end", **summary})
-    metrics.close()
-    if accelerator.is_main_process:
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-        if cfg.run.plot:
-            from sleeptrain.experiments.plot import plot_runs
-
-            plot_runs([run_dir], run_dir / "loss.png")
-    if cfg.train.trackers:
-        accelerator.end_training()
-    accelerator.wait_for_everyone()
-    return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.evaluator.first_val, loop.evaluator.last_val,
-                     loop.stopped_early, eval_results, accelerator.is_main_process)
+                plot_runs([run_dir], run_dir / "loss.png")
+        if cfg.train.trackers:
+            accelerator.end_training()
+        accelerator.wait_for_everyone()
+        return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.evaluator.first_val, loop.evaluator.last_val,
+                         loop.stopped_early, eval_results, accelerator.is_main_process)
+    finally:
+        if lock is not None:
+            lock.release()
 
 @contextlib.contextmanager
 def checkpoint_on_signals(loop: TrainingLoop):
