@@ -110,6 +110,7 @@ BAD_CONFIGS = [
     (["sleep.ops=[replay,replay]"], "sleep.ops"),
     (["train.precision=fp16", "train.device=cpu"], "train.precision"),
     (["notakey"], "expected group=preset or key=value"),
+    (["data.path=/tmp"], "data.path: '/tmp' would be ignored: data.source is generated"),
     (["train.lr=nan"], "train.lr: must be a finite number, got nan"),
     (["train.lr=inf"], "train.lr: must be a finite number, got inf"),
     (["train.weight_decay=-inf"], "train.weight_decay: must be a finite number"),
@@ -287,3 +288,40 @@ def test_two_resumes_at_once_exactly_one_runs(tmp_path):
     assert [r["event"] for r in records].count("resume") == 1
     steps = [r["step"] for r in records if r["event"] == "train"]
     assert len(steps) == len(set(steps))                              # every record once
+
+
+def test_an_empty_source_file_beside_good_ones_is_named(tmp_path):
+    from sleeptrain.data.corpus import read_babylm
+
+    root = babylm(tmp_path, {"train/a.train": GOOD_LINES, "train/b.train": b"\n\n", "dev/a.dev": GOOD_LINES})
+    corpus = read_babylm(root)
+    assert "train/b.train holds no text lines: it adds nothing" in corpus.notes
+
+
+def test_a_run_that_never_checkpointed_gets_the_same_advice_from_resume_and_start(tmp_path):
+    from conftest import run_cli
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("seed: 0\n")
+    (run_dir / "metrics.jsonl").write_text('{"event": "start"}\n')
+    resumed = run_cli("train", f"resume={run_dir}")
+    started = run_cli("train", *TINY_RUN, f"run.dir={run_dir}")
+    for result in (resumed, started):
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"rm -r {run_dir}" in result.stderr, result.stderr
+        assert "resume=" not in result.stderr                         # no advice that cannot work
+
+
+def test_ctrl_c_during_the_final_evaluation_says_what_is_saved(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "final_evaluation", interrupted)
+    run_dir = tmp_path / "run"
+    code, err = run_main(capsys, "train", *FAULT_RUN, "train.max_steps=8", "eval.final=true", f"run.dir={run_dir}")
+    assert code == 130, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("sleeptrain")]
+    assert len(lines) == 1 and "during the final evaluation" in lines[0], err
+    assert f"sleeptrain eval {run_dir / 'final'}" in lines[0]
+    assert (run_dir / "final" / "model.safetensors").exists()

@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    previous = sigterm_as_interrupt()
     try:
         commands = {"train": cmd_train, "eval": cmd_eval, "continual": cmd_continual, "plot": cmd_plot,
                     "compare": cmd_compare, "sweep": cmd_sweep, "report": cmd_report}
@@ -243,6 +244,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sleeptrain: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_as_interrupt():
+    """SIGTERM (what schedulers and `kill` send) acts as Ctrl-C everywhere: inside training it checkpoints and
+    stops (the loop's own handler); elsewhere the command stops with a line saying what was kept."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (library use): leave signals alone
+        return None
 
 
 if __name__ == "__main__":

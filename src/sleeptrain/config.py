@@ -101,6 +101,9 @@ class DataConfig:
         check_fraction("data.dev_fraction", self.dev_fraction, closed_low=False, closed_high=False)
         if self.source in ("babylm", "hf") and not self.path:
             raise ConfigError(f"data.path: required with data.source={self.source} (a folder or dataset name)")
+        if self.source == "generated" and self.path:
+            raise ConfigError(f"data.path: {self.path!r} would be ignored: data.source is generated (the built-in "
+                              f"grammar); add data=babylm (a BabyLM-layout folder) or data=hf to train on it")
 
 
 @dataclass

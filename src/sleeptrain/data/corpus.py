@@ -89,6 +89,7 @@ def read_babylm(path: str | Path, strip_speaker_tags: bool = True, dev_fraction:
     if not root.is_dir():
         raise DataError(f"data.path: {str(root)!r} is a file; expected a folder with train/ dev/ test/")
     splits: dict[str, dict[str, list[str]]] = {}
+    empty: list[str] = []
     for split in SPLITS:
         files = sorted((root / split).glob(f"*.{split}")) if (root / split).is_dir() else []
         sources = {}
@@ -104,13 +105,15 @@ def read_babylm(path: str | Path, strip_speaker_tags: bool = True, dev_fraction:
             if max_line_chars:
                 _check_line_lengths(file, lines, max_line_chars)
             sources[file.stem] = _clean(lines, strip_speaker_tags)
+            if not sources[file.stem]:
+                empty.append(f"{split}/{file.name}")
         if sources:
             splits[split] = sources
     if "train" not in splits:
         raise DataError(f"data.path: no train/*.train files in {str(root)!r} (expected the BabyLM layout)")
     if not any(splits["train"].values()):
         raise DataError(f"data.path: the training files in {str(root)!r} are empty")
-    notes: list[str] = []
+    notes: list[str] = [f"{name} holds no text lines: it adds nothing" for name in empty]
     if not any(splits.get("dev", {}).values()):
         _hold_out_dev(splits, dev_fraction, notes)
     return Corpus(splits, _fingerprint(splits), f"babylm folder {root}", notes)

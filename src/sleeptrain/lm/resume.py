@@ -69,7 +69,8 @@ def plan_resume(args: list[str]) -> ResumePlan:
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise ConfigError(f"resume: {str(run_dir)!r} has no complete checkpoint yet (checkpoint.every / "
-                          "checkpoint.phase_boundaries); start the run again")
+                          f"checkpoint.phase_boundaries), so nothing can continue; discard it (rm -r {run_dir}) and "
+                          f"start the run again, or start it in another run.dir")
     saved = load_yaml(checkpoint / "config.yaml", f"resume: {checkpoint}")
     base = merge_config(OmegaConf.structured(Config), saved, f"resume: {checkpoint}/config.yaml")
     new = apply_overrides(base.copy(), overrides, Config)

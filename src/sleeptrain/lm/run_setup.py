@@ -37,8 +37,16 @@ def check_new_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run.dir: {str(run_dir)!r} is a file")
     if (run_dir / "metrics.jsonl").exists() or (run_dir / "config.yaml").exists():
-        raise ConfigError(f"run.dir: {str(run_dir)!r} already holds a run; choose another run.dir, or continue "
-                          f"it with: sleeptrain train resume={run_dir}")
+        from sleeptrain.lm.checkpoint import latest_checkpoint
+
+        if (run_dir / "summary.json").exists():
+            way_on = "it has finished; choose another run.dir"
+        elif latest_checkpoint(run_dir) is None:
+            way_on = (f"it never wrote a checkpoint, so it cannot be resumed; discard it (rm -r {run_dir}) or "
+                      f"choose another run.dir")
+        else:
+            way_on = f"choose another run.dir, or continue it with: sleeptrain train resume={run_dir}"
+        raise ConfigError(f"run.dir: {str(run_dir)!r} already holds a run; {way_on}")
 
 
 def prepare_run_dir(run_dir: Path) -> Path:

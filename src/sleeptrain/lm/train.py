@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     corpus, tokenizer, stores, train_samples, dev_samples, plan = (
         data.corpus, data.tokenizer, data.stores, data.train_samples, data.dev_samples, data.plan)
     check_processes(cfg, state.num_processes)
+    if state.is_main_process:
+        for note in corpus.notes:  # e.g. an empty source file, a dev split held out of train
+            print(f"sleeptrain: note: {note}", file=sys.stderr, flush=True)
 
     if resume_from is None:
         run_dir = Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
@@ -125,10 +129,20 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         final_dir = run_dir / "final"
         eval_results = None
         if accelerator.is_main_process:
-            save_final(accelerator.unwrap_model(loop.model), tokenizer, final_dir, cfg.data.seq_len)
+            try:
+                save_final(accelerator.unwrap_model(loop.model), tokenizer, final_dir, cfg.data.seq_len)
+            except KeyboardInterrupt:
+                raise RunInterrupted(f"interrupted while saving the final model after step {loop.step} (all "
+                                     f"training done); the newest checkpoint is {loop.last_checkpoint}: resume "
+                                     f"with sleeptrain train resume={run_dir}") from None
             if cfg.eval.final:
-                eval_results = final_evaluation(cfg, accelerator.unwrap_model(loop.model), tokenizer, final_dir,
-                                                blimp_path, corpus)
+                try:
+                    eval_results = final_evaluation(cfg, accelerator.unwrap_model(loop.model), tokenizer,
+                                                    final_dir, blimp_path, corpus)
+                except KeyboardInterrupt:
+                    raise RunInterrupted(f"interrupted during the final evaluation; training finished and the "
+                                         f"model is saved in {final_dir}; evaluate it with: sleeptrain eval "
+                                         f"{final_dir}") from None
         seconds = time.time() - t_start
         summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens, "seconds": seconds,
                    "first_val_loss": loop.evaluator.first_val, "final_val_loss": loop.evaluator.last_val,
