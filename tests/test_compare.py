@@ -84,6 +84,7 @@ def test_compare_two_arms_two_seeds_killed_resumed_and_skipped(tmp_path):
         assert {"mean_diff", "ci95", "p_value", "verdict"} <= set(cmp)
     report = (exp_dir / "report.md").read_text()
     assert "| strict | final val loss |" in report and "![loss](loss.png)" in report
+    assert "no confidence interval and no verdict" in report          # 2 seeds
     assert (exp_dir / "loss.png").exists() and (exp_dir / "blimp_by_phenomenon.png").exists()
 
     again = run_cli("compare", *words, timeout=600)
@@ -127,3 +128,20 @@ def test_random_sweep_writes_table_best_preset_and_importance(tmp_path):
     again = run_cli("sweep", str(space), *COMMON, "schedule=single_pass", "train.max_steps=12", "eval.final=false",
                     f"dir={out}", timeout=600)
     assert again.returncode == 0 and again.stdout.count("skipped") == 3
+
+
+def test_two_pairs_get_no_interval_and_no_verdict():
+    two = paired_comparison([2.0, 2.5], [3.0, 3.1], higher_is_better=False)
+    assert two["ci95"] is None and "too few seed pairs" in two["verdict"] and two["n"] == 2
+    assert 0 <= two["p_value"] <= 1
+
+
+def test_the_budget_note_says_what_a_cut_schedule_loses():
+    from sleeptrain.experiments.compare import arm_budgets
+
+    budget = arm_budgets(parse_args([*ARMS, *COMMON, "seeds=1"]))
+    strict = budget["arms"]["strict"]
+    assert strict["natural_steps"] > strict["steps"]
+    assert strict["truncated"]["cycles_completed"] < strict["truncated"]["cycles_planned"]
+    assert "the budget cuts its schedule short" in strict["note"] and "of its planned training data seen" in strict["note"]
+    assert "note" not in budget["arms"]["single_pass"]

@@ -54,3 +54,16 @@ def test_passes_use_different_orders_and_seeds_matter():
 def test_max_steps_caps_the_plan():
     assert build_plan(100, 10, seed=0, passes=5, max_steps=7).total_steps == 7
     assert build_plan(100, 10, seed=0, passes=1, max_steps=70).total_steps == 10
+
+
+def test_a_step_cap_reports_what_it_cut():
+    from sleeptrain.lm.phases import build_plan, describe_truncation
+
+    full = build_plan(1000, 10, 0, n_cycles=5, sleep=True, replay_ratio=0.2, sleep_wake_ratio=0.5)
+    assert full.truncated is None
+    cut = build_plan(1000, 10, 0, n_cycles=5, sleep=True, replay_ratio=0.2, sleep_wake_ratio=0.5, max_steps=100)
+    t = cut.truncated
+    # each cycle: 20 wake + 10 sleep steps; 100 steps = 3 whole cycles and 10 wake steps of the 4th
+    assert t == {"planned_steps": 150, "steps": 100, "cycles_planned": 5, "cycles_completed": 3,
+                 "wake_share": 70 / 100}
+    assert "3 of 5 wake/sleep cycles complete, 70% of the planned training data" in describe_truncation(t)

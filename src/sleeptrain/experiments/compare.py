@@ -152,6 +152,7 @@ def _apply_settings(exp: Experiment, settings: dict[str, str]) -> None:
 
 def arm_budgets(exp: Experiment) -> dict[str, dict]:
     """Per arm: positions per step, the natural plan length, and the overrides that put it on the budget."""
+    from sleeptrain.lm.phases import truncate, truncation
     from sleeptrain.lm.run_setup import load_run_data
 
     info = {}
@@ -161,7 +162,8 @@ def arm_budgets(exp: Experiment) -> dict[str, dict]:
         per_step = cfg.train.batch_size * cfg.data.seq_len
         natural_steps = data.plan.total_steps
         info[arm.name] = {"positions_per_step": per_step, "natural_steps": natural_steps,
-                          "epochs": cfg.schedule.epochs, "natural_positions": natural_steps * per_step}
+                          "epochs": cfg.schedule.epochs, "natural_positions": natural_steps * per_step,
+                          "stages": data.plan.stages}
     budget = exp.budget_tokens or info[exp.arms[0].name]["natural_positions"]
     for arm in exp.arms:
         a = info[arm.name]
@@ -172,6 +174,13 @@ def arm_budgets(exp: Experiment) -> dict[str, dict]:
             epochs = math.ceil(a["epochs"] * a["steps"] / a["natural_steps"])
             extra.append(f"schedule.epochs={epochs}")
             a["note"] = f"schedule.epochs raised from {a['epochs']} to {epochs} to reach the budget"
+        stages = a.pop("stages")
+        cut = truncation(stages, truncate(stages, a["steps"])) if a["natural_steps"] > a["steps"] else None
+        if cut:
+            a["truncated"] = cut
+            a["note"] = (f"the budget cuts its schedule short: {cut['steps']} of {cut['planned_steps']} steps, "
+                         f"{cut['cycles_completed']} of {cut['cycles_planned']} wake/sleep cycles complete, "
+                         f"{cut['wake_share']:.0%} of its planned training data seen")
         a["budget_overrides"] = extra
     return {"budget_positions": budget, "arms": info}
 

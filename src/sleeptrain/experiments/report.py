@@ -47,6 +47,9 @@ def run_record(run_dir: Path) -> dict | None:
     return out
 
 
+MIN_PAIRS = 3  # seed pairs needed for a bootstrap CI and a verdict
+
+
 def paired_comparison(arm: list[float], base: list[float], higher_is_better: bool, seed: int = 0) -> dict:
     """Arm minus baseline, paired by seed: mean, 95 % bootstrap CI, paired t-test p, verdict."""
     from scipy import stats
@@ -58,6 +61,10 @@ def paired_comparison(arm: list[float], base: list[float], higher_is_better: boo
     out = {"n": int(d.size), "mean_diff": float(d.mean())}
     if d.size < 2:
         return {**out, "ci95": None, "p_value": None, "verdict": "one seed: no test possible"}
+    if d.size < MIN_PAIRS:  # a bootstrap over 2 pairs has 3 distinct means: no interval worth printing
+        p = float(stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue) if d.std() > 0 else None
+        return {**out, "ci95": None, "p_value": p, "test": "paired t-test (two-sided)",
+                "verdict": f"too few seed pairs for a verdict ({d.size}; run seeds >= {MIN_PAIRS})"}
     rng = np.random.default_rng(seed)
     boot = d[rng.integers(0, d.size, size=(10_000, d.size))].mean(axis=1)
     lo, hi = np.percentile(boot, [2.5, 97.5])
@@ -140,6 +147,10 @@ def write_report(exp_dir: Path) -> Path:
             ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}]" if cmp.get("ci95") else "—"
             p = f"{cmp['p_value']:.3f}" if cmp.get("p_value") is not None else "—"
             lines.append(f"| {arm} | {METRICS[key][0]} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {cmp['verdict']} |")
+    if any(0 < cmp.get("n", 0) < MIN_PAIRS for row in summary["arms"].values()
+           for cmp in row.get("vs_baseline", {}).values()):
+        lines += ["", f"With fewer than {MIN_PAIRS} seed pairs there is no confidence interval and no verdict: a "
+                      f"bootstrap over 2 pairs has only 3 possible means. Run seeds={MIN_PAIRS} or more."]
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     out = exp_dir / "report.md"
     out.write_text("\n".join(lines) + "\n")

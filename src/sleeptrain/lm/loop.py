@@ -87,8 +87,11 @@ class TrainingLoop:
                                    log=lambda record: self.metrics.write(record))
         from tqdm.auto import tqdm
 
+        cut = plan.truncated
         self.bar = tqdm(total=plan.total_steps, disable=not cfg.run.progress or not accelerator.is_main_process,
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, desc=(f"cut at max_steps: {cut['cycles_completed']}/"
+                                                  f"{cut['cycles_planned']} cycles, {cut['wake_share']:.0%} of "
+                                                  f"data") if cut else None)
         self.n_cycles_total = max((s.cycle for s in plan.stages), default=0) + 1
 
     # --- one optimizer step ---

@@ -63,6 +63,7 @@ class PhasePlan:
     seed: int
     n_cycles: int
     ordered: bool = False  # wake stages visit their fold in index order (the samples are already a random draw)
+    truncated: dict | None = None  # set when train.max_steps cut the schedule short (`truncation`)
 
     @property
     def total_steps(self) -> int:
@@ -139,9 +140,8 @@ def build_plan(n_samples: int, batch_size: int, seed: int, *, passes: int = 1, n
                 stages.append(Stage("sleep", cycle, p, step, sleep_steps, fold, buffer, candidates))
                 step += sleep_steps
             cycle += 1
-    if max_steps is not None:
-        stages = truncate(stages, max_steps)
-    return PhasePlan(stages, n_samples, batch_size, seed, n_cycles)
+    cut = truncate(stages, max_steps) if max_steps is not None else stages
+    return PhasePlan(cut, n_samples, batch_size, seed, n_cycles, truncated=truncation(stages, cut))
 
 
 def build_epoch_plan(steps_per_epoch: int, batch_size: int, seed: int, *, epochs: int, sleep: bool = False,
@@ -164,9 +164,28 @@ def build_epoch_plan(steps_per_epoch: int, batch_size: int, seed: int, *, epochs
                                                sleep_wake_ratio, replay_repeats)
             stages.append(Stage("sleep", e, e, step, sleep_steps, fold, buffer, candidates))
             step += sleep_steps
-    if max_steps is not None:
-        stages = truncate(stages, max_steps)
-    return PhasePlan(stages, per_epoch * epochs, batch_size, seed, 1, ordered=True)
+    cut = truncate(stages, max_steps) if max_steps is not None else stages
+    return PhasePlan(cut, per_epoch * epochs, batch_size, seed, 1, ordered=True, truncated=truncation(stages, cut))
+
+
+def truncation(full: list[Stage], cut: list[Stage]) -> dict | None:
+    """What `train.max_steps` cut away: planned vs kept steps, whole cycles (wake + its sleep) completed, and the
+    share of the planned wake steps (the training data) kept. None when nothing was cut."""
+    planned, kept = (full[-1].end if full else 0), (cut[-1].end if cut else 0)
+    if kept >= planned:
+        return None
+    cycles = sorted({(s.pass_index, s.cycle) for s in full})
+    done = sum(all(c.end <= kept for c in full if (c.pass_index, c.cycle) == key) for key in cycles)
+    wake_planned = sum(s.steps for s in full if s.phase == "wake")
+    wake_kept = sum(s.steps for s in cut if s.phase == "wake")
+    return {"planned_steps": planned, "steps": kept, "cycles_planned": len(cycles), "cycles_completed": done,
+            "wake_share": wake_kept / wake_planned if wake_planned else 1.0}
+
+
+def describe_truncation(t: dict) -> str:
+    return (f"train.max_steps={t['steps']} cuts the schedule short: {t['steps']} of {t['planned_steps']} planned "
+            f"steps, {t['cycles_completed']} of {t['cycles_planned']} wake/sleep cycles complete, "
+            f"{t['wake_share']:.0%} of the planned training data seen")
 
 
 def truncate(stages: list[Stage], max_steps: int) -> list[Stage]:

@@ -20,6 +20,7 @@ import torch
 from sleeptrain.config import Config
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import RunLock, atomic_write_text
+from sleeptrain.lm.phases import describe_truncation
 from sleeptrain.lm.loop import RunInterrupted, TrainingDiverged, TrainingLoop  # noqa: F401  (re-exported)
 from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
 from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
@@ -100,7 +101,10 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                            "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
                            "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
                            "processes": accelerator.num_processes,
-                           "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages]})
+                           "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages],
+                           "truncated": plan.truncated})
+            if plan.truncated and accelerator.is_main_process:
+                print(f"sleeptrain: note: {describe_truncation(plan.truncated)}", file=sys.stderr, flush=True)
         else:
             saved = loop.load_checkpoint(resume_from)
             if accelerator.is_main_process:  # allowed changes (resume.allow_changes) become the run's config
