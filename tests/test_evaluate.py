@@ -194,3 +194,15 @@ def test_real_blimp_all_67_paradigms(shared_data, tokenizer):
     results, _ = evaluate_model(loaded, EvalCommandConfig(), subset, None, str(shared_data / "blimp"))
     assert results["blimp"]["paradigms"] == 67 and results["blimp"]["pairs"] == 201
     assert len(results["blimp"]["by_phenomenon"]) >= 12  # BLiMP's 12 phenomena (+ s-selection as its own term)
+
+
+def test_scoring_shows_progress_only_when_asked(tokenizer, capsys):
+    from sleeptrain.evaluate.scoring import sentence_scores
+
+    model = tiny("llama", tokenizer)
+    quiet = sentence_scores(model, tokenizer, SENTENCES, masked=False, batch_size=2)
+    assert capsys.readouterr().err == ""
+    shown = sentence_scores(model, tokenizer, SENTENCES, masked=False, batch_size=2, progress=True)
+    err = capsys.readouterr().err
+    assert "scoring 7 sentences" in err and "4/4" in err
+    assert np.allclose(quiet, shown)

@@ -232,3 +232,13 @@ def test_compile_is_warmed_on_every_batch_shape_and_never_recompiles_mid_run(tmp
     assert len(compiled) == 1 and len(compiled[0]["batch_shapes"]) >= 2  # full batches and a fold remainder
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == counts["after_warm"]
     assert result.final_val_loss < result.first_val_loss
+
+
+def test_help_shows_the_defaults_a_bare_train_uses():
+    from sleeptrain.presets import flat_config, help_text, load_config
+
+    bare = flat_config(load_config([]).config)
+    text = help_text()
+    assert f"train.lr                       float      default {bare['train.lr']!r}" in text
+    assert f"schedule.n_cycles              int        default {bare['schedule.n_cycles']!r}" in text
+    assert "what a bare `sleeptrain train` uses (data=demo model=tiny schedule=sleep)" in text

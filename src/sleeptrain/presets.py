@@ -250,8 +250,18 @@ def help_text(schema: type = Config) -> str:
             for name, desc in list_presets(group).items():
                 lines.append(f"      {name:<16} {desc}")
         lines.append("")
-    lines.append("keys (key=value, dotted; lists as key=[a,b]; null clears an optional value):")
+    effective = {}
+    if schema is Config:  # what a bare `sleeptrain train` runs: the schema under the default presets
+        effective = flat_config(load_config([]).config)
+        chosen = " ".join(f"{g}={DEFAULT_PRESETS[g]}" for g in GROUPS)
+        lines.append(f"keys (key=value, dotted; lists as key=[a,b]; null clears an optional value); defaults are "
+                     f"what a bare `sleeptrain train` uses ({chosen}), '*' where a preset sets them:")
+    else:
+        lines.append("keys (key=value, dotted; lists as key=[a,b]; null clears an optional value):")
     for key, type_name, default, help_ in iter_keys(schema):
         type_name = type_name.replace("Optional[", "").rstrip("]") if "Optional" in type_name else type_name
-        lines.append(f"  {key:<30} {type_name:<10} default {default!r}: {help_}")
+        value, mark = default, ""
+        if key in effective and effective[key] != default:
+            value, mark = effective[key], "*"
+        lines.append(f"  {key:<30} {type_name:<10} default {value!r}{mark}: {help_}")
     return "\n".join(lines)

@@ -59,7 +59,8 @@ def document_wrappers(tokenizer) -> tuple[list[int], list[int]]:
     return prefix, suffix
 
 
-def encode_documents(lines_by_source: dict[str, list[str]], tokenizer) -> TokenStore:
+def encode_documents(lines_by_source: dict[str, list[str]], tokenizer, progress: str = "") -> TokenStore:
+    """Every line as one document (BOS/EOS as the tokenizer wraps them); `progress`: a bar with this label."""
     prefix, suffix = document_wrappers(tokenizer)
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.uint32
     backend = tokenizer.backend_tokenizer
@@ -67,10 +68,18 @@ def encode_documents(lines_by_source: dict[str, list[str]], tokenizer) -> TokenS
     lengths: list[int] = []
     sources: dict[str, tuple[int, int]] = {}
     wrap = len(prefix) + len(suffix)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(map(len, lines_by_source.values())), desc=progress, unit="line", leave=False,
+                   dynamic_ncols=True)
     for source in sorted(lines_by_source):
         lines = lines_by_source[source]
         first = len(lengths)
         for start in range(0, len(lines), ENCODE_CHUNK):
+            if bar is not None:
+                bar.update(len(lines[start:start + ENCODE_CHUNK]))
             encodings = backend.encode_batch(lines[start:start + ENCODE_CHUNK], add_special_tokens=False)
             flat: list[int] = []
             for enc in encodings:
@@ -80,13 +89,15 @@ def encode_documents(lines_by_source: dict[str, list[str]], tokenizer) -> TokenS
                 lengths.append(len(enc.ids) + wrap)
             pieces.append(np.asarray(flat, dtype=dtype))
         sources[source] = (first, len(lengths))
+    if bar is not None:
+        bar.close()
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return TokenStore(ids, offsets, sources)
 
 
-def get_token_stores(corpus: Corpus, tokenizer, data_cfg: DataConfig) -> dict[str, TokenStore]:
+def get_token_stores(corpus: Corpus, tokenizer, data_cfg: DataConfig, progress: bool = False) -> dict[str, TokenStore]:
     """split -> TokenStore, tokenized once and memory-mapped from the cache afterwards."""
     key = hashlib.sha256(
         f"v{STORE_VERSION}-{corpus.fingerprint}-{tokenizer_fingerprint(tokenizer)}".encode()
@@ -97,6 +108,6 @@ def get_token_stores(corpus: Corpus, tokenizer, data_cfg: DataConfig) -> dict[st
         split_dir = folder / split
         if not (split_dir / "ids.npy").exists():
             with atomic_dir(split_dir) as tmp:
-                encode_documents(by_source, tokenizer).save(tmp)
+                encode_documents(by_source, tokenizer, f"tokenizing {split}" if progress else "").save(tmp)
         stores[split] = TokenStore.load(split_dir)
     return stores

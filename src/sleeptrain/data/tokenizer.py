@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from sleeptrain.config import DataConfig, TokenizerConfig
@@ -25,7 +26,7 @@ def cache_root(cfg: DataConfig) -> Path:
     return Path(root)
 
 
-def train_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2):
+def train_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2, progress: bool = False):
     """Train a byte-level BPE and wrap it as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -38,7 +39,7 @@ def train_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2):
         min_frequency=min_frequency,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        show_progress=progress,
     )
     tok.train_from_iterator(lines, trainer, length=len(lines))
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
@@ -72,7 +73,8 @@ def load_tokenizer(path: str | Path, need_mask: bool = False):
     return tokenizer
 
 
-def get_tokenizer(cfg: TokenizerConfig, corpus: Corpus, data_cfg: DataConfig, need_mask: bool = False):
+def get_tokenizer(cfg: TokenizerConfig, corpus: Corpus, data_cfg: DataConfig, need_mask: bool = False,
+                  progress: bool = False):
     """The configured tokenizer: loaded from `cfg.path`, or trained on the corpus (cached by content)."""
     if cfg.path:
         return load_tokenizer(cfg.path, need_mask=need_mask)
@@ -81,7 +83,11 @@ def get_tokenizer(cfg: TokenizerConfig, corpus: Corpus, data_cfg: DataConfig, ne
     ).hexdigest()[:16]
     folder = cache_root(data_cfg) / "tokenizers" / key
     if not (folder / "tokenizer.json").exists():
-        tokenizer = train_bpe(corpus.lines("train"), cfg.vocab_size, cfg.min_frequency)
+        lines = corpus.lines("train")
+        if progress:
+            print(f"sleeptrain: training a {cfg.vocab_size}-token BPE on {len(lines):,} lines (cached for later runs)",
+                  file=sys.stderr, flush=True)
+        tokenizer = train_bpe(lines, cfg.vocab_size, cfg.min_frequency, progress)
         with atomic_dir(folder) as tmp:
             tokenizer.save_pretrained(str(tmp))
     return load_tokenizer(folder, need_mask=need_mask)

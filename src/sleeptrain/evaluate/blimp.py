@@ -17,11 +17,11 @@ from sleeptrain.evaluate.scoring import sentence_scores
 
 
 def score_pairs(model, tokenizer, pairs: list[MinimalPair], masked: bool, batch_size: int = 64,
-                method: str = "pll") -> tuple[np.ndarray, np.ndarray]:
+                method: str = "pll", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(good scores, bad scores); each distinct sentence is scored once."""
     unique = sorted({p.good for p in pairs} | {p.bad for p in pairs})
     index = {s: i for i, s in enumerate(unique)}
-    scores = sentence_scores(model, tokenizer, unique, masked, batch_size, method)
+    scores = sentence_scores(model, tokenizer, unique, masked, batch_size, method, progress)
     good = np.array([scores[index[p.good]] for p in pairs])
     bad = np.array([scores[index[p.bad]] for p in pairs])
     return good, bad
@@ -65,9 +65,9 @@ def summarize(pairs: list[MinimalPair], good: np.ndarray, bad: np.ndarray) -> di
 
 
 def evaluate_pairs(model, tokenizer, pairs: list[MinimalPair], masked: bool, batch_size: int = 64,
-                   method: str = "pll") -> tuple[dict, np.ndarray, np.ndarray]:
+                   method: str = "pll", progress: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
     start = time.time()
-    good, bad = score_pairs(model, tokenizer, pairs, masked, batch_size, method)
+    good, bad = score_pairs(model, tokenizer, pairs, masked, batch_size, method, progress)
     result = summarize(pairs, good, bad)
     result["method"] = (f"masked LM pseudo-log-likelihood ({method})" if masked
                         else "causal LM sentence log-probability (BOS prepended)")

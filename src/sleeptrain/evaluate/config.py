@@ -55,6 +55,7 @@ class EvalCommandConfig:
     batch_size: int = help_field("sentences (or masked copies) per batch", default=64)
     device: str = help_field("auto | cpu | cuda", default="auto")
     seed: int = help_field("seeds the sampled positions of masked-LM pseudo-perplexity", default=0)
+    progress: bool = help_field("progress bars with an ETA on stderr while scoring", default=True)
     blimp: BlimpEvalConfig = field(default_factory=BlimpEvalConfig)
     perplexity: PerplexityEvalConfig = field(default_factory=PerplexityEvalConfig)
 

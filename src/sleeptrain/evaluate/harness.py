@@ -149,13 +149,13 @@ def evaluate_model(loaded: LoadedModel, opts: EvalCommandConfig, pairs: list[Min
     raw = None
     if pairs:
         blimp, good, bad = evaluate_pairs(loaded.model, loaded.tokenizer, pairs, loaded.masked, opts.batch_size,
-                                          opts.blimp.method)
+                                          opts.blimp.method, opts.progress)
         results["blimp"] = {"path": blimp_origin, **blimp}
         raw = (pairs, good, bad)
     if lines:
         seq = opts.perplexity.seq_len or seq_len or default_seq_len(loaded, loaded.path)
         ppl = perplexity(loaded.model, loaded.tokenizer, lines[0], loaded.masked, seq, opts.perplexity.stride,
-                         max(1, opts.batch_size // 2), opts.perplexity.mlm_positions, opts.seed)
+                         max(1, opts.batch_size // 2), opts.perplexity.mlm_positions, opts.seed, opts.progress)
         results["perplexity"] = {"path": lines[1], "split": opts.perplexity.split, **ppl}
     results["seconds"] = time.time() - start
     return results, raw

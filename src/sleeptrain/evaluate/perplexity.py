@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from sleeptrain.data.token_store import TokenStore, encode_documents
+from sleeptrain.evaluate.scoring import batch_progress
 
 
 def scoring_windows(n_tokens: int, seq_len: int, stride: int):
@@ -30,12 +31,12 @@ def scoring_windows(n_tokens: int, seq_len: int, stride: int):
 
 @torch.no_grad()
 def causal_nll(model, store: TokenStore, seq_len: int, stride: int, batch_size: int, skip_id: int | None,
-               pad_id: int) -> tuple[float, int]:
+               pad_id: int, progress: bool = False) -> tuple[float, int]:
     device = next(model.parameters()).device
     ids = np.asarray(store.ids, dtype=np.int64)
     windows = list(scoring_windows(len(ids), seq_len, stride))
     total, count = 0.0, 0
-    for i in range(0, len(windows), batch_size):
+    for i in batch_progress(range(0, len(windows), batch_size), progress, "perplexity"):
         chunk = windows[i:i + batch_size]
         width = max(e - b for b, e, _ in chunk)
         inputs = torch.full((len(chunk), width), pad_id, dtype=torch.long)
@@ -57,7 +58,7 @@ def causal_nll(model, store: TokenStore, seq_len: int, stride: int, batch_size: 
 
 @torch.no_grad()
 def masked_nll(model, store: TokenStore, seq_len: int, n_positions: int, batch_size: int, special_ids: set[int],
-               mask_id: int, seed: int) -> tuple[float, int]:
+               mask_id: int, seed: int, progress: bool = False) -> tuple[float, int]:
     device = next(model.parameters()).device
     ids = np.asarray(store.ids, dtype=np.int64)
     candidates = np.flatnonzero(~np.isin(ids, list(special_ids)))
@@ -66,7 +67,7 @@ def masked_nll(model, store: TokenStore, seq_len: int, n_positions: int, batch_s
     rng = np.random.default_rng([seed, 0xE7A1])
     chosen = np.sort(rng.choice(candidates, size=min(n_positions, candidates.size), replace=False))
     total = 0.0
-    for i in range(0, len(chosen), batch_size):
+    for i in batch_progress(range(0, len(chosen), batch_size), progress, "pseudo-perplexity"):
         pos = chosen[i:i + batch_size]
         starts = (pos // seq_len) * seq_len
         ends = np.minimum(starts + seq_len, len(ids))
@@ -86,17 +87,18 @@ def masked_nll(model, store: TokenStore, seq_len: int, n_positions: int, batch_s
 
 
 def perplexity(model, tokenizer, lines_by_source: dict[str, list[str]], masked: bool, seq_len: int,
-               stride: int | None = None, batch_size: int = 32, mlm_positions: int = 2000, seed: int = 0) -> dict:
+               stride: int | None = None, batch_size: int = 32, mlm_positions: int = 2000, seed: int = 0,
+               progress: bool = False) -> dict:
     results, total_nll, total_count = {}, 0.0, 0
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for source in sorted(lines_by_source):
         store = encode_documents({source: lines_by_source[source]}, tokenizer)
         if masked:
             nll, count = masked_nll(model, store, seq_len, mlm_positions, batch_size,
-                                    set(tokenizer.all_special_ids), tokenizer.mask_token_id, seed)
+                                    set(tokenizer.all_special_ids), tokenizer.mask_token_id, seed, progress)
         else:
             skip = tokenizer.bos_token_id if tokenizer.bos_token_id != tokenizer.eos_token_id else None
-            nll, count = causal_nll(model, store, seq_len, stride or seq_len - 1, batch_size, skip, pad_id)
+            nll, count = causal_nll(model, store, seq_len, stride or seq_len - 1, batch_size, skip, pad_id, progress)
         results[source] = _summary(nll, count)
         total_nll += nll
         total_count += count

@@ -30,9 +30,18 @@ def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _prefix_id(tokenizer)
 
 
-def _batches(lengths, batch_size: int) -> Iterator[np.ndarray]:
+def batch_progress(starts, progress: bool, desc: str):
+    """`starts` wrapped in a progress bar on stderr (with an ETA) when `progress`."""
+    if not progress:
+        return starts
+    from tqdm.auto import tqdm
+
+    return tqdm(starts, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _batches(lengths, batch_size: int, progress: bool = False, desc: str = "") -> Iterator[np.ndarray]:
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    for i in range(0, len(order), batch_size):
+    for i in batch_progress(range(0, len(order), batch_size), progress, desc):
         yield order[i:i + batch_size]
 
 
@@ -56,12 +65,13 @@ def causal_token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:
 
 
 @torch.no_grad()
-def causal_logprobs(model, tokenizer, sentences: list[str], batch_size: int = 64) -> np.ndarray:
+def causal_logprobs(model, tokenizer, sentences: list[str], batch_size: int = 64,
+                    progress: bool = False) -> np.ndarray:
     """log P(sentence) for each sentence (float64 array), the model run in float32."""
     device = _device_of(model)
     padded, lengths = _pad(causal_token_ids(tokenizer, sentences), _pad_id(tokenizer))
     out = np.zeros(len(sentences), dtype=np.float64)
-    for batch in _batches(lengths, batch_size):
+    for batch in _batches(lengths, batch_size, progress, f"scoring {len(sentences):,} sentences"):
         width = int(lengths[batch].max())
         inputs = torch.from_numpy(padded[batch, :width]).to(device)
         mask = torch.from_numpy(np.arange(width)[None, :] < lengths[batch][:, None]).to(device)
@@ -101,7 +111,8 @@ def masked_targets(tokenizer, sentences: list[str], method: str = "pll"):
 
 
 @torch.no_grad()
-def masked_pll(model, tokenizer, sentences: list[str], batch_size: int = 64, method: str = "pll") -> np.ndarray:
+def masked_pll(model, tokenizer, sentences: list[str], batch_size: int = 64, method: str = "pll",
+               progress: bool = False) -> np.ndarray:
     """Pseudo-log-likelihood of each sentence (float64 array): all masked copies of all sentences, batched."""
     device, mask_id = _device_of(model), tokenizer.mask_token_id
     if mask_id is None:
@@ -112,7 +123,8 @@ def masked_pll(model, tokenizer, sentences: list[str], batch_size: int = 64, met
     row_position = np.array([i for _, targets in items for i, _ in targets], dtype=np.int64)
     row_extra = [masked[1:] for _, targets in items for _, masked in targets]  # pll_word_l2r: rest of the word
     out = np.zeros(len(sentences), dtype=np.float64)
-    for batch in _batches(lengths[row_sentence], batch_size):
+    for batch in _batches(lengths[row_sentence], batch_size, progress,
+                          f"scoring {len(sentences):,} sentences ({len(row_sentence):,} masked copies)"):
         owners, positions = row_sentence[batch], row_position[batch]
         width = int(lengths[owners].max())
         inputs = padded[owners, :width].copy()
@@ -143,7 +155,7 @@ def naive_masked_pll(model, tokenizer, sentence: str, method: str = "pll") -> fl
 
 
 def sentence_scores(model, tokenizer, sentences: list[str], masked: bool, batch_size: int = 64,
-                    method: str = "pll") -> np.ndarray:
+                    method: str = "pll", progress: bool = False) -> np.ndarray:
     if masked:
-        return masked_pll(model, tokenizer, sentences, batch_size, method)
-    return causal_logprobs(model, tokenizer, sentences, batch_size)
+        return masked_pll(model, tokenizer, sentences, batch_size, method, progress)
+    return causal_logprobs(model, tokenizer, sentences, batch_size, progress)

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import subprocess
+import threading
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -247,9 +248,26 @@ def run_compare(exp: Experiment, log=print) -> Path:
     log(f"compare: {len(exp.arms)} arms x {exp.seeds} seeds, budget {budgets['budget_positions']:,} token "
         f"positions per run -> {exp_dir}")
     jobs = [(arm, seed) for seed in range(exp.seeds) for arm in exp.arms]  # seeds outer: early results are paired
+    progress = {"finished": 0, "trained_seconds": 0.0, "trained": 0}
+    lock = threading.Lock()
+    start = time.time()
+
+    def one(job):
+        t0 = time.time()
+        result = run_one(exp, exp_dir, job[0], job[1], budgets["arms"][job[0].name], log)
+        with lock:
+            progress["finished"] += 1
+            if result["status"] != "skipped":
+                progress["trained"] += 1
+                progress["trained_seconds"] += time.time() - t0
+            left = len(jobs) - progress["finished"]
+            per_run = progress["trained_seconds"] / progress["trained"] if progress["trained"] else 0.0
+            eta = f", about {left * per_run / exp.parallel / 60:.0f} min left" if left and per_run else ""
+            log(f"  [{progress['finished']}/{len(jobs)} runs, {(time.time() - start) / 60:.1f} min{eta}]")
+        return result
+
     with ThreadPoolExecutor(max_workers=exp.parallel) as pool:
-        done = list(pool.map(lambda job: run_one(exp, exp_dir, job[0], job[1], budgets["arms"][job[0].name], log),
-                             jobs))
+        done = list(pool.map(one, jobs))
     from sleeptrain.experiments.report import write_report
 
     report = write_report(exp_dir)

@@ -180,8 +180,9 @@ def load_run_data(cfg: Config, state=None) -> RunData:
     set_seed(cfg.seed)
     with state.main_process_first() if state is not None else contextlib.nullcontext():
         # process 0 trains the tokenizer and fills the cache; the others read it
-        tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm)
-        stores = get_token_stores(corpus, tokenizer, cfg.data)
+        show = cfg.run.progress and (state is None or state.is_main_process)
+        tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm, progress=show)
+        stores = get_token_stores(corpus, tokenizer, cfg.data, progress=show)
     if stores["train"].n_tokens < cfg.data.seq_len:
         raise DataError(f"data: the training split has {stores['train'].n_tokens} tokens, fewer than "
                         f"data.seq_len={cfg.data.seq_len}")
@@ -218,7 +219,7 @@ def final_evaluation(cfg: Config, model, tokenizer, final_dir: Path, blimp_path:
     from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
     from sleeptrain.evaluate.harness import LoadedModel, evaluate_model
 
-    opts = EvalCommandConfig(batch_size=cfg.eval.batch_size)
+    opts = EvalCommandConfig(batch_size=cfg.eval.batch_size, progress=cfg.run.progress)
     opts.blimp.method = cfg.eval.method
     was_training = model.training
     model.eval()

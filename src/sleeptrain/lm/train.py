@@ -212,7 +212,15 @@ def describe(result: RunResult) -> str:
     if plot.exists():
         lines.append(f"  loss plot         : {plot}")
     lines.append(f"  validation loss   : {result.final_val_loss:.4f} (perplexity "
-                 f"{math.exp(min(result.final_val_loss, 50)):.2f}), first {result.first_val_loss:.4f}")
+                 f"{math.exp(min(result.final_val_loss, 50)):.2f}), first {result.first_val_loss:.4f} — the training "
+                 f"objective on packed dev blocks, every token scored")
+    ppl = (result.eval_results or {}).get("perplexity")
+    if ppl and "masked" in ppl.get("kind", ""):
+        lines.append("                      (the evaluation below reports masked-token pseudo-perplexity: another "
+                     "quantity, not comparable with this one)")
+    elif ppl:
+        lines.append("                      (the evaluation's perplexity below leaves out document-start tokens, "
+                     "which follow an end-of-text and are nearly free, so it is higher)")
     if result.eval_results:
         from sleeptrain.evaluate.harness import describe_results
 
