@@ -71,7 +71,7 @@ def test_patches_cli_writes_by_overlap_and_the_figure(tmp_path):
     (["method=lwf"], "method: 'lwf' is not allowed"),
     (["ewc_gamma=0"], "ewc_gamma: must be in (0, 1]"),
     (["ewc_strength=-1"], "ewc_strength: must be >= 0"),
-    (["src.betas=[1.0]"], "src.betas: one threshold per layer"),
+    (["benchmark=split_digits", "src.betas=[1.0]"], "src.betas: one threshold per layer"),
     (["benchmark=split_mnist"], "data_path: required with benchmark=split_mnist"),
     (["src.mod=faithful"], "src.mod: unknown key; did you mean 'src.mode'?"),
     (["benchmark=patches", "overlaps=[3,20]"], "overlaps: each overlap must be in [0, 16]"),
@@ -147,7 +147,7 @@ def test_evolve_search_mutates_the_best_and_scales_the_sleep(tmp_path):
 
 
 def test_search_of_a_method_without_sleep_is_one_line(tmp_path):
-    result = run_cli("continual", "method=rehearsal", "search_trials=2", f"run.dir={tmp_path / 'r'}")
+    result = run_cli("continual", "benchmark=split_digits", "method=rehearsal", "search_trials=2", f"run.dir={tmp_path / 'r'}")
     assert result.returncode == 2 and "method:" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -207,7 +207,7 @@ def test_strong_ewc_holds_the_first_task_better_than_sequential():
 
 
 def test_diverging_training_is_one_line(tmp_path):
-    result = run_cli("continual", "method=ewc", "ewc_strength=100000", "net.hidden=[32,32]", "sgd.epochs=1",
+    result = run_cli("continual", "benchmark=split_digits", "method=ewc", "ewc_strength=100000", "net.hidden=[32,32]", "sgd.epochs=1",
                      f"run.dir={tmp_path / 'r'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "sgd.lr: training diverged" in result.stderr and "ewc_strength" in result.stderr
@@ -239,7 +239,7 @@ def test_src_preset_errors_are_one_line(tmp_path, content, expected):
         name = str(tmp_path / "fitted.yaml")
         if content != "missing":
             (tmp_path / "fitted.yaml").write_text(content)
-    result = run_cli("continual", f"src={name}", f"run.dir={tmp_path / 'r'}")
+    result = run_cli("continual", "benchmark=split_digits", f"src={name}", f"run.dir={tmp_path / 'r'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert expected.replace("PATH", name) in result.stderr.strip().splitlines()[-1]
     assert len(result.stderr.strip().splitlines()) == 1
@@ -288,7 +288,7 @@ def test_si_runs_end_to_end_and_its_errors_name_the_key(tmp_path):
                                                       f"run.dir={tmp_path / 'si'}"]))
     assert 0 <= results["average_accuracy"]["mean"] <= 1 and len(results["stages"]) == 5
     with pytest.raises(ConfigError, match="si_xi: must be > 0"):
-        load_continual_config(["si_xi=0"])
+        load_continual_config(["benchmark=split_digits", "si_xi=0"])
 
 
 def write_features(path, n_classes=4, n=80, d=12, seed=0, **replace):
@@ -426,3 +426,11 @@ def test_weighted_rehearsal_runs_and_is_recorded(tmp_path):
     assert saved["config"]["rehearsal_loss"] == "weighted"
     with pytest.raises(ConfigError, match="rehearsal_loss"):
         load_continual_config(["benchmark=split_digits", "rehearsal_loss=mean"])
+
+
+def test_the_bare_command_runs_patches_where_src_shows(tmp_path):
+    from sleeptrain.continual.config import ContinualConfig
+
+    assert ContinualConfig().benchmark == "patches"
+    cfg = load_continual_config([f"run.dir={tmp_path / 'r'}"])
+    assert cfg.benchmark == "patches" and cfg.method == "src" and cfg.src.iterations == 30000

@@ -37,8 +37,10 @@ examples:
 
 
 CONTINUAL_DESCRIPTION = """Class-incremental learning with Sleep Replay Consolidation (Tadros et al. 2022) and its
-baselines. benchmark=patches|split_mnist|split_digits picks a preset (network, SGD and SRC parameters of the
-paper); method=sequential|joint|src|rehearsal|rehearsal_src|ewc; seeds=N repeats. Writes results.json and plots.
+baselines. benchmark=patches|split_mnist|split_fashion|cross_modal|features|split_digits picks a preset (network, SGD
+and SRC parameters of the authors' script); method=sequential|joint|src|rehearsal|rehearsal_src|ewc|si|owm|icarl|
+icarl_src; seeds=N repeats. Writes results.json and plots. With no arguments: Patches with SRC (the paper's Fig. 1B,
+under a minute): forgetting from about 10 shared pixels and SRC's recovery.
 src=NAME|PATH.yaml replaces the paper's SRC parameters with a fitted set (a search writes best_src.yaml); shipped:
 {src_presets}
 examples:
@@ -46,7 +48,8 @@ examples:
   sleeptrain continual benchmark=split_mnist data_path=../shared/data/mnist method=src seeds=5
   sleeptrain continual benchmark=split_mnist data_path=../shared/data/mnist method=rehearsal_src \\
       src=split_mnist_rehearsal10 seeds=5
-  sleeptrain continual benchmark=split_digits method=sequential
+  sleeptrain continual                                   # Patches, method=src, one seed
+  sleeptrain continual benchmark=split_digits method=sequential   # an untuned toy (scikit-learn digits), for tests
   sleeptrain continual analyse data_path=../shared/data/mnist   # how SRC works: the paper's Figs. 4-6 on 0/1 -> 2/3
 """
 

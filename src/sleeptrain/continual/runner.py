@@ -71,7 +71,8 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
     over it; the other words are key=value overrides."""
     from sleeptrain.presets import load_overrides
 
-    benchmark = next((a.split("=", 1)[1] for a in args if a.startswith("benchmark=")), "split_digits")
+    benchmark = next((a.split("=", 1)[1] for a in args if a.startswith("benchmark=")),
+                     ContinualConfig.__dataclass_fields__["benchmark"].default)
     preset = Path(str(resources.files("sleeptrain") / "conf" / "continual" / f"{benchmark}.yaml"))
     if not preset.is_file():
         raise ConfigError(f"benchmark: {benchmark!r} is not allowed; choose one of {', '.join(BENCHMARKS)}")
@@ -311,6 +312,11 @@ def describe(results: dict, run_dir: Path) -> str:
         for overlap, v in results["by_overlap"].items():
             parts = [f"{k} {v[k]:.2f}±{v['sd'][k]:.2f}" for k in ("after_t1", "after_t2", "after_sleep") if k in v]
             lines.append(f"  overlap {overlap:>2}: " + ", ".join(parts))
+        lost = {o: v for o, v in results["by_overlap"].items() if "after_sleep" in v and v["after_t2"] < 0.99}
+        if lost:
+            gain = np.mean([v["after_sleep"] - v["after_t2"] for v in lost.values()])
+            lines.append(f"  training T2 cost accuracy at overlaps {', '.join(lost)}; the sleep changed accuracy there "
+                         f"by {gain:+.2f} on average (the paper's Fig. 1B; at 16 the four images are identical)")
     else:
         for key in ("average_accuracy", "forgetting", "bwt", "nme_average_accuracy"):
             if key not in results:
