@@ -325,3 +325,16 @@ def test_ctrl_c_during_the_final_evaluation_says_what_is_saved(tmp_path, capsys,
     assert len(lines) == 1 and "during the final evaluation" in lines[0], err
     assert f"sleeptrain eval {run_dir / 'final'}" in lines[0]
     assert (run_dir / "final" / "model.safetensors").exists()
+
+
+def test_resume_offers_allow_changes_only_where_it_can_work(tmp_path):
+    from sleeptrain.errors import ConfigError
+    from sleeptrain.lm.resume import plan_resume
+
+    run_dir = unfinished_run(tmp_path)
+    with pytest.raises(ConfigError, match=r"train.batch_size shapes the data, model or schedule .* cannot change"):
+        plan_resume([f"resume={run_dir}", "train.batch_size=8"])
+    with pytest.raises(ConfigError, match=r"allow them with resume.allow_changes=\[train.log_every\]"):
+        plan_resume([f"resume={run_dir}", "train.log_every=2"])
+    plan = plan_resume([f"resume={run_dir}", "train.log_every=2", "resume.allow_changes=[train.log_every]"])
+    assert "train.log_every" in plan.changed

@@ -28,6 +28,16 @@ class ResumePlan:
     changed: list[str]
 
 
+HARMLESS = ("run.", "eval.", "checkpoint.", "resume.", "train.log_every", "train.trackers", "data.cache_dir",
+            "train.on_nan")  # not train.eval_*: FORGETTER's controller acts on the validation losses
+
+
+def is_harmless(key: str) -> bool:
+    """Keys a resume may change (with resume.allow_changes) without changing what is trained: logging, evaluation,
+    checkpointing, paths."""
+    return key.startswith(HARMLESS) or key in {h.rstrip(".") for h in HARMLESS}
+
+
 def wants_resume(args: list[str]) -> bool:
     return any(a.split("=", 1)[0] in ("resume", "resume.dir") for a in args)
 
@@ -79,8 +89,15 @@ def plan_resume(args: list[str]) -> ResumePlan:
     refused = [k for k in changed if not any(k == a or k.startswith(a + ".") for a in allowed)]
     if refused:
         listing = ", ".join(f"{k} ({before.get(k)!r} -> {after[k]!r})" for k in refused)
-        raise ConfigError(f"resume: the config differs from the checkpoint's in {listing}; an exact resume needs "
-                          f"the same config (allow harmless keys with resume.allow_changes=[{','.join(refused)}])")
+        harmless = [k for k in refused if is_harmless(k)]
+        if len(harmless) == len(refused):
+            advice = f"allow them with resume.allow_changes=[{','.join(harmless)}]"
+        else:
+            fixed = [k for k in refused if not is_harmless(k)]
+            advice = (f"{', '.join(fixed)} shape{'s' if len(fixed) == 1 else ''} the data, model or schedule the "
+                      f"checkpoint was trained with and cannot change in a resume: drop "
+                      f"{'it' if len(fixed) == 1 else 'them'}, or start a new run with the new values")
+        raise ConfigError(f"resume: the config differs from the checkpoint's in {listing}; {advice}")
     config = to_config(new)
     config.run.dir = str(run_dir.resolve())
     return ResumePlan(config, checkpoint, run_dir.resolve(), overrides, changed)

@@ -36,7 +36,8 @@ def load(loop, path: Path) -> dict:
     if state["n_samples"] != len(loop.train_samples) or state["total_steps"] != loop.plan.total_steps:
         raise ConfigError(f"resume: the data no longer matches the run ({state['n_samples']} samples / "
                           f"{state['total_steps']} steps then, {len(loop.train_samples)} / "
-                          f"{loop.plan.total_steps} now); was the corpus or tokenizer changed?")
+                          f"{loop.plan.total_steps} now): the corpus, tokenizer, batch size, sequence length or "
+                          f"schedule differs from the checkpoint's; resume with them as they were, or start a new run")
     if "sleep" not in state:
         raise ConfigError(f"resume: {path} was written by an earlier sleeptrain (code {state.get('code_version')}) "
                           "whose checkpoints keep sleep state in another layout; resume it with that version")
