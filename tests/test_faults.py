@@ -338,3 +338,47 @@ def test_resume_offers_allow_changes_only_where_it_can_work(tmp_path):
         plan_resume([f"resume={run_dir}", "train.log_every=2"])
     plan = plan_resume([f"resume={run_dir}", "train.log_every=2", "resume.allow_changes=[train.log_every]"])
     assert "train.log_every" in plan.changed
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 64 MiB tmpfs (needs root and mount rights; skipped with the reason otherwise)."""
+    import subprocess
+
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({(proc.stderr or 'mount failed').strip()[:80]})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last(tmp_path, small_filesystem, capsys):
+    import os
+    import shutil
+
+    args = [*FAULT_RUN, "train.max_steps=12"]
+    reference = tmp_path / "reference"
+    train(load_config([*args, f"run.dir={reference}"]).config)
+    one = sum(f.stat().st_size for f in checkpoint_dirs(reference)[0].rglob("*") if f.is_file())
+    run_dir = small_filesystem / "run"
+    free = shutil.disk_usage(small_filesystem).free
+    filler = small_filesystem / "filler"
+    with open(filler, "wb") as fh:  # leave room for one checkpoint and the logs, not for two
+        fh.truncate(0)
+        fh.write(b"\0" * (free - one - one // 2))
+        os.fsync(fh.fileno())
+    code, err = run_main(capsys, "train", *args, f"run.dir={run_dir}")
+    lines = [line for line in err.strip().splitlines() if line.startswith("sleeptrain: error")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "No space left on device" in lines[0] and "step-00000004 is intact" in lines[0], lines[0]
+    assert f"sleeptrain train resume={run_dir}" in lines[0]
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step-00000004"]  # no half-written folder
+    filler.unlink()
+    capsys.readouterr()
+    resumed = main(["train", f"resume={run_dir}"])
+    assert resumed == 0 and (run_dir / "final" / "model.safetensors").exists()

@@ -247,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sleeptrain: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # safetensors reports a full disk in its own exception type
+        if "No space left on device" not in str(exc):
+            raise
+        print("sleeptrain: error: No space left on device; checkpoints already written are intact (resume with "
+              "sleeptrain train resume=RUN_DIR once there is room)", file=sys.stderr)
+        return EXIT_USER_ERROR
     finally:
         if previous is not None:
             import signal

@@ -46,6 +46,23 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
+def is_write_failure(exc: BaseException) -> bool:
+    """An OSError, or what safetensors / torch.save raise when the disk refuses a write (their own exception types
+    carry the OS error only in the text)."""
+    if isinstance(exc, OSError):
+        return True
+    text = str(exc).lower()
+    return (isinstance(exc, RuntimeError) or type(exc).__name__ == "SafetensorError") and (
+        "os error" in text or "i/o error" in text or "write" in text)
+
+
+def write_failure_reason(exc: BaseException) -> str:
+    text = str(exc)
+    if "No space left on device" in text:
+        return "No space left on device"
+    return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
 def save_checkpoint(run_dir: Path, step: int, model, optimizer, tokenizer, config_yaml: str,
                     state: dict[str, Any], tensors: dict[str, Any], keep: int) -> Path:
     """Write checkpoint `step` atomically and rotate to `keep`. Raises CheckpointWriteError on OSError, leaving
@@ -62,10 +79,14 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, tokenizer, confi
             torch.save(tensors, tmp / "trainer_state.pt")
             (tmp / "config.yaml").write_text(config_yaml)
             (tmp / STATE_JSON).write_text(json.dumps({"step": step, **state}, indent=1))
-    except OSError as exc:
+    except Exception as exc:
+        if not is_write_failure(exc):
+            raise
         previous = latest_checkpoint(run_dir)
-        kept = f"; the previous checkpoint {previous} is intact" if previous else ""
-        raise CheckpointWriteError(f"checkpoint: cannot write {final} ({exc.strerror or exc}){kept}") from None
+        kept = (f"; the previous checkpoint {previous} is intact: free some space, then continue with: sleeptrain "
+                f"train resume={run_dir}" if previous else "; no earlier checkpoint: free some space and start again")
+        reason = getattr(exc, "strerror", None) or write_failure_reason(exc)
+        raise CheckpointWriteError(f"checkpoint: cannot write {final} ({reason}){kept}") from None
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
