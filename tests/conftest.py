@@ -18,7 +18,7 @@ TINY_RUN = [
     "data.generated.pairs_per_paradigm=20", "data.seq_len=32", "tokenizer.vocab_size=400",
     "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.num_kv_heads=null",
     "model.intermediate_size=64", "train.batch_size=16", "train.log_every=2", "train.eval_every=10",
-    "run.progress=false",
+    "run.progress=false", "train.precision=fp32",  # the same numbers on every machine (auto: bf16 where native)
 ]
 
 

@@ -242,3 +242,33 @@ def test_help_shows_the_defaults_a_bare_train_uses():
     assert f"train.lr                       float      default {bare['train.lr']!r}" in text
     assert f"schedule.n_cycles              int        default {bare['schedule.n_cycles']!r}" in text
     assert "what a bare `sleeptrain train` uses (data=demo model=tiny schedule=sleep)" in text
+
+
+def test_precision_auto_is_measured_logged_and_kept_on_resume(monkeypatch):
+    import sleeptrain.lm.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_matmul_probe", lambda size=512: {"fp32": 100.0, "bf16": 400.0})
+    chosen, why = precision.resolve_precision("auto", on_cuda=False)
+    assert chosen == "bf16" and "bf16 400.0 GFLOP/s, fp32 100.0 GFLOP/s" in why
+    monkeypatch.setattr(precision, "cpu_matmul_probe", lambda size=512: {"fp32": 100.0, "bf16": 120.0})
+    assert precision.resolve_precision("auto", on_cuda=False)[0] == "fp32"   # no clear margin: fp32
+    monkeypatch.setattr(precision, "cpu_matmul_probe", lambda size=512: {"fp32": 100.0, "bf16": 1.0})
+    assert precision.resolve_precision("auto", on_cuda=False)[0] == "fp32"
+    chosen, why = precision.resolve_precision("bf16", on_cuda=False)
+    assert chosen == "bf16" and why.startswith("warning") and "100.0x slower" in why
+    assert precision.resolve_precision("auto", on_cuda=False, resumed="bf16")[0] == "bf16"
+    assert precision.resolve_precision("fp32", on_cuda=False)[0] == "fp32"
+
+
+def test_an_auto_run_records_its_precision(tmp_path):
+    import json
+
+    run_dir = tmp_path / "run"
+    result = run_cli("train", *[w for w in TINY_RUN if not w.startswith("train.precision")], "train.max_steps=4",
+                     "eval.final=false", f"run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    start = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["precision"] in ("bf16", "fp32") and "train.precision=auto ->" in start["precision_note"]
+    assert "note: train.precision=auto ->" in result.stderr
+    state = json.loads(next((run_dir / "checkpoints").glob("step-*/trainer_state.json")).read_text())
+    assert state["precision"] == start["precision"]

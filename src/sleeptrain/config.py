@@ -187,7 +187,9 @@ class TrainConfig:
                                "shape of the plan before step 0 so no phase change recompiles mid-run", default=False)
     clip_grad: Optional[float] = help_field("max global gradient norm (null: no clipping)", default=1.0)
     max_steps: Optional[int] = help_field("cap on optimizer steps for any schedule (the LR schedule is fitted to the cap)", default=None)
-    precision: str = help_field("fp32 | bf16 (autocast, CPU or GPU) | fp16 (GPU only)", default="fp32")
+    precision: str = help_field("auto (bf16 where the GPU supports it or a sub-second CPU probe measures it faster "
+                                "than fp32, else fp32; the choice is logged) | fp32 | bf16 (autocast, CPU or GPU) | "
+                                "fp16 (GPU only)", default="auto")
     device: str = help_field("auto | cpu | cuda", default="auto")
     log_every: int = help_field("steps between training records in metrics.jsonl", default=10)
     eval_every: int = help_field("steps between validation-loss evaluations (0: only at the end)", default=100)
@@ -221,7 +223,7 @@ class TrainConfig:
         check_positive("train.clip_grad", self.clip_grad, allow_none=True)
         check_choice("train.adamw_impl", self.adamw_impl, ("auto", "fused", "foreach", "for_loop"))
         check_positive("train.max_steps", self.max_steps, allow_none=True)
-        check_choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
+        check_choice("train.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
         check_positive("train.log_every", self.log_every)
         check_positive("train.eval_every", self.eval_every, allow_zero=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,14 @@ def run_sweep(spec: dict, log=print) -> Path:
     exp_dir.mkdir(parents=True, exist_ok=True)
     exp = Experiment(arms=arms, common=spec["common"], seeds=1)
     log(f"sweep: {spec['method']}, {len(arms)} trials, objective {spec['objective']} -> {exp_dir}")
-    for arm in arms:
-        run_one(exp, exp_dir, arm, 0, {"budget_overrides": []}, log)
+    start, trained, trained_seconds = time.time(), 0, 0.0
+    for i, arm in enumerate(arms, 1):
+        t0 = time.time()
+        if run_one(exp, exp_dir, arm, 0, {"budget_overrides": []}, log)["status"] != "skipped":
+            trained, trained_seconds = trained + 1, trained_seconds + time.time() - t0
+        left = len(arms) - i
+        eta = f", about {left * trained_seconds / trained / 60:.0f} min left" if left and trained else ""
+        log(f"  [{i}/{len(arms)} trials, {(time.time() - start) / 60:.1f} min{eta}]")
     return write_sweep_results(exp_dir, spec, trials, arms, log)
 
 

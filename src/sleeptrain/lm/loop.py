@@ -83,6 +83,7 @@ class TrainingLoop:
         self.stopped_early = False
         self.interrupt = Interrupt()  # its signal is set by the SIGINT/SIGTERM handler of train()
         self.last_checkpoint: Path | None = None
+        self.precision = cfg.train.precision  # train() sets the resolved one (auto -> bf16 | fp32)
         self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
                                    log=lambda record: self.metrics.write(record))
         from tqdm.auto import tqdm

@@ -80,7 +80,8 @@ def check_runtime(cfg: Config) -> None:
     check_trackers(cfg.train.trackers)
 
 
-def make_accelerator(cfg: Config, run_dir: Path):
+def make_accelerator(cfg: Config, run_dir: Path, precision: str | None = None):
+    """`precision`: the resolved train.precision (`sleeptrain.lm.precision.resolve_precision`)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -89,7 +90,7 @@ def make_accelerator(cfg: Config, run_dir: Path):
     AcceleratorState._reset_state(reset_partial_state=False)
     check_runtime(cfg)
     use_cpu = cfg.train.device == "cpu" or not torch.cuda.is_available()
-    return Accelerator(cpu=use_cpu, mixed_precision=PRECISION[cfg.train.precision],
+    return Accelerator(cpu=use_cpu, mixed_precision=PRECISION[precision or cfg.train.precision],
                        log_with=list(cfg.train.trackers) or None, project_dir=str(run_dir))
 
 

@@ -21,6 +21,7 @@ from sleeptrain.config import Config
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import RunLock, atomic_write_text
 from sleeptrain.lm.phases import describe_truncation
+from sleeptrain.lm.precision import resolve_precision
 from sleeptrain.lm.loop import RunInterrupted, TrainingDiverged, TrainingLoop  # noqa: F401  (re-exported)
 from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
 from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
@@ -88,13 +89,19 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
             raise ConfigError(f"resume: {str(run_dir)!r} already finished; nothing to resume")
     try:
         pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
-        accelerator = make_accelerator(cfg, run_dir)
+        on_cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
+        precision, precision_note = resolve_precision(cfg.train.precision, on_cuda, saved_precision(resume_from))
+        accelerator = make_accelerator(cfg, run_dir, precision)
+        if accelerator.is_main_process and (cfg.train.precision == "auto" or precision_note.startswith("warning")):
+            print(f"sleeptrain: {'' if precision_note.startswith('warning') else 'note: '}{precision_note}",
+                  file=sys.stderr, flush=True)
 
         set_seed(cfg.seed)
         model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
         params = count_parameters(model)
         metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
         loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
+        loop.precision = precision
         if resume_from is None:
             metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
                            "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
@@ -102,7 +109,8 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                            "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
                            "processes": accelerator.num_processes,
                            "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages],
-                           "truncated": plan.truncated})
+                           "truncated": plan.truncated, "precision": precision,
+                           "precision_note": precision_note})
             if plan.truncated and accelerator.is_main_process:
                 print(f"sleeptrain: note: {describe_truncation(plan.truncated)}", file=sys.stderr, flush=True)
         else:
@@ -175,6 +183,16 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     finally:
         if lock is not None:
             lock.release()
+
+def saved_precision(checkpoint: Path | None) -> str | None:
+    """The precision the run resolved when it started (kept in its checkpoints), for `auto` on resume."""
+    if checkpoint is None:
+        return None
+    try:
+        return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("precision")
+    except (OSError, ValueError):
+        return None  # load_checkpoint reports the unreadable file
+
 
 @contextlib.contextmanager
 def checkpoint_on_signals(loop: TrainingLoop):
