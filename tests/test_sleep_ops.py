@@ -93,3 +93,43 @@ def test_plasticity_decay_reports_the_next_peak_scale():
     model, opt, cfg, _ = trained_model()
     cfg.sleep = SleepConfig(ops=["plasticity_decay"], plasticity_decay=0.5)
     assert run_op("plasticity_decay", SleepContext(model, opt, cfg, cycle=1)) == {"peak_lr_scale_next_cycle": 0.25}
+
+
+@pytest.mark.parametrize("source,wake_counts,sleep_counts", [("wake", True, False), ("sleep", False, True),
+                                                              ("both", True, True)])
+def test_importance_is_gathered_where_asked(source, wake_counts, sleep_counts):
+    model, opt, cfg, ids = trained_model()
+    cfg.sleep = SleepConfig(ops=["replay", "downscale"], importance="fisher", importance_from=source)
+    op = op_class("downscale")(cfg, model)
+    model(input_ids=ids, labels=ids).loss.backward()
+    op.on_wake_step(model)
+    after_wake = sum(float(t.sum()) for t in op.importance.table.values())
+    op.on_sleep_step(model)
+    after_sleep = sum(float(t.sum()) for t in op.importance.table.values())
+    assert (after_wake > 0) == wake_counts
+    assert (after_sleep > after_wake) == sleep_counts
+
+
+def test_pruning_zeroes_the_weakest_unprotected_weights():
+    from sleeptrain.sleep.homeostasis import prune_weakest
+
+    p = torch.tensor([0.5, -0.1, 0.05, 2.0, -0.3, 0.01])
+    candidates = torch.tensor([True, True, True, False, True, False])   # 2.0 and 0.01 are protected
+    assert prune_weakest(p, candidates, 0.5) == 2
+    assert p.tolist() == pytest.approx([0.5, 0.0, 0.0, 2.0, -0.3, 0.01])  # 0.05 and -0.1 went; 0.01 is protected
+    model, opt, cfg, ids = trained_model()
+    cfg.sleep = SleepConfig(ops=["downscale"], shrink=0.9, protect_fraction=0.2, prune_fraction=0.1)
+    op = op_class("downscale")(cfg, model)
+    model(input_ids=ids, labels=ids).loss.backward()
+    op.on_wake_step(model)
+    changed = op.apply(SleepContext(model, opt, cfg, cycle=0))
+    assert changed["pruned"] == pytest.approx(0.1 * changed["scaled"], abs=len(op.importance.table))
+
+
+def test_importance_from_sleep_needs_replay_steps():
+    from sleeptrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sleep.importance_from"):
+        SleepConfig(ops=["downscale"], importance_from="sleep")
+    with pytest.raises(ConfigError, match="sleep.prune_fraction"):
+        SleepConfig(ops=["downscale"], prune_fraction=1.0)

@@ -329,6 +329,12 @@ class SleepConfig:
     scope: str = help_field("downscale: protect the top fraction per tensor or globally", default="tensor")
     include_norms: bool = help_field("downscale: also shrink 1-D parameters (norm gains, biases)", default=False)
     plasticity_decay: float = help_field("plasticity_decay: peak LR of cycle k is multiplied by this^k", default=0.8)
+    importance_from: str = help_field("downscale: where importance is gathered: wake (every wake step, as CLIMB-Sleep's "
+                                      "code) | sleep (the replay steps: homeostasis 'as memories are revisited', the "
+                                      "seed's reading) | both", default="wake")
+    prune_fraction: float = help_field("downscale: after the shrink, set to 0 this fraction of each tensor's "
+                                       "unprotected weights, the smallest by magnitude (the seed's pruning of the "
+                                       "weakest synapses; 0: none, as the code)", default=0.0)
 
     def __post_init__(self) -> None:
         for op in self.ops:
@@ -344,6 +350,11 @@ class SleepConfig:
         check_choice("sleep.importance", self.importance, IMPORTANCE_KINDS)
         check_choice("sleep.scope", self.scope, SCOPES)
         check_fraction("sleep.plasticity_decay", self.plasticity_decay, closed_low=False)
+        check_choice("sleep.importance_from", self.importance_from, ("wake", "sleep", "both"))
+        check_fraction("sleep.prune_fraction", self.prune_fraction, closed_high=False)
+        if self.importance_from != "wake" and "downscale" in self.ops and "replay" not in self.ops:
+            raise ConfigError("sleep.importance_from: gathering importance in sleep needs replay steps; add replay to "
+                              "sleep.ops before downscale, or use importance_from=wake")
 
     @property
     def has_sleep(self) -> bool:

@@ -144,6 +144,8 @@ class TrainingLoop:
             replay.record(local_rows, values, self.stage.cycle, self.step)
         if self.stage.phase == "wake":
             self.sleep_cycle.on_wake_step(self.acc.unwrap_model(self.model))
+        else:
+            self.sleep_cycle.on_sleep_step(self.acc.unwrap_model(self.model))
         if self.cfg.train.clip_grad:
             self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
         self.optimizer.step()

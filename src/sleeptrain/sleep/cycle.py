@@ -41,10 +41,15 @@ class SleepCycle:
         self.ops[name] = op_class(name)(self.cfg, model)
         self.hooks = ([self.controller] if self.controller else []) + list(self.ops.values())
         self._wake_hooks = [h for h in self.hooks if type(h).on_wake_step is not SleepHook.on_wake_step]
+        self._sleep_hooks = [h for h in self.hooks if type(h).on_sleep_step is not SleepHook.on_sleep_step]
 
     def on_wake_step(self, model: torch.nn.Module) -> None:
         for hook in self._wake_hooks:
             hook.on_wake_step(model)
+
+    def on_sleep_step(self, model: torch.nn.Module) -> None:
+        for hook in self._sleep_hooks:
+            hook.on_sleep_step(model)
 
     def start(self, ctx: SleepContext, stage) -> bool:
         """A sleep starts: `on_sleep_start` hooks, then the replay buffer. False when a hook ends the run. The ops

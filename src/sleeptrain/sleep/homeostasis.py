@@ -56,11 +56,16 @@ class Downscale(SleepHook):
         self.importance = Importance(model, cfg.sleep.importance, cfg.sleep.include_norms)
 
     def on_wake_step(self, model: torch.nn.Module) -> None:
-        self.importance.accumulate(model)
+        if self.cfg.sleep.importance_from in ("wake", "both"):
+            self.importance.accumulate(model)
+
+    def on_sleep_step(self, model: torch.nn.Module) -> None:
+        if self.cfg.sleep.importance_from in ("sleep", "both"):
+            self.importance.accumulate(model)
 
     def apply(self, ctx: SleepContext) -> dict[str, Any]:
         return downscale(ctx.unwrapped(), self.importance, ctx.cfg.sleep.shrink, ctx.cfg.sleep.protect_fraction,
-                         ctx.cfg.sleep.scope)
+                         ctx.cfg.sleep.scope, ctx.cfg.sleep.prune_fraction)
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         return {}, dict(self.importance.table)
@@ -72,26 +77,41 @@ class Downscale(SleepHook):
 
 @torch.no_grad()
 def downscale(model: torch.nn.Module, importance: Importance, shrink: float, protect_fraction: float,
-              scope: str) -> dict[str, Any]:
-    """Shrink the unprotected weights of `model` in place, then reset `importance` for the next wake."""
+              scope: str, prune_fraction: float = 0.0) -> dict[str, Any]:
+    """Shrink the unprotected weights of `model` in place (and zero the `prune_fraction` smallest of them in each
+    tensor), then reset `importance` for the next wake."""
     params = dict(model.named_parameters())  # tied weights appear once
     names = [n for n in importance.table if n in params]
     if not names:
         raise RuntimeError("downscale: the importance table matches no parameter of the model")
     masks = protection_masks({n: importance.table[n] for n in names}, protect_fraction, scope)
-    scaled = protected = 0
+    scaled = protected = pruned = 0
     norm_before = norm_after = 0.0
     for name in names:
         p, keep = params[name], masks[name].to(params[name].device)
         norm_before += float(p.float().pow(2).sum())
         p.mul_(torch.where(keep, torch.ones((), dtype=p.dtype, device=p.device),
                            torch.full((), shrink, dtype=p.dtype, device=p.device)))
+        if prune_fraction > 0:
+            pruned += prune_weakest(p, ~keep, prune_fraction)
         norm_after += float(p.float().pow(2).sum())
         protected += int(keep.sum())
         scaled += int(keep.numel() - keep.sum())
     importance.reset()
-    return {"shrink": shrink, "scaled": scaled, "protected": protected, "scope": scope,
+    return {"shrink": shrink, "scaled": scaled, "protected": protected, "pruned": pruned, "scope": scope,
             "weight_norm_before": norm_before ** 0.5, "weight_norm_after": norm_after ** 0.5}
+
+
+@torch.no_grad()
+def prune_weakest(p: torch.Tensor, candidates: torch.Tensor, fraction: float) -> int:
+    """Zero the `fraction` of the `candidates` entries of `p` with the smallest magnitude; returns how many."""
+    k = int(round(fraction * int(candidates.sum())))
+    if k == 0:
+        return 0
+    magnitude = torch.where(candidates, p.detach().abs().float(), torch.full((), float("inf"), device=p.device))
+    weakest = torch.topk(magnitude.reshape(-1), k, largest=False, sorted=False).indices
+    p.view(-1)[weakest] = 0
+    return k
 
 
 def protection_masks(importance: dict[str, torch.Tensor], fraction: float, scope: str) -> dict[str, torch.Tensor]:

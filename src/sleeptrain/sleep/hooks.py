@@ -6,6 +6,7 @@ state/control, and an Avalanche plugin a before/after call):
 
     moment                              hook                          receives
     after the backward of a wake step   on_wake_step(model)           the unwrapped model, gradients in .grad
+    after the backward of a sleep step  on_sleep_step(model)          the same, while replaying
     a sleep starts (before its ops)     on_sleep_start(ctx)           SleepContext; may end the run or swap ops
     the op's own boundary               apply(ctx) -> dict            SleepContext; the dict is logged
     the run ends                        on_run_end(ctx)               SleepContext
@@ -85,6 +86,9 @@ class SleepHook:
 
     def on_wake_step(self, model: torch.nn.Module) -> None:
         """After the backward pass of every wake step, before the optimizer step (gradients are in `p.grad`)."""
+
+    def on_sleep_step(self, model: torch.nn.Module) -> None:
+        """After the backward pass of every sleep (replay) step, before the optimizer step."""
 
     def on_sleep_start(self, ctx: SleepContext) -> None:
         """When a sleep starts, before any op of it runs."""
