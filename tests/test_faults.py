@@ -354,7 +354,7 @@ def small_filesystem(tmp_path):
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)  # lazy: mmapped files may still be open
 
 
 def test_a_really_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last(tmp_path, small_filesystem, capsys):

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from sleeptrain.errors import ConfigError
 from sleeptrain.evaluate.scoring import MLM_METHODS
 from sleeptrain.lm.lr_schedules import LR_SCHEDULES
+from sleeptrain.lm.words import BABYLM_2025_MILESTONES
 from sleeptrain.sleep.controller import BASELINES as CONTROLLER_BASELINES
 from sleeptrain.sleep.homeostasis import IMPORTANCE_KINDS, SCOPES
 from sleeptrain.sleep.registry import REPLAY, op_names, optimizer_resetting_ops, strategy_names
@@ -247,10 +248,15 @@ class CheckpointConfig:
     phase_boundaries: bool = help_field("also checkpoint at the end of every wake and sleep phase", default=True)
     keep: int = help_field("checkpoints kept on disk (oldest removed first, only once a newer one is complete)",
                            default=2)
+    words: list[int] = help_field("save a model folder RUN_DIR/chck_<N>M (chck_<N>K below a million) when this many "
+                                  "words have been trained on (default: BabyLM 2025's 1M..10M, then 20M..100M; [] "
+                                  "for none)", default_factory=lambda: list(BABYLM_2025_MILESTONES))
 
     def __post_init__(self) -> None:
         check_positive("checkpoint.every", self.every, allow_zero=True)
         check_positive("checkpoint.keep", self.keep)
+        for n in self.words:
+            check_positive("checkpoint.words", n)
 
     @property
     def enabled(self) -> bool:
@@ -394,6 +400,17 @@ class EvalConfig:
 
 
 @dataclass
+class BabyLMConfig:
+    strict: bool = help_field("refuse (true) or only warn about (false) a run planned to train on more than "
+                              "babylm.max_epochs passes over its training tokens (BabyLM 2025: at most 10 epochs)",
+                              default=False)
+    max_epochs: float = help_field("the track's limit on passes over the training data", default=10.0)
+
+    def __post_init__(self) -> None:
+        check_positive("babylm.max_epochs", self.max_epochs)
+
+
+@dataclass
 class Config:
     seed: int = help_field("seeds Python, NumPy and torch, the data order and the model init", default=0)
     run: RunConfig = field(default_factory=RunConfig)
@@ -406,6 +423,7 @@ class Config:
     sleep: SleepConfig = field(default_factory=SleepConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    babylm: BabyLMConfig = field(default_factory=BabyLMConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:

@@ -30,7 +30,8 @@ from sleeptrain.lm.losses import per_sample_loss, token_losses
 from sleeptrain.lm.metrics_log import MetricsLog
 from sleeptrain.lm.phases import PhasePlan, Stage
 from sleeptrain.lm.prefetch import prefetched
-from sleeptrain.lm.run_setup import make_optimizer
+from sleeptrain.lm.run_setup import make_optimizer, save_final
+from sleeptrain.lm.words import WordMeter
 from sleeptrain.lm.evaluator import Evaluator
 from sleeptrain.lm.warmup import batch_shapes, warm_compiled
 from sleeptrain.sleep.cycle import SleepCycle, lr_function
@@ -83,6 +84,7 @@ class TrainingLoop:
         self.stopped_early = False
         self.interrupt = Interrupt()  # its signal is set by the SIGINT/SIGTERM handler of train()
         self.last_checkpoint: Path | None = None
+        self.words = WordMeter(tokenizer, cfg.checkpoint.words, run_dir, accelerator.is_main_process)
         self.precision = cfg.train.precision  # train() sets the resolved one (auto -> bf16 | fp32)
         self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
                                    log=lambda record: self.metrics.write(record))
@@ -151,6 +153,7 @@ class TrainingLoop:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.interval.add_step(step_loss)
+        self.words.add(ids, mask)  # the global batch, on the host
         self._advance(lr, int(mask.sum()))  # tokens counted on the host copy: no device sync
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
@@ -163,11 +166,16 @@ class TrainingLoop:
         self.bar.update(1)
         self.after_step(lr)
 
+    def save_model(self, folder: Path) -> None:
+        """A complete HF model folder (weights, config, tokenizer) of the current weights."""
+        save_final(self.acc.unwrap_model(self.model), self.tokenizer, folder, self.cfg.data.seq_len)
+
     def _all_finite(self, *values: torch.Tensor) -> bool:
         return all_finite(values, self.acc.reduce if self.world > 1 else None)
 
     def after_step(self, lr: float) -> None:
         tc = self.cfg.train
+        self.words.save_due(self.save_model, self.metrics.write, self.step)  # BabyLM word-count checkpoints
         if self.step % tc.log_every == 0 or self.step == self.plan.total_steps or self._stage_ends_now():
             self.log_train(lr)
         if tc.eval_every and self.step % tc.eval_every == 0 and self.step != self.plan.total_steps:
@@ -194,6 +202,7 @@ class TrainingLoop:
             raise TrainingDiverged(self._diverged_message(loss))
         self.sleep_cycle.replay.sync()
         record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
+                  "words_seen": self.words.words,
                   "tokens_per_s": tokens_per_s, "phase": self.stage.phase,
                   "cycle": self.stage.cycle, "epoch": self.stage.pass_index}
         self.metrics.write(record)

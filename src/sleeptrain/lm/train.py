@@ -61,6 +61,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     corpus, tokenizer, stores, train_samples, dev_samples, plan = (
         data.corpus, data.tokenizer, data.stores, data.train_samples, data.dev_samples, data.plan)
     check_processes(cfg, state.num_processes)
+    babylm_guard(cfg, plan, stores["train"].n_tokens, state.is_main_process)
     if state.is_main_process:
         for note in corpus.notes:  # e.g. an empty source file, a dev split held out of train
             print(f"sleeptrain: note: {note}", file=sys.stderr, flush=True)
@@ -156,7 +157,8 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                                          f"model is saved in {final_dir}; evaluate it with: sleeptrain eval "
                                          f"{final_dir}") from None
         seconds = time.time() - t_start
-        summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens, "seconds": seconds,
+        summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens,
+                   "words_seen": loop.words.words, "seconds": seconds,
                    "first_val_loss": loop.evaluator.first_val, "final_val_loss": loop.evaluator.last_val,
                    "final_val_ppl": math.exp(min(loop.evaluator.last_val, 50.0)), "stopped_early": loop.stopped_early,
                    "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
@@ -183,6 +185,21 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     finally:
         if lock is not None:
             lock.release()
+
+def babylm_guard(cfg: Config, plan, train_tokens: int, is_main: bool) -> None:
+    """BabyLM's strict tracks allow at most `babylm.max_epochs` passes over the training data: warn when the plan
+    trains on more tokens than that, or refuse (`babylm.strict=true`) before anything is written."""
+    planned = plan.total_steps * cfg.train.batch_size * cfg.data.seq_len
+    epochs = planned / max(train_tokens, 1)
+    if epochs <= cfg.babylm.max_epochs:
+        return
+    text = (f"the plan trains on {planned:,} token positions, {epochs:.1f} passes over the {train_tokens:,} training "
+            f"tokens — more than babylm.max_epochs={cfg.babylm.max_epochs:g} (BabyLM's strict tracks)")
+    if cfg.babylm.strict:
+        raise ConfigError(f"babylm.strict: {text}; shorten the schedule or set babylm.strict=false")
+    if is_main:
+        print(f"sleeptrain: warning: {text}", file=sys.stderr, flush=True)
+
 
 def saved_precision(checkpoint: Path | None) -> str | None:
     """The precision the run resolved when it started (kept in its checkpoints), for `auto` on resume."""
