@@ -31,6 +31,7 @@ class SleepCycle:
         self.ops: dict[str, SleepHook] = {}
         self.hooks: list[SleepHook] = [self.controller] if self.controller else []
         self._wake_hooks: list[SleepHook] = []
+        self._sleep_hooks: list[SleepHook] = []
         for name in cfg.sleep.ops:
             if name != REPLAY:
                 self._add(name, model)
