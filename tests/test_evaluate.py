@@ -204,5 +204,5 @@ def test_scoring_shows_progress_only_when_asked(tokenizer, capsys):
     assert capsys.readouterr().err == ""
     shown = sentence_scores(model, tokenizer, SENTENCES, masked=False, batch_size=2, progress=True)
     err = capsys.readouterr().err
-    assert "scoring 7 sentences" in err and "4/4" in err
+    assert "scoring 7 sentences" in err and "/4 [" in err          # a bar over the 4 batches
     assert np.allclose(quiet, shown)

@@ -216,10 +216,10 @@ def test_disk_full_anywhere_else_is_one_line(tmp_path, capsys, monkeypatch):
     assert_one_line(code, err, "No space left on device")
 
 
-def test_an_empty_checkpoint_file_is_one_line_naming_the_way_on(tmp_path):
+def test_an_empty_checkpoint_file_is_one_line_naming_the_way_on(tmp_path, stopped_run):
     from conftest import run_cli
 
-    run_dir = unfinished_run(tmp_path)
+    run_dir = unfinished_run(tmp_path, stopped_run)
     newest = latest_checkpoint(run_dir)
     (newest / "trainer_state.pt").write_bytes(b"")
     result = run_cli("train", f"resume={run_dir}")
@@ -232,15 +232,26 @@ def test_an_empty_checkpoint_file_is_one_line_naming_the_way_on(tmp_path):
     assert latest_checkpoint(run_dir).name < newest.name              # ... leaves the one before as the newest
 
 
-def unfinished_run(tmp_path, steps=12):
-    """A run that stopped after its checkpoints (no final model, no summary): ready to resume."""
-    run_dir = tmp_path / "run"
-    train(load_config([*FAULT_RUN, f"run.dir={run_dir}", f"train.max_steps={steps}"]).config)
-    (run_dir / "final").rename(tmp_path / "final")
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A run that stopped after its checkpoints (no final model, no summary), trained once per module."""
+    root = tmp_path_factory.mktemp("stopped")
+    run_dir = root / "run"
+    train(load_config([*FAULT_RUN, f"run.dir={run_dir}", "train.max_steps=12"]).config)
+    (run_dir / "final").rename(root / "final")
     (run_dir / "summary.json").unlink()
     records = read_metrics(run_dir / "metrics.jsonl")
     keep = next(i for i, r in enumerate(records) if r["event"] == "end")
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:keep]))
+    return run_dir
+
+
+def unfinished_run(tmp_path, source):
+    """A fresh copy of `stopped_run` (tests change it), ready to resume."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(source, run_dir)
     return run_dir
 
 
@@ -271,11 +282,11 @@ def test_run_lock_names_the_holder_and_dies_with_it(tmp_path):
     RunLock(tmp_path).acquire().release()
 
 
-def test_two_resumes_at_once_exactly_one_runs(tmp_path):
+def test_two_resumes_at_once_exactly_one_runs(tmp_path, stopped_run):
     import subprocess
     import sys
 
-    run_dir = unfinished_run(tmp_path)
+    run_dir = unfinished_run(tmp_path, stopped_run)
     procs = [subprocess.Popen([sys.executable, "-m", "sleeptrain", "train", f"resume={run_dir}"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -321,17 +332,17 @@ def test_ctrl_c_during_the_final_evaluation_says_what_is_saved(tmp_path, capsys,
     run_dir = tmp_path / "run"
     code, err = run_main(capsys, "train", *FAULT_RUN, "train.max_steps=8", "eval.final=true", f"run.dir={run_dir}")
     assert code == 130, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("sleeptrain")]
+    lines = [line for line in err.strip().splitlines() if line.startswith("sleeptrain: error")]
     assert len(lines) == 1 and "during the final evaluation" in lines[0], err
     assert f"sleeptrain eval {run_dir / 'final'}" in lines[0]
     assert (run_dir / "final" / "model.safetensors").exists()
 
 
-def test_resume_offers_allow_changes_only_where_it_can_work(tmp_path):
+def test_resume_offers_allow_changes_only_where_it_can_work(tmp_path, stopped_run):
     from sleeptrain.errors import ConfigError
     from sleeptrain.lm.resume import plan_resume
 
-    run_dir = unfinished_run(tmp_path)
+    run_dir = unfinished_run(tmp_path, stopped_run)
     with pytest.raises(ConfigError, match=r"train.batch_size shapes the data, model or schedule .* cannot change"):
         plan_resume([f"resume={run_dir}", "train.batch_size=8"])
     with pytest.raises(ConfigError, match=r"allow them with resume.allow_changes=\[train.log_every\]"):
