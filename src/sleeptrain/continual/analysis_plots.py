@@ -31,6 +31,14 @@ def _annotated(ax, matrix, labels_x, labels_y, fmt, vmin=None, vmax=None, cmap="
     return im
 
 
+def _finish(plt, fig, path: Path, title: str | None = None) -> None:
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Tensor], out: Path) -> None:
     plt = _pyplot()
     digits = ["0", "1", "2", "3"]
@@ -44,10 +52,7 @@ def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Te
             _annotated(ax, corr[when][layer], digits, digits, ".2f", vmin=-0.1, vmax=0.7)
             sparse = result["active_fraction"][when][layer]
             ax.set_title(f"layer {layer + 1}, {when} SRC\n(active neurons per image {sparse:.0%})", fontsize=9)
-    fig.suptitle("Correlation of hidden activations by digit (Fig. 4)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "correlations.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, out / "correlations.png", "Correlation of hidden activations by digit (Fig. 4)")
 
     fig, axes = plt.subplots(1, layers, figsize=(3.4 * layers, 3.2), squeeze=False)
     for layer, entry in enumerate(result["task_neuron_input"]):
@@ -61,10 +66,7 @@ def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Te
         ax.set_title(f"layer {layer + 1}", fontsize=9)
         ax.set_ylabel("mean input on the task's test images")
         ax.legend(fontsize=7)
-    fig.suptitle("Input to task-specific neurons (Fig. 5)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "task_neuron_input.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, out / "task_neuron_input.png", "Input to task-specific neurons (Fig. 5)")
 
     fig, axes = plt.subplots(1, layers, figsize=(3.4 * layers, 3.2), squeeze=False)
     for layer, entry in enumerate(result["firing_rates"]):
@@ -78,10 +80,7 @@ def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Te
         test = entry.get("task2_vs_task1")
         note = f"\ntask 2 > task 1: t({test['df']}) = {test['t']:.2f}" if test else ""
         ax.set_title(f"layer {layer + 1}{note}", fontsize=9)
-    fig.suptitle("Firing of digit-specific neurons during a random-input sleep (Fig. 6)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "firing_rates.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, out / "firing_rates.png", "Firing of digit-specific neurons during a random-input sleep (Fig. 6)")
 
     conf = result["confusion"]
     fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.4))
@@ -90,9 +89,7 @@ def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Te
         ax.set_xlabel("prediction")
         ax.set_ylabel("actual")
         ax.set_title(f"{when} SRC", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "confusion.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, out / "confusion.png")
 
     fig, axes = plt.subplots(len(before), 2, figsize=(7.6, 2.6 * len(before)), squeeze=False)
     for layer, (w0, w1) in enumerate(zip(before, after)):
@@ -111,6 +108,4 @@ def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Te
         ax.set_yscale("log")
         ax.set_title(f"layer {layer + 1}: weights before SRC, by the sign of their change", fontsize=8)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "weights.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, out / "weights.png")
