@@ -270,7 +270,7 @@ def test_run_lock_names_the_holder_and_dies_with_it(tmp_path):
     RunLock(tmp_path).acquire().release()
     # a holder killed with SIGKILL leaves the file but not the lock
     code = ("import sys, time; sys.path.insert(0, %r); from sleeptrain.fsutil import RunLock; "
-            "RunLock(%r).acquire(); print('locked', flush=True); time.sleep(60)") % (
+            "held = RunLock(%r).acquire(); print('locked', flush=True); time.sleep(60)") % (
         str(checkpoint_module.__file__).rsplit("/sleeptrain/", 1)[0], str(tmp_path))
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"

@@ -82,6 +82,9 @@ class RunLock:
         self.fd = fd
         return self
 
+    def __del__(self) -> None:  # a run that failed between acquiring and its try/finally still lets go
+        self.release()
+
     def release(self) -> None:
         if self.fd is not None:
             import fcntl

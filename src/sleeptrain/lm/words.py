@@ -77,7 +77,7 @@ class WordMeter:
 
     def __init__(self, tokenizer, milestones: list[int], run_dir: Path, is_main: bool = True):
         self.tables = {k: torch.from_numpy(v) for k, v in token_tables(tokenizer).items()}
-        self.milestones = sorted(set(milestones))
+        self.pending = sorted(set(milestones))  # not handled yet by this process (smallest first)
         self.run_dir, self.is_main = Path(run_dir), is_main
         self.words = 0
 
@@ -85,14 +85,15 @@ class WordMeter:
         """Count the words of a (global) batch: its attended word-start tokens."""
         self.words += count_word_starts(ids, mask, self.tables)
 
-    def due(self) -> list[int]:
-        """Milestones reached whose folder is not written yet."""
-        return [m for m in self.milestones if m <= self.words and not (self.run_dir / milestone_name(m)).exists()]
-
     def save_due(self, save: Callable[[Path], None], log: Callable[[dict[str, Any]], None], step: int) -> None:
-        """Write every due milestone folder with `save(folder)` (the main process only) and log it."""
-        for m in self.due():
-            folder = self.run_dir / milestone_name(m)
+        """Write the folder of every milestone just reached with `save(folder)` (the main process only) and log
+        it; one comparison per step otherwise. A folder that exists (written before a resume) is kept."""
+        while self.pending and self.pending[0] <= self.words:
+            milestone = self.pending.pop(0)
+            folder = self.run_dir / milestone_name(milestone)
+            if folder.exists():
+                continue
             if self.is_main:
                 save(folder)
-            log({"event": "milestone", "words": m, "words_seen": self.words, "step": step, "dir": str(folder)})
+            log({"event": "milestone", "words": milestone, "words_seen": self.words, "step": step,
+                 "dir": str(folder)})
