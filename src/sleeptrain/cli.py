@@ -72,6 +72,17 @@ examples:
 """
 
 
+EXPORT_DESCRIPTION = """Lay out a run's model folders as a model repository the BabyLM organisers expect: DEST
+becomes a git repository whose `main` branch holds RUN_DIR/final and whose branches chck_1M, chck_2M, ... hold the
+word-count checkpoints (checkpoint.words), each with a model card. --push REPO_ID uploads the same branches to the
+Hugging Face Hub with huggingface_hub (a token from `huggingface-cli login` or HF_TOKEN).
+
+examples:
+  sleeptrain export runs/babylm-10m export/babylm-10m
+  sleeptrain export runs/babylm-10m --push my-name/babylm-sleep-10m
+"""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but usage errors are one line (no usage dump)."""
 
@@ -120,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Regenerate summary.json, report.md and plots of a `sleeptrain compare` "
                                         "folder from its runs (finished runs only).")
     report.add_argument("exp_dir", metavar="EXP_DIR")
+    export = sub.add_parser("export", help="a run's final/ and chck_<N> model folders as a model repository, a "
+                                           "branch each", description=EXPORT_DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("dest", metavar="DEST", nargs="?", help="new folder for the git repository (optional with --push)")
+    export.add_argument("--push", metavar="REPO_ID", default=None,
+                        help="also upload to this Hugging Face model repository (needs a token)")
+    export.add_argument("--private", action="store_true", help="with --push: create the repository private")
     plot = sub.add_parser("plot", help="plot loss curves of runs, sleep phases shaded",
                           description="Training and validation loss against tokens seen for one or more runs "
                                       "(overlaid), sleep phases shaded.")
@@ -196,6 +215,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from sleeptrain.export import ExportError, export_repository, push
+
+    if args.dest is None and args.push is None:
+        raise ExportError("export: give DEST (a new folder for the repository), --push REPO_ID, or both")
+    if args.dest is not None:
+        branches = export_repository(args.run_dir, args.dest)
+        print(f"{args.dest}: git repository with branches {', '.join(branches)} (git push needs git-lfs for the "
+              "weights; or use --push)")
+    if args.push is not None:
+        branches = push(args.run_dir, args.push, private=args.private)
+        print(f"https://huggingface.co/{args.push}: uploaded {', '.join(branches)}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -232,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = sigterm_as_interrupt()
     try:
         commands = {"train": cmd_train, "eval": cmd_eval, "continual": cmd_continual, "plot": cmd_plot,
-                    "compare": cmd_compare, "sweep": cmd_sweep, "report": cmd_report}
+                    "compare": cmd_compare, "sweep": cmd_sweep, "report": cmd_report,
+                    "export": cmd_export}
         return commands[args.command](args)
     except SleeptrainError as exc:
         print(f"sleeptrain: error: {exc}", file=sys.stderr)
