@@ -206,3 +206,44 @@ def test_scoring_shows_progress_only_when_asked(tokenizer, capsys):
     err = capsys.readouterr().err
     assert "scoring 7 sentences" in err and "/4 [" in err          # a bar over the 4 batches
     assert np.allclose(quiet, shown)
+
+
+def test_lm_eval_backend_agrees_with_the_native_scorer(tmp_path, tokenizer):
+    """backend=lm-eval runs the same pairs through lm-evaluation-harness: same schema, same scores."""
+    pytest.importorskip("lm_eval")
+    model = tiny("llama", tokenizer)
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    pairs_dir = write_minimal_pairs(generate_minimal_pairs(8, seed=1), tmp_path / "pairs")
+    results = {}
+    for backend in ("native", "lm-eval"):
+        out = tmp_path / f"{backend}.json"
+        run = run_cli("eval", str(tmp_path / "m"), f"blimp.path={pairs_dir}", "perplexity.enabled=false",
+                      f"backend={backend}", f"out={out}", "blimp.per_pair=true", "progress=false")
+        assert run.returncode == 0, run.stderr
+        results[backend] = (json.loads(out.read_text())["blimp"],
+                            [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()])
+    (native, native_pairs), (harness, harness_pairs) = results["native"], results["lm-eval"]
+    from lm_eval.models.huggingface import HFLM
+
+    folder_lm = HFLM(pretrained=str(tmp_path / "m"), device="cpu", batch_size=4)  # the folder loads as lm-eval's hf
+    assert folder_lm.prefix_token_id == tokenizer.bos_token_id
+    assert harness["backend"] == "lm-eval" and "lm-evaluation-harness" in harness["method"]
+    assert set(harness) == set(native) and harness["pairs"] == native["pairs"] == 56
+    assert abs(harness["overall"] - native["overall"]) <= 0.01
+    for a, b in zip(native_pairs, harness_pairs):
+        assert a["pair_id"] == b["pair_id"]
+        assert a["score_good"] == pytest.approx(b["score_good"], abs=1e-3)
+        assert a["score_bad"] == pytest.approx(b["score_bad"], abs=1e-3)
+
+
+def test_lm_eval_backend_refuses_masked_models_and_unknown_backends(tmp_path, tokenizer):
+    from sleeptrain.errors import ConfigError
+    from sleeptrain.evaluate.lm_eval_backend import evaluate_pairs_lm_eval
+
+    pairs = [MinimalPair(good="the dog runs .", bad="the dog run .", paradigm="p", phenomenon="p", field="f",
+                         pair_id=0)]
+    with pytest.raises(ConfigError, match="backend: lm-eval scores causal LMs only"):
+        evaluate_pairs_lm_eval(LoadedModel(tiny("roberta", tokenizer), tokenizer, True, tmp_path), pairs, 8)
+    result = run_cli("eval", str(tmp_path), "backend=lmeval")
+    assert result.returncode == 2 and "backend" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -49,9 +49,15 @@ class PerplexityEvalConfig:
                               f"got {self.stride}")
 
 
+BACKENDS = ("native", "lm-eval")
+
+
 @dataclass
 class EvalCommandConfig:
     out: Optional[str] = help_field("results file (default: MODEL_DIR/eval/results.json)", default=None)
+    backend: str = help_field("who scores the minimal pairs: native (sleeptrain's batched scorer) | lm-eval "
+                              "(lm-evaluation-harness's hf model on the same pairs, causal LMs; pip install "
+                              "'sleeptrain[lm-eval]'); perplexity is always native", default="native")
     batch_size: int = help_field("sentences (or masked copies) per batch", default=64)
     device: str = help_field("auto | cpu | cuda", default="auto")
     seed: int = help_field("seeds the sampled positions of masked-LM pseudo-perplexity", default=0)
@@ -61,4 +67,5 @@ class EvalCommandConfig:
 
     def __post_init__(self) -> None:
         check_positive("batch_size", self.batch_size)
+        check_choice("backend", self.backend, BACKENDS)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))

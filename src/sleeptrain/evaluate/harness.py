@@ -148,9 +148,14 @@ def evaluate_model(loaded: LoadedModel, opts: EvalCommandConfig, pairs: list[Min
                                "precision": "float32"}
     raw = None
     if pairs:
-        blimp, good, bad = evaluate_pairs(loaded.model, loaded.tokenizer, pairs, loaded.masked, opts.batch_size,
-                                          opts.blimp.method, opts.progress)
-        results["blimp"] = {"path": blimp_origin, **blimp}
+        if opts.backend == "lm-eval":
+            from sleeptrain.evaluate.lm_eval_backend import evaluate_pairs_lm_eval
+
+            blimp, good, bad = evaluate_pairs_lm_eval(loaded, pairs, opts.batch_size)
+        else:
+            blimp, good, bad = evaluate_pairs(loaded.model, loaded.tokenizer, pairs, loaded.masked, opts.batch_size,
+                                              opts.blimp.method, opts.progress)
+        results["blimp"] = {"path": blimp_origin, "backend": opts.backend, **blimp}
         raw = (pairs, good, bad)
     if lines:
         seq = opts.perplexity.seq_len or seq_len or default_seq_len(loaded, loaded.path)
