@@ -7,8 +7,10 @@
 Every `TrainingArguments` flag works as in the official example scripts (`HfArgumentParser`). The corpus is the
 demo's generated English (`sleeptrain.data.grammar`), the tokenizer a byte-level BPE trained on it, the model a tiny
 Llama. The sleep comes from `--sleep` (the words `sleeptrain train` takes; here FORGETTER's light sleep — AdamW state
-cleared and a fresh LR cycle — followed by synaptic downscaling) every `--sleep_every` optimizer steps. The sleeps run
-are listed in trainer_state.json under `stateful_callbacks.SleepCallback`; the LR restarts show in its `log_history`.
+cleared and a fresh LR cycle — then replay of randomly chosen past samples for a quarter as many steps as the wake
+phase, then synaptic downscaling) after every `--sleep_every` wake optimizer steps; with replay the training data is
+the callback's wake/sleep stream, so `--max_steps` is required. The sleeps run are listed in trainer_state.json under
+`stateful_callbacks.SleepCallback`; the LR restarts show in its `log_history`.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from sleeptrain.integrations.hf_trainer import SleepCallback
 
 @dataclass
 class SleepArguments:
-    sleep: str = field(default="schedule=homeostasis sleep.ops=[optimizer_reset,downscale] sleep.shrink=0.9",
-                       metadata={"help": "sleeptrain words: schedule=<preset> and schedule.*/sleep.* keys"})
-    sleep_every: int = field(default=20, metadata={"help": "optimizer steps between sleeps"})
+    sleep: str = field(default="schedule=homeostasis sleep.ops=[optimizer_reset,replay,downscale] sleep.shrink=0.9 "
+                               "replay.strategy=random replay.context_augment=false",
+                       metadata={"help": "sleeptrain words: schedule=<preset> and schedule.*/sleep.*/replay.* keys"})
+    sleep_every: int = field(default=20, metadata={"help": "wake optimizer steps between sleeps"})
     sentences: int = field(default=4000, metadata={"help": "generated training sentences"})
     block_size: int = field(default=32, metadata={"help": "tokens per training sample"})
 
@@ -49,10 +52,14 @@ def main() -> None:
                                          max_position_embeddings=sleep_args.block_size,
                                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                          pad_token_id=tokenizer.pad_token_id))
-    trainer = Trainer(model=model, args=training_args, processing_class=tokenizer,
-                      train_dataset=build_dataset(tokenizer, sentences, sleep_args.block_size),
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-                      callbacks=[SleepCallback(shlex.split(sleep_args.sleep), every_steps=sleep_args.sleep_every)])
+    sleep = SleepCallback(shlex.split(sleep_args.sleep), every_steps=sleep_args.sleep_every)
+    dataset = build_dataset(tokenizer, sentences, sleep_args.block_size)
+    if "replay" in sleep.cfg.sleep.ops:  # the sleeps replay past samples: the data becomes a wake/sleep stream
+        per_step = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+                    * training_args.world_size)
+        dataset = sleep.replay_stream(dataset, samples_per_step=per_step, seed=training_args.seed)
+    trainer = Trainer(model=model, args=training_args, processing_class=tokenizer, train_dataset=dataset,
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[sleep])
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
 

@@ -26,10 +26,12 @@ def tiny_model() -> LlamaForCausalLM:
 
 
 def run_trainer(out: Path, overrides: list[str], max_steps: int = 12, every: int | None = 4, resume: str | None = None,
-                **args) -> tuple[Trainer, SleepCallback]:
+                replay: bool = False, **args) -> tuple[Trainer, SleepCallback]:
     set_seed(0)
     data = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 40, (64, 12)).tolist()]
     callback = SleepCallback(overrides, every_steps=every)
+    if replay:
+        data = callback.replay_stream(data, samples_per_step=4)
     settings = dict(output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=1e-2,
                     save_steps=6, logging_steps=1, use_cpu=True, report_to="none", disable_tqdm=True, seed=0)
     trainer = Trainer(model=tiny_model(), args=TrainingArguments(**{**settings, **args}), train_dataset=data,
@@ -66,7 +68,8 @@ def test_sleep_steps_layout():
 
 
 @pytest.mark.parametrize("words, field", [
-    (["schedule=sleep"], "sleep.ops"),                                      # replay: the Trainer owns the data
+    (["schedule=sleep"], "replay.strategy"),                  # weighted: needs per-sample losses
+    (["schedule=sleep", "replay.strategy=random"], "replay.context_augment"),
     (["schedule=forgetter"], "schedule.controller"),                        # needs a val loss at every sleep
     (["schedule=homeostasis", "sleep.ops=[downscale]", "train.lr=1e-3"], "train.lr"),
     (["sleep.ops=[downscale]", "sleep.shrink=2"], "sleep.shrink"),
@@ -152,3 +155,56 @@ def test_example_script_restarts_the_lr(tmp_path):
     lrs = [h["learning_rate"] for h in state["log_history"] if "learning_rate" in h]
     assert any(b > a for a, b in zip(lrs, lrs[1:]))  # a fresh LR cycle after a sleep
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+
+
+REPLAY_WORDS = ["schedule=homeostasis", "sleep.ops=[optimizer_reset,replay,downscale]", "replay.strategy=random",
+                "replay.context_augment=false", "schedule.sleep_wake_ratio=0.5", "sleep.shrink=0.5"]
+
+
+def test_replay_plan_and_stream_are_pure_functions_of_the_seed():
+    from sleeptrain.integrations.hf_replay import ReplayStream, SleepPlan
+    from sleeptrain.presets import load_config
+
+    cfg = load_config(REPLAY_WORDS[:1] + REPLAY_WORDS[2:]).config
+    plan = SleepPlan(cfg, wake_steps=4, samples_per_step=3, n_samples=30)
+    assert plan.windows(20) == [(4, 6), (10, 12), (16, 18)]
+    stream = ReplayStream(list(range(30)), plan, seed=0)
+    first = [i for i, _ in zip(stream.indices(), range(60))]
+    assert first == [i for i, _ in zip(stream.indices(), range(60))]
+    wake, sleep = first[:12], first[12:18]                       # 4 wake steps of 3, then 2 sleep steps of 3
+    assert len(set(wake)) == 12 and set(sleep) <= set(wake)     # replay only what was seen
+    assert len(set(sleep)) == plan.buffer_size(0) == 2           # ratio 0.2 of 12 seen, read in passes
+    assert set(first[18:27]).isdisjoint(wake)                    # the pass over the data goes on after the sleep
+
+
+def test_replay_through_the_stream_resumes_bit_identically_from_inside_a_sleep(tmp_path):
+    flags = {"save_steps": 5}                                   # checkpoint-5 lies inside the first sleep (4-6)
+    trainer, cb = run_trainer(tmp_path / "full", REPLAY_WORDS, replay=True, **flags)
+    assert [(e["step"], e["end"]) for e in cb.events] == [(4, 6), (10, 12)]
+    assert all("optimizer_reset" in e and "downscale" in e for e in cb.events)
+    lrs = {h["step"]: h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h}
+    assert lrs[5] == pytest.approx(1e-2) and lrs[4] < lrs[5]    # optimizer_reset before replay: restart at 4
+    run_trainer(tmp_path / "part", REPLAY_WORDS, replay=True, **flags)
+    for leftover in ("checkpoint-10", "model.safetensors"):
+        subprocess.run(["rm", "-rf", str(tmp_path / "part" / leftover)], check=True)
+    _, resumed = run_trainer(tmp_path / "part", REPLAY_WORDS, replay=True,
+                             resume=str(tmp_path / "part" / "checkpoint-5"), **flags)
+    assert resumed.events == cb.events
+    full, part = weights(tmp_path / "full"), weights(tmp_path / "part")
+    assert all(torch.equal(full[k], part[k]) for k in full)
+
+
+def test_replay_without_its_stream_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="replay_stream"):
+        run_trainer(tmp_path / "run", REPLAY_WORDS)
+    with pytest.raises(ConfigError, match="every_steps"):
+        SleepCallback(REPLAY_WORDS).replay_stream([1, 2, 3], samples_per_step=1)
+
+
+def test_sleep_steps_feed_on_sleep_step(tmp_path):
+    """importance_from=sleep: the downscale table grows only on replay steps."""
+    run_trainer(tmp_path / "run", REPLAY_WORDS + ["sleep.importance_from=sleep"], replay=True, save_steps=5)
+    in_sleep = load_file(str(tmp_path / "run" / "checkpoint-5" / STATE_FILE))    # one replay step (index 4) so far
+    after_wake = load_file(str(tmp_path / "run" / "checkpoint-10" / STATE_FILE))  # wake steps 6-9 since downscale
+    assert any(t.abs().sum() > 0 for t in in_sleep.values())
+    assert all(t.abs().sum() == 0 for t in after_wake.values())

@@ -1,32 +1,36 @@
-"""Sleep in an ordinary `transformers.Trainer` script: `trainer.add_callback(SleepCallback([...]))`.
+"""Sleep in an ordinary `transformers.Trainer` script: `Trainer(..., callbacks=[SleepCallback([...])])`.
 
 The callback drives the registered sleep ops (`sleeptrain.sleep`) from the Trainer's events, configured with the
-same presets and `key=value` words as `sleeptrain train` (only the `schedule` and `sleep` sections apply: the model,
-data, optimizer and LR are the Trainer's):
+same presets and `key=value` words as `sleeptrain train` (only the `schedule`, `sleep` and `replay` sections apply:
+the model, data, optimizer and LR are the Trainer's):
 
     event (Trainer)                      what happens
-    on_train_begin                       the ops are built from `sleep.ops`; the sleep steps are laid out over
+    on_train_begin                       the ops are built from `sleep.ops`; the sleeps are laid out over
                                          `state.max_steps`; the Trainer's LambdaLR gets `CycleLR`; on a resumed run
                                          the callback's state is read back from the checkpoint
-    on_pre_optimizer_step                every op's `on_wake_step(model)` (gradients present, after clipping)
-    on_step_end at a sleep step          every op's `apply` (e.g. light sleep: AdamW state cleared; `downscale`)
+    on_pre_optimizer_step                every op's `on_wake_step(model)`, or `on_sleep_step` on a replay step
+    on_step_end where a sleep starts     the ops listed before `replay` (all of them without replay), e.g. light
+                                         sleep: AdamW state cleared
+    on_step_end where a sleep ends       the ops listed after `replay`, e.g. `downscale`
     on_save                              the ops' tensors (importance tables) -> checkpoint-N/sleeptrain_callback.safetensors
 
-Sleeps fall every `every_steps` optimizer steps, or (default) at the ends of the `schedule.epochs × schedule.n_cycles`
-equal wake phases of the run, plus one at the very end with `schedule.sleep_after_last`. An op that starts a fresh
-LR cycle (`optimizer_reset`, `deep_reset`) restarts the Trainer's own schedule shape (`lr_scheduler_type`: linear,
-cosine, constant, constant_with_warmup; warm-up `get_warmup_steps(cycle length)`) at each sleep; `plasticity_decay`
-scales the peak of cycle k. Without such ops the LR is exactly the Trainer's.
+Without replay a sleep is one moment: after every `every_steps` optimizer steps, or (default) at the ends of the
+`schedule.epochs × schedule.n_cycles` equal wake phases of the run, plus one at the very end with
+`schedule.sleep_after_last`. With replay the training data must be `callback.replay_stream(dataset, ...)`
+(`hf_replay.py`), which lays wake and sleep steps out itself. An op that starts a fresh LR cycle
+(`optimizer_reset`, `deep_reset`) restarts the Trainer's own schedule shape (`lr_scheduler_type`: linear, cosine,
+constant, constant_with_warmup; warm-up `get_warmup_steps(cycle length)`) where it runs; `plasticity_decay` scales
+the peak after sleep k. Without such ops the LR is exactly the Trainer's.
 
-Differences from `sleeptrain train`, by construction (docs/SCHEDULES.md, "In a transformers.Trainer"):
-`replay` is not available (the Trainer owns the data order) and neither is the FORGETTER controller (it needs a
-validation loss at every sleep) — both are refused with a one-line message; `deep_reset` cannot hand the Trainer a
-new model object, so the model's parameters and buffers are re-read in place from a model rebuilt from its config
-and the optimizer's state is discarded.
+Differences from `sleeptrain train`, by construction (docs/SCHEDULES.md, "In a transformers.Trainer"): replay
+strategies that rank by per-sample loss, re-packed replay contexts and the FORGETTER controller are refused with a
+one-line message; `deep_reset` cannot hand the Trainer a new model object, so the model's parameters and buffers are
+re-read in place from a model rebuilt from its config and the optimizer's state is discarded.
 
-State: the JSON part (sleeps done, each op's values, the sleep log) is the callback's `ExportableState`, written by
-the Trainer into `trainer_state.json` (`stateful_callbacks`); the tensors go beside it in the checkpoint folder.
-A resumed run restores both whether or not `restore_callback_states_from_checkpoint` is set.
+State: the JSON part (sleeps done, a sleep in progress, each op's values, the sleep log) is the callback's
+`ExportableState`, written by the Trainer into `trainer_state.json` (`stateful_callbacks`); the tensors go beside
+it in the checkpoint folder. A resumed run restores both whether or not `restore_callback_states_from_checkpoint`
+is set.
 """
 
 from __future__ import annotations
@@ -42,11 +46,12 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from sleeptrain.errors import ConfigError
+from sleeptrain.integrations.hf_replay import SCORE_FREE, ReplayStream, SleepPlan
 from sleeptrain.sleep import REPLAY, SleepContext, SleepHook, inner_optimizer, op_class
 
 STATE_FILE = "sleeptrain_callback.safetensors"
 LR_SHAPES = ("linear", "cosine", "constant", "constant_with_warmup")
-ALLOWED_SECTIONS = ("schedule", "sleep")
+ALLOWED_SECTIONS = ("schedule", "sleep", "replay")
 
 
 def shape_factor(kind: str, step: int, length: int, warmup: int) -> float:
@@ -97,12 +102,14 @@ def load_sleep_config(overrides: list[str]):
         key = word.split("=", 1)[0]
         if key != "schedule" and key.split(".", 1)[0] not in ALLOWED_SECTIONS:
             raise ConfigError(f"SleepCallback: {word!r} has no effect in a Trainer (the model, data, optimizer and LR "
-                              f"come from TrainingArguments); only schedule=<preset>, schedule.* and sleep.* apply")
+                              f"come from TrainingArguments); only schedule=<preset>, schedule.*, sleep.* and replay.* apply")
     cfg = load_config(overrides).config
-    if REPLAY in cfg.sleep.ops:
-        raise ConfigError(f"sleep.ops: {REPLAY!r} is not available in SleepCallback (the Trainer owns the data order); "
-                          f"drop it (e.g. sleep.ops=[{','.join(o for o in cfg.sleep.ops if o != REPLAY)}]) or use "
-                          f"sleeptrain train")
+    if REPLAY in cfg.sleep.ops and cfg.replay.strategy not in SCORE_FREE:
+        raise ConfigError(f"replay.strategy: {cfg.replay.strategy!r} ranks samples by their training loss, which a "
+                          f"Trainer callback never sees; use one of {', '.join(SCORE_FREE)} in SleepCallback")
+    if REPLAY in cfg.sleep.ops and cfg.replay.context_augment:
+        raise ConfigError("replay.context_augment: re-packing replayed documents needs sleeptrain's token store; "
+                          "add replay.context_augment=false (the samples are replayed as the dataset gives them)")
     if cfg.schedule.controller:
         raise ConfigError("schedule.controller: the FORGETTER controller is not available in SleepCallback (it needs a "
                           "validation loss at every sleep); add schedule.controller=false for fixed light sleeps")
@@ -110,9 +117,10 @@ def load_sleep_config(overrides: list[str]):
 
 
 class SleepCallback(TrainerCallback, ExportableState):
-    """The sleep ops of `overrides` (e.g. `["schedule=homeostasis", "sleep.ops=[downscale]"]`) at every sleep step.
+    """The sleep ops of `overrides` (e.g. `["schedule=homeostasis", "sleep.ops=[downscale]"]`) at every sleep.
 
-    `every_steps`: a sleep every this many optimizer steps (default: the preset's `epochs × n_cycles` wake phases).
+    `every_steps`: wake optimizer steps between sleeps (default: the preset's `epochs × n_cycles` wake phases over
+    `max_steps`; required with `replay`, whose stream — `replay_stream` — lays the sleeps out itself).
     """
 
     def __init__(self, overrides: list[str] | None = None, every_steps: int | None = None):
@@ -120,45 +128,72 @@ class SleepCallback(TrainerCallback, ExportableState):
         if every_steps is not None and every_steps < 1:
             raise ConfigError(f"SleepCallback every_steps: must be >= 1, got {every_steps}")
         self.cfg = load_sleep_config(self.overrides)
-        self.sleeps_done = 0          # sleeps run so far (the cycle of the next wake phase)
+        self.sleeps_done = 0          # sleeps finished so far (the cycle of the next wake phase)
         self.state_step = 0           # the global step these attributes describe
         self.op_values: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
+        self.pending: dict[str, Any] | None = None  # the record of a sleep that has started and not ended
         self._ops: dict[str, SleepHook] = {}
-        self._sleep_at: list[int] = []
+        self._windows: list[tuple[int, int]] = []   # (first step, end step) of every sleep; equal without replay
+
+    def replay_stream(self, dataset, samples_per_step: int, seed: int = 0) -> ReplayStream:
+        """`dataset` (map-style) as the Trainer's training data with this callback's replay sleeps in it.
+        `samples_per_step`: samples per optimizer step over all processes (per-device batch × gradient
+        accumulation × processes)."""
+        if REPLAY not in self.cfg.sleep.ops:
+            raise ConfigError(f"sleep.ops: a replay stream needs {REPLAY!r} in sleep.ops")
+        if self.every_steps is None:
+            raise ConfigError("SleepCallback every_steps: required with replay (the wake optimizer steps between sleeps)")
+        return ReplayStream(dataset, SleepPlan(self.cfg, self.every_steps, samples_per_step, len(dataset)), seed)
 
     # --- ExportableState: what the Trainer writes into trainer_state.json ---
     def state(self) -> dict:
         values = {name: op.state_dict()[0] for name, op in self._ops.items()}
         return {"args": {"overrides": self.overrides, "every_steps": self.every_steps},
-                "attributes": {"sleeps_done": self.sleeps_done, "state_step": self.state_step,
+                "attributes": {"sleeps_done": self.sleeps_done, "state_step": self.state_step, "pending": self.pending,
                                "op_values": values or self.op_values, "events": self.events}}
 
     # --- Trainer events ---
-    def on_train_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
-        self._ops = {name: op_class(name)(self.cfg, model) for name in self.cfg.sleep.ops}
-        cycles = self.cfg.schedule.epochs * self.cfg.schedule.n_cycles
-        self._sleep_at = sleep_steps(state.max_steps, cycles, self.every_steps, self.cfg.schedule.sleep_after_last)
+    def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, train_dataloader=None, **kwargs):
+        self._ops = {name: op_class(name)(self.cfg, model) for name in self.cfg.sleep.ops if name != REPLAY}
+        if REPLAY in self.cfg.sleep.ops:
+            stream = find_stream(train_dataloader)
+            if stream is None:
+                raise ConfigError("sleep.ops: replay needs the training data as callback.replay_stream(dataset, "
+                                  "samples_per_step) (or drop replay from sleep.ops)")
+            self._windows = stream.plan.windows(state.max_steps)
+        else:
+            cycles = self.cfg.schedule.epochs * self.cfg.schedule.n_cycles
+            self._windows = [(s, s) for s in sleep_steps(state.max_steps, cycles, self.every_steps,
+                                                         self.cfg.schedule.sleep_after_last)]
         if state.global_step > 0:
             self._restore(args, state)
         self._install_lr(args, state, lr_scheduler)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        i = bisect.bisect_right([start for start, _ in self._windows], state.global_step) - 1
+        asleep = i >= 0 and state.global_step < self._windows[i][1]
         for op in self._ops.values():
-            op.on_wake_step(model)
+            (op.on_sleep_step if asleep else op.on_wake_step)(model)
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
-        self.state_step = state.global_step
-        if state.global_step not in self._sleep_at:
-            return
-        ctx = SleepContext(model=model, optimizer=optimizer, cfg=self.cfg, cycle=self.sleeps_done,
-                           step=state.global_step, make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0))
-        record: dict[str, Any] = {"step": state.global_step, "cycle": self.sleeps_done}
-        for name, op in self._ops.items():
-            record[name] = op.apply(ctx)
+        self.state_step = step = state.global_step
+        before, after = self.cfg.sleep.split_ops()
+        for start, end in self._windows:
+            if step == start:
+                self.pending = {"step": start, "end": end, "cycle": self.sleeps_done}
+                self._apply(before, step, model, optimizer)
+            if step == end and self.pending is not None:
+                self._apply(after, step, model, optimizer)
+                self.events.append(self.pending)
+                self.pending, self.sleeps_done = None, self.sleeps_done + 1
+
+    def _apply(self, names: list[str], step: int, model, optimizer) -> None:
+        ctx = SleepContext(model=model, optimizer=optimizer, cfg=self.cfg, cycle=self.sleeps_done, step=step,
+                           make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0))
+        for name in names:
+            self.pending[name] = self._ops[name].apply(ctx)
         adopt_in_place(ctx, model, optimizer)
-        self.sleeps_done += 1
-        self.events.append(record)
 
     def on_save(self, args, state, control, **kwargs):
         from safetensors.torch import save_file
@@ -196,7 +231,7 @@ class SleepCallback(TrainerCallback, ExportableState):
 
     def _install_lr(self, args, state, lr_scheduler) -> None:
         """Give the Trainer's LambdaLR the restarted schedule (nothing to do when no op restarts or scales it)."""
-        classes = [op_class(name) for name in self.cfg.sleep.ops]
+        classes = [op_class(name) for name in self.cfg.sleep.ops if name != REPLAY]
         restarts = any(c.restarts_lr_cycle for c in classes)
         scales = [c for c in classes if c.peak_lr_factor.__func__ is not SleepHook.peak_lr_factor.__func__]
         if not (restarts or scales):
@@ -206,8 +241,13 @@ class SleepCallback(TrainerCallback, ExportableState):
         if kind not in LR_SHAPES or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
             raise ConfigError(f"SleepCallback: lr_scheduler_type {kind!r} cannot be restarted at sleeps; "
                               f"use one of {', '.join(LR_SHAPES)}")
-        sleeps = [s for s in self._sleep_at if s < state.max_steps]
-        starts = [0] + sleeps if restarts else [0]
+        before, _ = self.cfg.sleep.split_ops()
+        restart_at: set[int] = set()  # where each op with an LR effect runs: the sleep's start or its end
+        for c in classes:
+            if c.restarts_lr_cycle:
+                restart_at.update(start if c.name in before else end for start, end in self._windows)
+        sleeps = [end for _, end in self._windows if end < state.max_steps]
+        starts = [0] + sorted(s for s in restart_at if 0 < s < state.max_steps)
         ends = starts[1:] + [state.max_steps]
         warmups = [args.get_warmup_steps(end - start) for start, end in zip(starts, ends)]
         peaks = [math.prod(c.peak_lr_factor(self.cfg, i) for c in scales) for i in range(len(sleeps) + 1)]
@@ -217,6 +257,16 @@ class SleepCallback(TrainerCallback, ExportableState):
             warnings.simplefilter("ignore")
             scheduler.last_epoch -= 1
             scheduler.step()
+
+
+def find_stream(dataloader) -> ReplayStream | None:
+    """The ReplayStream behind the Trainer's (possibly Accelerate-wrapped) training dataloader, if any."""
+    data = getattr(dataloader, "dataset", None)
+    for _ in range(3):
+        if isinstance(data, ReplayStream):
+            return data
+        data = getattr(data, "dataset", None)
+    return None
 
 
 @torch.no_grad()
