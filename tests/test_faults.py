@@ -28,16 +28,17 @@ FAULT_RUN = [*TINY_RUN, "schedule=single_pass", "train.max_steps=24", "train.log
 
 def nan_from_call(monkeypatch, bad_calls):
     """Make the training loss NaN on the given (0-based) forward calls of the loop."""
-    real = loop_module.token_losses
+    real = loop_module.forward_losses
     calls = {"n": 0}
 
-    def fake(logits, labels, causal):
-        loss, counted = real(logits, labels, causal)
+    def fake(*args, **kwargs):
+        loss, token_loss, counted = real(*args, **kwargs)
         n = calls["n"]
         calls["n"] += 1
-        return (loss * float("nan"), counted) if bad_calls(n) else (loss, counted)
+        nan = float("nan") if bad_calls(n) else 1.0
+        return loss * nan, token_loss * nan, counted
 
-    monkeypatch.setattr(loop_module, "token_losses", fake)
+    monkeypatch.setattr(loop_module, "forward_losses", fake)
 
 
 def test_nan_loss_stops_and_the_newest_checkpoint_is_the_last_good_one(tmp_path, monkeypatch):

@@ -119,6 +119,8 @@ class TokenizerConfig:
         check_positive("tokenizer.min_frequency", self.min_frequency)
 
 
+LOSS_IMPLS = ("auto", "chunked", "plain")  # train.loss: sleeptrain.lm.losses.forward_losses
+
 MODEL_ARCHS = ("llama", "gemma", "gpt2", "roberta")
 GQA_ARCHS = ("llama", "gemma")  # free head_dim and grouped-query attention
 
@@ -182,6 +184,10 @@ class TrainConfig:
     eps: float = help_field("AdamW epsilon", default=1e-8)
     adamw_impl: str = help_field("AdamW kernel: auto (fused where torch has it for the device, else foreach) | fused | "
                                  "foreach | for_loop", default="auto")
+    loss: str = help_field("auto (chunked for causal LMs, plain for masked) | chunked (output projection + "
+                           "cross-entropy a block of rows at a time: no full-vocabulary float32 logits) | plain (the "
+                           "model's logits, then cross-entropy)", default="auto")
+    loss_chunk_mb: int = help_field("train.loss=chunked: float32 logits alive at once, in MiB", default=64)
     prefetch: bool = help_field("gather the next batch's tokens on a background thread while the current one trains "
                                 "(runs are bit-identical either way)", default=True)
     compile: bool = help_field("torch.compile the model (in place; state-dict names unchanged), warmed on every batch "
@@ -223,6 +229,8 @@ class TrainConfig:
         check_positive("train.eps", self.eps)
         check_positive("train.clip_grad", self.clip_grad, allow_none=True)
         check_choice("train.adamw_impl", self.adamw_impl, ("auto", "fused", "foreach", "for_loop"))
+        check_choice("train.loss", self.loss, LOSS_IMPLS)
+        check_positive("train.loss_chunk_mb", self.loss_chunk_mb)
         check_positive("train.max_steps", self.max_steps, allow_none=True)
         check_choice("train.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
@@ -441,6 +449,9 @@ class Config:
                               "without sleep use schedule.n_cycles=1")
         if self.train.precision == "fp16" and self.train.device == "cpu":
             raise ConfigError("train.precision: fp16 needs a GPU; use bf16 on CPU")
+        if self.train.loss == "chunked" and self.model.is_masked_lm:
+            raise ConfigError("train.loss: chunked needs a causal LM (model.arch llama, gemma or gpt2); masked LMs use "
+                              "plain (or auto)")
 
 
 def iter_keys(schema: type = Config, prefix: str = ""):

@@ -26,7 +26,7 @@ from sleeptrain.config import Config
 from sleeptrain.data.samples import IGNORE_INDEX, make_batcher
 from sleeptrain.errors import SleeptrainError
 from sleeptrain.lm import trainer_state
-from sleeptrain.lm.losses import per_sample_loss, token_losses
+from sleeptrain.lm.losses import forward_losses, per_sample_loss, resolve_loss_impl
 from sleeptrain.lm.metrics_log import MetricsLog
 from sleeptrain.lm.phases import PhasePlan, Stage
 from sleeptrain.lm.prefetch import prefetched
@@ -86,6 +86,7 @@ class TrainingLoop:
         self.last_checkpoint: Path | None = None
         self.words = WordMeter(tokenizer, cfg.checkpoint.words, run_dir, accelerator.is_main_process)
         self.precision = cfg.train.precision  # train() sets the resolved one (auto -> bf16 | fp32)
+        self.loss_impl = resolve_loss_impl(cfg.train.loss, cfg.model.is_masked_lm)
         self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
                                    log=lambda record: self.metrics.write(record))
         from tqdm.auto import tqdm
@@ -129,9 +130,9 @@ class TrainingLoop:
                      for k, v in local.items()}
             last = start + self.micro >= n_local
             with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
-                logits = self.model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"]).logits
-                token_loss, counted = token_losses(logits, micro["labels"], causal=not self.masked)
-                loss = token_loss.sum() * (weight / n_label_tokens)
+                loss, token_loss, counted = forward_losses(
+                    self.model, micro["input_ids"], micro["attention_mask"], micro["labels"], self.masked,
+                    weight / n_label_tokens, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20)
                 self.acc.backward(loss)
             if local_ids is not None:
                 records.append((local_ids[start:start + self.micro], per_sample_loss(token_loss.detach(), counted)))
@@ -226,7 +227,7 @@ class TrainingLoop:
         start = time.time()
         shapes = batch_shapes(self.plan, self.cfg.train.batch_size, self.micro, self.shard)
         warm_compiled(self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples,
-                      self.masked, self.micro, self._to_device)
+                      self.masked, self.micro, self._to_device, self.loss_impl)
         self.metrics.write({"event": "compile", "step": self.step, "batch_shapes": shapes,
                             "seconds": time.time() - start})
 

@@ -28,3 +28,22 @@ def per_sample_loss(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean token loss of each sample over the positions that count (0 where none do)."""
     counts = mask.sum(dim=1)
     return loss.sum(dim=1) / counts.clamp_min(1)
+
+
+def resolve_loss_impl(impl: str, masked: bool) -> str:
+    """`auto` -> chunked for causal LMs, plain for masked LMs (their head is not one bias-free Linear)."""
+    return ("plain" if masked else "chunked") if impl == "auto" else impl
+
+
+def forward_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
+                   masked: bool, scale: float, impl: str = "plain",
+                   chunk_bytes: int = 64 * 2**20) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training forward pass: (scale × summed token loss, per-token losses, counted mask), through the model's
+    logits (`plain`) or through `chunked_loss.causal_chunked_losses` (`chunked`, causal LMs)."""
+    if impl == "chunked":
+        from sleeptrain.lm.chunked_loss import causal_chunked_losses
+
+        return causal_chunked_losses(model, input_ids, attention_mask, labels, scale, chunk_bytes)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    token_loss, counted = token_losses(logits, labels, causal=not masked)
+    return token_loss.sum() * scale, token_loss, counted

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from sleeptrain.data.samples import IGNORE_INDEX
-from sleeptrain.lm.losses import token_losses
+from sleeptrain.lm.losses import forward_losses
 
 
 def batch_shapes(plan, batch_size: int, micro: int, shard: Callable[[int], slice]) -> list[int]:
@@ -27,7 +27,7 @@ def batch_shapes(plan, batch_size: int, micro: int, shard: Callable[[int], slice
 
 
 def warm_compiled(accelerator, model, optimizer, shapes: list[int], train_samples, dev_samples, masked: bool,
-                  micro: int, to_device: Callable[[torch.Tensor], torch.Tensor]) -> None:
+                  micro: int, to_device: Callable[[torch.Tensor], torch.Tensor], loss_impl: str = "plain") -> None:
     """Run forward + backward on every training shape and forward on every evaluation shape of a compiled
     `model` (as prepared by `accelerator`)."""
     device = accelerator.device
@@ -39,10 +39,9 @@ def warm_compiled(accelerator, model, optimizer, shapes: list[int], train_sample
             # entered exactly as train_step enters it (the prepared model applies autocast inside): an outer
             # autocast here changes the global state Dynamo guards on, and bf16 runs recompiled at step 0
             with accelerator.no_sync(model):
-                logits = model(input_ids=ids, attention_mask=keep_mask).logits
                 labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
-                loss, _ = token_losses(logits, labels, causal=not masked)
-                accelerator.backward(loss.sum() * 0.0)
+                loss, _, _ = forward_losses(model, ids, keep_mask, labels, masked, 0.0, loss_impl)
+                accelerator.backward(loss)
             optimizer.zero_grad(set_to_none=True)
         plain = accelerator.unwrap_model(model)  # evaluation: eval mode, no grad, masks as validation passes
         plain.eval()
