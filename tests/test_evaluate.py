@@ -215,15 +215,18 @@ def test_lm_eval_backend_agrees_with_the_native_scorer(tmp_path, tokenizer):
     model.save_pretrained(tmp_path / "m")
     tokenizer.save_pretrained(tmp_path / "m")
     pairs_dir = write_minimal_pairs(generate_minimal_pairs(8, seed=1), tmp_path / "pairs")
-    results = {}
-    for backend in ("native", "lm-eval"):
-        out = tmp_path / f"{backend}.json"
-        run = run_cli("eval", str(tmp_path / "m"), f"blimp.path={pairs_dir}", "perplexity.enabled=false",
-                      f"backend={backend}", f"out={out}", "blimp.per_pair=true", "progress=false")
-        assert run.returncode == 0, run.stderr
-        results[backend] = (json.loads(out.read_text())["blimp"],
-                            [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()])
-    (native, native_pairs), (harness, harness_pairs) = results["native"], results["lm-eval"]
+    out = tmp_path / "lm-eval.json"   # the command line for lm-eval, the native scorer in this process
+    run = run_cli("eval", str(tmp_path / "m"), f"blimp.path={pairs_dir}", "perplexity.enabled=false",
+                  "backend=lm-eval", f"out={out}", "blimp.per_pair=true", "progress=false")
+    assert run.returncode == 0, run.stderr
+    harness = json.loads(out.read_text())["blimp"]
+    harness_pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    pairs = load_minimal_pairs(pairs_dir)
+    results, (_, good, bad) = evaluate_model(LoadedModel(model.eval(), tokenizer, False, tmp_path / "m"),
+                                             EvalCommandConfig(progress=False), pairs, None, str(pairs_dir))
+    native = results["blimp"]
+    native_pairs = [{"pair_id": p.pair_id, "score_good": float(g), "score_bad": float(b)}
+                    for p, g, b in zip(pairs, good, bad)]
     from lm_eval.models.huggingface import HFLM
 
     folder_lm = HFLM(pretrained=str(tmp_path / "m"), device="cpu", batch_size=4)  # the folder loads as lm-eval's hf

@@ -101,18 +101,21 @@ def test_the_strict_track_guard(tmp_path, capsys):
 
 def test_replayed_samples_count_again(tmp_path):
     """words_seen counts the text behind every trained token: a sleep's replay adds to one pass of the data."""
+    from sleeptrain.lm.train import train
+    from sleeptrain.presets import load_config
+
     def words_seen(schedule: str, *extra: str) -> tuple[int, list[dict]]:
         run_dir = tmp_path / schedule
-        result = run_cli("train", *TINY_RUN, "data.generated.train_sentences=600", f"schedule={schedule}", *extra,
-                         "eval.final=false", "checkpoint.every=0", "checkpoint.phase_boundaries=false",
-                         f"run.dir={run_dir}")
-        assert result.returncode == 0, result.stderr
+        cfg = load_config([*TINY_RUN, "data.generated.train_sentences=600", f"schedule={schedule}", *extra,
+                           "eval.final=false", "checkpoint.every=0", "checkpoint.phase_boundaries=false",
+                           "run.plot=false", f"run.dir={run_dir}"]).config
+        train(cfg)
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         return records[-1]["words_seen"], records
 
     once, _ = words_seen("single_pass")
     with_replay, records = words_seen("sleep", "schedule.sleep_wake_ratio=0.5", "replay.context_augment=false")
-    train = [r for r in records if r["event"] == "train"]
-    in_sleep = [(a, b) for a, b in zip(train, train[1:]) if a["phase"] == b["phase"] == "sleep"]
+    train_records = [r for r in records if r["event"] == "train"]
+    in_sleep = [(a, b) for a, b in zip(train_records, train_records[1:]) if a["phase"] == b["phase"] == "sleep"]
     assert in_sleep and all(b["words_seen"] > a["words_seen"] for a, b in in_sleep)  # replay steps count
     assert with_replay > once   # one pass of the wake data, plus the replayed samples
