@@ -91,3 +91,18 @@ def test_cli_errors_are_one_line(run_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "DEST" in err[0] and "RUN_DIR" in err[1]
     assert main(["export", str(run_dir), str(tmp_path / "out")]) == 0
+
+
+def test_commits_use_the_users_git_identity_and_ours_only_without_one(run_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL",
+                 "GIT_CONFIG_GLOBAL"):
+        monkeypatch.delenv(name, raising=False)
+    export_repository(run_dir, tmp_path / "anonymous")
+    assert git(tmp_path / "anonymous", "log", "-1", "--format=%ae").strip() == "sleeptrain@localhost"
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / ".gitconfig").write_text("[user]\n\tname = Ada\n\temail = ada@example.org\n")
+    export_repository(run_dir, tmp_path / "mine")
+    assert git(tmp_path / "mine", "log", "-1", "--format=%ae").strip() == "ada@example.org"

@@ -60,8 +60,14 @@ def model_card(run_dir: Path, branch: str, branches: list[str]) -> str:
             f"AutoTokenizer.from_pretrained(REPO, revision=\"{branch}\")\n```\n")
 
 
+def _has_identity(dest: Path) -> bool:
+    """Whether git already knows who commits (the user's config or environment): then it is used, not ours."""
+    configured = subprocess.run(["git", "-C", str(dest), "config", "user.email"], capture_output=True, text=True)
+    return configured.returncode == 0 and bool(configured.stdout.strip()) or "GIT_AUTHOR_EMAIL" in os.environ
+
+
 def _git(dest: Path, *args: str) -> None:
-    env = {**os.environ, **{k: v for k, v in IDENTITY.items() if k not in os.environ}}
+    env = dict(os.environ) if _has_identity(dest) else {**IDENTITY, **os.environ}
     result = subprocess.run(["git", "-C", str(dest), *args], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
