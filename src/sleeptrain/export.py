@@ -60,14 +60,14 @@ def model_card(run_dir: Path, branch: str, branches: list[str]) -> str:
             f"AutoTokenizer.from_pretrained(REPO, revision=\"{branch}\")\n```\n")
 
 
-def _has_identity(dest: Path) -> bool:
-    """Whether git already knows who commits (the user's config or environment): then it is used, not ours."""
+def git_env(dest: Path) -> dict[str, str]:
+    """The environment for git in `dest`: the user's identity when git has one (config or environment), else ours."""
     configured = subprocess.run(["git", "-C", str(dest), "config", "user.email"], capture_output=True, text=True)
-    return configured.returncode == 0 and bool(configured.stdout.strip()) or "GIT_AUTHOR_EMAIL" in os.environ
+    known = configured.returncode == 0 and bool(configured.stdout.strip()) or "GIT_AUTHOR_EMAIL" in os.environ
+    return dict(os.environ) if known else {**IDENTITY, **os.environ}
 
 
-def _git(dest: Path, *args: str) -> None:
-    env = dict(os.environ) if _has_identity(dest) else {**IDENTITY, **os.environ}
+def _git(dest: Path, env: dict[str, str], *args: str) -> None:
     result = subprocess.run(["git", "-C", str(dest), *args], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
@@ -96,14 +96,15 @@ def export_repository(run_dir: Path, dest: Path) -> list[str]:
         raise ExportError(f"DEST: {str(dest)!r} exists and is not empty; choose a new folder (nothing was changed)")
     dest.mkdir(parents=True, exist_ok=True)
     branches = [b for b, _ in folders]
-    _git(dest, "init", "-q", "-b", "main")
+    env = git_env(dest)
+    _git(dest, env, "init", "-q", "-b", "main")
     for branch, folder in folders:
         if branch != "main":
-            _git(dest, "checkout", "-q", "-B", branch, "main")
+            _git(dest, env, "checkout", "-q", "-B", branch, "main")
         _fill(dest, folder, model_card(Path(run_dir), branch, branches))
-        _git(dest, "add", "-A")
-        _git(dest, "commit", "-q", "-m", f"{branch}: {folder.name} of {Path(run_dir).name}")
-    _git(dest, "checkout", "-q", "main")
+        _git(dest, env, "add", "-A")
+        _git(dest, env, "commit", "-q", "-m", f"{branch}: {folder.name} of {Path(run_dir).name}")
+    _git(dest, env, "checkout", "-q", "main")
     return branches
 
 

@@ -135,6 +135,7 @@ class SleepCallback(TrainerCallback, ExportableState):
         self.pending: dict[str, Any] | None = None  # the record of a sleep that has started and not ended
         self._ops: dict[str, SleepHook] = {}
         self._windows: list[tuple[int, int]] = []   # (first step, end step) of every sleep; equal without replay
+        self._starts: list[int] = []                # their first steps, for the per-step lookup
 
     def replay_stream(self, dataset, samples_per_step: int, seed: int = 0) -> ReplayStream:
         """`dataset` (map-style) as the Trainer's training data with this callback's replay sleeps in it.
@@ -166,12 +167,13 @@ class SleepCallback(TrainerCallback, ExportableState):
             cycles = self.cfg.schedule.epochs * self.cfg.schedule.n_cycles
             self._windows = [(s, s) for s in sleep_steps(state.max_steps, cycles, self.every_steps,
                                                          self.cfg.schedule.sleep_after_last)]
+        self._starts = [start for start, _ in self._windows]
         if state.global_step > 0:
             self._restore(args, state)
         self._install_lr(args, state, lr_scheduler)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        i = bisect.bisect_right([start for start, _ in self._windows], state.global_step) - 1
+        i = bisect.bisect_right(self._starts, state.global_step) - 1
         asleep = i >= 0 and state.global_step < self._windows[i][1]
         for op in self._ops.values():
             (op.on_sleep_step if asleep else op.on_wake_step)(model)

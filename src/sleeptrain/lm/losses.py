@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sleeptrain.data.samples import IGNORE_INDEX
+from sleeptrain.lm.chunked_loss import DEFAULT_CHUNK_BYTES, causal_chunked_losses
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,12 +38,10 @@ def resolve_loss_impl(impl: str, masked: bool) -> str:
 
 def forward_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
                    masked: bool, scale: float, impl: str = "plain",
-                   chunk_bytes: int = 64 * 2**20) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The training forward pass: (scale × summed token loss, per-token losses, counted mask), through the model's
     logits (`plain`) or through `chunked_loss.causal_chunked_losses` (`chunked`, causal LMs)."""
     if impl == "chunked":
-        from sleeptrain.lm.chunked_loss import causal_chunked_losses
-
         return causal_chunked_losses(model, input_ids, attention_mask, labels, scale, chunk_bytes)
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
     token_loss, counted = token_losses(logits, labels, causal=not masked)
