@@ -145,3 +145,34 @@ def test_the_budget_note_says_what_a_cut_schedule_loses():
     assert strict["truncated"]["cycles_completed"] < strict["truncated"]["cycles_planned"]
     assert "the budget cuts its schedule short" in strict["note"] and "of its planned training data seen" in strict["note"]
     assert "note" not in budget["arms"]["single_pass"]
+
+
+def test_a_natural_arm_keeps_its_length_and_the_budget_comes_from_the_next_arm():
+    from sleeptrain.experiments.compare import arm_budgets
+
+    words = ["single_pass", "two=schedule=epochs,schedule.epochs=2", *COMMON, "seeds=1", "budget.natural=single_pass"]
+    budget = arm_budgets(parse_args(words))
+    floor, two = budget["arms"]["single_pass"], budget["arms"]["two"]
+    assert budget["budget_positions"] == two["natural_positions"] == 2 * floor["natural_positions"]
+    assert floor["budget_positions"] == floor["natural_positions"] and floor["budget_overrides"] == []
+    assert "kept off the budget" in floor["note"]
+    assert two["budget_overrides"] == [f"train.max_steps={two['natural_steps']}"]
+    # without budget.natural the first arm (the floor) sets the budget
+    plain = arm_budgets(parse_args(words[:-1]))
+    assert plain["budget_positions"] == floor["natural_positions"]
+
+
+def test_priority_arms_run_every_seed_first_and_names_are_checked(tmp_path):
+    from sleeptrain.experiments.compare import job_order
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("arms:\n  a: [schedule=epochs]\n  b: [schedule=single_pass]\n  c: [schedule=sleep_strict]\n"
+                    "seeds: 2\npriority: [c, a]\nbudget:\n  natural: [b]\n")
+    exp = parse_args([str(spec), *COMMON])
+    assert exp.priority == ["c", "a"] and exp.natural == ["b"]
+    order = [(arm.name, seed) for arm, seed in job_order(exp)]
+    assert order == [("a", 0), ("c", 0), ("a", 1), ("c", 1), ("b", 0), ("b", 1)]
+    with pytest.raises(ConfigError, match="priority: \\['x'\\] are not arms"):
+        parse_args([str(spec), *COMMON, "priority=x"])
+    with pytest.raises(ConfigError, match="budget.natural: at least one arm"):
+        parse_args(["epochs", "single_pass", *COMMON, "budget.natural=epochs,single_pass"])

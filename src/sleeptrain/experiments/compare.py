@@ -8,14 +8,17 @@ Words on the command line:
 - `NAME` (no `=`): a schedule preset as an arm named after it; `FILE.yaml`: arms (and settings) from a file;
 - `NAME=o1,o2,...` where NAME is not a config key: an arm with its own overrides (group=preset or key=value,
   comma-separated; brackets keep lists together: `sleep.ops=[replay,downscale]`);
-- `seeds=N`, `budget.tokens=T`, `dir=EXP_DIR`, `parallel=P`: the experiment;
+- `seeds=N`, `budget.tokens=T`, `budget.natural=ARM,...`, `priority=ARM,...`, `dir=EXP_DIR`, `parallel=P`: the
+  experiment. Runs go seed by seed (seed 0 of every arm, then seed 1, ...) so a partial experiment is already paired;
+  with `priority`, every seed of the named arms runs before the other arms start (the core of a study first);
 - any other `group=preset` / `key=value`: common to every arm.
 
 **Budget accounting.** The budget counts token positions through the model — `train.batch_size x data.seq_len`
 per optimizer step, wake and replay alike (padding included, so every arm processes the same number of positions
 to within one batch). Each arm gets `train.max_steps = budget / (batch x seq_len)`; an arm whose schedule is shorter
 than that gets more passes (`schedule.epochs`), which the summary notes. Without `budget.tokens`, the budget is the
-first arm's natural length. Real (non-padding) tokens are reported too.
+first arm's natural length. Real (non-padding) tokens are reported too. Arms named in `budget.natural` (a floor
+such as `single_pass`) keep their natural length and stay off the budget; the summary says so.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import timestamp, timestamped_dir
 from sleeptrain.presets import GROUPS, all_keys, load_yaml, list_presets, load_config
 
-EXPERIMENT_KEYS = ("seeds", "budget.tokens", "dir", "parallel")
+EXPERIMENT_KEYS = ("seeds", "budget.tokens", "budget.natural", "priority", "dir", "parallel")
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Experiment:
     common: list[str] = field(default_factory=list)
     seeds: int = 3
     budget_tokens: int | None = None
+    natural: list[str] = field(default_factory=list)  # arms kept at their natural length (off the budget)
+    priority: list[str] = field(default_factory=list)  # arms whose every seed runs before the others start
     dir: Path | None = None
     parallel: int = 1
 
@@ -104,6 +109,12 @@ def parse_args(words: list[str]) -> Experiment:
         raise ConfigError("compare: give at least two arms (schedule presets, NAME=overrides, or an arms .yaml)")
     if len(set(names)) != len(names):
         raise ConfigError(f"compare: arm names must differ, got {names}")
+    for key, listed in (("budget.natural", exp.natural), ("priority", exp.priority)):
+        unknown = [n for n in listed if n not in names]
+        if unknown:
+            raise ConfigError(f"{key}: {unknown} are not arms of this experiment (arms: {names})")
+    if len(exp.natural) == len(names):
+        raise ConfigError("budget.natural: at least one arm must be on the budget")
     for arm in exp.arms:  # every arm must be a valid config (fails now, not after hours of the first arms)
         load_config([*exp.common, *arm.overrides])
     return exp
@@ -121,12 +132,16 @@ def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> No
             overrides = split_overrides(overrides)
         exp.arms.append(Arm(str(name), [str(o) for o in overrides or []]))
     exp.common.extend(str(o) for o in data.get("common", []) or [])
-    for key in ("seeds", "dir", "parallel"):
+    for key in ("seeds", "dir", "parallel", "priority"):
         if key in data:
-            settings.setdefault(key, str(data[key]))
+            value = data[key]
+            settings.setdefault(key, ",".join(map(str, value)) if isinstance(value, list) else str(value))
     budget = data.get("budget")
     if isinstance(budget, dict) and "tokens" in budget:
         settings.setdefault("budget.tokens", str(budget["tokens"]))
+    if isinstance(budget, dict) and "natural" in budget:
+        natural = budget["natural"]
+        settings.setdefault("budget.natural", ",".join(natural) if isinstance(natural, list) else str(natural))
 
 
 def _apply_settings(exp: Experiment, settings: dict[str, str]) -> None:
@@ -143,6 +158,13 @@ def _apply_settings(exp: Experiment, settings: dict[str, str]) -> None:
         exp.seeds = positive_int("seeds")
     if "budget.tokens" in settings:
         exp.budget_tokens = positive_int("budget.tokens")
+    def names(key: str) -> list[str]:
+        return [n.strip() for n in settings[key].strip("[]").split(",") if n.strip()]
+
+    if "budget.natural" in settings:
+        exp.natural = names("budget.natural")
+    if "priority" in settings:
+        exp.priority = names("priority")
     if "parallel" in settings:
         exp.parallel = positive_int("parallel")
     if "dir" in settings:
@@ -165,9 +187,17 @@ def arm_budgets(exp: Experiment) -> dict[str, dict]:
         info[arm.name] = {"positions_per_step": per_step, "natural_steps": natural_steps,
                           "epochs": cfg.schedule.epochs, "natural_positions": natural_steps * per_step,
                           "stages": data.plan.stages}
-    budget = exp.budget_tokens or info[exp.arms[0].name]["natural_positions"]
+    on_budget = [arm for arm in exp.arms if arm.name not in exp.natural]
+    budget = exp.budget_tokens or info[on_budget[0].name]["natural_positions"]
     for arm in exp.arms:
         a = info[arm.name]
+        if arm.name in exp.natural:  # a floor: its own length, no cap, no extra passes
+            a.pop("stages")
+            a["steps"], a["budget_positions"] = a["natural_steps"], a["natural_positions"]
+            a["budget_overrides"] = []
+            a["note"] = (f"natural length ({a['natural_positions']:,} token positions), kept off the budget "
+                         "(budget.natural)")
+            continue
         a["steps"] = max(1, round(budget / a["positions_per_step"]))
         a["budget_positions"] = a["steps"] * a["positions_per_step"]
         extra = [f"train.max_steps={a['steps']}"]
@@ -228,6 +258,13 @@ def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, l
     return {"arm": arm.name, "seed": seed, "status": "resumed" if state == "resumable" else "trained"}
 
 
+def job_order(exp: Experiment) -> list[tuple[Arm, int]]:
+    """Seeds outer (early results are paired); the `priority` arms' seeds all before the other arms'."""
+    first = [a for a in exp.arms if a.name in exp.priority]
+    rest = [a for a in exp.arms if a.name not in exp.priority]
+    return [(arm, seed) for group in (first, rest) for seed in range(exp.seeds) for arm in group]
+
+
 def run_compare(exp: Experiment, log=print) -> Path:
     exp_dir = exp.dir or timestamped_dir("experiments")
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -235,6 +272,8 @@ def run_compare(exp: Experiment, log=print) -> Path:
     budgets = arm_budgets(exp)
     record = {"arms": {a.name: a.overrides for a in exp.arms}, "common": exp.common, "seeds": exp.seeds,
               "budget": budgets}
+    if exp.natural:
+        record["natural"] = exp.natural
     if saved.is_file():
         before = json.loads(saved.read_text())
         if {k: before.get(k) for k in ("arms", "common")} != {k: record[k] for k in ("arms", "common")}:
@@ -247,7 +286,7 @@ def run_compare(exp: Experiment, log=print) -> Path:
     saved.write_text(json.dumps(record, indent=1))
     log(f"compare: {len(exp.arms)} arms x {exp.seeds} seeds, budget {budgets['budget_positions']:,} token "
         f"positions per run -> {exp_dir}")
-    jobs = [(arm, seed) for seed in range(exp.seeds) for arm in exp.arms]  # seeds outer: early results are paired
+    jobs = job_order(exp)
     progress = {"finished": 0, "trained_seconds": 0.0, "trained": 0}
     lock = threading.Lock()
     start = time.time()

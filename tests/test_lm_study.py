@@ -1,0 +1,102 @@
+"""tools/lm_study.py (issue 19): the study's summary.json layout, paired tests against the best baseline, verdicts,
+and a report of a partial study — on a fabricated experiment folder (the training itself is `sleeptrain compare`,
+tested in test_compare.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("lm_study", REPO / "tools" / "lm_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# arm -> per-seed (BLiMP, final val loss); None = not finished
+RUNS = {"single_pass": [(0.510, 4.60), (0.512, 4.61), (0.508, 4.62)],
+        "epochs": [(0.540, 4.30), (0.545, 4.31), (0.538, 4.29)],
+        "sleep": [(0.560, 4.25), (0.566, 4.27), None]}
+
+
+def _fake_experiment(exp_dir: Path) -> None:
+    budget = {"budget_positions": 4096 * 300, "arms": {
+        "single_pass": {"budget_positions": 4096 * 100, "note": "natural length, kept off the budget"},
+        "epochs": {"budget_positions": 4096 * 300}, "sleep": {"budget_positions": 4096 * 300}}}
+    (exp_dir).mkdir(parents=True)
+    (exp_dir / "experiment.json").write_text(json.dumps(
+        {"arms": {a: [f"schedule={a}"] for a in RUNS}, "common": ["model=tiny"], "seeds": 3, "budget": budget}))
+    for arm, rows in RUNS.items():
+        for seed, row in enumerate(rows):
+            if row is None:
+                continue
+            run = exp_dir / "runs" / arm / f"seed{seed}"
+            (run / "final" / "eval").mkdir(parents=True)
+            steps = budget["arms"][arm]["budget_positions"] // 4096
+            (run / "summary.json").write_text(json.dumps(
+                {"final_val_loss": row[1], "steps": steps, "tokens": steps * 4000, "seconds": 60.0,
+                 "blimp_overall": row[0]}))
+            (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+                {"event": "start", "parameters": 1000, "non_embedding_parameters": 500, "vocab_size": 64,
+                 "train_tokens": 12345, "dev_tokens": 99},
+                {"event": "train", "step": 1, "tokens": 4096, "loss": 5.0},
+                {"event": "eval", "step": steps, "tokens": steps * 4096, "val_loss": row[1]}]) + "\n")
+            (run / "config.yaml").write_text(yaml.safe_dump(
+                {"train": {"batch_size": 32}, "data": {"seq_len": 128, "path": "/data/corpus-mini"},
+                 "model": {"arch": "llama", "num_layers": 4, "hidden_size": 128},
+                 "eval": {"blimp_path": "/data/blimp", "final_max_pairs": None}}))
+            (run / "final" / "eval" / "results.json").write_text(json.dumps(
+                {"blimp": {"by_phenomenon": {"binding": {"accuracy": row[0] + 0.1}}}}))
+
+
+def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(tmp_path):
+    tool = _tool()
+    exp_dir = tmp_path / "exp"
+    _fake_experiment(exp_dir)
+    spec = {"baselines": ["single_pass", "epochs"], "systems": {"CLIMB-Sleep": ["sleep"], "FORGETTER": ["forgetter"]},
+            "published": {"CLIMB-Sleep baseline": 59.40}}
+    summary = tool.study_summary(exp_dir, spec)
+    sleep = summary["arms"]["sleep"]
+    assert sleep["seeds"] == [0, 1] and sleep["blimp"] == [0.560, 0.566] and sleep["val_loss"] == [4.25, 4.27]
+    assert summary["arms"]["epochs"]["tokens"] == 4096 * 300
+    assert summary["arms"]["single_pass"]["tokens"] == 4096 * 100
+    assert summary["model"]["parameters"] == 1000 and summary["data"]["train_tokens"] == 12345
+    assert summary["best_baseline"] == "epochs"  # the higher mean BLiMP of the two baselines
+    cmp = summary["vs_best_baseline"]["sleep"]["blimp"]
+    assert cmp["seeds"] == [0, 1] and cmp["mean_diff"] == pytest.approx(((0.560 - 0.540) + (0.566 - 0.545)) / 2)
+    assert cmp["effect_size_dz"] is not None and cmp["effect_size_dz"] > 0
+    floor = summary["vs_best_baseline"]["single_pass"]["blimp"]
+    assert floor["n"] == 3 and floor["verdict"] == "worse"  # 3 clear seed pairs below the baseline
+    assert "2 seed pairs" in summary["verdicts"]["CLIMB-Sleep"]["sleep"]
+    assert summary["verdicts"]["FORGETTER"]["forgetter"] == "not measured yet"
+    report = tool.write_study_report(summary, tmp_path, "tools/lm_study.py spec.yaml")
+    text = report.read_text()
+    assert "| sleep | [0, 1] | 0.5630 ± 0.0042" in text and "Against the best baseline (epochs" in text
+    assert "59.4" in text and "| binding |" in text
+
+
+def test_effect_size_is_the_mean_over_the_sd_of_the_differences():
+    tool = _tool()
+    assert tool.effect_size([1.0, 2.0, 4.0], [0.0, 0.0, 0.0]) == pytest.approx((7 / 3) / 1.5275252, rel=1e-6)
+    assert tool.effect_size([1.0], [0.0]) is None and tool.effect_size([1.0, 1.0], [0.0, 0.0]) is None
+
+
+def test_the_committed_spec_parses_as_a_compare_experiment(tmp_path):
+    from sleeptrain.experiments.compare import parse_args
+
+    spec_file = REPO / "docs" / "results" / "lm-study" / "spec.yaml"
+    words = [str(spec_file)]
+    exp = parse_args(words)
+    spec = yaml.safe_load(spec_file.read_text())
+    names = [a.name for a in exp.arms]
+    assert {"single_pass", "epochs", "forgetter"} <= set(names) and len(names) >= 5 and exp.seeds >= 5
+    assert exp.natural == ["single_pass"] and set(spec["baselines"]) <= set(names)
+    assert all(arm in names for arms in spec["systems"].values() for arm in arms)

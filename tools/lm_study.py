@@ -1,0 +1,238 @@
+"""Does sleep help a small LM? The equal-budget study of issue 19 — one resumable command built on `sleeptrain compare`.
+
+    .venv/bin/python tools/lm_study.py docs/results/lm-study/spec.yaml --dir experiments/lm-study \\
+        --results docs/results/lm-study
+
+The spec is a `sleeptrain compare` arms file (arms, common, seeds, budget, priority) plus three study keys that
+compare ignores: `baselines` (the arms a sleep arm must beat), `systems` (seed system -> its arms, for the verdicts)
+and `published` (the seed papers' numbers, printed beside ours). The command trains every arm x seed that is not
+finished (a killed study resumes: finished runs are skipped, a run with a checkpoint continues from it), then writes
+to --results:
+
+- `summary.json`: {"arms": {NAME: {"seeds", "blimp" (per-seed overall accuracy), "val_loss" (per-seed final),
+  "tokens" (token positions trained, replay included), "real_tokens"}}, "model", "data", "budget", "best_baseline",
+  "vs_best_baseline", "verdicts", "published"};
+- `report.md`: mean ± sd per arm, paired tests and effect sizes (Cohen's d_z) against the best baseline, BLiMP by
+  phenomenon, a verdict per seed system, the published numbers;
+- `loss.png` (training loss, mean ± sd over seeds, sleep phases shaded) and `blimp_by_phenomenon.png`.
+
+`--report-only` writes the report from the runs finished so far and trains nothing (a partial study is reported as
+partial: the seeds behind every number are listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from sleeptrain.errors import SleeptrainError  # noqa: E402
+from sleeptrain.experiments.compare import parse_args, run_compare  # noqa: E402
+from sleeptrain.experiments.report import METRICS, paired_comparison, run_record, write_report  # noqa: E402
+from sleeptrain.presets import load_yaml  # noqa: E402
+from sleeptrain.stats import mean_sd  # noqa: E402
+
+METRIC_KEYS = {"blimp": "blimp_overall", "val_loss": "final_val_loss"}
+
+
+def arm_runs(exp_dir: Path, arm: str, seeds: int) -> dict[int, dict]:
+    out = {}
+    for seed in range(seeds):
+        record = run_record(exp_dir / "runs" / arm / f"seed{seed}")
+        if record is not None:
+            out[seed] = record
+    return out
+
+
+def effect_size(arm: list[float], base: list[float]) -> float | None:
+    """Cohen's d_z: mean of the paired differences over their standard deviation."""
+    import numpy as np
+
+    d = np.asarray([a - b for a, b in zip(arm, base)], dtype=float)
+    if d.size < 2 or d.std(ddof=1) == 0:
+        return None
+    return float(d.mean() / d.std(ddof=1))
+
+
+def study_summary(exp_dir: Path, spec: dict) -> dict:
+    experiment = json.loads((exp_dir / "experiment.json").read_text())
+    arms, seeds = list(experiment["arms"]), experiment["seeds"]
+    runs = {arm: arm_runs(exp_dir, arm, seeds) for arm in arms}
+    summary = {"arms": {}, "model": None, "data": None, "budget": experiment["budget"],
+               "seeds_planned": seeds, "common": experiment["common"]}
+    for arm in arms:
+        done = sorted(runs[arm])
+        summary["arms"][arm] = {
+            "seeds": done, "blimp": [runs[arm][s]["blimp_overall"] for s in done],
+            "val_loss": [runs[arm][s]["final_val_loss"] for s in done],
+            "tokens": experiment["budget"]["arms"][arm]["budget_positions"],
+            "positions": [runs[arm][s]["positions"] for s in done],
+            "real_tokens": [runs[arm][s]["tokens"] for s in done],
+            "seconds": [runs[arm][s]["seconds"] for s in done],
+            "by_phenomenon": {p: mean_sd([runs[arm][s]["by_phenomenon"].get(p) for s in done])
+                              for p in sorted({p for s in done for p in runs[arm][s]["by_phenomenon"]})}}
+    summary["model"], summary["data"] = _describe(exp_dir, arms, runs)
+    baselines = [b for b in spec.get("baselines", []) if summary["arms"].get(b, {}).get("blimp")]
+    if baselines:
+        best = max(baselines, key=lambda b: mean_sd(summary["arms"][b]["blimp"])["mean"])
+        summary["best_baseline"] = best
+        summary["vs_best_baseline"] = {}
+        for arm in arms:
+            if arm == best:
+                continue
+            common = sorted(set(runs[arm]) & set(runs[best]))
+            row = {}
+            for name, key in METRIC_KEYS.items():
+                a = [runs[arm][s][key] for s in common]
+                b = [runs[best][s][key] for s in common]
+                row[name] = {**paired_comparison(a, b, METRICS[key][1]), "seeds": common,
+                             "effect_size_dz": effect_size(a, b)}
+            summary["vs_best_baseline"][arm] = row
+    summary["verdicts"] = verdicts(summary, spec.get("systems", {}))
+    summary["published"] = spec.get("published", {})
+    return summary
+
+
+def _describe(exp_dir: Path, arms: list[str], runs: dict) -> tuple[dict | None, dict | None]:
+    """Model and data of the first finished run (identical across arms but for the schedule's own settings)."""
+    import yaml
+
+    for arm in arms:
+        for seed in sorted(runs[arm]):
+            run_dir = exp_dir / "runs" / arm / f"seed{seed}"
+            cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+            start = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+            model = {**cfg["model"], "parameters": start.get("parameters"),
+                     "non_embedding_parameters": start.get("non_embedding_parameters"),
+                     "vocab_size": start.get("vocab_size")}
+            data = {"path": cfg["data"]["path"], "seq_len": cfg["data"]["seq_len"],
+                    "train_tokens": start.get("train_tokens"), "dev_tokens": start.get("dev_tokens"),
+                    "blimp": cfg["eval"]["blimp_path"], "blimp_pairs_per_paradigm": cfg["eval"]["final_max_pairs"]
+                    or "all"}
+            return model, data
+    return None, None
+
+
+def verdicts(summary: dict, systems: dict) -> dict:
+    """Per seed system and arm: helps / hurts / no measurable difference, on BLiMP and on validation loss."""
+    out = {}
+    words = {"better": "helps", "worse": "hurts"}
+    for system, arms in systems.items():
+        rows = {}
+        for arm in arms:
+            cmp = summary.get("vs_best_baseline", {}).get(arm)
+            if not cmp or cmp["blimp"].get("n", 0) == 0:
+                rows[arm] = "not measured yet"
+                continue
+            parts = []
+            for name, label in (("blimp", "BLiMP"), ("val_loss", "validation loss")):
+                v = cmp[name]["verdict"]
+                parts.append(f"{label}: {words.get(v, v if 'seed' in v else 'no measurable difference')}")
+            rows[arm] = "; ".join(parts) + f" ({cmp['blimp']['n']} seed pairs)"
+        out[system] = rows
+    return out
+
+
+def _ms(values: list[float], digits: int = 4) -> str:
+    ms = mean_sd(values)
+    return "—" if ms.get("mean") is None else f"{ms['mean']:.{digits}f} ± {ms['sd']:.{digits}f}"
+
+
+def write_study_report(summary: dict, results: Path, command: str) -> Path:
+    lines = ["# Does sleep help a small LM? The equal-budget study (issue 19)", "",
+             f"Command (resumable; `--report-only` re-writes this from the finished runs): `{command}`", ""]
+    if summary["model"]:
+        m, d = summary["model"], summary["data"]
+        lines += [f"Model: {m.get('arch')} {m.get('num_layers')} layers × {m.get('hidden_size')}, "
+                  f"{m.get('parameters'):,} parameters ({m.get('non_embedding_parameters'):,} non-embedding), "
+                  f"vocabulary {m.get('vocab_size')}. Data: {Path(d['path']).name}, {d['train_tokens']:,} training "
+                  f"tokens, windows of {d['seq_len']}; BLiMP: all 67 paradigms, {d['blimp_pairs_per_paradigm']} "
+                  "pairs each.", ""]
+    budget = summary["budget"]
+    lines += [f"Budget: {budget['budget_positions']:,} token positions per run (optimizer steps × batch × window, "
+              "replay included); seeds planned: " + str(summary["seeds_planned"]) + ".", "",
+              "| arm | seeds done | BLiMP overall | final val loss | token positions | wall s |",
+              "|---|---|---|---|---|---|"]
+    for arm, row in summary["arms"].items():
+        lines.append(f"| {arm} | {row['seeds']} | {_ms(row['blimp'])} | {_ms(row['val_loss'])} | "
+                     f"{row['tokens']:,} | {_ms(row['seconds'], 0)} |")
+    notes = [f"- {arm}: {info['note']}" for arm, info in budget["arms"].items() if info.get("note")]
+    if notes:
+        lines += ["", "Budget notes:", *notes]
+    best = summary.get("best_baseline")
+    if best:
+        lines += ["", f"## Against the best baseline ({best}, the baseline with the higher mean BLiMP), paired by seed",
+                  "", "Difference = arm − baseline; 95 % CI by bootstrap over seed pairs; p from the two-sided paired "
+                  "t-test; d_z = mean difference / sd of the differences. A verdict needs the CI to exclude 0 and "
+                  "p < 0.05.", "", "| arm | metric | seeds | mean diff | 95 % CI | p | d_z | verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for arm, row in summary["vs_best_baseline"].items():
+            for name, cmp in row.items():
+                if cmp.get("n", 0) == 0:
+                    continue
+                ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}]" if cmp.get("ci95") else "—"
+                p = f"{cmp['p_value']:.3f}" if cmp.get("p_value") is not None else "—"
+                dz = f"{cmp['effect_size_dz']:+.2f}" if cmp.get("effect_size_dz") is not None else "—"
+                lines.append(f"| {arm} | {name} | {len(cmp['seeds'])} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {dz} "
+                             f"| {cmp['verdict']} |")
+    lines += ["", "## Verdict per seed system (at this scale)", ""]
+    for system, rows in summary["verdicts"].items():
+        lines.append(f"- **{system}**: " + "; ".join(f"`{arm}` — {v}" for arm, v in rows.items()))
+    if summary["published"]:
+        lines += ["", "## Published numbers (not this scale; for orientation)", ""]
+        lines += [f"- {k}: {v}" for k, v in summary["published"].items()]
+    phenomena = sorted({p for row in summary["arms"].values() for p in row["by_phenomenon"]})
+    if phenomena:
+        arms = list(summary["arms"])
+        lines += ["", "## BLiMP by phenomenon (mean over finished seeds)", "", "| phenomenon | " + " | ".join(arms) + " |",
+                  "|---|" + "---|" * len(arms)]
+        for p in phenomena:
+            cells = [summary["arms"][a]["by_phenomenon"].get(p, {}).get("mean") for a in arms]
+            lines.append(f"| {p} | " + " | ".join("—" if c is None else f"{c:.3f}" for c in cells) + " |")
+    lines += ["", "![training loss, sleep phases shaded](loss.png)", "",
+              "![BLiMP by phenomenon](blimp_by_phenomenon.png)"]
+    out = results / "report.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec", help="the study's arms file (a `sleeptrain compare` .yaml with study keys)")
+    parser.add_argument("--dir", required=True, help="experiment folder (the runs; resumable)")
+    parser.add_argument("--results", required=True, help="folder for summary.json, report.md and the plots")
+    parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
+    parser.add_argument("overrides", nargs="*", help="compare words added to the spec (seeds=N, key=value)")
+    args = parser.parse_args()
+    exp_dir, results = Path(args.dir), Path(args.results)
+    try:
+        exp = parse_args([args.spec, f"dir={exp_dir}", *args.overrides])
+        spec = load_yaml(Path(args.spec), "spec")
+        if args.report_only:
+            if not (exp_dir / "experiment.json").is_file():
+                raise SleeptrainError(f"--dir: {str(exp_dir)!r} holds no study yet (no experiment.json)")
+            write_report(exp_dir)
+        else:
+            run_compare(exp)
+        summary = study_summary(exp_dir, spec)
+    except SleeptrainError as err:
+        print(f"lm_study: {err}", file=sys.stderr)
+        return 2
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "summary.json").write_text(json.dumps(summary, indent=1))
+    for name in ("loss.png", "blimp_by_phenomenon.png"):
+        if (exp_dir / name).is_file():
+            shutil.copyfile(exp_dir / name, results / name)
+    command = " ".join(["tools/lm_study.py", args.spec, "--dir", args.dir, "--results", args.results,
+                        *args.overrides])
+    print(f"report: {write_study_report(summary, results, command)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
