@@ -1,0 +1,1 @@
+"""Experiment tooling: `compare` (arms x seeds at one budget), `sweep`, `report` (paired statistics), `plot`."""
