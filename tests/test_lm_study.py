@@ -66,8 +66,12 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     summary = tool.study_summary(exp_dir, spec)
     sleep = summary["arms"]["sleep"]
     assert sleep["seeds"] == [0, 1] and sleep["blimp"] == [0.560, 0.566] and sleep["val_loss"] == [4.25, 4.27]
-    assert summary["arms"]["epochs"]["tokens"] == 4096 * 300
+    assert summary["arms"]["epochs"]["tokens"] == 32 * 128 * 300  # steps x batch x seq_len of the runs
     assert summary["arms"]["single_pass"]["tokens"] == 4096 * 100
+    assert summary["off_budget"] == {"single_pass": pytest.approx(-2 / 3)}  # not declared natural: flagged
+    experiment = json.loads((exp_dir / "experiment.json").read_text())
+    (exp_dir / "experiment.json").write_text(json.dumps({**experiment, "natural": ["single_pass"]}))
+    assert tool.study_summary(exp_dir, spec)["off_budget"] == {}
     assert summary["model"]["parameters"] == 1000 and summary["data"]["train_tokens"] == 12345
     assert summary["best_baseline"] == "epochs"  # the higher mean BLiMP of the two baselines
     cmp = summary["vs_best_baseline"]["sleep"]["blimp"]

@@ -10,7 +10,8 @@ finished (a killed study resumes: finished runs are skipped, a run with a checkp
 to --results:
 
 - `summary.json`: {"arms": {NAME: {"seeds", "blimp" (per-seed overall accuracy), "val_loss" (per-seed final),
-  "tokens" (token positions trained, replay included), "real_tokens"}}, "model", "data", "budget", "best_baseline",
+  "tokens" (token positions trained, replay included; mean over the finished seeds, the plan before any),
+  "real_tokens"}}, "model", "data", "budget", "off_budget" (arms more than 2 % from it), "best_baseline",
   "vs_best_baseline", "verdicts", "published"};
 - `report.md`: mean ± sd per arm, paired tests and effect sizes (Cohen's d_z) against the best baseline, BLiMP by
   phenomenon, a verdict per seed system, the published numbers;
@@ -70,13 +71,18 @@ def study_summary(exp_dir: Path, spec: dict) -> dict:
         summary["arms"][arm] = {
             "seeds": done, "blimp": [runs[arm][s]["blimp_overall"] for s in done],
             "val_loss": [runs[arm][s]["final_val_loss"] for s in done],
-            "tokens": experiment["budget"]["arms"][arm]["budget_positions"],
+            "tokens": (round(sum(runs[arm][s]["positions"] for s in done) / len(done)) if done
+                       else experiment["budget"]["arms"][arm]["budget_positions"]),
+            "tokens_planned": experiment["budget"]["arms"][arm]["budget_positions"],
             "positions": [runs[arm][s]["positions"] for s in done],
             "real_tokens": [runs[arm][s]["tokens"] for s in done],
             "seconds": [runs[arm][s]["seconds"] for s in done],
             "by_phenomenon": {p: mean_sd([runs[arm][s]["by_phenomenon"].get(p) for s in done])
                               for p in sorted({p for s in done for p in runs[arm][s]["by_phenomenon"]})}}
     summary["model"], summary["data"] = _describe(exp_dir, arms, runs)
+    budget = experiment["budget"]["budget_positions"]
+    summary["off_budget"] = {arm: row["tokens"] / budget - 1 for arm, row in summary["arms"].items()
+                             if arm not in experiment.get("natural", []) and abs(row["tokens"] / budget - 1) > 0.02}
     baselines = [b for b in spec.get("baselines", []) if summary["arms"].get(b, {}).get("blimp")]
     if baselines:
         best = max(baselines, key=lambda b: mean_sd(summary["arms"][b]["blimp"])["mean"])
@@ -156,12 +162,14 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     budget = summary["budget"]
     lines += [f"Budget: {budget['budget_positions']:,} token positions per run (optimizer steps × batch × window, "
               "replay included); seeds planned: " + str(summary["seeds_planned"]) + ".", "",
-              "| arm | seeds done | BLiMP overall | final val loss | token positions | wall s |",
+              "| arm | seeds done | BLiMP overall | final val loss | token positions (mean) | wall s |",
               "|---|---|---|---|---|---|"]
     for arm, row in summary["arms"].items():
         lines.append(f"| {arm} | {row['seeds']} | {_ms(row['blimp'])} | {_ms(row['val_loss'])} | "
                      f"{row['tokens']:,} | {_ms(row['seconds'], 0)} |")
     notes = [f"- {arm}: {info['note']}" for arm, info in budget["arms"].items() if info.get("note")]
+    notes += [f"- {arm}: trained {100 * dev:+.1f} % off the budget (the acceptance allows 2 %)"
+              for arm, dev in summary.get("off_budget", {}).items()]
     if notes:
         lines += ["", "Budget notes:", *notes]
     best = summary.get("best_baseline")
