@@ -260,6 +260,28 @@ def test_precision_auto_is_measured_logged_and_kept_on_resume(monkeypatch):
     assert precision.resolve_precision("fp32", on_cuda=False)[0] == "fp32"
 
 
+def test_precision_probe_keeps_each_precisions_fastest_call_under_a_burst_of_load(monkeypatch):
+    """A burst of other work slowing the first calls must not flip the choice: here bf16 is 2x slower than fp32,
+    and the first 6 matmuls (all fp32 in a probe that times one precision after the other) are slowed 50x."""
+    import torch
+
+    import sleeptrain.lm.precision as precision
+
+    clock = {"t": 0.0, "calls": 0}
+
+    def matmul(a, b):
+        clock["calls"] += 1
+        clock["t"] += (0.001 if a.dtype == torch.float32 else 0.002) + (0.05 if clock["calls"] <= 6 else 0.0)
+        return a
+
+    monkeypatch.setattr(precision.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(torch.Tensor, "__matmul__", matmul)
+    probe = precision.cpu_matmul_probe.__wrapped__(size=8)
+    assert probe["fp32"] == pytest.approx(2 * 8 ** 3 / 0.001 / 1e9)
+    assert probe["bf16"] == pytest.approx(2 * 8 ** 3 / 0.002 / 1e9)
+    assert clock["calls"] >= 2 + 2 * precision.PROBE_MIN_ROUNDS  # warm-ups, then alternating rounds
+
+
 def test_an_auto_run_records_its_precision(tmp_path):
     import json
 
