@@ -59,9 +59,11 @@ write summary.json and report.md with paired statistics against the first arm. R
 command skips finished runs and resumes unfinished ones.
 
 arms: a schedule preset name (epochs, sleep_strict, ...), NAME=overrides (comma-separated group=preset /
-key=value), or a .yaml file with `arms:` (and optionally common:, seeds:, budget: {tokens:}).
+key=value), or a .yaml file with `arms:` (and optionally common:, seeds:, budget: {tokens:, natural:}, priority:).
 experiment keys: seeds=N (default 3), budget.tokens=T (default: the first arm's natural length, in token positions
-= steps x batch x seq_len, replay included), dir=EXP_DIR, parallel=P (runs at once).
+= steps x batch x seq_len, replay included), budget.natural=ARM,... (arms kept at their own length, e.g. a
+single_pass floor), priority=ARM,... (every seed of these arms before the others), dir=EXP_DIR, parallel=P (runs
+at once). Runs go seed by seed, so a partial experiment is already paired.
 anything else (group=preset, key=value) is common to every arm.
 
 examples:
