@@ -192,7 +192,8 @@ def plot_experiment(exp_dir: Path, arms: list[str]) -> list[Path]:
             ax.fill_between(grid, mean - sd, mean + sd, color=color, alpha=0.25, lw=0, label="± 1 sd")
         ax.set_ylabel("train loss")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        if curves:  # an arm with no finished run yet has nothing to label
+            ax.legend(fontsize=7, loc="upper right")
     axes[-1][0].set_xlabel("tokens seen (replay included); shaded: sleep phases (seed 0)")
     fig.tight_layout()
     paths = [exp_dir / "loss.png"]
