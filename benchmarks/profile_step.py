@@ -46,7 +46,6 @@ class StepTimer:
     def __init__(self, warmup: int):
         self.warmup, self.steps, self.seconds = warmup, 0, defaultdict(float)
         self.step_seconds = 0.0
-        self.nesting = 0
 
     @property
     def counting(self) -> bool:

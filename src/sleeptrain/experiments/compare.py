@@ -132,16 +132,11 @@ def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> No
             overrides = split_overrides(overrides)
         exp.arms.append(Arm(str(name), [str(o) for o in overrides or []]))
     exp.common.extend(str(o) for o in data.get("common", []) or [])
-    for key in ("seeds", "dir", "parallel", "priority"):
-        if key in data:
-            value = data[key]
-            settings.setdefault(key, ",".join(map(str, value)) if isinstance(value, list) else str(value))
-    budget = data.get("budget")
-    if isinstance(budget, dict) and "tokens" in budget:
-        settings.setdefault("budget.tokens", str(budget["tokens"]))
-    if isinstance(budget, dict) and "natural" in budget:
-        natural = budget["natural"]
-        settings.setdefault("budget.natural", ",".join(natural) if isinstance(natural, list) else str(natural))
+    budget = data.get("budget") if isinstance(data.get("budget"), dict) else {}
+    found = {**{k: data[k] for k in ("seeds", "dir", "parallel", "priority") if k in data},
+             **{f"budget.{k}": budget[k] for k in ("tokens", "natural") if k in budget}}
+    for key, value in found.items():  # the command line's words win over the file's
+        settings.setdefault(key, ",".join(map(str, value)) if isinstance(value, list) else str(value))
 
 
 def _apply_settings(exp: Experiment, settings: dict[str, str]) -> None:
@@ -158,6 +153,7 @@ def _apply_settings(exp: Experiment, settings: dict[str, str]) -> None:
         exp.seeds = positive_int("seeds")
     if "budget.tokens" in settings:
         exp.budget_tokens = positive_int("budget.tokens")
+
     def names(key: str) -> list[str]:
         return [n.strip() for n in settings[key].strip("[]").split(",") if n.strip()]
 
