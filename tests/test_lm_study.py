@@ -73,6 +73,8 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     (exp_dir / "experiment.json").write_text(json.dumps({**experiment, "natural": ["single_pass"]}))
     assert tool.study_summary(exp_dir, spec)["off_budget"] == {}
     assert summary["model"]["parameters"] == 1000 and summary["data"]["train_tokens"] == 12345
+    assert summary["model"]["objective"] == "causal LM"
+    assert summary["data"]["blimp_scoring"] == "sentence log-probability"
     assert summary["best_baseline"] == "epochs"  # the higher mean BLiMP of the two baselines
     cmp = summary["vs_best_baseline"]["sleep"]["blimp"]
     assert cmp["seeds"] == [0, 1] and cmp["mean_diff"] == pytest.approx(((0.560 - 0.540) + (0.566 - 0.545)) / 2)
@@ -84,7 +86,22 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     report = tool.write_study_report(summary, tmp_path, "tools/lm_study.py spec.yaml")
     text = report.read_text()
     assert "| sleep | [0, 1] | 0.5630 ± 0.0042" in text and "Against the best baseline (epochs" in text
-    assert "59.4" in text and "| binding |" in text
+    assert "59.4" in text and "| binding |" in text and "scored by sentence log-probability" in text
+
+
+def test_a_masked_lm_study_says_its_objective_and_pll_scoring(tmp_path):
+    tool = _tool()
+    exp_dir = tmp_path / "exp"
+    _fake_experiment(exp_dir)
+    for config in exp_dir.glob("runs/*/seed*/config.yaml"):
+        cfg = yaml.safe_load(config.read_text())
+        cfg["model"]["arch"], cfg["eval"]["method"] = "roberta", "pll"
+        config.write_text(yaml.safe_dump(cfg))
+    summary = tool.study_summary(exp_dir, {"baselines": ["epochs"]})
+    assert summary["model"]["objective"].startswith("masked LM")
+    assert summary["data"]["blimp_scoring"] == "pseudo-log-likelihood (pll)"
+    text = tool.write_study_report(summary, tmp_path, "cmd").read_text()
+    assert "masked LM" in text and "scored by pseudo-log-likelihood (pll)" in text
 
 
 def test_effect_size_is_the_mean_over_the_sd_of_the_differences():
@@ -93,14 +110,24 @@ def test_effect_size_is_the_mean_over_the_sd_of_the_differences():
     assert tool.effect_size([1.0], [0.0]) is None and tool.effect_size([1.0, 1.0], [0.0, 0.0]) is None
 
 
-def test_the_committed_spec_parses_as_a_compare_experiment(tmp_path):
-    from sleeptrain.experiments.compare import parse_args
+# committed spec -> the arms issue 19 requires in it
+SPECS = {"spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"},
+         "mlm/spec.yaml": {"single_pass", "epochs", "climb_sleep", "climb_sleep_strict", "climb_baseline_like"}}
 
-    spec_file = REPO / "docs" / "results" / "lm-study" / "spec.yaml"
-    words = [str(spec_file)]
-    exp = parse_args(words)
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_the_committed_specs_parse_as_compare_experiments(name, tmp_path):
+    from sleeptrain.experiments.compare import parse_args
+    from sleeptrain.presets import load_config
+
+    spec_file = REPO / "docs" / "results" / "lm-study" / name
+    exp = parse_args([str(spec_file)])
     spec = yaml.safe_load(spec_file.read_text())
     names = [a.name for a in exp.arms]
-    assert {"single_pass", "epochs", "forgetter"} <= set(names) and len(names) >= 5 and exp.seeds >= 5
+    assert SPECS[name] <= set(names) and len(names) >= 5 and exp.seeds >= 5
+    for arm in exp.arms:  # every arm resolves to a valid config (data.path swapped for a folder that exists)
+        words = [w for w in exp.common if not w.startswith("data.path=")] + [f"data.path={tmp_path}"] + arm.overrides
+        cfg = load_config(words).config
+        assert cfg.model.is_masked_lm == name.startswith("mlm/"), arm.name
     assert exp.natural == ["single_pass"] and set(spec["baselines"]) <= set(names)
     assert all(arm in names for arms in spec["systems"].values() for arm in arms)

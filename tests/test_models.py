@@ -18,6 +18,18 @@ def test_preset_sizes(preset, low, high):
     assert low < n < high, n
 
 
+def test_roberta_pln_small_is_climb_sleeps_model():
+    """Upstream Peter-Shamoun/CLIMB-Sleep conf/model/roberta_pln_small.yaml (+ conf/config.yaml: vocab 8192,
+    lr 1e-3): RobertaPreLayerNorm, 8 layers x 256, 8 heads, MLP 2048, eps 1e-5, untied embeddings."""
+    cfg = load_config(["model=roberta-pln-small"]).config
+    model = build_model(cfg.model, 8192, 128, SPECIAL)
+    hf = model.config
+    assert type(model).__name__ == "RobertaPreLayerNormForMaskedLM" and cfg.model.is_masked_lm
+    assert (hf.num_hidden_layers, hf.hidden_size, hf.num_attention_heads, hf.intermediate_size) == (8, 256, 8, 2048)
+    assert hf.layer_norm_eps == 1e-5 and hf.tie_word_embeddings is False and cfg.train.lr == 1e-3
+    assert model.lm_head.decoder.weight is not model.roberta_prelayernorm.embeddings.word_embeddings.weight
+
+
 def test_base_is_about_100m_non_embedding():
     from transformers import AutoModelForCausalLM
 
@@ -39,7 +51,7 @@ def test_llama_options_reach_the_hf_config():
     assert model.lm_head.weight is not model.model.embed_tokens.weight
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2", "roberta"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "roberta", "roberta_prelayernorm"])
 def test_our_token_losses_match_the_models_own_loss(arch):
     torch.manual_seed(0)
     cfg = ModelConfig(arch=arch, hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1)
@@ -48,10 +60,11 @@ def test_our_token_losses_match_the_models_own_loss(arch):
     attn = torch.ones_like(ids)
     attn[1, 10:] = 0
     labels = ids.masked_fill(attn == 0, -100)
-    if arch == "roberta":
+    masked = cfg.is_masked_lm
+    if masked:
         labels = labels.masked_fill(torch.rand(ids.shape) > 0.3, -100)
     out = model(input_ids=ids, attention_mask=attn, labels=labels)
-    loss, mask = token_losses(out.logits, labels, causal=arch != "roberta")
+    loss, mask = token_losses(out.logits, labels, causal=not masked)
     assert torch.allclose(loss.sum() / mask.sum(), out.loss, atol=1e-5)
     per_sample = per_sample_loss(loss, mask)
     for i in range(3):

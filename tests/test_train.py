@@ -1,6 +1,7 @@
 """End-to-end: tiny runs into tmp_path, through the CLI as a user runs them."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -122,14 +123,24 @@ def test_prefetched_keeps_order_and_surfaces_errors():
     assert got == [0, 1]
 
 
-def test_masked_lm_run_loads_with_auto_masked_lm(tmp_path):
+@pytest.mark.parametrize("preset,hf_class", [("roberta-tiny", "RobertaForMaskedLM"),
+                                             ("roberta-pln-tiny", "RobertaPreLayerNormForMaskedLM")])
+def test_masked_lm_run_loads_with_auto_masked_lm(tmp_path, preset, hf_class):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    cfg = tiny_config(tmp_path / "mlm", "model=roberta-tiny", "model.hidden_size=32", "model.num_heads=2",
+    from sleeptrain.evaluate.harness import default_seq_len, load_model_folder
+
+    cfg = tiny_config(tmp_path / "mlm", f"model={preset}", "model.hidden_size=32", "model.num_heads=2",
                       "model.intermediate_size=64", "model.num_layers=2", "train.max_steps=20")
     result = train(cfg)
     assert result.final_val_loss < result.first_val_loss
     model = AutoModelForMaskedLM.from_pretrained(str(result.final_dir))
+    assert type(model).__name__ == hf_class
+    alone = tmp_path / "exported" / "model"  # a folder away from its run: `sleeptrain eval` reads only the folder
+    shutil.copytree(result.final_dir, alone)
+    loaded = load_model_folder(alone)
+    assert loaded.masked  # scored by pseudo-log-likelihood
+    assert default_seq_len(loaded, alone) == cfg.data.seq_len  # positions start after the padding index
     tok = AutoTokenizer.from_pretrained(str(result.final_dir))
     enc = tok("the dog <mask> .", return_tensors="pt")
     assert model(**enc).logits.shape[-1] == len(tok)

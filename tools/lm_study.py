@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from sleeptrain.config import ModelConfig  # noqa: E402
 from sleeptrain.errors import SleeptrainError  # noqa: E402
 from sleeptrain.experiments.compare import parse_args, run_compare  # noqa: E402
 from sleeptrain.experiments.report import METRICS, paired_comparison, run_record, write_report  # noqa: E402
@@ -116,7 +117,11 @@ def _describe(exp_dir: Path, arms: list[str], runs: dict) -> tuple[dict | None, 
             model = {**cfg["model"], "parameters": start.get("parameters"),
                      "non_embedding_parameters": start.get("non_embedding_parameters"),
                      "vocab_size": start.get("vocab_size")}
+            masked = ModelConfig(**cfg["model"]).is_masked_lm
+            model["objective"] = "masked LM (val_loss: masked-token loss)" if masked else "causal LM"
             data = {"path": cfg["data"]["path"], "seq_len": cfg["data"]["seq_len"],
+                    "blimp_scoring": (f"pseudo-log-likelihood ({cfg['eval']['method']})" if masked
+                                      else "sentence log-probability"),
                     "train_tokens": start.get("train_tokens"), "dev_tokens": start.get("dev_tokens"),
                     "blimp": cfg["eval"]["blimp_path"], "blimp_pairs_per_paradigm": cfg["eval"]["final_max_pairs"]
                     or "all"}
@@ -156,9 +161,10 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
         m, d = summary["model"], summary["data"]
         lines += [f"Model: {m.get('arch')} {m.get('num_layers')} layers × {m.get('hidden_size')}, "
                   f"{m.get('parameters'):,} parameters ({m.get('non_embedding_parameters'):,} non-embedding), "
-                  f"vocabulary {m.get('vocab_size')}. Data: {Path(d['path']).name}, {d['train_tokens']:,} training "
-                  f"tokens, windows of {d['seq_len']}; BLiMP: all 67 paradigms, {d['blimp_pairs_per_paradigm']} "
-                  "pairs each.", ""]
+                  f"vocabulary {m.get('vocab_size')}, {m.get('objective', 'causal LM')}. Data: {Path(d['path']).name}, "
+                  f"{d['train_tokens']:,} training tokens, windows of {d['seq_len']}; BLiMP: all 67 paradigms, "
+                  f"{d['blimp_pairs_per_paradigm']} pairs each, scored by "
+                  f"{d.get('blimp_scoring', 'sentence log-probability')}.", ""]
     budget = summary["budget"]
     lines += [f"Budget: {budget['budget_positions']:,} token positions per run (optimizer steps × batch × window, "
               "replay included); seeds planned: " + str(summary["seeds_planned"]) + ".", "",

@@ -121,27 +121,30 @@ class TokenizerConfig:
 
 LOSS_IMPLS = ("auto", "chunked", "plain")  # train.loss: sleeptrain.lm.losses.forward_losses
 
-MODEL_ARCHS = ("llama", "gemma", "gpt2", "roberta")
+MODEL_ARCHS = ("llama", "gemma", "gpt2", "roberta", "roberta_prelayernorm")
+MASKED_ARCHS = ("roberta", "roberta_prelayernorm")  # masked LMs; the rest are causal
 GQA_ARCHS = ("llama", "gemma")  # free head_dim and grouped-query attention
 
 
 @dataclass
 class ModelConfig:
     arch: str = help_field("llama (causal: RMSNorm, RoPE, GQA) | gemma (causal, Gemma/minGemma-style) | "
-                           "gpt2 (causal) | roberta (masked LM)", default="llama")
+                           "gpt2 (causal) | roberta (masked LM, post-LN as BERT) | roberta_prelayernorm (masked LM, "
+                           "pre-LN: the model CLIMB-Sleep trains)", default="llama")
     hidden_size: int = help_field("model width", default=128)
     num_layers: int = help_field("transformer blocks", default=4)
     num_heads: int = help_field("attention heads", default=4)
     num_kv_heads: Optional[int] = help_field("llama, gemma: key/value heads for grouped-query attention (default: num_heads)", default=None)
     head_dim: Optional[int] = help_field("llama, gemma: per-head dimension (default: hidden_size // num_heads)", default=None)
     intermediate_size: int = help_field("MLP width", default=512)
-    tie_embeddings: bool = help_field("share input and output embeddings (gpt2 and roberta always do)", default=True)
+    tie_embeddings: bool = help_field("share input and output embeddings (gpt2 and roberta always do; "
+                                      "roberta_prelayernorm follows this)", default=True)
     dropout: float = help_field("dropout probability", default=0.0)
     rope_theta: float = help_field("llama: RoPE base", default=10_000.0)
     norm_eps: float = help_field("layer/RMS norm epsilon", default=1e-6)
     init_std: float = help_field("std of the normal weight init", default=0.02)
     max_positions: Optional[int] = help_field("position embeddings (default: data.seq_len)", default=None)
-    mlm_probability: float = help_field("roberta: fraction of tokens masked (80% <mask>, 10% random, 10% kept)", default=0.15)
+    mlm_probability: float = help_field("masked LMs: fraction of tokens masked (80% <mask>, 10% random, 10% kept)", default=0.15)
 
     def __post_init__(self) -> None:
         check_choice("model.arch", self.arch, MODEL_ARCHS)
@@ -166,7 +169,7 @@ class ModelConfig:
 
     @property
     def is_masked_lm(self) -> bool:
-        return self.arch == "roberta"
+        return self.arch in MASKED_ARCHS
 
 
 @dataclass

@@ -69,7 +69,8 @@ def load_tokenizer(path: str | Path, need_mask: bool = False):
             raise ConfigError(f"tokenizer.path: {str(folder)!r} has neither a pad nor an eos token")
         tokenizer.pad_token = tokenizer.eos_token
     if need_mask and tokenizer.mask_token is None:
-        raise ConfigError(f"tokenizer.path: {str(folder)!r} has no mask token, which model.arch=roberta needs")
+        raise ConfigError(f"tokenizer.path: {str(folder)!r} has no mask token, which a masked LM (model.arch roberta or "
+                          "roberta_prelayernorm) needs")
     return tokenizer
 
 

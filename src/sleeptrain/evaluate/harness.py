@@ -25,7 +25,7 @@ from sleeptrain.evaluate.perplexity import perplexity
 from sleeptrain.fsutil import atomic_write_text
 
 MASKED_MODEL_TYPES = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "xlm-roberta",
-                      "camembert", "modernbert", "ltg_bert"}
+                      "camembert", "modernbert", "ltg_bert", "roberta-prelayernorm"}
 
 
 @dataclass
@@ -127,7 +127,8 @@ def default_seq_len(loaded: LoadedModel, model_dir: Path) -> int:
     if found:
         return found[1].data.seq_len
     positions = getattr(loaded.model.config, "max_position_embeddings", None) or 512
-    if loaded.masked and getattr(loaded.model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+    if loaded.masked and getattr(loaded.model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert",
+                                                                              "roberta-prelayernorm"):
         positions -= 2  # RoBERTa positions start after the padding index
     return int(min(positions, 512))
 

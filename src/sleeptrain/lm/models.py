@@ -6,7 +6,10 @@
   (1 + w), gated GELU MLP, grouped-query attention, RoPE, free head_dim, tied embeddings — the FORGETTER paper's
   minGemma family (differences in docs/SCHEDULES.md);
 - `gpt2`: causal decoder with learned positions and LayerNorm;
-- `roberta`: masked LM (RoBERTa positions start after the padding index, hence max_positions + 2).
+- `roberta`: masked LM, post-LN as BERT/RoBERTa (positions start after the padding index, hence
+  max_positions + 2);
+- `roberta_prelayernorm`: the same masked LM with pre-LN blocks (HF `RobertaPreLayerNormForMaskedLM`) — the model
+  CLIMB-Sleep trains (upstream `conf/model/roberta_pln_small.yaml`, `src/models/roberta.py`).
 The models are plain `PreTrainedModel`s, so `save_pretrained` writes folders that `AutoModelForCausalLM` /
 `AutoModelForMaskedLM` load as they are.
 """
@@ -53,12 +56,17 @@ def build_hf_config(cfg: ModelConfig, vocab_size: int, seq_len: int, special: di
             resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, tie_word_embeddings=True,
             **common,
         )
-    return RobertaConfig(
+    encoder = dict(
         hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
         intermediate_size=cfg.intermediate_size, max_position_embeddings=positions + 2, type_vocab_size=1,
         layer_norm_eps=cfg.norm_eps, initializer_range=cfg.init_std, hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.dropout, tie_word_embeddings=True, **common,
+        attention_probs_dropout_prob=cfg.dropout, **common,
     )
+    if cfg.arch == "roberta_prelayernorm":
+        from transformers import RobertaPreLayerNormConfig
+
+        return RobertaPreLayerNormConfig(tie_word_embeddings=cfg.tie_embeddings, **encoder)
+    return RobertaConfig(tie_word_embeddings=True, **encoder)
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]) -> torch.nn.Module:
