@@ -190,9 +190,9 @@ class Grammar:
         if r < 0.4:
             plural = self.rng.random() < 0.45
             return ["where", "are" if plural else "is"] + self.np(plural) + ["?"]
-        subj, third, cop = self.subject()
+        subj, third, _ = self.subject()
         if subj == ["i"]:
-            subj, third, cop = ["you"], False, "are"
+            subj, third = ["you"], False
         if r < 0.75:
             return ["what", "does" if third else "do"] + subj + [self.lex.pick(TRANSITIVE)[0], "?"]
         return ["who", "is", self.lex.pick(TRANSITIVE)[2]] + self.obj() + ["?"]
