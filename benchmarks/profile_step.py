@@ -1,7 +1,7 @@
 """Where a training step's time goes (issue 21 item 1), measured by timing the loop's own calls in this process.
 
     python -m benchmarks.profile_step [--model tiny small] [--schedule single_pass sleep_strict] [--steps N]
-                                      [--data generated|corpus-mini] [--extra key=value ...]
+                                      [--data generated|corpus-mini] [--extra key=value ...] [--repeats N]
 
 A real `sleeptrain train` run (one process, the precision `auto` picks) with timers wrapped around the calls the
 loop makes; the first --warmup steps are not counted. Categories, in ms per optimizer step:
@@ -17,6 +17,9 @@ loop makes; the first --warmup steps are not counted. Categories, in ms per opti
 - sleep hooks: `on_wake_step` / `on_sleep_step` (importance accumulation for downscaling) and sleep ops;
 - words / logging: the BabyLM word counter, `log_train` (metrics.jsonl);
 - other: the rest of the step (LR, sharding, device copies, Python).
+Also the optimizer step alone (data wait excluded) for wake and sleep steps apart. `--repeats N` runs every
+configuration N times, interleaved, and reports each one's fastest run (all of them in the JSON): on a shared
+machine a single pass per configuration can put a slow spell on one of them.
 Writes benchmarks/results/profile_step.json and prints a table per configuration.
 """
 
@@ -46,6 +49,7 @@ class StepTimer:
     def __init__(self, warmup: int):
         self.warmup, self.steps, self.seconds = warmup, 0, defaultdict(float)
         self.step_seconds = 0.0
+        self.phase_seconds, self.phase_steps = defaultdict(float), defaultdict(int)  # wake / sleep steps apart
 
     @property
     def counting(self) -> bool:
@@ -122,7 +126,10 @@ def instrumented(timer: StepTimer):
             return original_train_step(self, *args, **kwargs)
         finally:
             if timer.counting:
-                timer.step_seconds += time.perf_counter() - start
+                seconds = time.perf_counter() - start
+                timer.step_seconds += seconds
+                timer.phase_seconds[self.stage.phase] += seconds
+                timer.phase_steps[self.stage.phase] += 1
             timer.steps += 1
 
     original_forward_losses, original_prefetched = loop.forward_losses, loop.prefetched
@@ -169,8 +176,11 @@ def profile(model: str, schedule: str, steps: int, warmup: int, data: str, extra
     step_ms = 1000 * (timer.step_seconds + timer.seconds.get("data wait", 0.0)) / counted
     ms["other"] = step_ms - sum(ms.values())
     tokens = cfg.train.batch_size * cfg.data.seq_len
+    # the optimizer step alone (no data wait), wake and sleep steps apart: is a replay step dearer than a wake step?
+    by_phase = {phase: {"steps": n, "ms": 1000 * timer.phase_seconds[phase] / n}
+                for phase, n in sorted(timer.phase_steps.items())}
     return {"model": model, "schedule": schedule, "data": data, "steps_counted": counted, "step_ms": step_ms,
-            "tokens_per_s": tokens / (step_ms / 1000), "ms": ms,
+            "tokens_per_s": tokens / (step_ms / 1000), "ms": ms, "by_phase": by_phase,
             "share": {c: v / step_ms for c, v in ms.items()}, "precision": start.get("precision"),
             "batch": cfg.train.batch_size, "seq_len": cfg.data.seq_len, "overrides": extra}
 
@@ -184,16 +194,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--data", choices=sorted(DATA), default="generated")
     parser.add_argument("--extra", nargs="*", default=[], help="key=value overrides for every run")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each configuration, interleaved (A B A B): "
+                        "the table shows each one's fastest run, the JSON all of them")
     args = parser.parse_args()
     rows = []
     for model in args.model:
-        for schedule in args.schedule:
-            row = profile(model, schedule, args.steps, args.warmup, args.data, args.extra)
+        repeats: dict[str, list[dict]] = defaultdict(list)
+        for _ in range(args.repeats):  # interleaved, so a slow spell of a shared machine hits every configuration
+            for schedule in args.schedule:
+                repeats[schedule].append(profile(model, schedule, args.steps, args.warmup, args.data, args.extra))
+        for schedule, runs in repeats.items():
+            row = {**min(runs, key=lambda r: r["step_ms"]), "repeats_step_ms": [r["step_ms"] for r in runs]}
             rows.append(row)
             print(f"\n{model} / {schedule} / {args.data} ({row['precision']}, batch {row['batch']} x {row['seq_len']}): "
-                  f"{row['step_ms']:.1f} ms per step, {row['tokens_per_s']:,.0f} tok/s over {row['steps_counted']} steps")
+                  f"{row['step_ms']:.1f} ms per step, {row['tokens_per_s']:,.0f} tok/s over {row['steps_counted']} steps"
+                  f" (fastest of {len(runs)}: " + ", ".join(f"{ms:.1f}" for ms in row["repeats_step_ms"]) + ")")
             for c in CATEGORIES:
                 print(f"  {c:<22} {row['ms'][c]:8.2f} ms  {100 * row['share'][c]:5.1f} %")
+            print("  optimizer step alone: " + "; ".join(f"{phase} {v['ms']:.1f} ms ({v['steps']} steps)"
+                                                        for phase, v in row["by_phase"].items()))
     path = write_json("profile_step", {"machine": machine(), "runs": rows})
     print(f"\nwritten: {path}")
 
