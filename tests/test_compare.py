@@ -176,3 +176,20 @@ def test_priority_arms_run_every_seed_first_and_names_are_checked(tmp_path):
         parse_args([str(spec), *COMMON, "priority=x"])
     with pytest.raises(ConfigError, match="budget.natural: at least one arm"):
         parse_args(["epochs", "single_pass", *COMMON, "budget.natural=epochs,single_pass"])
+
+
+def test_an_experiment_folder_takes_added_arms_but_refuses_changed_ones(tmp_path):
+    from sleeptrain.experiments.compare import added_arms
+
+    before = {"arms": {"a": ["schedule=epochs"], "b": ["schedule=single_pass"]}, "common": ["model=tiny"]}
+    same = {"arms": dict(before["arms"]), "common": ["model=tiny"]}
+    assert added_arms(before, same, tmp_path) == []
+    more = {"arms": {**before["arms"], "c": ["schedule=sleep"]}, "common": ["model=tiny"]}
+    assert added_arms(before, more, tmp_path) == ["c"]
+    with pytest.raises(ConfigError, match="arm\\(s\\) b missing or with other overrides"):
+        added_arms(before, {"arms": {"a": ["schedule=epochs"], "b": ["schedule=sleep"]}, "common": ["model=tiny"]},
+                   tmp_path)
+    with pytest.raises(ConfigError, match="arm\\(s\\) b missing"):
+        added_arms(before, {"arms": {"a": ["schedule=epochs"]}, "common": ["model=tiny"]}, tmp_path)
+    with pytest.raises(ConfigError, match="other common settings"):
+        added_arms(before, {**more, "common": ["model=small"]}, tmp_path)

@@ -19,6 +19,10 @@ to within one batch). Each arm gets `train.max_steps = budget / (batch x seq_len
 than that gets more passes (`schedule.epochs`), which the summary notes. Without `budget.tokens`, the budget is the
 first arm's natural length. Real (non-padding) tokens are reported too. Arms named in `budget.natural` (a floor
 such as `single_pass`) keep their natural length and stay off the budget; the summary says so.
+
+**Resuming and extending.** Re-running into the same `dir=` skips finished runs and resumes interrupted ones. The
+folder also takes the same experiment with arms added (same common settings, every earlier arm with its overrides,
+the same budget): the new arms' runs join the finished ones. Anything else is refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -261,6 +265,19 @@ def job_order(exp: Experiment) -> list[tuple[Arm, int]]:
     return [(arm, seed) for group in (first, rest) for seed in range(exp.seeds) for arm in group]
 
 
+def added_arms(before: dict, record: dict, exp_dir: Path) -> list[str]:
+    """An experiment folder takes its own experiment again, or the same one with arms added (the finished runs stay
+    valid: same common settings, same overrides per arm). Returns the added arms; anything else is refused."""
+    if before.get("common") != record["common"]:
+        raise ConfigError(f"dir: {str(exp_dir)!r} holds an experiment with other common settings; choose another "
+                          "dir=")
+    changed = [arm for arm, overrides in before.get("arms", {}).items() if record["arms"].get(arm) != overrides]
+    if changed:
+        raise ConfigError(f"dir: {str(exp_dir)!r} holds a different experiment (arm(s) {', '.join(changed)} missing "
+                          "or with other overrides; arms may only be added); choose another dir=")
+    return [arm for arm in record["arms"] if arm not in before.get("arms", {})]
+
+
 def run_compare(exp: Experiment, log=print) -> Path:
     exp_dir = exp.dir or timestamped_dir("experiments")
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -272,9 +289,9 @@ def run_compare(exp: Experiment, log=print) -> Path:
         record["natural"] = exp.natural
     if saved.is_file():
         before = json.loads(saved.read_text())
-        if {k: before.get(k) for k in ("arms", "common")} != {k: record[k] for k in ("arms", "common")}:
-            raise ConfigError(f"dir: {str(exp_dir)!r} holds a different experiment (other arms or common "
-                              "settings); choose another dir=")
+        added = added_arms(before, record, exp_dir)
+        if added:
+            log(f"compare: adding arm(s) {', '.join(added)} to the experiment in {exp_dir}; its finished runs stay")
         if before["budget"]["budget_positions"] != budgets["budget_positions"]:
             raise ConfigError(f"budget.tokens: {str(exp_dir)!r} was run at {before['budget']['budget_positions']:,} "
                               f"token positions, now {budgets['budget_positions']:,}; finished runs would not be "
