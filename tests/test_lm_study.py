@@ -131,3 +131,16 @@ def test_the_committed_specs_parse_as_compare_experiments(name, tmp_path):
         assert cfg.model.is_masked_lm == name.startswith("mlm/"), arm.name
     assert exp.natural == ["single_pass"] and set(spec["baselines"]) <= set(names)
     assert all(arm in names for arms in spec["systems"].values() for arm in arms)
+
+
+def test_the_loss_plot_has_a_panel_per_arm_with_finished_runs(tmp_path):
+    import matplotlib.image
+
+    from sleeptrain.experiments.report import plot_experiment
+
+    exp_dir = tmp_path / "exp"
+    _fake_experiment(exp_dir)
+    paths = plot_experiment(exp_dir, [*RUNS, "not_started"])
+    height = matplotlib.image.imread(paths[0]).shape[0]
+    assert height == round(2.6 * len(RUNS) * 100)  # 3 panels of 2.6 in at 100 dpi; none for the arm without runs
+    assert paths[1].name == "blimp_by_phenomenon.png" and paths[1].is_file()
