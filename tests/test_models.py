@@ -20,13 +20,14 @@ def test_preset_sizes(preset, low, high):
 
 def test_roberta_pln_small_is_climb_sleeps_model():
     """Upstream Peter-Shamoun/CLIMB-Sleep conf/model/roberta_pln_small.yaml (+ conf/config.yaml: vocab 8192,
-    lr 1e-3): RobertaPreLayerNorm, 8 layers x 256, 8 heads, MLP 2048, eps 1e-5, untied embeddings."""
+    lr 1e-3): RobertaPreLayerNorm, 8 layers x 256, 8 heads, MLP 2048, eps 1e-5, untied embeddings, dropout 0.1."""
     cfg = load_config(["model=roberta-pln-small"]).config
     model = build_model(cfg.model, 8192, 128, SPECIAL)
     hf = model.config
     assert type(model).__name__ == "RobertaPreLayerNormForMaskedLM" and cfg.model.is_masked_lm
     assert (hf.num_hidden_layers, hf.hidden_size, hf.num_attention_heads, hf.intermediate_size) == (8, 256, 8, 2048)
     assert hf.layer_norm_eps == 1e-5 and hf.tie_word_embeddings is False and cfg.train.lr == 1e-3
+    assert hf.hidden_dropout_prob == hf.attention_probs_dropout_prob == 0.1  # the HF default upstream keeps
     assert model.lm_head.decoder.weight is not model.roberta_prelayernorm.embeddings.word_embeddings.weight
 
 
