@@ -133,3 +133,41 @@ def test_importance_from_sleep_needs_replay_steps():
         SleepConfig(ops=["downscale"], importance_from="sleep")
     with pytest.raises(ConfigError, match="sleep.prune_fraction"):
         SleepConfig(ops=["downscale"], prune_fraction=1.0)
+
+
+@pytest.mark.parametrize("arch", ["llama", "roberta_prelayernorm"])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_per_sample_fisher_sums_each_samples_squared_gradient(arch, with_mask):
+    """`fisher_per_sample` (CLIMB-Sleep's empirical Fisher): sum over the batch of each sample's squared gradient of
+    its own mean token loss — checked against one backward per sample; differs from the batch gradient squared."""
+    from sleeptrain.lm.losses import per_sample_loss, token_losses
+    from sleeptrain.sleep.hooks import StepBatch
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2,
+                                    norm_eps=1e-5), 50, 16, SPECIAL)
+    masked = arch != "llama"
+    ids = torch.randint(3, 50, (5, 16))
+    mask = torch.ones_like(ids)
+    mask[1, 11:] = 0  # a shorter row: padding carries no label
+    labels = ids.masked_fill(mask == 0, -100)
+    if masked:
+        labels = labels.masked_fill(torch.rand(ids.shape) > 0.4, -100)
+    cfg = Config()
+    cfg.sleep = SleepConfig(ops=["replay", "downscale"], importance="fisher_per_sample", include_norms=True)
+    op = op_class("downscale")(cfg, model)
+    op.on_step_batch(model, StepBatch(ids, mask if with_mask else None, labels, masked), "wake")
+    op.on_step_batch(model, StepBatch(ids, None, labels, masked), "sleep")  # importance_from=wake: ignored
+    expected = {name: torch.zeros_like(t) for name, t in op.importance.table.items()}
+    params = dict(model.named_parameters())
+    for i in range(len(ids)):
+        model.zero_grad()
+        kwargs = {"attention_mask": mask[i:i + 1]} if with_mask else {}
+        loss, counted = token_losses(model(input_ids=ids[i:i + 1], **kwargs).logits, labels[i:i + 1], not masked)
+        per_sample_loss(loss, counted)[0].backward()
+        for name in expected:
+            expected[name] += params[name].grad.float() ** 2
+    for name, table in op.importance.table.items():
+        torch.testing.assert_close(table, expected[name], rtol=1e-4, atol=1e-10)
+    op.on_wake_step(model)  # the summed-gradient path adds nothing for this kind
+    torch.testing.assert_close(op.importance.table[name], expected[name], rtol=1e-4, atol=1e-10)

@@ -76,8 +76,10 @@ def test_forgetter_epochs_draw_fresh_windows_and_restart_the_lr(tmp_path):
         assert ([samples.windows_sha256(e) for e in range(3)] == digests) is same
 
 
-def test_homeostasis_downscales_after_replay(tmp_path):
-    _, records = run(tmp_path, "homeo", "schedule=homeostasis", "schedule.n_cycles=2")
+@pytest.mark.parametrize("importance", ["preset", "fisher_per_sample"])
+def test_homeostasis_downscales_after_replay(tmp_path, importance):
+    extra = [] if importance == "preset" else [f"sleep.importance={importance}"]
+    _, records = run(tmp_path, "homeo", "schedule=homeostasis", "schedule.n_cycles=2", *extra)
     ops = events(records, "sleep_op")
     assert [o["op"] for o in ops] == ["downscale", "downscale"]
     for o in ops:

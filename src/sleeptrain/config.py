@@ -341,7 +341,9 @@ class SleepConfig:
                                 "end: " + ", ".join(op_names()), default_factory=list)
     shrink: float = help_field("downscale: factor applied to every unprotected weight", default=0.95)
     protect_fraction: float = help_field("downscale: fraction of weights protected by importance", default=0.1)
-    importance: str = help_field("downscale: taylor (|w*grad|) | fisher (grad^2), accumulated during wake",
+    importance: str = help_field("downscale: taylor (|w*grad|) | fisher (the step's gradient squared) | "
+                                 "fisher_per_sample (each sample's gradient squared, summed: the empirical Fisher "
+                                 "as CLIMB-Sleep computes it; an extra per-sample backward per step)",
                                  default="taylor")
     scope: str = help_field("downscale: protect the top fraction per tensor or globally", default="tensor")
     include_norms: bool = help_field("downscale: also shrink 1-D parameters (norm gains, biases)", default=False)

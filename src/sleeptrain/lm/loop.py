@@ -35,7 +35,7 @@ from sleeptrain.lm.words import WordMeter
 from sleeptrain.lm.evaluator import Evaluator
 from sleeptrain.lm.warmup import batch_shapes, warm_compiled
 from sleeptrain.sleep.cycle import SleepCycle, lr_function
-from sleeptrain.sleep.hooks import SleepContext
+from sleeptrain.sleep.hooks import SleepContext, StepBatch
 from sleeptrain.sleep.replay import Replay
 
 
@@ -145,6 +145,9 @@ class TrainingLoop:
             return
         for local_rows, values in records:
             replay.record(local_rows, values, self.stage.cycle, self.step)
+        if self.sleep_cycle.wants_batch and weight:
+            self.sleep_cycle.on_step_batch(self.acc.unwrap_model(self.model), StepBatch(
+                local["input_ids"], local["attention_mask"], local["labels"], self.masked), self.stage.phase)
         if self.stage.phase == "wake":
             self.sleep_cycle.on_wake_step(self.acc.unwrap_model(self.model))
         else:

@@ -13,7 +13,7 @@ import torch
 
 from sleeptrain.lm.lr_schedules import plan_lr_function
 from sleeptrain.sleep.controller import Controller
-from sleeptrain.sleep.hooks import SleepContext, SleepHook
+from sleeptrain.sleep.hooks import SleepContext, SleepHook, StepBatch
 from sleeptrain.sleep.registry import CONTROLLER, REPLAY, op_class
 from sleeptrain.sleep.replay import Replay
 
@@ -32,6 +32,7 @@ class SleepCycle:
         self.hooks: list[SleepHook] = [self.controller] if self.controller else []
         self._wake_hooks: list[SleepHook] = []
         self._sleep_hooks: list[SleepHook] = []
+        self._batch_hooks: list[SleepHook] = []
         for name in cfg.sleep.ops:
             if name != REPLAY:
                 self._add(name, model)
@@ -43,6 +44,16 @@ class SleepCycle:
         self.hooks = ([self.controller] if self.controller else []) + list(self.ops.values())
         self._wake_hooks = [h for h in self.hooks if type(h).on_wake_step is not SleepHook.on_wake_step]
         self._sleep_hooks = [h for h in self.hooks if type(h).on_sleep_step is not SleepHook.on_sleep_step]
+        self._batch_hooks = [h for h in self.hooks if type(h).on_step_batch is not SleepHook.on_step_batch]
+
+    @property
+    def wants_batch(self) -> bool:
+        """Whether any mechanism takes the step's batch (the loop builds a StepBatch only then)."""
+        return bool(self._batch_hooks)
+
+    def on_step_batch(self, model: torch.nn.Module, batch: StepBatch, phase: str) -> None:
+        for hook in self._batch_hooks:
+            hook.on_step_batch(model, batch, phase)
 
     def on_wake_step(self, model: torch.nn.Module) -> None:
         for hook in self._wake_hooks:

@@ -1,6 +1,10 @@
 """`downscale` — synaptic homeostasis (Tononi & Cirelli 2014) / plasticity decay: multiply every weight by
 `sleep.shrink` except the top `sleep.protect_fraction` by importance, accumulated over the wake steps since the
-last downscale: |w*grad| (Taylor) or grad^2 (empirical Fisher)."""
+last downscale: |w*grad| (Taylor), the square of the step's (mini-batch) gradient (`fisher`), or the sum of every
+sample's squared gradient (`fisher_per_sample`: the empirical Fisher diagonal as CLIMB-Sleep computes it,
+`src/utils/per_sample_grad.py` + `CustomTrainer._accumulate_fisher`: one `torch.func.vmap(grad(...))` pass per
+step over each sample's mean token loss, dropout drawn per sample). Upstream divides the sum by the number of
+samples; a per-tensor or global quantile threshold does not move under that, so the sum is kept."""
 
 from __future__ import annotations
 
@@ -8,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sleeptrain.sleep.hooks import SleepContext, SleepHook
+from sleeptrain.sleep.hooks import SleepContext, SleepHook, StepBatch
 from sleeptrain.sleep.registry import register_op
 
 if TYPE_CHECKING:
     from sleeptrain.config import Config
 
 
-IMPORTANCE_KINDS = ("taylor", "fisher")  # |w*grad| | grad^2
+IMPORTANCE_KINDS = ("taylor", "fisher", "fisher_per_sample")  # |w*grad| | (batch grad)^2 | sum_i (grad_i)^2
+PER_SAMPLE_CHUNK = 8  # samples per vmap call: bounds the per-sample gradients alive (chunk x parameters)
 SCOPES = ("tensor", "global")            # protect the top fraction per tensor | over all tensors
 
 
@@ -33,6 +38,9 @@ class Importance:
 
     @torch.no_grad()
     def accumulate(self, model: torch.nn.Module) -> None:
+        """From the summed gradients in `.grad` (taylor, fisher); `fisher_per_sample` uses `accumulate_batch`."""
+        if self.kind == "fisher_per_sample":
+            return
         for name, p in model.named_parameters():
             acc = self.table.get(name)
             if acc is None or p.grad is None:
@@ -40,9 +48,49 @@ class Importance:
             g = p.grad.float()
             acc.add_((p.float() * g).abs() if self.kind == "taylor" else g * g)
 
+    def accumulate_batch(self, model: torch.nn.Module, batch: StepBatch) -> None:
+        """`fisher_per_sample`: add every sample's squared gradient of its own mean token loss (at the step's
+        weights, before the optimizer step; the model's train/eval mode as it is, dropout drawn per sample)."""
+        from torch.func import functional_call, grad, vmap
+
+        from sleeptrain.lm.losses import per_sample_loss, token_losses
+
+        device = next(model.parameters()).device
+        params = {name: p.detach() for name, p in model.named_parameters() if name in self.table}
+        with_mask = batch.attention_mask is not None
+
+        def sample_loss(p, ids, labels, mask=None):
+            kwargs = {"input_ids": ids[None]}
+            if mask is not None:  # as a ready 4-D additive mask: HF's 2-D mask handling branches on the data
+                kwargs["attention_mask"] = additive_mask(mask, causal=not batch.masked)
+            logits = functional_call(model, p, args=(), kwargs=kwargs).logits
+            loss, counted = token_losses(logits, labels[None], causal=not batch.masked)
+            return per_sample_loss(loss, counted)[0]
+
+        per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0, 0 if with_mask else None), randomness="different")
+        n = batch.input_ids.shape[0]
+        for start in range(0, n, PER_SAMPLE_CHUNK):
+            rows = slice(start, start + PER_SAMPLE_CHUNK)
+            mask = batch.attention_mask[rows].to(device) if with_mask else None
+            grads = per_sample(params, batch.input_ids[rows].to(device), batch.labels[rows].to(device), mask)
+            with torch.no_grad():
+                for name, g in grads.items():
+                    self.table[name].add_(g.float().square().sum(0))
+
     def reset(self) -> None:
         for t in self.table.values():
             t.zero_()
+
+
+def additive_mask(mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(1, 1, T, T) float mask of one row's (T,) padding mask: 0 where a query may attend a key, the dtype's minimum
+    elsewhere (keys that are padding; for a causal LM also keys to the right)."""
+    length = mask.shape[-1]
+    allowed = mask[None, :].bool().expand(length, length)
+    if causal:
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    zeros = torch.zeros(length, length, device=mask.device)
+    return zeros.masked_fill(~allowed, torch.finfo(zeros.dtype).min)[None, None]
 
 
 @register_op("downscale")
@@ -63,7 +111,15 @@ class Downscale(SleepHook):
         if self.cfg.sleep.importance_from in ("sleep", "both"):
             self.importance.accumulate(model)
 
+    def on_step_batch(self, model: torch.nn.Module, batch: StepBatch, phase: str) -> None:
+        if self.importance.kind == "fisher_per_sample" and self.cfg.sleep.importance_from in (phase, "both"):
+            self.importance.accumulate_batch(model, batch)
+
     def apply(self, ctx: SleepContext) -> dict[str, Any]:
+        if self.importance.kind == "fisher_per_sample" and torch.distributed.is_available() \
+                and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            for table in self.importance.table.values():  # each process saw its own rows: every one needs the sum
+                torch.distributed.all_reduce(table)
         return downscale(ctx.unwrapped(), self.importance, ctx.cfg.sleep.shrink, ctx.cfg.sleep.protect_fraction,
                          ctx.cfg.sleep.scope, ctx.cfg.sleep.prune_fraction)
 

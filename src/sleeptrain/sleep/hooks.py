@@ -7,6 +7,8 @@ state/control, and an Avalanche plugin a before/after call):
     moment                              hook                          receives
     after the backward of a wake step   on_wake_step(model)           the unwrapped model, gradients in .grad
     after the backward of a sleep step  on_sleep_step(model)          the same, while replaying
+    after the backward of any step      on_step_batch(model, batch,   the unwrapped model, the step's StepBatch and
+                                          phase)                      "wake" | "sleep" (only hooks that define it)
     a sleep starts (before its ops)     on_sleep_start(ctx)           SleepContext; may end the run or swap ops
     the op's own boundary               apply(ctx) -> dict            SleepContext; the dict is logged
     the run ends                        on_run_end(ctx)               SleepContext
@@ -61,6 +63,18 @@ class SleepContext:
         return self.accelerator.unwrap_model(self.model) if self.accelerator else self.model
 
 
+@dataclass(frozen=True)
+class StepBatch:
+    """The batch this process trained on in the current step, as host tensors: token ids, the attention mask (None
+    where the loop dropped it: causal rows padded only at the end), labels (-100 where no loss is taken; for a
+    causal LM aligned with `input_ids`, shifted inside the loss) and whether the model is a masked LM."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None
+    labels: torch.Tensor
+    masked: bool
+
+
 def inner_optimizer(optimizer) -> torch.optim.Optimizer:
     """The torch optimizer inside Accelerate's wrapper (or the optimizer itself)."""
     return getattr(optimizer, "optimizer", optimizer)
@@ -89,6 +103,10 @@ class SleepHook:
 
     def on_sleep_step(self, model: torch.nn.Module) -> None:
         """After the backward pass of every sleep (replay) step, before the optimizer step."""
+
+    def on_step_batch(self, model: torch.nn.Module, batch: StepBatch, phase: str) -> None:
+        """After the backward of every step (`phase` "wake" or "sleep"), before the optimizer step, with the step's
+        batch — for mechanisms that need more than the summed gradient (per-sample gradients)."""
 
     def on_sleep_start(self, ctx: SleepContext) -> None:
         """When a sleep starts, before any op of it runs."""
