@@ -73,6 +73,7 @@ def test_sleep_steps_layout():
     (["schedule=forgetter"], "schedule.controller"),                        # needs a val loss at every sleep
     (["schedule=homeostasis", "sleep.ops=[downscale]", "train.lr=1e-3"], "train.lr"),
     (["sleep.ops=[downscale]", "sleep.shrink=2"], "sleep.shrink"),
+    (["sleep.ops=[downscale]", "sleep.importance=fisher_per_sample"], "sleep.importance"),  # needs the batch
 ])
 def test_refused_configs_name_the_field(words, field):
     with pytest.raises(ConfigError) as err:

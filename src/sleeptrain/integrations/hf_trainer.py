@@ -110,6 +110,9 @@ def load_sleep_config(overrides: list[str]):
     if REPLAY in cfg.sleep.ops and cfg.replay.context_augment:
         raise ConfigError("replay.context_augment: re-packing replayed documents needs sleeptrain's token store; "
                           "add replay.context_augment=false (the samples are replayed as the dataset gives them)")
+    if "downscale" in cfg.sleep.ops and cfg.sleep.importance == "fisher_per_sample":
+        raise ConfigError("sleep.importance: fisher_per_sample needs each step's batch, which a Trainer callback never "
+                          "sees; add sleep.importance=fisher (the step's gradient squared) or taylor")
     if cfg.schedule.controller:
         raise ConfigError("schedule.controller: the FORGETTER controller is not available in SleepCallback (it needs a "
                           "validation loss at every sleep); add schedule.controller=false for fixed light sleeps")
