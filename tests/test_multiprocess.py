@@ -21,6 +21,7 @@ from sleeptrain.lm.checkpoint import checkpoint_dirs
 from sleeptrain.lm.metrics_log import read_metrics
 
 MP_RUN = [*TINY_RUN, "schedule=sleep", "schedule.n_cycles=3", "schedule.sleep_wake_ratio=0.5",
+          "sleep.ops=[replay,downscale]", "sleep.importance=fisher_per_sample",  # per-sample sums across ranks
           "train.log_samples=true", "run.plot=false", "eval.final=false", "checkpoint.every=5", "checkpoint.keep=50",
           "train.device=cpu"]
 

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from sleeptrain.config import DataConfig, TokenizerConfig
+from sleeptrain.config import MASKED_ARCHS, DataConfig, TokenizerConfig
 from sleeptrain.data.corpus import Corpus
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import atomic_dir
@@ -69,8 +69,8 @@ def load_tokenizer(path: str | Path, need_mask: bool = False):
             raise ConfigError(f"tokenizer.path: {str(folder)!r} has neither a pad nor an eos token")
         tokenizer.pad_token = tokenizer.eos_token
     if need_mask and tokenizer.mask_token is None:
-        raise ConfigError(f"tokenizer.path: {str(folder)!r} has no mask token, which a masked LM (model.arch roberta or "
-                          "roberta_prelayernorm) needs")
+        raise ConfigError(f"tokenizer.path: {str(folder)!r} has no mask token, which a masked LM (model.arch "
+                          f"{' or '.join(MASKED_ARCHS)}) needs")
     return tokenizer
 
 

@@ -145,9 +145,12 @@ class TrainingLoop:
             return
         for local_rows, values in records:
             replay.record(local_rows, values, self.stage.cycle, self.step)
-        if self.sleep_cycle.wants_batch and weight:
+        if self.sleep_cycle.wants_batch:  # every process takes part (a hook may sum across them)
+            keep = slice(None) if weight else slice(0, 0)  # the zero-weight pass's stand-in row adds nothing
+            attention = local["attention_mask"]
             self.sleep_cycle.on_step_batch(self.acc.unwrap_model(self.model), StepBatch(
-                local["input_ids"], local["attention_mask"], local["labels"], self.masked), self.stage.phase)
+                local["input_ids"][keep], attention[keep] if attention is not None else None, local["labels"][keep],
+                self.masked), self.stage.phase)
         if self.stage.phase == "wake":
             self.sleep_cycle.on_wake_step(self.acc.unwrap_model(self.model))
         else:

@@ -68,6 +68,7 @@ class Importance:
             return per_sample_loss(loss, counted)[0]
 
         per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0, 0 if with_mask else None), randomness="different")
+        step = {name: torch.zeros_like(t) for name, t in self.table.items()}
         n = batch.input_ids.shape[0]
         for start in range(0, n, PER_SAMPLE_CHUNK):
             rows = slice(start, start + PER_SAMPLE_CHUNK)
@@ -75,7 +76,12 @@ class Importance:
             grads = per_sample(params, batch.input_ids[rows].to(device), batch.labels[rows].to(device), mask)
             with torch.no_grad():
                 for name, g in grads.items():
-                    self.table[name].add_(g.float().square().sum(0))
+                    step[name].add_(g.float().square().sum(0))
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        for name, values in step.items():
+            if distributed:  # each process saw its own rows: the table holds every row's, on every process (as
+                torch.distributed.all_reduce(values)  # the gradient-based kinds, whose .grad DDP has reduced)
+            self.table[name].add_(values)
 
     def reset(self) -> None:
         for t in self.table.values():
@@ -95,7 +101,8 @@ def additive_mask(mask: torch.Tensor, causal: bool) -> torch.Tensor:
 
 @register_op("downscale")
 class Downscale(SleepHook):
-    """Holds the importance table (accumulated in `on_wake_step`, part of every checkpoint)."""
+    """Holds the importance table (accumulated in `on_wake_step` / `on_sleep_step`, or `on_step_batch` for
+    `fisher_per_sample`; part of every checkpoint)."""
 
     def __init__(self, cfg: "Config", model: torch.nn.Module | None = None):
         super().__init__(cfg, model)
@@ -116,10 +123,6 @@ class Downscale(SleepHook):
             self.importance.accumulate_batch(model, batch)
 
     def apply(self, ctx: SleepContext) -> dict[str, Any]:
-        if self.importance.kind == "fisher_per_sample" and torch.distributed.is_available() \
-                and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            for table in self.importance.table.values():  # each process saw its own rows: every one needs the sum
-                torch.distributed.all_reduce(table)
         return downscale(ctx.unwrapped(), self.importance, ctx.cfg.sleep.shrink, ctx.cfg.sleep.protect_fraction,
                          ctx.cfg.sleep.scope, ctx.cfg.sleep.prune_fraction)
 
