@@ -8,6 +8,7 @@ samples; a per-tensor or global quantile threshold does not move under that, so 
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -73,7 +74,11 @@ class Importance:
         for start in range(0, n, PER_SAMPLE_CHUNK):
             rows = slice(start, start + PER_SAMPLE_CHUNK)
             mask = batch.attention_mask[rows].to(device) if with_mask else None
-            grads = per_sample(params, batch.input_ids[rows].to(device), batch.labels[rows].to(device), mask)
+            # SDPA's CPU kernels have no vmap batching rule, so torch warns once that it loops over the rows; the
+            # cost is measured in docs/PERFORMANCE.md and there is nothing a user can do about it
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="There is a performance drop")
+                grads = per_sample(params, batch.input_ids[rows].to(device), batch.labels[rows].to(device), mask)
             with torch.no_grad():
                 for name, g in grads.items():
                     step[name].add_(g.float().square().sum(0))
