@@ -86,6 +86,7 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     report = tool.write_study_report(summary, tmp_path, "tools/lm_study.py spec.yaml")
     text = report.read_text()
     assert "| sleep | [0, 1] | 0.5630 ± 0.0042" in text and "Against the best baseline (epochs" in text
+    assert "| sleep | 0.560 / 4.250 / 1.20M | 0.566 / 4.270 / 1.20M | — |" in text  # per seed, the missing one marked
     assert "59.4" in text and "| binding |" in text and "scored by sentence log-probability" in text
 
 

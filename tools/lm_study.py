@@ -173,6 +173,15 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     for arm, row in summary["arms"].items():
         lines.append(f"| {arm} | {row['seeds']} | {_ms(row['blimp'])} | {_ms(row['val_loss'])} | "
                      f"{row['tokens']:,} | {_ms(row['seconds'], 0)} |")
+    columns = sorted(set(range(summary["seeds_planned"])).union(*(row["seeds"] for row in summary["arms"].values())))
+    lines += ["", "Per seed (BLiMP / final val loss / real tokens, i.e. positions minus padding):", "",
+              "| arm | " + " | ".join(f"seed {s}" for s in columns) + " |", "|---|" + "---|" * len(columns)]
+    for arm, row in summary["arms"].items():
+        done = {seed: (b, v, t) for seed, b, v, t in zip(row["seeds"], row["blimp"], row["val_loss"],
+                                                          row["real_tokens"])}
+        cells = [f"{done[s][0]:.3f} / {done[s][1]:.3f} / {done[s][2] / 1e6:.2f}M" if s in done else "—"
+                 for s in columns]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     notes = [f"- {arm}: {info['note']}" for arm, info in budget["arms"].items() if info.get("note")]
     notes += [f"- {arm}: trained {100 * dev:+.1f} % off the budget (the acceptance allows 2 %)"
               for arm, dev in summary.get("off_budget", {}).items()]
