@@ -193,8 +193,9 @@ class TrainConfig:
     loss_chunk_mb: int = help_field("train.loss=chunked: float32 logits alive at once, in MiB", default=64)
     prefetch: bool = help_field("gather the next batch's tokens on a background thread while the current one trains "
                                 "(runs are bit-identical either way)", default=True)
-    compile: bool = help_field("torch.compile the model (in place; state-dict names unchanged), warmed on every batch "
-                               "shape of the plan before step 0 so no phase change recompiles mid-run", default=False)
+    compile: bool = help_field("torch.compile the model (in place; state-dict names unchanged) and the chunked loss's "
+                               "blocks, warmed on every batch shape of the plan before step 0 so no phase change "
+                               "recompiles mid-run", default=False)
     clip_grad: Optional[float] = help_field("max global gradient norm (null: no clipping)", default=1.0)
     max_steps: Optional[int] = help_field("cap on optimizer steps for any schedule (the LR schedule is fitted to the cap)", default=None)
     precision: str = help_field("auto (bf16 where the GPU supports it or a sub-second CPU probe measures it faster "

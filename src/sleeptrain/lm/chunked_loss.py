@@ -8,6 +8,10 @@ linear cross-entropy (Hsu et al. 2024), in plain PyTorch for any device. The gra
 weight-sized) and scaled by the incoming gradient in backward, which is exact because the returned loss is a scalar.
 
 It also returns every token's loss (detached): the per-sample replay scores come from the same pass.
+
+With `train.compile=true` each block goes through `torch.compile` as well (`compiled=True`): the block's
+log-sum-exp, gather, softmax and scaling fuse into a couple of passes over its logits instead of one per operation
+(measured in docs/PERFORMANCE.md); the eager path works in place on one logits buffer instead.
 """
 
 from __future__ import annotations
@@ -19,25 +23,59 @@ from sleeptrain.data.samples import IGNORE_INDEX
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 
+def block_terms(h: torch.Tensor, weight: torch.Tensor, t: torch.Tensor, tw: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One block of rows: (per-token losses, their weighted gradient w.r.t. `h`, the block's share of the gradient
+    w.r.t. `weight`), eagerly and in place on one float32 logits buffer."""
+    valid = t != IGNORE_INDEX
+    t = t.clamp_min(0)
+    logits = (h @ weight.t()).float()
+    lse = torch.logsumexp(logits, dim=-1)
+    losses = (lse - logits.gather(1, t[:, None]).squeeze(1)) * valid
+    probs = logits.sub_(lse[:, None]).exp_()          # softmax, in the logits' memory
+    probs[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+    probs.mul_((tw * valid)[:, None])
+    return losses, probs.to(weight.dtype) @ weight, probs.t().to(h.dtype) @ h
+
+
+def _block_terms_functional(h, weight, t, tw):
+    """`block_terms` without in-place updates, for torch.compile to fuse (the target's -1 as a comparison with
+    the class index, which fuses into the softmax pass instead of a scatter)."""
+    valid = t != IGNORE_INDEX
+    t = t.clamp_min(0)
+    logits = (h @ weight.t()).float()
+    lse = torch.logsumexp(logits, dim=-1)
+    losses = (lse - logits.gather(1, t[:, None]).squeeze(1)) * valid
+    classes = torch.arange(logits.shape[1], device=logits.device)
+    probs = (logits - lse[:, None]).exp() - (classes[None, :] == t[:, None]).to(logits.dtype)
+    probs = probs * (tw * valid)[:, None]
+    return losses, probs.to(weight.dtype) @ weight, probs.t().to(h.dtype) @ h
+
+
+_compiled_block_terms = None
+
+
+def compiled_block_terms():
+    """`block_terms` under torch.compile (built on first use; shapes become dynamic after the first new one)."""
+    global _compiled_block_terms
+    if _compiled_block_terms is None:
+        _compiled_block_terms = torch.compile(_block_terms_functional)
+    return _compiled_block_terms
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, token_weights, rows):
+    def forward(ctx, hidden, weight, targets, token_weights, rows, compiled):
         n = hidden.shape[0]
         losses = torch.zeros(n, dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        terms = compiled_block_terms() if compiled else block_terms
         for start in range(0, n, rows):
-            h, t = hidden[start:start + rows], targets[start:start + rows]
-            valid = t != IGNORE_INDEX
-            t = t.clamp_min(0)
-            logits = (h @ weight.t()).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            losses[start:start + rows] = (lse - logits.gather(1, t[:, None]).squeeze(1)) * valid
-            probs = logits.sub_(lse[:, None]).exp_()          # softmax, in the logits' memory
-            probs[torch.arange(t.shape[0], device=t.device), t] -= 1.0
-            probs.mul_((token_weights[start:start + rows] * valid)[:, None])
-            grad_hidden[start:start + rows] = probs.to(weight.dtype) @ weight
-            grad_weight += probs.t().to(h.dtype) @ h
+            block = slice(start, start + rows)
+            losses[block], grad_hidden[block], grad_w = terms(hidden[block], weight, targets[block],
+                                                              token_weights[block])
+            grad_weight += grad_w
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.dtypes = (hidden.dtype, weight.dtype)
         ctx.mark_non_differentiable(losses)
@@ -47,7 +85,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss, grad_losses):
         grad_hidden, grad_weight = ctx.saved_tensors
         return ((grad_hidden * grad_loss).to(ctx.dtypes[0]), (grad_weight * grad_loss).to(ctx.dtypes[1]),
-                None, None, None)
+                None, None, None, None)
 
 
 def rows_per_chunk(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
@@ -56,17 +94,17 @@ def rows_per_chunk(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> i
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         token_weights: torch.Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+                         token_weights: torch.Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                         compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum_i w_i * CE(hidden_i @ weight.T, target_i), per-token losses) for hidden (N, H), weight (V, H), targets
     (N,) with IGNORE_INDEX where nothing is predicted (loss 0) and float weights (N,). Differentiable in hidden and
-    weight; the per-token losses are not."""
+    weight; the per-token losses are not. `compiled`: each block through torch.compile."""
     rows = rows_per_chunk(weight.shape[0], chunk_bytes)
-    return _LinearCrossEntropy.apply(hidden, weight, targets, token_weights.float(), rows)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, token_weights.float(), rows, compiled)
 
 
 def causal_chunked_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
-                          scale: float, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+                          scale: float, chunk_bytes: int = DEFAULT_CHUNK_BYTES, compiled: bool = False
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A causal LM's training loss through its own forward (wrappers, autocast and compile intact) without the
     full logits: the model computes logits for the last position only (`logits_to_keep=1`) and hands back its
@@ -79,7 +117,7 @@ def causal_chunked_losses(model, input_ids: torch.Tensor, attention_mask: torch.
     weight = output_weight(model)
     flat_weights = torch.full((targets.numel(),), scale, dtype=torch.float32, device=hidden.device)
     loss, token_loss = linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1),
-                                            flat_weights, chunk_bytes)
+                                            flat_weights, chunk_bytes, compiled)
     return loss, token_loss.view(targets.shape), mask
 
 

@@ -132,7 +132,8 @@ class TrainingLoop:
             with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
                 loss, token_loss, counted = forward_losses(
                     self.model, micro["input_ids"], micro["attention_mask"], micro["labels"], self.masked,
-                    weight / n_label_tokens, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20)
+                    weight / n_label_tokens, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20,
+                    self.cfg.train.compile)
                 self.acc.backward(loss)
             if local_ids is not None:
                 records.append((local_ids[start:start + self.micro], per_sample_loss(token_loss.detach(), counted)))
@@ -233,7 +234,7 @@ class TrainingLoop:
         start = time.time()
         shapes = batch_shapes(self.plan, self.cfg.train.batch_size, self.micro, self.shard)
         warm_compiled(self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples,
-                      self.masked, self.micro, self._to_device, self.loss_impl)
+                      self.masked, self.micro, self._to_device, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20)
         self.metrics.write({"event": "compile", "step": self.step, "batch_shapes": shapes,
                             "seconds": time.time() - start})
 

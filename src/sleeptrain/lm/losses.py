@@ -38,11 +38,13 @@ def resolve_loss_impl(impl: str, masked: bool) -> str:
 
 def forward_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
                    masked: bool, scale: float, impl: str = "plain",
-                   chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   chunk_bytes: int = DEFAULT_CHUNK_BYTES, compiled: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The training forward pass: (scale × summed token loss, per-token losses, counted mask), through the model's
-    logits (`plain`) or through `chunked_loss.causal_chunked_losses` (`chunked`, causal LMs)."""
+    logits (`plain`) or through `chunked_loss.causal_chunked_losses` (`chunked`, causal LMs; `compiled`: its blocks
+    under torch.compile, as `train.compile=true` asks)."""
     if impl == "chunked":
-        return causal_chunked_losses(model, input_ids, attention_mask, labels, scale, chunk_bytes)
+        return causal_chunked_losses(model, input_ids, attention_mask, labels, scale, chunk_bytes, compiled)
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
     token_loss, counted = token_losses(logits, labels, causal=not masked)
     return token_loss.sum() * scale, token_loss, counted

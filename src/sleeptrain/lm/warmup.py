@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from sleeptrain.data.samples import IGNORE_INDEX
+from sleeptrain.lm.chunked_loss import DEFAULT_CHUNK_BYTES
 from sleeptrain.lm.losses import forward_losses
 
 
@@ -27,9 +28,10 @@ def batch_shapes(plan, batch_size: int, micro: int, shard: Callable[[int], slice
 
 
 def warm_compiled(accelerator, model, optimizer, shapes: list[int], train_samples, dev_samples, masked: bool,
-                  micro: int, to_device: Callable[[torch.Tensor], torch.Tensor], loss_impl: str = "plain") -> None:
+                  micro: int, to_device: Callable[[torch.Tensor], torch.Tensor], loss_impl: str = "plain",
+                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
     """Run forward + backward on every training shape and forward on every evaluation shape of a compiled
-    `model` (as prepared by `accelerator`)."""
+    `model` (as prepared by `accelerator`); the chunked loss's compiled blocks with the run's `chunk_bytes`."""
     device = accelerator.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for rows in shapes:
@@ -40,7 +42,8 @@ def warm_compiled(accelerator, model, optimizer, shapes: list[int], train_sample
             # autocast here changes the global state Dynamo guards on, and bf16 runs recompiled at step 0
             with accelerator.no_sync(model):
                 labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
-                loss, _, _ = forward_losses(model, ids, keep_mask, labels, masked, 0.0, loss_impl)
+                loss, _, _ = forward_losses(model, ids, keep_mask, labels, masked, 0.0, loss_impl, chunk_bytes,
+                                            compiled=True)
                 accelerator.backward(loss)
             optimizer.zero_grad(set_to_none=True)
         plain = accelerator.unwrap_model(model)  # evaluation: eval mode, no grad, masks as validation passes
