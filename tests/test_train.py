@@ -305,3 +305,60 @@ def test_an_auto_run_records_its_precision(tmp_path):
     assert "note: train.precision=auto ->" in result.stderr
     state = json.loads(next((run_dir / "checkpoints").glob("step-*/trainer_state.json")).read_text())
     assert state["precision"] == start["precision"]
+
+
+def test_compile_auto_compiles_long_cpu_runs_with_a_compiler_only(monkeypatch):
+    import sleeptrain.lm.compiling as compiling
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(compiling.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "g++" else None)
+    assert compiling.resolve_compile("auto", 999, on_cuda=False) == (False, pytest.approx(
+        "train.compile=auto -> false (999 steps: below 1000, the compile warm-up would not pay back)"))
+    chosen, why = compiling.resolve_compile("auto", 1000, on_cuda=False)
+    assert chosen and "C++ compiler /usr/bin/g++" in why
+    assert compiling.resolve_compile("auto", 5000, on_cuda=True)[0] is False      # not measured on GPUs
+    assert compiling.resolve_compile("true", 10, on_cuda=True)[0] is True         # explicit: as set
+    assert compiling.resolve_compile("false", 10 ** 6, on_cuda=False)[0] is False
+    assert compiling.resolve_compile("auto", 10, on_cuda=False, resumed=True)[0] is True   # a resume keeps it
+    assert compiling.resolve_compile("auto", 10 ** 6, on_cuda=False, resumed=False)[0] is False
+    monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
+    chosen, why = compiling.resolve_compile("auto", 10 ** 6, on_cuda=False)
+    assert not chosen and "no C++ compiler" in why
+    monkeypatch.setenv("CXX", "my-cxx")
+    monkeypatch.setattr(compiling.shutil, "which", lambda name: "/opt/my-cxx" if name == "my-cxx" else None)
+    assert compiling.cxx_compiler() == "/opt/my-cxx"
+    with pytest.raises(Exception, match="train.compile: 'maybe' is not allowed; choose one of auto, true, false"):
+        load_config(["train.compile=maybe"])
+    assert load_config(["train.compile=True"]).config.train.compile == "true"   # YAML booleans still work
+
+
+@pytest.mark.parametrize("requested", ["auto", "true"])
+def test_a_failing_compile_falls_back_to_eager_under_auto_and_stops_clearly_when_asked(tmp_path, monkeypatch,
+                                                                                        requested):
+    """`auto` (here made to compile a short run) trains on eagerly when torch.compile fails, saying so once; an
+    explicit `true` stops with a one-line error naming the field."""
+    import sleeptrain.lm.compiling as compiling
+    from sleeptrain.errors import ConfigError
+
+    monkeypatch.setattr(compiling, "AUTO_MIN_STEPS", 1)
+    monkeypatch.setattr(compiling, "cxx_compiler", lambda: "/usr/bin/g++")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("InductorError: no working C++ toolchain\nlong details")
+
+    monkeypatch.setattr(loop_module, "warm_compiled", broken)
+    cfg = load_config([*TINY_RUN, "train.max_steps=6", "eval.final=false", f"train.compile={requested}",
+                       f"run.dir={tmp_path / 'run'}"]).config
+    if requested == "true":
+        with pytest.raises(ConfigError, match=r"train.compile: torch.compile failed \(RuntimeError: InductorError: "
+                                              r"no working C\+\+ toolchain\); use train.compile=false"):
+            train(cfg)
+        return
+    result = train(cfg)
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert records[0]["compiled"] is True and "train.compile=auto -> true" in records[0]["compile_note"]
+    failed = [r for r in records if r["event"] == "compile_failed"]
+    assert len(failed) == 1 and failed[0]["reason"] == "RuntimeError: InductorError: no working C++ toolchain"
+    assert result.final_val_loss < result.first_val_loss  # trained eagerly to the end
+    state = json.loads(next((tmp_path / "run" / "checkpoints").glob("step-*/trainer_state.json")).read_text())
+    assert state["compiled"] is False  # a resume continues eager

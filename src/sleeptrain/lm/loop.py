@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 
 from sleeptrain.config import Config
 from sleeptrain.data.samples import IGNORE_INDEX, make_batcher
-from sleeptrain.errors import SleeptrainError
+from sleeptrain.errors import ConfigError, SleeptrainError
 from sleeptrain.lm import trainer_state
 from sleeptrain.lm.losses import forward_losses, per_sample_loss, resolve_loss_impl
 from sleeptrain.lm.metrics_log import MetricsLog
@@ -58,7 +59,7 @@ class TrainingLoop:
     """
 
     def __init__(self, cfg: Config, run_dir: Path, accelerator, model, tokenizer, train_samples, dev_samples,
-                 plan: PhasePlan, metrics: MetricsLog):
+                 plan: PhasePlan, metrics: MetricsLog, compiled: bool = False):
         self.cfg, self.run_dir, self.acc = cfg, run_dir, accelerator
         self.tokenizer, self.train_samples, self.dev_samples = tokenizer, train_samples, dev_samples
         self.plan, self.metrics = plan, metrics
@@ -68,7 +69,8 @@ class TrainingLoop:
         self.micro = cfg.train.micro_batch_size or cfg.train.batch_size
         self.lr_fn = lr_function(plan, cfg)
         self.batcher = make_batcher(tokenizer, self.masked, cfg.model.mlm_probability, seed=cfg.seed)
-        if cfg.train.compile:
+        self.compiled = compiled  # train.compile resolved (`sleeptrain.lm.compiling`); False again if it fails
+        if compiled:
             model.compile()
         self.model, self.optimizer = accelerator.prepare(model, make_optimizer(model, cfg))
         self.sample_log = (open(run_dir / f"samples.rank{self.rank}.jsonl", "a", buffering=1)
@@ -133,7 +135,7 @@ class TrainingLoop:
                 loss, token_loss, counted = forward_losses(
                     self.model, micro["input_ids"], micro["attention_mask"], micro["labels"], self.masked,
                     weight / n_label_tokens, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20,
-                    self.cfg.train.compile)
+                    self.compiled)
                 self.acc.backward(loss)
             if local_ids is not None:
                 records.append((local_ids[start:start + self.micro], per_sample_loss(token_loss.detach(), counted)))
@@ -230,18 +232,35 @@ class TrainingLoop:
         return self.evaluator.validation(self.acc.unwrap_model(self.model), self.step, self.tokens)
 
     def warm_compiled(self) -> None:
-        """Compile forward and backward for every batch shape of the plan now (`sleeptrain.lm.warmup`)."""
+        """Compile forward and backward for every batch shape of the plan now (`sleeptrain.lm.warmup`). Under
+        `train.compile=auto` a failure (no working compiler toolchain, an unsupported op) leaves the run eager,
+        said in one line; an explicit `true` stops with the reason."""
         start = time.time()
         shapes = batch_shapes(self.plan, self.cfg.train.batch_size, self.micro, self.shard)
-        warm_compiled(self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples,
-                      self.masked, self.micro, self._to_device, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20)
+        try:
+            warm_compiled(self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples,
+                          self.masked, self.micro, self._to_device, self.loss_impl,
+                          self.cfg.train.loss_chunk_mb * 2**20)
+        except Exception as err:  # torch.compile raises many kinds (BackendCompilerFailed, InductorError, OSError)
+            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300]
+            if self.cfg.train.compile != "auto":
+                raise ConfigError(f"train.compile: torch.compile failed ({reason}); use train.compile=false "
+                                  "(or auto, which falls back to eager)") from err
+            self.acc.unwrap_model(self.model)._compiled_call_impl = None  # undo nn.Module.compile()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.compiled = False
+            self.metrics.write({"event": "compile_failed", "step": self.step, "reason": reason})
+            if self.acc.is_main_process:
+                print(f"sleeptrain: warning: train.compile=auto: torch.compile failed ({reason}); training eager",
+                      file=sys.stderr, flush=True)
+            return
         self.metrics.write({"event": "compile", "step": self.step, "batch_shapes": shapes,
                             "seconds": time.time() - start})
 
     # --- phases ---
     def run(self) -> None:
         first, first_offset, first_started = self.resume_cursor or (0, 0, False)
-        if self.cfg.train.compile:
+        if self.compiled:
             self.warm_compiled()
         if self.resume_cursor is None:
             self.evaluate()
@@ -315,7 +334,7 @@ class TrainingLoop:
             changed = self.sleep_cycle.apply(name, ctx)
             rebuilt = ctx.model is not self.model
             self.model, self.optimizer = ctx.model, ctx.optimizer
-            if rebuilt and self.cfg.train.compile:  # a new module: compile and warm it as well
+            if rebuilt and self.compiled:  # a new module: compile and warm it as well
                 self.acc.unwrap_model(self.model).compile()
                 self.warm_compiled()
             self.metrics.write({"event": "sleep_op", "op": name, "step": self.step, "cycle": stage.cycle, **changed})

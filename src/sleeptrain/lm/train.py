@@ -21,6 +21,7 @@ from sleeptrain.config import Config
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import RunLock, atomic_write_text
 from sleeptrain.lm.phases import describe_truncation
+from sleeptrain.lm.compiling import resolve_compile
 from sleeptrain.lm.precision import resolve_precision
 from sleeptrain.lm.loop import RunInterrupted, TrainingDiverged, TrainingLoop  # noqa: F401  (re-exported)
 from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
@@ -101,7 +102,13 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
         params = count_parameters(model)
         metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
-        loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics)
+        compiled, compile_note = resolve_compile(cfg.train.compile, plan.total_steps, on_cuda,
+                                                 saved_state(resume_from).get("compiled", False) if resume_from
+                                                 else None)
+        if accelerator.is_main_process and compiled and cfg.train.compile == "auto":
+            print(f"sleeptrain: note: {compile_note}", file=sys.stderr, flush=True)
+        loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics,
+                            compiled=compiled)
         loop.precision = precision
         if resume_from is None:
             metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
@@ -111,7 +118,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                            "processes": accelerator.num_processes,
                            "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages],
                            "truncated": plan.truncated, "precision": precision,
-                           "precision_note": precision_note})
+                           "precision_note": precision_note, "compiled": compiled, "compile_note": compile_note})
             if plan.truncated and accelerator.is_main_process:
                 print(f"sleeptrain: note: {describe_truncation(plan.truncated)}", file=sys.stderr, flush=True)
         else:
@@ -201,14 +208,19 @@ def babylm_guard(cfg: Config, plan, train_tokens: int, is_main: bool) -> None:
         print(f"sleeptrain: warning: {text}", file=sys.stderr, flush=True)
 
 
+def saved_state(checkpoint: Path | None) -> dict:
+    """A checkpoint's trainer_state.json ({} when absent or unreadable: load_checkpoint reports that)."""
+    if checkpoint is None:
+        return {}
+    try:
+        return json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def saved_precision(checkpoint: Path | None) -> str | None:
     """The precision the run resolved when it started (kept in its checkpoints), for `auto` on resume."""
-    if checkpoint is None:
-        return None
-    try:
-        return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("precision")
-    except (OSError, ValueError):
-        return None  # load_checkpoint reports the unreadable file
+    return saved_state(checkpoint).get("precision")
 
 
 @contextlib.contextmanager
