@@ -194,7 +194,7 @@ class TrainConfig:
     prefetch: bool = help_field("gather the next batch's tokens on a background thread while the current one trains "
                                 "(runs are bit-identical either way)", default=True)
     compile: str = help_field("auto (on a CPU with a C++ compiler, for runs of >= 1000 steps, where it measured "
-                              "1.47x faster; eager otherwise and on GPUs, not measured there yet; the choice is "
+                              "1.25-1.47x faster; eager otherwise and on GPUs, not measured there yet; the choice is "
                               "logged) | true | false. torch.compile the model (in place; state-dict names "
                               "unchanged) and the chunked loss's blocks, warmed on every batch shape of the plan "
                               "before step 0 so no phase change recompiles mid-run", default="auto")

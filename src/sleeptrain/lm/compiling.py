@@ -1,9 +1,9 @@
 """`train.compile=auto`: torch.compile where it was measured to pay, eager elsewhere — and eager again if it fails.
 
 Measured (docs/PERFORMANCE.md, "The chunked loss under torch.compile"): on a 2-core CPU, the tiny model trains
-1.47x faster compiled (16.8k -> 24.7k tokens/s, fp32), after a warm-up of about 40 s that compiles every batch
-shape of the plan. That pays back after roughly 500 steps; `auto` compiles from `AUTO_MIN_STEPS` (twice that) on,
-so a short run (a test, a smoke run) never waits for the compiler. torch.compile on a CPU needs a C++ compiler
+1.25-1.47x faster compiled (three quiet benchmark runs, fp32), after a warm-up of about 40 s that compiles every
+batch shape of the plan. That pays back after roughly 500-800 steps; `auto` compiles from `AUTO_MIN_STEPS` on, so
+a short run (a test, a smoke run) never waits for the compiler. torch.compile on a CPU needs a C++ compiler
 (Inductor writes C++ kernels); without one on the PATH `auto` stays eager. On CUDA nothing is measured yet, so
 `auto` stays eager there and `train.compile=true` is the way to opt in (benchmarks/train_throughput.py --compile
 measures it). A resumed run keeps the choice it started with (compiled and eager numerics differ in rounding).
