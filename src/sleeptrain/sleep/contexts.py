@@ -59,15 +59,17 @@ class RepackedSamples:
         for r, block in enumerate(blocks):
             out[r, :block.size] = block
             out_mask[r, :block.size] = 1
-        self.ids, self.mask = torch.from_numpy(out), torch.from_numpy(out_mask)
+        self.ids, self.mask = out, out_mask  # NumPy, gathered with NumPy as the wake samples are (see `get`)
         self.source_indices = indices
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
     def get(self, positions):
-        positions = torch.as_tensor(np.asarray(positions), dtype=torch.long)
-        return self.ids[positions], self.mask[positions]
+        """The contexts at `positions`, as torch tensors over NumPy gathers: this runs on the prefetch thread
+        while the step trains, and NumPy work there stays off torch's intra-op thread pool."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return torch.from_numpy(self.ids[positions]), torch.from_numpy(self.mask[positions])
 
     def sample_ids(self, positions) -> None:
         return None  # new contexts mix samples: their losses are not any one sample's score
