@@ -90,6 +90,20 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     assert "59.4" in text and "| binding |" in text and "scored by sentence log-probability" in text
 
 
+def test_wall_time_of_runs_resumed_before_it_summed_their_sessions_is_left_out(tmp_path):
+    from sleeptrain.experiments.report import run_record
+
+    exp_dir = tmp_path / "exp"
+    _fake_experiment(exp_dir)
+    run = exp_dir / "runs" / "epochs" / "seed1"
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "resumed_from": "ckpt"}))  # the last session only
+    assert run_record(run)["seconds"] is None
+    (run / "summary.json").write_text(json.dumps({**summary, "resumed_from": "ckpt", "session_seconds": 20.0}))
+    assert run_record(run)["seconds"] == 60.0  # all sessions (train() adds the checkpoint's seconds)
+    assert run_record(exp_dir / "runs" / "epochs" / "seed0")["seconds"] == 60.0  # never resumed
+
+
 def test_a_masked_lm_study_says_its_objective_and_pll_scoring(tmp_path):
     tool = _tool()
     exp_dir = tmp_path / "exp"

@@ -142,9 +142,12 @@ def test_sigint_writes_a_checkpoint_and_the_run_resumes_exactly(reference, tmp_p
     assert "resume=" in err and len(err.strip().splitlines()) == 1
     ckpt = latest_checkpoint(run_dir)
     assert ckpt is not None and newest_step(run_dir) >= 9
+    before = json.loads((ckpt / "trainer_state.json").read_text())["seconds"]
     resumed = run_cli("train", f"resume={run_dir}", "checkpoint.every=1", "resume.allow_changes=[checkpoint]")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_weights(reference["sleep"] / "final", run_dir / "final")
+    summary = json.loads((run_dir / "summary.json").read_text())  # wall time adds the first session's
+    assert before > 0 and summary["seconds"] == pytest.approx(before + summary["session_seconds"], abs=0.5)
 
 
 def _safe_metrics(run_dir: Path) -> list[dict]:

@@ -59,8 +59,12 @@ class TrainingLoop:
     """
 
     def __init__(self, cfg: Config, run_dir: Path, accelerator, model, tokenizer, train_samples, dev_samples,
-                 plan: PhasePlan, metrics: MetricsLog, compiled: bool = False):
+                 plan: PhasePlan, metrics: MetricsLog, compiled: bool = False, started_at: float | None = None):
         self.cfg, self.run_dir, self.acc = cfg, run_dir, accelerator
+        # wall clock of the run across resumes: this session's since `started_at`, plus the earlier sessions' up to
+        # the checkpoint resumed from (`seconds_before`, set by trainer_state.load; the work a kill lost is redone)
+        self.started_at = time.time() if started_at is None else started_at
+        self.seconds_before = 0.0
         self.tokenizer, self.train_samples, self.dev_samples = tokenizer, train_samples, dev_samples
         self.plan, self.metrics = plan, metrics
         self.masked = cfg.model.is_masked_lm
@@ -226,6 +230,10 @@ class TrainingLoop:
                 else "; no checkpoint was written before it")
         return (f"train: the training loss became {loss} by step {self.step}{kept} (lower train.lr, check the "
                 f"data, or set train.on_nan=skip_batch)")
+
+    def elapsed(self) -> float:
+        """Wall seconds of the run so far, all sessions together (see `seconds_before`)."""
+        return self.seconds_before + time.time() - self.started_at
 
     def evaluate(self) -> float:
         """Validation loss of the current model (logged; the controller and the run summary read it)."""

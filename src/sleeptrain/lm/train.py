@@ -108,7 +108,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         if accelerator.is_main_process and compiled and cfg.train.compile == "auto":
             print(f"sleeptrain: note: {compile_note}", file=sys.stderr, flush=True)
         loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics,
-                            compiled=compiled)
+                            compiled=compiled, started_at=t_start)
         loop.precision = precision
         if resume_from is None:
             metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
@@ -163,9 +163,9 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                     raise RunInterrupted(f"interrupted during the final evaluation; training finished and the "
                                          f"model is saved in {final_dir}; evaluate it with: sleeptrain eval "
                                          f"{final_dir}") from None
-        seconds = time.time() - t_start
+        seconds = loop.elapsed()  # all sessions of a resumed run; `session_seconds`: this one's
         summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens,
-                   "words_seen": loop.words.words, "seconds": seconds,
+                   "words_seen": loop.words.words, "seconds": seconds, "session_seconds": time.time() - t_start,
                    "first_val_loss": loop.evaluator.first_val, "final_val_loss": loop.evaluator.last_val,
                    "final_val_ppl": math.exp(min(loop.evaluator.last_val, 50.0)), "stopped_early": loop.stopped_early,
                    "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
