@@ -127,7 +127,8 @@ def test_effect_size_is_the_mean_over_the_sd_of_the_differences():
 
 # committed spec -> the arms issue 19 requires in it
 SPECS = {"spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"},
-         "mlm/spec.yaml": {"single_pass", "epochs", "climb_sleep", "climb_sleep_strict", "climb_baseline_like"}}
+         "mlm/spec.yaml": {"single_pass", "epochs", "climb_sleep", "climb_sleep_strict", "climb_baseline_like"},
+         "gpu/spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"}}
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -146,6 +147,18 @@ def test_the_committed_specs_parse_as_compare_experiments(name, tmp_path):
         assert cfg.model.is_masked_lm == name.startswith("mlm/"), arm.name
     assert exp.natural == ["single_pass"] and set(spec["baselines"]) <= set(names)
     assert all(arm in names for arms in spec["systems"].values() for arm in arms)
+
+
+def test_the_gpu_studys_tuning_sweep_parses_and_its_trials_are_valid_configs(tmp_path):
+    from sleeptrain.experiments.sweep import load_space
+    from sleeptrain.presets import load_config
+
+    space = load_space(REPO / "docs" / "results" / "lm-study" / "gpu" / "tune.yaml", [f"dir={tmp_path}"])
+    assert space["method"] == "grid" and space["objective"] == "final_val_loss"
+    common = [w for w in space["common"] if not w.startswith("data.path=")] + [f"data.path={tmp_path}"]
+    for lr in space["space"]["train.lr"]:
+        cfg = load_config([*common, f"train.lr={lr}"]).config
+        assert cfg.schedule.epochs == 3 and cfg.model.hidden_size == 256 and cfg.train.lr == lr
 
 
 def test_the_loss_plot_has_a_panel_per_arm_with_finished_runs(tmp_path):
