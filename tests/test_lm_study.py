@@ -76,6 +76,8 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     assert summary["model"]["objective"] == "causal LM"
     assert summary["data"]["blimp_scoring"] == "sentence log-probability"
     assert summary["best_baseline"] == "epochs"  # the higher mean BLiMP of the two baselines
+    more = tool.study_summary(exp_dir, {**spec, "baselines": ["single_pass", "epochs", "sleep"]})
+    assert more["best_baseline"] == "epochs"  # sleep's BLiMP is higher, but on 2 seeds of 3
     cmp = summary["vs_best_baseline"]["sleep"]["blimp"]
     assert cmp["seeds"] == [0, 1] and cmp["mean_diff"] == pytest.approx(((0.560 - 0.540) + (0.566 - 0.545)) / 2)
     assert cmp["effect_size_dz"] is not None and cmp["effect_size_dz"] > 0

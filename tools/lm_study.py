@@ -12,7 +12,8 @@ to --results:
 - `summary.json`: {"arms": {NAME: {"seeds", "blimp" (per-seed overall accuracy), "val_loss" (per-seed final),
   "tokens" (token positions trained, replay included; mean over the finished seeds, the plan before any),
   "real_tokens"}}, "model", "data", "budget", "off_budget" (arms more than 2 % from it), "best_baseline",
-  "vs_best_baseline", "verdicts", "published"};
+  "vs_best_baseline", "verdicts", "published"}; the best baseline is the one with the higher mean BLiMP among the
+  baselines with the most finished seeds;
 - `report.md`: mean ± sd per arm, paired tests and effect sizes (Cohen's d_z) against the best baseline, BLiMP by
   phenomenon, a verdict per seed system, the published numbers;
 - `loss.png` (training loss, mean ± sd over seeds, sleep phases shaded) and `blimp_by_phenomenon.png`.
@@ -86,7 +87,11 @@ def study_summary(exp_dir: Path, spec: dict) -> dict:
                              if arm not in experiment.get("natural", []) and abs(row["tokens"] / budget - 1) > 0.02}
     baselines = [b for b in spec.get("baselines", []) if summary["arms"].get(b, {}).get("blimp")]
     if baselines:
-        best = max(baselines, key=lambda b: mean_sd(summary["arms"][b]["blimp"])["mean"])
+        # among the baselines with the most finished seeds (one with fewer would leave every comparison fewer seed
+        # pairs, and its mean rests on fewer seeds), the higher mean BLiMP
+        most = max(len(summary["arms"][b]["seeds"]) for b in baselines)
+        best = max((b for b in baselines if len(summary["arms"][b]["seeds"]) == most),
+                   key=lambda b: mean_sd(summary["arms"][b]["blimp"])["mean"])
         summary["best_baseline"] = best
         summary["vs_best_baseline"] = {}
         for arm in arms:
@@ -191,7 +196,8 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
         lines += ["", "Budget notes:", *notes]
     best = summary.get("best_baseline")
     if best:
-        lines += ["", f"## Against the best baseline ({best}, the baseline with the higher mean BLiMP), paired by seed",
+        lines += ["", f"## Against the best baseline ({best}, the baseline with the higher mean BLiMP among "
+                  "those with the most finished seeds), paired by seed",
                   "", "Difference = arm − baseline; 95 % CI by bootstrap over seed pairs; p from the two-sided paired "
                   "t-test; d_z = mean difference / sd of the differences. A verdict needs the CI to exclude 0 and "
                   "p < 0.05.", "", "| arm | metric | seeds | mean diff | 95 % CI | p | d_z | verdict |",
