@@ -101,8 +101,11 @@ def test_wall_time_of_runs_resumed_before_it_summed_their_sessions_is_left_out(t
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").write_text(json.dumps({**summary, "resumed_from": "ckpt"}))  # the last session only
     assert run_record(run)["seconds"] is None
-    (run / "summary.json").write_text(json.dumps({**summary, "resumed_from": "ckpt", "session_seconds": 20.0}))
-    assert run_record(run)["seconds"] == 60.0  # all sessions (train() adds the checkpoint's seconds)
+    for complete in (True, False):
+        (run / "summary.json").write_text(json.dumps({**summary, "resumed_from": "ckpt", "session_seconds": 20.0,
+                                                      "seconds_complete": complete}))
+        # complete: all sessions (train() adds the checkpoint's seconds); not: the checkpoint did not keep them
+        assert run_record(run)["seconds"] == (60.0 if complete else None)
     assert run_record(exp_dir / "runs" / "epochs" / "seed0")["seconds"] == 60.0  # never resumed
 
 

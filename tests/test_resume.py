@@ -105,9 +105,14 @@ def test_sigkill_then_resume_is_bit_identical(reference, tmp_path, where):
     changed = run_cli("train", f"resume={run_dir}", "train.lr=0.5")
     assert changed.returncode == 2 and "train.lr" in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
 
+    if where == "wake":  # a checkpoint from before the elapsed time was kept: the run's wall time is unknown
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        del state["seconds"]
+        (ckpt / "trainer_state.json").write_text(json.dumps(state))
     resumed = run_cli("train", f"resume={run_dir}", "run.progress=true", "resume.allow_changes=[run.progress]")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_weights(reference["sleep"] / "final", run_dir / "final")
+    assert json.loads((run_dir / "summary.json").read_text())["seconds_complete"] is (where == "sleep")
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["event"] for r in records].count("resume") == 1
     steps = [r["step"] for r in records if r["event"] == "train"]
@@ -148,6 +153,7 @@ def test_sigint_writes_a_checkpoint_and_the_run_resumes_exactly(reference, tmp_p
     assert_same_weights(reference["sleep"] / "final", run_dir / "final")
     summary = json.loads((run_dir / "summary.json").read_text())  # wall time adds the first session's
     assert before > 0 and summary["seconds"] == pytest.approx(before + summary["session_seconds"], abs=0.5)
+    assert summary["seconds_complete"] is True
 
 
 def _safe_metrics(run_dir: Path) -> list[dict]:

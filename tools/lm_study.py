@@ -178,8 +178,8 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     for arm, row in summary["arms"].items():
         lines.append(f"| {arm} | {row['seeds']} | {_ms(row['blimp'])} | {_ms(row['val_loss'])} | "
                      f"{row['tokens']:,} | {_ms(row['seconds'], 0)} |")
-    lines += ["", "Wall s: the run's training and final evaluation over all its sessions; runs resumed before "
-              "2026-11-29 recorded their last session only and are left out of it."]
+    lines += ["", "Wall s: the run's training and final evaluation over all its sessions; runs resumed from a "
+              "checkpoint written before 2026-11-29 recorded their last session only and are left out of it."]
     columns = sorted(set(range(summary["seeds_planned"])).union(*(row["seeds"] for row in summary["arms"].values())))
     lines += ["", "Per seed (BLiMP / final val loss / real tokens, i.e. positions minus padding):", "",
               "| arm | " + " | ".join(f"seed {s}" for s in columns) + " |", "|---|" + "---|" * len(columns)]

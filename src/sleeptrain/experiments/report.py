@@ -37,8 +37,8 @@ def run_record(run_dir: Path) -> dict | None:
 
     cfg = yaml.safe_load(config)
     positions = summary["steps"] * cfg["train"]["batch_size"] * cfg["data"]["seq_len"]
-    # a run resumed before summaries kept `session_seconds` recorded its last session only: its wall time is unknown
-    whole_time = not summary.get("resumed_from") or "session_seconds" in summary
+    # a run resumed from a checkpoint that did not keep the elapsed time recorded its last session only
+    whole_time = summary.get("seconds_complete", not summary.get("resumed_from"))
     out = {"final_val_loss": summary["final_val_loss"], "best_val_loss": min(evals) if evals else None,
            "blimp_overall": summary.get("blimp_overall"), "positions": positions, "tokens": summary["tokens"],
            "seconds": summary["seconds"] if whole_time else None, "steps": summary["steps"], "by_phenomenon": {}}

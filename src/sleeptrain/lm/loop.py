@@ -62,9 +62,10 @@ class TrainingLoop:
                  plan: PhasePlan, metrics: MetricsLog, compiled: bool = False, started_at: float | None = None):
         self.cfg, self.run_dir, self.acc = cfg, run_dir, accelerator
         # wall clock of the run across resumes: this session's since `started_at`, plus the earlier sessions' up to
-        # the checkpoint resumed from (`seconds_before`, set by trainer_state.load; the work a kill lost is redone)
+        # the checkpoint resumed from (`seconds_before`, set by trainer_state.load; the work a kill lost is redone;
+        # None: a checkpoint written before it was kept, so the earlier sessions' time is unknown)
         self.started_at = time.time() if started_at is None else started_at
-        self.seconds_before = 0.0
+        self.seconds_before: float | None = 0.0
         self.tokenizer, self.train_samples, self.dev_samples = tokenizer, train_samples, dev_samples
         self.plan, self.metrics = plan, metrics
         self.masked = cfg.model.is_masked_lm
@@ -232,8 +233,9 @@ class TrainingLoop:
                 f"data, or set train.on_nan=skip_batch)")
 
     def elapsed(self) -> float:
-        """Wall seconds of the run so far, all sessions together (see `seconds_before`)."""
-        return self.seconds_before + time.time() - self.started_at
+        """Wall seconds of the run so far, all sessions together (this session's only where `seconds_before` is
+        unknown)."""
+        return (self.seconds_before or 0.0) + time.time() - self.started_at
 
     def evaluate(self) -> float:
         """Validation loss of the current model (logged; the controller and the run summary read it)."""

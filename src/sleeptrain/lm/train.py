@@ -166,6 +166,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         seconds = loop.elapsed()  # all sessions of a resumed run; `session_seconds`: this one's
         summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens,
                    "words_seen": loop.words.words, "seconds": seconds, "session_seconds": time.time() - t_start,
+                   "seconds_complete": loop.seconds_before is not None,
                    "first_val_loss": loop.evaluator.first_val, "final_val_loss": loop.evaluator.last_val,
                    "final_val_ppl": math.exp(min(loop.evaluator.last_val, 50.0)), "stopped_early": loop.stopped_early,
                    "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,

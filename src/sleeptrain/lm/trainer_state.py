@@ -27,7 +27,7 @@ def save(loop, cursor: tuple[int, int, bool]) -> Path:
              "last_val": loop.evaluator.last_val, "sleep": sleep_values, "metrics_bytes": loop.metrics.tell(),
              "seed": loop.cfg.seed, "processes": loop.world, "code_version": code_version(),
              "precision": loop.precision, "compiled": loop.compiled, "words": loop.words.words,
-             "seconds": loop.elapsed()}
+             "seconds": loop.elapsed() if loop.seconds_before is not None else None}
     return write_checkpoint(loop.run_dir, loop.step, loop.acc.unwrap_model(loop.model), loop.optimizer,
                             loop.tokenizer, config_to_yaml(loop.cfg), state, tensors, loop.cfg.checkpoint.keep)
 
@@ -51,7 +51,7 @@ def load(loop, path: Path) -> dict:
     restore_rng_states(tensors["rng"])
     loop.step, loop.tokens = state["step"], state["tokens"]
     loop.words.words = state.get("words", 0)
-    loop.seconds_before = float(state.get("seconds", 0.0))  # absent in checkpoints before 2026-11-29
+    loop.seconds_before = state.get("seconds")  # None: unknown (absent in checkpoints before 2026-11-29)
     loop.evaluator.first_val, loop.evaluator.last_val = state["first_val"], state["last_val"]
     stage_index, offset, started = state["cursor"]
     loop.resume_cursor = (stage_index, offset, bool(started))
