@@ -7,12 +7,18 @@ Each method is one `sleeptrain continual` run in OUT/<benchmark>-<method>/ (skip
 a killed study continues with the next unfinished method). Writes RESULTS/<benchmark>.json and <benchmark>.md: mean ±
 sd of the average accuracy over seeds (task orders), the paper's value where its text gives one, and each method
 minus sequential paired by seed. Extra `key=value` words go to every run.
+
+The committed table is a ledger too: a method whose row is already in RESULTS/<benchmark>.json, written under the same
+protocol (benchmark, tag, seeds and the same extra words, in order), is taken from there and not run again, even where
+OUT is gone (a fresh clone has the table but not the runs). So adding a method to a committed table runs that method
+only. To run a method again, delete its row (or the file).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -41,6 +47,23 @@ def run(benchmark: str, method: str, seeds: int, out: Path, extra: list[str], ta
     return json.loads((run_dir / "results.json").read_text())
 
 
+def protocol_of(args: argparse.Namespace) -> dict:
+    return {"benchmark": args.benchmark, "tag": args.tag, "seeds": args.seeds, "extra": list(args.extra)}
+
+
+def earlier_table(path: Path, parser: argparse.ArgumentParser, protocol: dict) -> dict:
+    """The committed table at `path` if it was written under `protocol`, else {} (a table from before the protocol
+    was stored is read back from its command line)."""
+    if not path.is_file():
+        return {}
+    table = json.loads(path.read_text())
+    before = table.get("protocol")
+    if before is None and table.get("command"):
+        # the command line names neither --out nor --results (they do not change the runs)
+        before = protocol_of(parser.parse_args([*shlex.split(table["command"])[1:], "--out", "-", "--results", "-"]))
+    return table if before == protocol else {}
+
+
 def table_row(method: str, row: dict) -> str:
     acc, cmp = row["average_accuracy"], row.get("vs_sequential") or {}
     paper = "—" if row["paper"] is None else f"{row['paper']:.2f}"
@@ -65,21 +88,29 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
     name = args.benchmark + (f"-{args.tag}" if args.tag else "")
-    runs = {m: run(args.benchmark, m, args.seeds, out, args.extra, args.tag) for m in methods}
-    per_seed = {m: [s["average_accuracy"] for s in r["per_seed"]] for m, r in runs.items()}
+    earlier = earlier_table(results_dir / f"{name}.json", parser, protocol_of(args))
+    kept = {m: earlier["methods"][m] for m in methods if m in earlier.get("methods", {})
+            and not (out / f"{name}-{m}" / "results.json").exists()}
+    for m in kept:
+        print(f"{name}-{m}: kept from {results_dir / f'{name}.json'} (same protocol; delete its row to run it again)",
+              flush=True)
+    runs = {m: run(args.benchmark, m, args.seeds, out, args.extra, args.tag) for m in methods if m not in kept}
+    per_seed = {m: kept[m]["per_seed"] if m in kept else [s["average_accuracy"] for s in runs[m]["per_seed"]]
+                for m in methods}
     paper = PAPER.get(args.benchmark, {})
     rows = {}
     for m in methods:
-        row = {"average_accuracy": runs[m]["average_accuracy"], "per_seed": per_seed[m],
-               "paper": paper.get(m), "seconds": runs[m]["seconds"]}
+        row = ({key: kept[m][key] for key in ("average_accuracy", "per_seed", "seconds")} if m in kept else
+               {"average_accuracy": runs[m]["average_accuracy"], "per_seed": per_seed[m], "seconds": runs[m]["seconds"]})
+        row["paper"] = paper.get(m)
         if m != "sequential" and "sequential" in per_seed:
             row["vs_sequential"] = paired_comparison(per_seed[m], per_seed["sequential"], higher_is_better=True)
         rows[m] = row
-    first = next(iter(runs.values()))
+    first = next(iter(runs.values())) if runs else earlier
     command = (f"tools/src_table.py --benchmark {args.benchmark}" + (f" --tag {args.tag}" if args.tag else "")
                + f" --methods {args.methods} --seeds {args.seeds} " + " ".join(args.extra)).strip()
     summary = {"benchmark": args.benchmark, "seeds": first["seeds"], "data": first.get("data"),
-               "notes": first.get("notes"), "command": command, "methods": rows}
+               "notes": first.get("notes"), "command": command, "protocol": protocol_of(args), "methods": rows}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# {name}: average test accuracy after the last stage ({len(first['seeds'])} seeds)", "",

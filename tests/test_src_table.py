@@ -1,0 +1,47 @@
+"""tools/src_table.py: a committed table is a ledger — a method already in it under the same protocol is not run
+again, even where the runs' folder is gone (a fresh clone)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["net.hidden=[16,16]", "sgd.epochs=1", "src.iterations=200", "src.growth=50", "src.streams=8"]
+
+
+def table(out: Path, results: Path, methods: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tools" / "src_table.py"), "--benchmark", "split_digits",
+                           "--out", str(out), "--results", str(results), "--methods", methods, "--seeds", "2",
+                           *FAST, *extra], capture_output=True, text=True, check=True)
+
+
+def test_a_method_in_the_committed_table_is_kept_and_only_the_new_one_runs(tmp_path):
+    results = tmp_path / "results"
+    table(tmp_path / "out1", results, "sequential")
+    first = json.loads((results / "split_digits.json").read_text())
+    assert first["protocol"]["seeds"] == 2 and first["protocol"]["extra"] == FAST
+
+    # a fresh clone: the table is there, the runs are not
+    proc = table(tmp_path / "out2", results, "sequential,rehearsal")
+    assert "split_digits-sequential: kept from" in proc.stdout
+    assert not (tmp_path / "out2" / "split_digits-sequential").exists()
+    assert (tmp_path / "out2" / "split_digits-rehearsal" / "results.json").is_file()
+    second = json.loads((results / "split_digits.json").read_text())
+    assert second["methods"]["sequential"]["per_seed"] == first["methods"]["sequential"]["per_seed"]
+    assert second["methods"]["rehearsal"]["vs_sequential"]["n"] == 2
+    assert "--methods sequential,rehearsal" in second["command"]
+
+    # another protocol (other extra words) runs everything again
+    table(tmp_path / "out3", results, "sequential", "sgd.lr=0.05")
+    assert (tmp_path / "out3" / "split_digits-sequential" / "results.json").is_file()
+
+
+def test_a_table_written_before_the_protocol_was_stored_is_read_back_from_its_command(tmp_path):
+    results = tmp_path / "results"
+    table(tmp_path / "out1", results, "sequential")
+    path = results / "split_digits.json"
+    old = json.loads(path.read_text())
+    del old["protocol"]
+    path.write_text(json.dumps(old))
+    proc = table(tmp_path / "out2", results, "sequential")
+    assert "kept from" in proc.stdout and not (tmp_path / "out2" / "split_digits-sequential").exists()
