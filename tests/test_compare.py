@@ -193,3 +193,17 @@ def test_an_experiment_folder_takes_added_arms_but_refuses_changed_ones(tmp_path
         added_arms(before, {"arms": {"a": ["schedule=epochs"]}, "common": ["model=tiny"]}, tmp_path)
     with pytest.raises(ConfigError, match="other common settings"):
         added_arms(before, {**more, "common": ["model=small"]}, tmp_path)
+
+
+def test_runs_the_caller_recorded_elsewhere_are_skipped_and_each_finished_run_is_handed_back(tmp_path):
+    from sleeptrain.experiments.compare import run_compare
+
+    exp = parse_args([*ARMS, *COMMON, "seeds=2", "budget.tokens=12000", f"dir={tmp_path / 'exp'}"])
+    # a study that keeps its own records (tools/lm_study.py) on a fresh clone: 3 of 4 runs finished elsewhere
+    recorded = frozenset((arm.name, seed) for arm in exp.arms for seed in range(2)) - {("strict", 1)}
+    logged, handed = [], []
+    run_compare(exp, log=logged.append, recorded=recorded,
+                on_finished=lambda arm, seed, run_dir: handed.append((arm, seed, (run_dir / "summary.json").is_file())))
+    assert handed == [("strict", 1, True)]
+    assert not (tmp_path / "exp" / "runs" / "single_pass").exists()
+    assert sum("(kept in the caller's records), skipped" in line for line in logged) == 3

@@ -57,13 +57,20 @@ def _fake_experiment(exp_dir: Path) -> None:
                 {"blimp": {"by_phenomenon": {"binding": {"accuracy": row[0] + 0.1}}}}))
 
 
+def _summary(tool, exp_dir: Path, spec: dict) -> dict:
+    """The study's summary as main() makes it: the finished runs recorded, then summarised from the records."""
+    ledger = exp_dir.parent / "records"
+    tool.sync_ledger(ledger, exp_dir)
+    return tool.study_summary(*tool.read_ledger(ledger), spec)
+
+
 def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(tmp_path):
     tool = _tool()
     exp_dir = tmp_path / "exp"
     _fake_experiment(exp_dir)
     spec = {"baselines": ["single_pass", "epochs"], "systems": {"CLIMB-Sleep": ["sleep"], "FORGETTER": ["forgetter"]},
             "published": {"CLIMB-Sleep baseline": 59.40}}
-    summary = tool.study_summary(exp_dir, spec)
+    summary = _summary(tool, exp_dir, spec)
     sleep = summary["arms"]["sleep"]
     assert sleep["seeds"] == [0, 1] and sleep["blimp"] == [0.560, 0.566] and sleep["val_loss"] == [4.25, 4.27]
     assert summary["arms"]["epochs"]["tokens"] == 32 * 128 * 300  # steps x batch x seq_len of the runs
@@ -71,12 +78,12 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     assert summary["off_budget"] == {"single_pass": pytest.approx(-2 / 3)}  # not declared natural: flagged
     experiment = json.loads((exp_dir / "experiment.json").read_text())
     (exp_dir / "experiment.json").write_text(json.dumps({**experiment, "natural": ["single_pass"]}))
-    assert tool.study_summary(exp_dir, spec)["off_budget"] == {}
+    assert _summary(tool, exp_dir, spec)["off_budget"] == {}
     assert summary["model"]["parameters"] == 1000 and summary["data"]["train_tokens"] == 12345
     assert summary["model"]["objective"] == "causal LM"
     assert summary["data"]["blimp_scoring"] == "sentence log-probability"
     assert summary["best_baseline"] == "epochs"  # the higher mean BLiMP of the two baselines
-    more = tool.study_summary(exp_dir, {**spec, "baselines": ["single_pass", "epochs", "sleep"]})
+    more = _summary(tool, exp_dir, {**spec, "baselines": ["single_pass", "epochs", "sleep"]})
     assert more["best_baseline"] == "epochs"  # sleep's BLiMP is higher, but on 2 seeds of 3
     cmp = summary["vs_best_baseline"]["sleep"]["blimp"]
     assert cmp["seeds"] == [0, 1] and cmp["mean_diff"] == pytest.approx(((0.560 - 0.540) + (0.566 - 0.545)) / 2)
@@ -117,7 +124,7 @@ def test_a_masked_lm_study_says_its_objective_and_pll_scoring(tmp_path):
         cfg = yaml.safe_load(config.read_text())
         cfg["model"]["arch"], cfg["eval"]["method"] = "roberta", "pll"
         config.write_text(yaml.safe_dump(cfg))
-    summary = tool.study_summary(exp_dir, {"baselines": ["epochs"]})
+    summary = _summary(tool, exp_dir, {"baselines": ["epochs"]})
     assert summary["model"]["objective"].startswith("masked LM")
     assert summary["data"]["blimp_scoring"] == "pseudo-log-likelihood (pll)"
     text = tool.write_study_report(summary, tmp_path, "cmd").read_text()
@@ -177,3 +184,66 @@ def test_the_loss_plot_has_a_panel_per_arm_with_finished_runs(tmp_path):
     height = matplotlib.image.imread(paths[0]).shape[0]
     assert height == round(2.6 * len(RUNS) * 100)  # 3 panels of 2.6 in at 100 dpi; none for the arm without runs
     assert paths[1].name == "blimp_by_phenomenon.png" and paths[1].is_file()
+
+
+def test_the_records_outlive_the_run_folders_and_a_fresh_clone_reports_from_them(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    tool = _tool()
+    exp_dir, results = tmp_path / "exp", tmp_path / "results"
+    _fake_experiment(exp_dir)
+    tool.sync_ledger(results / "records", exp_dir)
+    record = json.loads((results / "records" / "sleep" / "seed1.json").read_text())
+    assert record["blimp_overall"] == 0.566 and record["by_phenomenon"] == {"binding": pytest.approx(0.666)}
+    assert record["model"]["parameters"] == 1000 and record["curve"]["train"] == [[4096, 5.0]]
+    assert not (results / "records" / "sleep" / "seed2.json").exists()  # unfinished: no record
+    before = tool.study_summary(*tool.read_ledger(results / "records"), {"baselines": ["epochs"]})
+    shutil.rmtree(exp_dir)  # a new clone: the records are committed, the run folders are not
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"arms": {a: [f"schedule={a}"] for a in RUNS}, "baselines": ["epochs"]}))
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "lm_study.py"), str(spec), "--results", str(results),
+                           "--report-only"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((results / "summary.json").read_text())["arms"] == json.loads(json.dumps(before["arms"]))
+    assert (results / "loss.png").is_file() and "| sleep | [0, 1] |" in (results / "report.md").read_text()
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "lm_study.py"), str(spec), "--results",
+                           str(tmp_path / "empty")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == "lm_study: --dir: needed to train (the folder for the run " \
+                                                           "folders, e.g. experiments/lm-study)"
+
+
+def test_records_of_another_study_are_refused_and_added_arms_extend_them(tmp_path):
+    from sleeptrain.errors import ConfigError
+
+    tool = _tool()
+    ledger = tmp_path / "records"
+    study = {"arms": {"a": ["schedule=epochs"]}, "common": ["model=tiny"], "seeds": 2,
+             "budget": {"budget_positions": 100, "arms": {"a": {"budget_positions": 100}}}}
+    tool.open_ledger(ledger, study)
+    extended = tool.open_ledger(ledger, {**study, "arms": {**study["arms"], "b": ["schedule=sleep"]}, "seeds": 5,
+                                         "budget": {"budget_positions": 100, "arms": {"b": {"budget_positions": 100}}}})
+    assert list(extended["arms"]) == ["a", "b"] and extended["seeds"] == 5 and set(extended["budget"]["arms"]) == {"a", "b"}
+    assert tool.open_ledger(ledger, study)["arms"] == extended["arms"]  # a subset of the arms takes the records too
+    with pytest.raises(ConfigError, match="--results: .* another study \\(other common settings\\)"):
+        tool.open_ledger(ledger, {**study, "common": ["model=small"]})
+    with pytest.raises(ConfigError, match="budget 100 token positions, now 200"):
+        tool.open_ledger(ledger, {**study, "budget": {"budget_positions": 200, "arms": {}}})
+    with pytest.raises(ConfigError, match="arm\\(s\\) a with other overrides"):
+        tool.open_ledger(ledger, {**study, "arms": {"a": ["schedule=sleep"]}})
+
+
+def test_a_record_keeps_a_thinned_loss_curve_with_its_last_point_and_sleep_phases(tmp_path):
+    from sleeptrain.experiments.plot import run_curve
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"event": "train", "step": i, "tokens": 10 * i, "loss": 5 - i / 1000} for i in range(1, 1001)]
+    rows[400:400] = [{"event": "sleep_start", "tokens": 4000}, {"event": "sleep_end", "tokens": 4500}]
+    rows.append({"event": "eval", "step": 1000, "tokens": 10000, "val_loss": 4.1})
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    curve = run_curve(run, points=300)
+    assert 250 <= len(curve["train"]) <= 301 and curve["train"][0] == [10, 4.999] and curve["train"][-1] == [10000, 4.0]
+    assert curve["sleep"] == [[4000, 4500]] and curve["eval"] == [[1000, 10000, 4.1]]
+    assert len(run_curve(run)["train"]) == 1000

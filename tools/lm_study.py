@@ -20,13 +20,20 @@ to --results:
 
 `--report-only` writes the report from the runs finished so far and trains nothing (a partial study is reported as
 partial: the seeds behind every number are listed).
+
+**The records.** A run folder holds checkpoints (tens of MB) and lives in --dir, which is not committed; a new clone
+has none. So each run, as it finishes, also leaves a small record in RESULTS/records/<arm>/seed<k>.json (its figures,
+BLiMP by phenomenon, the model and data it saw, its loss curve thinned to ~300 points and its sleep phases), and
+RESULTS/records/study.json keeps the experiment (arms, common settings, seeds, budget). Commit them: the report is
+written from the records, and a re-run skips every arm x seed with a record, whether or not --dir still has its
+folder. Records of another experiment (other common settings or budget, an arm with other overrides) are refused with
+a one-line error; arms and seeds may be added. To train a run again, delete its record and its folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -34,22 +41,107 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from sleeptrain.config import ModelConfig  # noqa: E402
-from sleeptrain.errors import SleeptrainError  # noqa: E402
-from sleeptrain.experiments.compare import parse_args, run_compare  # noqa: E402
-from sleeptrain.experiments.report import METRICS, paired_comparison, run_record, write_report  # noqa: E402
+from sleeptrain.errors import ConfigError, SleeptrainError  # noqa: E402
+from sleeptrain.experiments.compare import arm_budgets, parse_args, run_compare  # noqa: E402
+from sleeptrain.experiments.plot import plot_arms, run_curve  # noqa: E402
+from sleeptrain.experiments.report import METRICS, paired_comparison, run_record  # noqa: E402
 from sleeptrain.presets import load_yaml  # noqa: E402
 from sleeptrain.stats import mean_sd  # noqa: E402
 
 METRIC_KEYS = {"blimp": "blimp_overall", "val_loss": "final_val_loss"}
 
 
-def arm_runs(exp_dir: Path, arm: str, seeds: int) -> dict[int, dict]:
-    out = {}
-    for seed in range(seeds):
-        record = run_record(exp_dir / "runs" / arm / f"seed{seed}")
-        if record is not None:
-            out[seed] = record
+CURVE_POINTS = 300  # training-loss points kept per run in its record
+
+
+def experiment_record(exp) -> dict:
+    """What identifies the study's runs: arms with their overrides, common settings, seeds, the budget."""
+    record = {"arms": {a.name: a.overrides for a in exp.arms}, "common": exp.common, "seeds": exp.seeds,
+              "budget": arm_budgets(exp)}
+    if exp.natural:
+        record["natural"] = exp.natural
+    return record
+
+
+def open_ledger(ledger: Path, experiment: dict) -> dict:
+    """RESULTS/records/study.json for `experiment`: written when absent; else it must hold the same experiment, or
+    the same with arms or seeds added (then it is extended). Returns the study record now saved."""
+    saved = ledger / "study.json"
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+        where = f"--results: {str(ledger)!r} holds the records of another study"
+        if before["common"] != experiment["common"]:
+            raise ConfigError(f"{where} (other common settings); choose another --results")
+        if before["budget"]["budget_positions"] != experiment["budget"]["budget_positions"]:
+            raise ConfigError(f"{where} (budget {before['budget']['budget_positions']:,} token positions, now "
+                              f"{experiment['budget']['budget_positions']:,}); choose another --results")
+        changed = [a for a, o in before["arms"].items() if a in experiment["arms"] and experiment["arms"][a] != o]
+        if changed:
+            raise ConfigError(f"{where} (arm(s) {', '.join(changed)} with other overrides); arms may only be added — "
+                              "give a changed arm a new name, or choose another --results")
+        arms = {**before["arms"], **experiment["arms"]}
+        budgets = {**before["budget"]["arms"], **experiment["budget"]["arms"]}
+        experiment = {**before, "arms": arms, "seeds": max(before["seeds"], experiment["seeds"]),
+                      "budget": {**experiment["budget"], "arms": budgets},
+                      "natural": sorted(set(before.get("natural", [])) | set(experiment.get("natural", [])))}
+    ledger.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(experiment, indent=1))
+    return experiment
+
+
+def describe_run(run_dir: Path) -> dict:
+    """The model and data a finished run trained on (identical across arms but for the schedule's settings)."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    start = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    model = {**cfg["model"], "parameters": start.get("parameters"),
+             "non_embedding_parameters": start.get("non_embedding_parameters"), "vocab_size": start.get("vocab_size")}
+    masked = ModelConfig(**cfg["model"]).is_masked_lm
+    model["objective"] = "masked LM (val_loss: masked-token loss)" if masked else "causal LM"
+    data = {"path": cfg["data"]["path"], "seq_len": cfg["data"]["seq_len"],
+            "blimp_scoring": (f"pseudo-log-likelihood ({cfg['eval']['method']})" if masked
+                              else "sentence log-probability"),
+            "train_tokens": start.get("train_tokens"), "dev_tokens": start.get("dev_tokens"),
+            "blimp": cfg["eval"]["blimp_path"], "blimp_pairs_per_paradigm": cfg["eval"]["final_max_pairs"] or "all"}
+    return {"model": model, "data": data}
+
+
+def record_run(ledger: Path, arm: str, seed: int, run_dir: Path) -> Path | None:
+    """Write RESULTS/records/<arm>/seed<k>.json for a finished run (None while it is unfinished)."""
+    record = run_record(run_dir)
+    if record is None:
+        return None
+    out = ledger / arm / f"seed{seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"arm": arm, "seed": seed, **record, **describe_run(run_dir),
+                               "curve": run_curve(run_dir, points=CURVE_POINTS)}, indent=None))
     return out
+
+
+def sync_ledger(ledger: Path, exp_dir: Path) -> None:
+    """Record every finished run in `exp_dir` (a `sleeptrain compare` folder) that has no record yet."""
+    experiment = json.loads((exp_dir / "experiment.json").read_text())
+    open_ledger(ledger, {k: experiment[k] for k in ("arms", "common", "seeds", "budget", "natural") if k in experiment})
+    for arm in experiment["arms"]:
+        for seed in range(experiment["seeds"]):
+            if not (ledger / arm / f"seed{seed}.json").is_file():
+                record_run(ledger, arm, seed, exp_dir / "runs" / arm / f"seed{seed}")
+
+
+def read_ledger(ledger: Path) -> tuple[dict, dict[str, dict[int, dict]]]:
+    """(the study record, {arm: {seed: record}}) from RESULTS/records."""
+    if not (ledger / "study.json").is_file():
+        raise ConfigError(f"--results: no study records in {str(ledger)!r} yet (records/study.json); train first, or "
+                          "give --dir a study folder")
+    study = json.loads((ledger / "study.json").read_text())
+    runs = {arm: {} for arm in study["arms"]}
+    for arm in study["arms"]:
+        for seed in range(study["seeds"]):
+            path = ledger / arm / f"seed{seed}.json"
+            if path.is_file():
+                runs[arm][seed] = json.loads(path.read_text())
+    return study, runs
 
 
 def effect_size(arm: list[float], base: list[float]) -> float | None:
@@ -62,10 +154,20 @@ def effect_size(arm: list[float], base: list[float]) -> float | None:
     return float(d.mean() / d.std(ddof=1))
 
 
-def study_summary(exp_dir: Path, spec: dict) -> dict:
-    experiment = json.loads((exp_dir / "experiment.json").read_text())
+def by_phenomenon(arm: str, runs: dict[int, dict], study: dict) -> dict:
+    """Mean ± sd per phenomenon over the seeds whose record has it; an arm none of whose records has it (runs imported
+    from an older summary, see records/study.json "imported") falls back on the imported per-arm figures."""
+    have = [s for s in sorted(runs) if runs[s].get("by_phenomenon")]
+    if not have:
+        return study.get("imported", {}).get("by_phenomenon", {}).get(arm, {})
+    return {p: mean_sd([runs[s]["by_phenomenon"].get(p) for s in have])
+            for p in sorted({p for s in have for p in runs[s]["by_phenomenon"]})}
+
+
+def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict) -> dict:
+    """summary.json from the study record and its runs' records (`read_ledger`)."""
+    experiment = study
     arms, seeds = list(experiment["arms"]), experiment["seeds"]
-    runs = {arm: arm_runs(exp_dir, arm, seeds) for arm in arms}
     summary = {"arms": {}, "model": None, "data": None, "budget": experiment["budget"],
                "seeds_planned": seeds, "common": experiment["common"]}
     for arm in arms:
@@ -79,9 +181,10 @@ def study_summary(exp_dir: Path, spec: dict) -> dict:
             "positions": [runs[arm][s]["positions"] for s in done],
             "real_tokens": [runs[arm][s]["tokens"] for s in done],
             "seconds": [runs[arm][s]["seconds"] for s in done],
-            "by_phenomenon": {p: mean_sd([runs[arm][s]["by_phenomenon"].get(p) for s in done])
-                              for p in sorted({p for s in done for p in runs[arm][s]["by_phenomenon"]})}}
-    summary["model"], summary["data"] = _describe(exp_dir, arms, runs)
+            "by_phenomenon": by_phenomenon(arm, runs[arm], study),
+            "loss_curves": sum(1 for s in done if runs[arm][s].get("curve"))}
+    first = next((runs[a][s] for a in arms for s in sorted(runs[a])), None)
+    summary["model"], summary["data"] = (first["model"], first["data"]) if first else (None, None)
     budget = experiment["budget"]["budget_positions"]
     summary["off_budget"] = {arm: row["tokens"] / budget - 1 for arm, row in summary["arms"].items()
                              if arm not in experiment.get("natural", []) and abs(row["tokens"] / budget - 1) > 0.02}
@@ -107,31 +210,9 @@ def study_summary(exp_dir: Path, spec: dict) -> dict:
             summary["vs_best_baseline"][arm] = row
     summary["verdicts"] = verdicts(summary, spec.get("systems", {}))
     summary["published"] = spec.get("published", {})
+    if study.get("imported"):
+        summary["imported"] = {k: v for k, v in study["imported"].items() if k != "by_phenomenon"}
     return summary
-
-
-def _describe(exp_dir: Path, arms: list[str], runs: dict) -> tuple[dict | None, dict | None]:
-    """Model and data of the first finished run (identical across arms but for the schedule's own settings)."""
-    import yaml
-
-    for arm in arms:
-        for seed in sorted(runs[arm]):
-            run_dir = exp_dir / "runs" / arm / f"seed{seed}"
-            cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-            start = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
-            model = {**cfg["model"], "parameters": start.get("parameters"),
-                     "non_embedding_parameters": start.get("non_embedding_parameters"),
-                     "vocab_size": start.get("vocab_size")}
-            masked = ModelConfig(**cfg["model"]).is_masked_lm
-            model["objective"] = "masked LM (val_loss: masked-token loss)" if masked else "causal LM"
-            data = {"path": cfg["data"]["path"], "seq_len": cfg["data"]["seq_len"],
-                    "blimp_scoring": (f"pseudo-log-likelihood ({cfg['eval']['method']})" if masked
-                                      else "sentence log-probability"),
-                    "train_tokens": start.get("train_tokens"), "dev_tokens": start.get("dev_tokens"),
-                    "blimp": cfg["eval"]["blimp_path"], "blimp_pairs_per_paradigm": cfg["eval"]["final_max_pairs"]
-                    or "all"}
-            return model, data
-    return None, None
 
 
 def verdicts(summary: dict, systems: dict) -> dict:
@@ -161,7 +242,8 @@ def _ms(values: list[float], digits: int = 4) -> str:
 
 def write_study_report(summary: dict, results: Path, command: str) -> Path:
     lines = ["# Does sleep help a small LM? The equal-budget study (issue 19)", "",
-             f"Command (resumable; `--report-only` re-writes this from the finished runs): `{command}`", ""]
+             "Command (resumable; `--report-only` re-writes this from the records of the finished runs): "
+             f"`{command}`", ""]
     if summary["model"]:
         m, d = summary["model"], summary["data"]
         lines += [f"Model: {m.get('arch')} {m.get('num_layers')} layers × {m.get('hidden_size')}, "
@@ -225,6 +307,15 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
         for p in phenomena:
             cells = [summary["arms"][a]["by_phenomenon"].get(p, {}).get("mean") for a in arms]
             lines.append(f"| {p} | " + " | ".join("—" if c is None else f"{c:.3f}" for c in cells) + " |")
+    lines += ["", "## Plots", ""]
+    finished = sum(len(row["seeds"]) for row in summary["arms"].values())
+    curves = sum(row.get("loss_curves", 0) for row in summary["arms"].values())
+    if curves < finished:
+        lines += [f"loss.png shows the {curves} of {finished} finished runs whose loss curve is in the records."]
+    imported = summary.get("imported")
+    if imported:
+        lines += [f"Imported runs: {imported['note']}" + (f" Their loss curves: ![loss before the records]"
+                                                          f"({imported['figure']})" if imported.get("figure") else "")]
     lines += ["", "![training loss, sleep phases shaded](loss.png)", "",
               "![BLiMP by phenomenon](blimp_by_phenomenon.png)"]
     out = results / "report.md"
@@ -232,34 +323,47 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     return out
 
 
+def plot_study(summary: dict, runs: dict[str, dict[int, dict]], results: Path) -> list[Path]:
+    """loss.png from the records' curves, blimp_by_phenomenon.png from the summary's per-arm means."""
+    arms = list(summary["arms"])
+    curves = {arm: [runs[arm][s]["curve"] for s in sorted(runs[arm]) if runs[arm][s].get("curve")] for arm in arms}
+    phenomena = {arm: {p: [ms["mean"]] for p, ms in row["by_phenomenon"].items() if ms.get("mean") is not None}
+                 for arm, row in summary["arms"].items()}
+    return plot_arms(curves, {a: v for a, v in phenomena.items() if v}, arms, results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", help="the study's arms file (a `sleeptrain compare` .yaml with study keys)")
-    parser.add_argument("--dir", required=True, help="experiment folder (the runs; resumable)")
-    parser.add_argument("--results", required=True, help="folder for summary.json, report.md and the plots")
-    parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
+    parser.add_argument("--dir", help="experiment folder for the run folders (resumable); needed to train")
+    parser.add_argument("--results", required=True, help="folder for summary.json, report.md, the plots and records/")
+    parser.add_argument("--report-only", action="store_true", help="train nothing; report the recorded runs")
     parser.add_argument("overrides", nargs="*", help="compare words added to the spec (seeds=N, key=value)")
     args = parser.parse_args()
-    exp_dir, results = Path(args.dir), Path(args.results)
+    results = Path(args.results)
+    ledger = results / "records"
+    exp_dir = Path(args.dir) if args.dir else None
     try:
-        exp = parse_args([args.spec, f"dir={exp_dir}", *args.overrides])
         spec = load_yaml(Path(args.spec), "spec")
-        if args.report_only:
-            if not (exp_dir / "experiment.json").is_file():
-                raise SleeptrainError(f"--dir: {str(exp_dir)!r} holds no study yet (no experiment.json)")
-            write_report(exp_dir)
-        else:
-            run_compare(exp)
-        summary = study_summary(exp_dir, spec)
+        if exp_dir is not None and (exp_dir / "experiment.json").is_file():
+            sync_ledger(ledger, exp_dir)  # runs finished before the records existed, or while they were not written
+        if not args.report_only:
+            if exp_dir is None:
+                raise ConfigError("--dir: needed to train (the folder for the run folders, e.g. experiments/lm-study)")
+            exp = parse_args([args.spec, f"dir={exp_dir}", *args.overrides])
+            open_ledger(ledger, experiment_record(exp))
+            _, recorded = read_ledger(ledger)
+            run_compare(exp, recorded=frozenset((a, s) for a, r in recorded.items() for s in r),
+                        on_finished=lambda arm, seed, run_dir: record_run(ledger, arm, seed, run_dir))
+        study, runs = read_ledger(ledger)
+        summary = study_summary(study, runs, spec)
     except SleeptrainError as err:
         print(f"lm_study: {err}", file=sys.stderr)
         return 2
-    results.mkdir(parents=True, exist_ok=True)
     (results / "summary.json").write_text(json.dumps(summary, indent=1))
-    for name in ("loss.png", "blimp_by_phenomenon.png"):
-        if (exp_dir / name).is_file():
-            shutil.copyfile(exp_dir / name, results / name)
-    command = " ".join(["tools/lm_study.py", args.spec, "--dir", args.dir, "--results", args.results,
+    plot_study(summary, runs, results)
+    # the training command (what a reader re-runs), also when this was --report-only
+    command = " ".join(["tools/lm_study.py", args.spec, "--dir", args.dir or "DIR", "--results", args.results,
                         *args.overrides])
     print(f"report: {write_study_report(summary, results, command)}")
     return 0

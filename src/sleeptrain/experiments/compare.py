@@ -233,11 +233,15 @@ def run_state(run_dir: Path) -> str:
     return "empty"
 
 
-def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, log) -> dict:
+def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, log,
+            recorded: frozenset = frozenset()) -> dict:
     run_dir = run_dir_of(exp_dir, arm.name, seed)
     state = run_state(run_dir)
     if state == "finished":
         log(f"  {arm.name} seed {seed}: finished earlier, skipped")
+        return {"arm": arm.name, "seed": seed, "status": "skipped"}
+    if (arm.name, seed) in recorded and state == "empty":
+        log(f"  {arm.name} seed {seed}: finished earlier (kept in the caller's records), skipped")
         return {"arm": arm.name, "seed": seed, "status": "skipped"}
     if state == "resumable":
         args = ["train", f"resume={run_dir}"]
@@ -278,7 +282,12 @@ def added_arms(before: dict, record: dict, exp_dir: Path) -> list[str]:
     return [arm for arm in record["arms"] if arm not in before.get("arms", {})]
 
 
-def run_compare(exp: Experiment, log=print) -> Path:
+def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), on_finished=None) -> Path:
+    """Train every arm x seed not finished yet, then write the report.
+
+    For a caller that keeps its own record of finished runs outside `dir` (tools/lm_study.py commits one per run, so
+    a study outlives its run folders): `recorded` holds (arm, seed) pairs finished earlier — they are skipped where
+    `dir` has no trace of them — and `on_finished(arm, seed, run_dir)` is called as each run finishes here."""
     exp_dir = exp.dir or timestamped_dir("experiments")
     exp_dir.mkdir(parents=True, exist_ok=True)
     saved = exp_dir / "experiment.json"
@@ -306,7 +315,9 @@ def run_compare(exp: Experiment, log=print) -> Path:
 
     def one(job):
         t0 = time.time()
-        result = run_one(exp, exp_dir, job[0], job[1], budgets["arms"][job[0].name], log)
+        result = run_one(exp, exp_dir, job[0], job[1], budgets["arms"][job[0].name], log, recorded)
+        if on_finished is not None and result["status"] != "skipped":
+            on_finished(job[0].name, job[1], run_dir_of(exp_dir, job[0].name, job[1]))
         with lock:
             progress["finished"] += 1
             if result["status"] != "skipped":

@@ -10,7 +10,6 @@ difference at this budget" (with 2-3 seeds only large effects are detectable —
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -160,71 +159,17 @@ def write_report(exp_dir: Path) -> Path:
 
 
 def plot_experiment(exp_dir: Path, arms: list[str]) -> list[Path]:
-    import matplotlib
+    """loss.png (a panel per arm with finished runs) and blimp_by_phenomenon.png from the finished runs' folders."""
+    from sleeptrain.experiments.plot import plot_arms, run_curve
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sleeptrain.experiments.plot import sleep_spans
-
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    finished = {arm: [d for d in sorted((exp_dir / "runs" / arm).glob("seed*")) if (d / "summary.json").is_file()]
-                for arm in arms}
-    shown = [arm for arm in arms if finished[arm]] or arms[:1]  # a panel per arm with finished runs
-    fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.6 * len(shown)), dpi=100, sharex=True, sharey=True,
-                             squeeze=False)
-    phenomena: dict[str, dict[str, float]] = {}
+    curves: dict[str, list[dict]] = {arm: [] for arm in arms}
+    phenomena: dict[str, dict[str, list[float]]] = {}
     for arm in arms:
-        for run_dir in finished[arm]:
-            for p, acc in (run_record(run_dir) or {}).get("by_phenomenon", {}).items():
+        for run_dir in sorted((exp_dir / "runs" / arm).glob("seed*")):
+            record = run_record(run_dir)
+            if record is None:
+                continue
+            curves[arm].append(run_curve(run_dir))
+            for p, acc in record["by_phenomenon"].items():
                 phenomena.setdefault(arm, {}).setdefault(p, []).append(acc)
-    for i, arm in enumerate(shown):
-        ax, color = axes[i][0], colors[arms.index(arm) % len(colors)]
-        curves, evals, spans = [], {}, None
-        for run_dir in finished[arm]:
-            records = read_metrics(run_dir / "metrics.jsonl")
-            train = [r for r in records if r.get("event") == "train" and r.get("loss") is not None]
-            if train:
-                curves.append((np.array([r["tokens"] for r in train]), np.array([r["loss"] for r in train])))
-            for r in records:
-                if r.get("event") == "eval" and r.get("val_loss") is not None and r.get("step"):
-                    evals.setdefault(r["step"], []).append((r["tokens"], r["val_loss"]))
-            spans = spans if spans is not None else sleep_spans(records)
-        for a, b in spans or []:
-            ax.axvspan(a, b, color=color, alpha=0.12, lw=0)
-        if curves:
-            grid = np.linspace(max(c[0][0] for c in curves), min(c[0][-1] for c in curves), 200)
-            ys = np.stack([np.interp(grid, x, y) for x, y in curves])
-            mean, sd = ys.mean(0), ys.std(0)
-            ax.plot(grid, mean, color=color, lw=1.4, label=f"{arm}: train, mean of {len(curves)} seeds")
-            ax.fill_between(grid, mean - sd, mean + sd, color=color, alpha=0.25, lw=0, label="± 1 sd")
-        if evals:  # validation loss at each evaluation step, mean over the seeds that reached it
-            points = sorted((np.mean([t for t, _ in v]), np.mean([x for _, x in v])) for v in evals.values())
-            ax.plot([t for t, _ in points], [x for _, x in points], color="black", lw=1, ls="--", marker="o", ms=3,
-                    label="validation (mean)")
-        ax.set_ylabel("loss")
-        ax.grid(alpha=0.3)
-        if curves or evals:  # an arm with no finished run yet has nothing to label
-            ax.legend(fontsize=7, loc="upper right")
-    axes[-1][0].set_xlabel("tokens seen (replay included); shaded: sleep phases (first seed)")
-    fig.tight_layout()
-    paths = [exp_dir / "loss.png"]
-    fig.savefig(paths[0])
-    plt.close(fig)
-    if phenomena:
-        names = sorted({p for v in phenomena.values() for p in v})
-        fig, ax = plt.subplots(figsize=(min(14, 3 + 0.12 * len(names) * len(arms)), 4.5), dpi=100)
-        width = 0.8 / len(arms)
-        for i, arm in enumerate(arms):
-            vals = [np.mean(phenomena.get(arm, {}).get(p, [math.nan])) for p in names]
-            ax.bar(np.arange(len(names)) + i * width, vals, width, label=arm, color=colors[i % len(colors)])
-        ax.axhline(0.5, color="gray", lw=0.8, ls=":")
-        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel("accuracy (mean over seeds)")
-        ax.set_title("minimal pairs by phenomenon")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(exp_dir / "blimp_by_phenomenon.png")
-        fig.savefig(paths[-1])
-        plt.close(fig)
-    return paths
+    return plot_arms(curves, phenomena, arms, exp_dir)
