@@ -45,12 +45,11 @@ from sleeptrain.errors import ConfigError, SleeptrainError  # noqa: E402
 from sleeptrain.experiments.compare import arm_budgets, parse_args, run_compare  # noqa: E402
 from sleeptrain.experiments.plot import plot_arms, run_curve  # noqa: E402
 from sleeptrain.experiments.report import METRICS, paired_comparison, run_record  # noqa: E402
+from sleeptrain.fsutil import atomic_write_text  # noqa: E402
 from sleeptrain.presets import load_yaml  # noqa: E402
 from sleeptrain.stats import mean_sd  # noqa: E402
 
 METRIC_KEYS = {"blimp": "blimp_overall", "val_loss": "final_val_loss"}
-
-
 CURVE_POINTS = 300  # training-loss points kept per run in its record
 
 
@@ -85,7 +84,7 @@ def open_ledger(ledger: Path, experiment: dict) -> dict:
                       "budget": {**experiment["budget"], "arms": budgets},
                       "natural": sorted(set(before.get("natural", [])) | set(experiment.get("natural", [])))}
     ledger.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(experiment, indent=1))
+    atomic_write_text(saved, json.dumps(experiment, indent=1))  # a kill mid-write leaves the old file, not half
     return experiment
 
 
@@ -114,8 +113,8 @@ def record_run(ledger: Path, arm: str, seed: int, run_dir: Path) -> Path | None:
         return None
     out = ledger / arm / f"seed{seed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"arm": arm, "seed": seed, **record, **describe_run(run_dir),
-                               "curve": run_curve(run_dir, points=CURVE_POINTS)}, indent=None))
+    atomic_write_text(out, json.dumps({"arm": arm, "seed": seed, **record, **describe_run(run_dir),
+                                       "curve": run_curve(run_dir, points=CURVE_POINTS)}))
     return out
 
 
