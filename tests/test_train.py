@@ -346,7 +346,9 @@ def test_a_failing_compile_falls_back_to_eager_under_auto_and_stops_clearly_when
     def broken(*args, **kwargs):
         raise RuntimeError("InductorError: no working C++ toolchain\nlong details")
 
-    monkeypatch.setattr(loop_module, "warm_compiled", broken)
+    import sleeptrain.lm.warmup as warmup
+
+    monkeypatch.setattr(warmup, "warm_compiled", broken)
     cfg = load_config([*TINY_RUN, "train.max_steps=6", "eval.final=false", f"train.compile={requested}",
                        f"run.dir={tmp_path / 'run'}"]).config
     if requested == "true":

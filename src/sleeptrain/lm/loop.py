@@ -16,7 +16,6 @@ import contextlib
 import json
 import math
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 
 from sleeptrain.config import Config
 from sleeptrain.data.samples import IGNORE_INDEX, make_batcher
-from sleeptrain.errors import ConfigError, SleeptrainError
+from sleeptrain.errors import SleeptrainError
 from sleeptrain.lm import trainer_state
 from sleeptrain.lm.losses import forward_losses, per_sample_loss, resolve_loss_impl
 from sleeptrain.lm.metrics_log import MetricsLog
@@ -34,7 +33,7 @@ from sleeptrain.lm.prefetch import prefetched
 from sleeptrain.lm.run_setup import make_optimizer, save_final
 from sleeptrain.lm.words import WordMeter
 from sleeptrain.lm.evaluator import Evaluator
-from sleeptrain.lm.warmup import batch_shapes, warm_compiled
+from sleeptrain.lm.warmup import batch_shapes, warm_or_eager
 from sleeptrain.sleep.cycle import SleepCycle, lr_function
 from sleeptrain.sleep.hooks import SleepContext, StepBatch
 from sleeptrain.sleep.replay import Replay
@@ -96,13 +95,7 @@ class TrainingLoop:
         self.loss_impl = resolve_loss_impl(cfg.train.loss, cfg.model.is_masked_lm)
         self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
                                    log=lambda record: self.metrics.write(record))
-        from tqdm.auto import tqdm
-
-        cut = plan.truncated
-        self.bar = tqdm(total=plan.total_steps, disable=not cfg.run.progress or not accelerator.is_main_process,
-                        dynamic_ncols=True, desc=(f"cut at max_steps: {cut['cycles_completed']}/"
-                                                  f"{cut['cycles_planned']} cycles, {cut['wake_share']:.0%} of "
-                                                  f"data") if cut else None)
+        self.bar = progress_bar(plan, cfg.run.progress and accelerator.is_main_process)
         self.n_cycles_total = max((s.cycle for s in plan.stages), default=0) + 1
 
     # --- one optimizer step ---
@@ -129,40 +122,24 @@ class TrainingLoop:
             local["attention_mask"] = None
         replay = self.sleep_cycle.replay
         local_ids = sample_ids[rows] if sample_ids is not None and weight and replay.enabled else None
-        n_local = local["input_ids"].shape[0]
-        step_loss = torch.zeros((), device=self.device)
-        records = []
-        for start in range(0, n_local, self.micro):
-            micro = {k: (self._to_device(v[start:start + self.micro]) if v is not None else None)
-                     for k, v in local.items()}
-            last = start + self.micro >= n_local
-            with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
-                loss, token_loss, counted = forward_losses(
-                    self.model, micro["input_ids"], micro["attention_mask"], micro["labels"], self.masked,
-                    weight / n_label_tokens, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20,
-                    self.compiled)
-                self.acc.backward(loss)
-            if local_ids is not None:
-                records.append((local_ids[start:start + self.micro], per_sample_loss(token_loss.detach(), counted)))
-            step_loss += loss.detach()
+        step_loss, sample_losses = forward_backward(
+            self.acc, self.model, local, self.micro, weight / n_label_tokens, self.masked, self.loss_impl,
+            self.cfg.train.loss_chunk_mb * 2**20, self.compiled, self._to_device, local_ids is not None)
         if self.cfg.train.on_nan == "skip_batch" and not self._all_finite(step_loss):
             self.optimizer.zero_grad(set_to_none=True)
             self.metrics.write({"event": "nan_skipped", "step": self.step, "phase": self.stage.phase,
                                 "cycle": self.stage.cycle})
             self._advance(lr, 0)
             return
-        for local_rows, values in records:
-            replay.record(local_rows, values, self.stage.cycle, self.step)
+        for start, values in sample_losses:
+            replay.record(local_ids[start:start + self.micro], values, self.stage.cycle, self.step)
+        step_batch = None
         if self.sleep_cycle.wants_batch:  # every process takes part (a hook may sum across them)
             keep = slice(None) if weight else slice(0, 0)  # the zero-weight pass's stand-in row adds nothing
             attention = local["attention_mask"]
-            self.sleep_cycle.on_step_batch(self.acc.unwrap_model(self.model), StepBatch(
-                local["input_ids"][keep], attention[keep] if attention is not None else None, local["labels"][keep],
-                self.masked), self.stage.phase)
-        if self.stage.phase == "wake":
-            self.sleep_cycle.on_wake_step(self.acc.unwrap_model(self.model))
-        else:
-            self.sleep_cycle.on_sleep_step(self.acc.unwrap_model(self.model))
+            step_batch = StepBatch(local["input_ids"][keep], attention[keep] if attention is not None else None,
+                                   local["labels"][keep], self.masked)
+        self.sleep_cycle.after_backward(self.acc.unwrap_model(self.model), step_batch, self.stage.phase)
         if self.cfg.train.clip_grad:
             self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
         self.optimizer.step()
@@ -242,30 +219,14 @@ class TrainingLoop:
         return self.evaluator.validation(self.acc.unwrap_model(self.model), self.step, self.tokens)
 
     def warm_compiled(self) -> None:
-        """Compile forward and backward for every batch shape of the plan now (`sleeptrain.lm.warmup`). Under
-        `train.compile=auto` a failure (no working compiler toolchain, an unsupported op) leaves the run eager,
-        said in one line; an explicit `true` stops with the reason."""
-        start = time.time()
+        """Compile forward and backward for every batch shape of the plan now (`sleeptrain.lm.warmup`); a failure
+        under `train.compile=auto` leaves the run eager (`self.compiled` False)."""
         shapes = batch_shapes(self.plan, self.cfg.train.batch_size, self.micro, self.shard)
-        try:
-            warm_compiled(self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples,
-                          self.masked, self.micro, self._to_device, self.loss_impl,
-                          self.cfg.train.loss_chunk_mb * 2**20)
-        except Exception as err:  # torch.compile raises many kinds (BackendCompilerFailed, InductorError, OSError)
-            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300]
-            if self.cfg.train.compile != "auto":
-                raise ConfigError(f"train.compile: torch.compile failed ({reason}); use train.compile=false "
-                                  "(or auto, which falls back to eager)") from err
-            self.acc.unwrap_model(self.model)._compiled_call_impl = None  # undo nn.Module.compile()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.compiled = False
-            self.metrics.write({"event": "compile_failed", "step": self.step, "reason": reason})
-            if self.acc.is_main_process:
-                print(f"sleeptrain: warning: train.compile=auto: torch.compile failed ({reason}); training eager",
-                      file=sys.stderr, flush=True)
-            return
-        self.metrics.write({"event": "compile", "step": self.step, "batch_shapes": shapes,
-                            "seconds": time.time() - start})
+        self.compiled = warm_or_eager(
+            self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples, self.masked,
+            self.micro, self._to_device, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20,
+            self.cfg.train.compile,
+            lambda record: self.metrics.write({"event": record["event"], "step": self.step, **record}))
 
     # --- phases ---
     def run(self) -> None:
@@ -415,6 +376,38 @@ class IntervalMeter:
         if reduce is not None:
             mean = reduce(mean, "mean")
         return mean.item(), self.tokens / max(time.time() - self.start, 1e-9)  # one host sync per interval
+
+
+def forward_backward(accelerator, model, local: dict, micro: int, scale: float, masked: bool, loss_impl: str,
+                     chunk_bytes: int, compiled: bool, to_device, keep_losses: bool) -> tuple[torch.Tensor, list]:
+    """Forward and backward over this process's rows `local` (input_ids, attention_mask, labels) in micro-batches of
+    `micro` rows, each loss scaled by `scale`, gradients synchronised on the last micro-batch only. Returns the summed
+    (scaled) loss on the device and, with `keep_losses`, [(first row, per-sample losses)] per micro-batch."""
+    n_local = local["input_ids"].shape[0]
+    step_loss = torch.zeros((), device=accelerator.device)
+    sample_losses = []
+    for start in range(0, n_local, micro):
+        batch = {k: (to_device(v[start:start + micro]) if v is not None else None) for k, v in local.items()}
+        last = start + micro >= n_local
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            loss, token_loss, counted = forward_losses(model, batch["input_ids"], batch["attention_mask"],
+                                                       batch["labels"], masked, scale, loss_impl, chunk_bytes,
+                                                       compiled)
+            accelerator.backward(loss)
+        if keep_losses:
+            sample_losses.append((start, per_sample_loss(token_loss.detach(), counted)))
+        step_loss += loss.detach()
+    return step_loss, sample_losses
+
+
+def progress_bar(plan: PhasePlan, show: bool):
+    """The tqdm bar over the plan's steps; its title says when `train.max_steps` cut the schedule short."""
+    from tqdm.auto import tqdm
+
+    cut = plan.truncated
+    return tqdm(total=plan.total_steps, disable=not show, dynamic_ncols=True,
+                desc=(f"cut at max_steps: {cut['cycles_completed']}/{cut['cycles_planned']} cycles, "
+                      f"{cut['wake_share']:.0%} of data") if cut else None)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -4,12 +4,15 @@ gradients are dropped: training is unchanged."""
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Callable
 
 import numpy as np
 import torch
 
 from sleeptrain.data.samples import IGNORE_INDEX
+from sleeptrain.errors import ConfigError
 from sleeptrain.lm.chunked_loss import DEFAULT_CHUNK_BYTES
 from sleeptrain.lm.losses import forward_losses
 
@@ -54,3 +57,30 @@ def warm_compiled(accelerator, model, optimizer, shapes: list[int], train_sample
                 ids, mask = dev_samples.get(np.arange(rows))
                 plain(input_ids=to_device(ids), attention_mask=to_device(mask))
         plain.train()
+
+
+def warm_or_eager(accelerator, model, optimizer, shapes: list[int], train_samples, dev_samples, masked: bool,
+                  micro: int, to_device: Callable[[torch.Tensor], torch.Tensor], loss_impl: str, chunk_bytes: int,
+                  setting: str, log: Callable[[dict], None]) -> bool:
+    """`warm_compiled`, logged (`compile` record with the shapes and seconds). Returns whether the model is compiled
+    and warm. A failure (no working compiler toolchain, an op Inductor cannot take) under `setting` "auto" undoes
+    the compile: the run goes on eager, said in one warning line and a `compile_failed` record; an explicit "true"
+    stops with a one-line ConfigError giving the reason."""
+    start = time.time()
+    try:
+        warm_compiled(accelerator, model, optimizer, shapes, train_samples, dev_samples, masked, micro, to_device,
+                      loss_impl, chunk_bytes)
+    except Exception as err:  # torch.compile raises many kinds (BackendCompilerFailed, InductorError, OSError)
+        reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300]
+        if setting != "auto":
+            raise ConfigError(f"train.compile: torch.compile failed ({reason}); use train.compile=false "
+                              "(or auto, which falls back to eager)") from err
+        accelerator.unwrap_model(model)._compiled_call_impl = None  # undo nn.Module.compile()
+        optimizer.zero_grad(set_to_none=True)
+        log({"event": "compile_failed", "reason": reason})
+        if accelerator.is_main_process:
+            print(f"sleeptrain: warning: train.compile=auto: torch.compile failed ({reason}); training eager",
+                  file=sys.stderr, flush=True)
+        return False
+    log({"event": "compile", "batch_shapes": shapes, "seconds": time.time() - start})
+    return True

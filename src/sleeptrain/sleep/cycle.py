@@ -63,6 +63,16 @@ class SleepCycle:
         for hook in self._sleep_hooks:
             hook.on_sleep_step(model)
 
+    def after_backward(self, model: torch.nn.Module, batch: StepBatch | None, phase: str) -> None:
+        """A training step's hooks, after its backward and before the optimizer step: `on_step_batch` (with the
+        step's batch, which the loop builds only when `wants_batch`), then `on_wake_step` or `on_sleep_step`."""
+        if batch is not None:
+            self.on_step_batch(model, batch, phase)
+        if phase == "wake":
+            self.on_wake_step(model)
+        else:
+            self.on_sleep_step(model)
+
     def start(self, ctx: SleepContext, stage) -> bool:
         """A sleep starts: `on_sleep_start` hooks, then the replay buffer. False when a hook ends the run. The ops
         to run now are left in `ctx.ops` (the loop applies them one by one with `apply`)."""
