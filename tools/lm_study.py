@@ -260,7 +260,9 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
         lines.append(f"| {arm} | {row['seeds']} | {_ms(row['blimp'])} | {_ms(row['val_loss'])} | "
                      f"{row['tokens']:,} | {_ms(row['seconds'], 0)} |")
     lines += ["", "Wall s: the run's training and final evaluation over all its sessions; runs resumed from a "
-              "checkpoint written before 2026-11-29 recorded their last session only and are left out of it."]
+              "checkpoint written before 2026-11-29 recorded their last session only and are left out of it. Each "
+              "session ran on the machine it was given, sometimes beside other work: a cost indication, not a speed "
+              "comparison between arms."]
     columns = sorted(set(range(summary["seeds_planned"])).union(*(row["seeds"] for row in summary["arms"].values())))
     lines += ["", "Per seed (BLiMP / final val loss / real tokens, i.e. positions minus padding):", "",
               "| arm | " + " | ".join(f"seed {s}" for s in columns) + " |", "|---|" + "---|" * len(columns)]
@@ -359,6 +361,10 @@ def main() -> int:
     except SleeptrainError as err:
         print(f"lm_study: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C (or SIGINT from a scheduler): every finished run is recorded already
+        print(f"lm_study: interrupted; the finished runs are recorded in {ledger} and the run in progress resumes "
+              "from its last checkpoint in --dir: run the same command to continue", file=sys.stderr)
+        return 130
     (results / "summary.json").write_text(json.dumps(summary, indent=1))
     plot_study(summary, runs, results)
     # the training command (what a reader re-runs), also when this was --report-only

@@ -43,8 +43,10 @@ RUNS = {
     "strict_resume": STRICT,  # killed at step >= KILL_AT, then resumed
 }
 KILL_AT = 40
+# timing and place fields; `precision_note` carries the precision probe's measured GFLOP/s (the chosen
+# `precision` itself is compared)
 VOLATILE = {"tokens_per_s", "seconds", "code_version", "path", "checkpoint", "final_dir", "resumed_from",
-            "minimal_pairs", "corpus", "overrides"}
+            "minimal_pairs", "corpus", "overrides", "precision_note", "session_seconds"}
 
 
 def run(src: Path, name: str, out: Path, env: dict) -> None:
