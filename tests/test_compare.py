@@ -193,6 +193,22 @@ def test_an_experiment_folder_takes_added_arms_but_refuses_changed_ones(tmp_path
         added_arms(before, {"arms": {"a": ["schedule=epochs"]}, "common": ["model=tiny"]}, tmp_path)
     with pytest.raises(ConfigError, match="other common settings"):
         added_arms(before, {**more, "common": ["model=small"]}, tmp_path)
+    budgeted = {**before, "budget": {"budget_positions": 1000}}
+    with pytest.raises(ConfigError, match="dir: .* \\(budget 1,000 token positions, now 2,000\\); finished runs would"):
+        added_arms(budgeted, {**budgeted, "budget": {"budget_positions": 2000}}, tmp_path)
+
+
+def test_the_continuation_rule_lets_a_ledger_leave_arms_out_but_never_change_one():
+    from sleeptrain.experiments.compare import continuation_conflict
+
+    before = {"arms": {"a": ["schedule=epochs"], "b": ["schedule=sleep"]}, "common": ["model=tiny"],
+              "budget": {"budget_positions": 10}}
+    fewer = {**before, "arms": {"a": ["schedule=epochs"]}}
+    assert continuation_conflict(before, fewer) == "arm(s) b missing or with other overrides; arms may only be added"
+    assert continuation_conflict(before, fewer, arms_may_drop=True) is None
+    assert continuation_conflict(before, {**fewer, "arms": {"a": ["x"]}}, arms_may_drop=True) == \
+        "arm(s) a with other overrides; arms may only be added"
+    assert continuation_conflict(before, {**before, "common": []}) == "other common settings"
 
 
 def test_runs_the_caller_recorded_elsewhere_are_skipped_and_each_finished_run_is_handed_back(tmp_path):
@@ -201,9 +217,18 @@ def test_runs_the_caller_recorded_elsewhere_are_skipped_and_each_finished_run_is
     exp = parse_args([*ARMS, *COMMON, "seeds=2", "budget.tokens=12000", f"dir={tmp_path / 'exp'}"])
     # a study that keeps its own records (tools/lm_study.py) on a fresh clone: 3 of 4 runs finished elsewhere
     recorded = frozenset((arm.name, seed) for arm in exp.arms for seed in range(2)) - {("strict", 1)}
-    logged, handed = [], []
-    run_compare(exp, log=logged.append, recorded=recorded,
+    logged, handed, started = [], [], []
+    run_compare(exp, log=logged.append, recorded=recorded, on_start=started.append,
                 on_finished=lambda arm, seed, run_dir: handed.append((arm, seed, (run_dir / "summary.json").is_file())))
     assert handed == [("strict", 1, True)]
+    assert [sorted(r["arms"]) for r in started] == [sorted(a.name for a in exp.arms)]
+    assert started[0]["budget"]["budget_positions"] == 12000 and started[0]["seeds"] == 2
+
+    def refuse(record):
+        raise ConfigError("--results: another study")
+    with pytest.raises(ConfigError, match="another study"):  # a refusal trains nothing
+        run_compare(parse_args([*ARMS, *COMMON, "seeds=1", f"dir={tmp_path / 'other'}"]), log=logged.append,
+                    on_start=refuse)
+    assert not (tmp_path / "other" / "runs").exists()
     assert not (tmp_path / "exp" / "runs" / "single_pass").exists()
     assert sum("(kept in the caller's records), skipped" in line for line in logged) == 3

@@ -247,3 +247,38 @@ def test_a_record_keeps_a_thinned_loss_curve_with_its_last_point_and_sleep_phase
     assert 250 <= len(curve["train"]) <= 301 and curve["train"][0] == [10, 4.999] and curve["train"][-1] == [10000, 4.0]
     assert curve["sleep"] == [[4000, 4500]] and curve["eval"] == [[1000, 10000, 4.1]]
     assert len(run_curve(run)["train"]) == 1000
+
+
+def test_the_tool_trains_records_each_run_and_a_rerun_trains_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import TINY_RUN
+
+    spec = tmp_path / "spec.yaml"
+    common = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + ["train.eval_every=0", "run.plot=false"]
+    spec.write_text(yaml.safe_dump({"arms": {"single_pass": ["schedule=single_pass"],
+                                             "epochs": ["schedule=epochs", "schedule.epochs=2"]},
+                                    "common": common, "seeds": 1, "budget": {"natural": ["single_pass"]},
+                                    "baselines": ["epochs"]}))
+    exp_dir, results = tmp_path / "exp", tmp_path / "results"
+    command = [sys.executable, str(REPO / "tools" / "lm_study.py"), str(spec), "--dir", str(exp_dir),
+               "--results", str(results)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    study = json.loads((results / "records" / "study.json").read_text())
+    assert set(study["arms"]) == {"single_pass", "epochs"} and study["budget"]["budget_positions"] > 0
+    assert {p.parent.name for p in (results / "records").glob("*/seed0.json")} == {"single_pass", "epochs"}
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["arms"]["epochs"]["tokens"] == 2 * summary["arms"]["single_pass"]["tokens"]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)  # all recorded: trains nothing
+    assert proc.returncode == 0 and proc.stdout.count("finished earlier, skipped") == 2, proc.stdout + proc.stderr
+    # a changed arm is refused by the run folders' experiment, and by the records with a fresh --dir: nothing trains
+    spec.write_text(spec.read_text().replace("schedule.epochs=2", "schedule.epochs=2\n  - train.lr=0.002"))
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("lm_study: dir: ") and "arm(s) epochs" in proc.stderr
+    command[command.index("--dir") + 1] = str(tmp_path / "exp2")
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("lm_study: --results: ") and "(arm(s) epochs with other overrides" in proc.stderr
+    assert not (tmp_path / "exp2" / "runs").exists()

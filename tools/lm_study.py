@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from sleeptrain.config import ModelConfig  # noqa: E402
 from sleeptrain.errors import ConfigError, SleeptrainError  # noqa: E402
-from sleeptrain.experiments.compare import arm_budgets, parse_args, run_compare  # noqa: E402
+from sleeptrain.experiments.compare import continuation_conflict, parse_args, run_compare  # noqa: E402
 from sleeptrain.experiments.plot import plot_arms, run_curve  # noqa: E402
 from sleeptrain.experiments.report import METRICS, paired_comparison, run_record  # noqa: E402
 from sleeptrain.fsutil import atomic_write_text  # noqa: E402
@@ -51,15 +51,7 @@ from sleeptrain.stats import mean_sd  # noqa: E402
 
 METRIC_KEYS = {"blimp": "blimp_overall", "val_loss": "final_val_loss"}
 CURVE_POINTS = 300  # training-loss points kept per run in its record
-
-
-def experiment_record(exp) -> dict:
-    """What identifies the study's runs: arms with their overrides, common settings, seeds, the budget."""
-    record = {"arms": {a.name: a.overrides for a in exp.arms}, "common": exp.common, "seeds": exp.seeds,
-              "budget": arm_budgets(exp)}
-    if exp.natural:
-        record["natural"] = exp.natural
-    return record
+STUDY_KEYS = ("arms", "common", "seeds", "budget", "natural")  # what identifies the study's runs
 
 
 def open_ledger(ledger: Path, experiment: dict) -> dict:
@@ -68,16 +60,10 @@ def open_ledger(ledger: Path, experiment: dict) -> dict:
     saved = ledger / "study.json"
     if saved.is_file():
         before = json.loads(saved.read_text())
-        where = f"--results: {str(ledger)!r} holds the records of another study"
-        if before["common"] != experiment["common"]:
-            raise ConfigError(f"{where} (other common settings); choose another --results")
-        if before["budget"]["budget_positions"] != experiment["budget"]["budget_positions"]:
-            raise ConfigError(f"{where} (budget {before['budget']['budget_positions']:,} token positions, now "
-                              f"{experiment['budget']['budget_positions']:,}); choose another --results")
-        changed = [a for a, o in before["arms"].items() if a in experiment["arms"] and experiment["arms"][a] != o]
-        if changed:
-            raise ConfigError(f"{where} (arm(s) {', '.join(changed)} with other overrides); arms may only be added — "
-                              "give a changed arm a new name, or choose another --results")
+        why = continuation_conflict(before, experiment, arms_may_drop=True)
+        if why:
+            raise ConfigError(f"--results: {str(ledger)!r} holds the records of another study ({why}); give a "
+                              "changed arm a new name, or choose another --results")
         arms = {**before["arms"], **experiment["arms"]}
         budgets = {**before["budget"]["arms"], **experiment["budget"]["arms"]}
         experiment = {**before, "arms": arms, "seeds": max(before["seeds"], experiment["seeds"]),
@@ -98,7 +84,7 @@ def describe_run(run_dir: Path) -> dict:
              "non_embedding_parameters": start.get("non_embedding_parameters"), "vocab_size": start.get("vocab_size")}
     masked = ModelConfig(**cfg["model"]).is_masked_lm
     model["objective"] = "masked LM (val_loss: masked-token loss)" if masked else "causal LM"
-    data = {"path": cfg["data"]["path"], "seq_len": cfg["data"]["seq_len"],
+    data = {"source": cfg["data"]["source"], "path": cfg["data"]["path"], "seq_len": cfg["data"]["seq_len"],
             "blimp_scoring": (f"pseudo-log-likelihood ({cfg['eval']['method']})" if masked
                               else "sentence log-probability"),
             "train_tokens": start.get("train_tokens"), "dev_tokens": start.get("dev_tokens"),
@@ -121,7 +107,7 @@ def record_run(ledger: Path, arm: str, seed: int, run_dir: Path) -> Path | None:
 def sync_ledger(ledger: Path, exp_dir: Path) -> None:
     """Record every finished run in `exp_dir` (a `sleeptrain compare` folder) that has no record yet."""
     experiment = json.loads((exp_dir / "experiment.json").read_text())
-    open_ledger(ledger, {k: experiment[k] for k in ("arms", "common", "seeds", "budget", "natural") if k in experiment})
+    open_ledger(ledger, {k: experiment[k] for k in STUDY_KEYS if k in experiment})
     for arm in experiment["arms"]:
         for seed in range(experiment["seeds"]):
             if not (ledger / arm / f"seed{seed}.json").is_file():
@@ -245,10 +231,12 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
              f"`{command}`", ""]
     if summary["model"]:
         m, d = summary["model"], summary["data"]
+        data_name = Path(d["path"]).name if d.get("path") else f"{d.get('source', 'generated')} data"
+        pairs = "BLiMP: all 67 paradigms" if d.get("blimp") else "the generated grammar's minimal pairs"
         lines += [f"Model: {m.get('arch')} {m.get('num_layers')} layers × {m.get('hidden_size')}, "
                   f"{m.get('parameters'):,} parameters ({m.get('non_embedding_parameters'):,} non-embedding), "
-                  f"vocabulary {m.get('vocab_size')}, {m.get('objective', 'causal LM')}. Data: {Path(d['path']).name}, "
-                  f"{d['train_tokens']:,} training tokens, windows of {d['seq_len']}; BLiMP: all 67 paradigms, "
+                  f"vocabulary {m.get('vocab_size')}, {m.get('objective', 'causal LM')}. Data: {data_name}, "
+                  f"{d['train_tokens']:,} training tokens, windows of {d['seq_len']}; {pairs}, "
                   f"{d['blimp_pairs_per_paradigm']} pairs each, scored by "
                   f"{d.get('blimp_scoring', 'sentence log-probability')}.", ""]
     budget = summary["budget"]
@@ -303,8 +291,8 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     phenomena = sorted({p for row in summary["arms"].values() for p in row["by_phenomenon"]})
     if phenomena:
         arms = list(summary["arms"])
-        lines += ["", "## BLiMP by phenomenon (mean over finished seeds)", "", "| phenomenon | " + " | ".join(arms) + " |",
-                  "|---|" + "---|" * len(arms)]
+        lines += ["", "## BLiMP by phenomenon (mean over finished seeds)", "",
+                  "| phenomenon | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
         for p in phenomena:
             cells = [summary["arms"][a]["by_phenomenon"].get(p, {}).get("mean") for a in arms]
             lines.append(f"| {p} | " + " | ".join("—" if c is None else f"{c:.3f}" for c in cells) + " |")
@@ -352,9 +340,9 @@ def main() -> int:
             if exp_dir is None:
                 raise ConfigError("--dir: needed to train (the folder for the run folders, e.g. experiments/lm-study)")
             exp = parse_args([args.spec, f"dir={exp_dir}", *args.overrides])
-            open_ledger(ledger, experiment_record(exp))
-            _, recorded = read_ledger(ledger)
+            recorded = read_ledger(ledger)[1] if (ledger / "study.json").is_file() else {}
             run_compare(exp, recorded=frozenset((a, s) for a, r in recorded.items() for s in r),
+                        on_start=lambda record: open_ledger(ledger, {k: record[k] for k in STUDY_KEYS if k in record}),
                         on_finished=lambda arm, seed, run_dir: record_run(ledger, arm, seed, run_dir))
         study, runs = read_ledger(ledger)
         summary = study_summary(study, runs, spec)

@@ -269,25 +269,44 @@ def job_order(exp: Experiment) -> list[tuple[Arm, int]]:
     return [(arm, seed) for group in (first, rest) for seed in range(exp.seeds) for arm in group]
 
 
+def continuation_conflict(before: dict, record: dict, arms_may_drop: bool = False) -> str | None:
+    """Why the experiment `record` cannot continue the saved one `before` (None when it can): the common settings and
+    the token budget must match and every arm both name must keep its overrides — so the finished runs stay valid.
+    Arms may be added; with `arms_may_drop` (a ledger of records that outlives one command) also left out. The one
+    rule behind `compare dir=` and `tools/lm_study.py --results`; each caller names its own field in the message."""
+    if before.get("common") != record.get("common"):
+        return "other common settings"
+    was, now = (r.get("budget", {}).get("budget_positions") for r in (before, record))
+    if was != now:
+        return f"budget {was:,} token positions, now {now:,}"
+    arms = record.get("arms", {})
+    changed = [arm for arm, overrides in before.get("arms", {}).items()
+               if arms.get(arm) != overrides and (arm in arms or not arms_may_drop)]
+    if changed:
+        how = "with other overrides" if arms_may_drop else "missing or with other overrides"
+        return f"arm(s) {', '.join(changed)} {how}; arms may only be added"
+    return None
+
+
 def added_arms(before: dict, record: dict, exp_dir: Path) -> list[str]:
     """An experiment folder takes its own experiment again, or the same one with arms added (the finished runs stay
-    valid: same common settings, same overrides per arm). Returns the added arms; anything else is refused."""
-    if before.get("common") != record["common"]:
-        raise ConfigError(f"dir: {str(exp_dir)!r} holds an experiment with other common settings; choose another "
-                          "dir=")
-    changed = [arm for arm, overrides in before.get("arms", {}).items() if record["arms"].get(arm) != overrides]
-    if changed:
-        raise ConfigError(f"dir: {str(exp_dir)!r} holds a different experiment (arm(s) {', '.join(changed)} missing "
-                          "or with other overrides; arms may only be added); choose another dir=")
+    valid). Returns the added arms; anything else is refused (see `continuation_conflict`)."""
+    why = continuation_conflict(before, record)
+    if why:
+        raise ConfigError(f"dir: {str(exp_dir)!r} holds a different experiment ({why}); finished runs would not be "
+                          "comparable — choose another dir=")
     return [arm for arm in record["arms"] if arm not in before.get("arms", {})]
 
 
-def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), on_finished=None) -> Path:
+def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), on_start=None,
+                on_finished=None) -> Path:
     """Train every arm x seed not finished yet, then write the report.
 
     For a caller that keeps its own record of finished runs outside `dir` (tools/lm_study.py commits one per run, so
     a study outlives its run folders): `recorded` holds (arm, seed) pairs finished earlier — they are skipped where
-    `dir` has no trace of them — and `on_finished(arm, seed, run_dir)` is called as each run finishes here."""
+    `dir` has no trace of them; `on_start(record)` receives the experiment record (arms, common settings, seeds,
+    budget: what `dir`/experiment.json holds) before the first run and may refuse it by raising; and
+    `on_finished(arm, seed, run_dir)` is called as each run finishes here."""
     exp_dir = exp.dir or timestamped_dir("experiments")
     exp_dir.mkdir(parents=True, exist_ok=True)
     saved = exp_dir / "experiment.json"
@@ -297,15 +316,12 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
     if exp.natural:
         record["natural"] = exp.natural
     if saved.is_file():
-        before = json.loads(saved.read_text())
-        added = added_arms(before, record, exp_dir)
+        added = added_arms(json.loads(saved.read_text()), record, exp_dir)
         if added:
             log(f"compare: adding arm(s) {', '.join(added)} to the experiment in {exp_dir}; its finished runs stay")
-        if before["budget"]["budget_positions"] != budgets["budget_positions"]:
-            raise ConfigError(f"budget.tokens: {str(exp_dir)!r} was run at {before['budget']['budget_positions']:,} "
-                              f"token positions, now {budgets['budget_positions']:,}; finished runs would not be "
-                              "comparable — keep the budget or choose another dir=")
     saved.write_text(json.dumps(record, indent=1))
+    if on_start is not None:
+        on_start(record)
     log(f"compare: {len(exp.arms)} arms x {exp.seeds} seeds, budget {budgets['budget_positions']:,} token "
         f"positions per run -> {exp_dir}")
     jobs = job_order(exp)
