@@ -19,7 +19,7 @@ from sleeptrain.lm.checkpoint import CheckpointWriteError, checkpoint_dirs, late
 from sleeptrain.cli import main
 from sleeptrain.lm.metrics_log import read_metrics
 from sleeptrain.presets import load_config
-from sleeptrain.lm.loop import TrainingDiverged
+from sleeptrain.lm.guards import TrainingDiverged
 from sleeptrain.lm.train import train
 
 FAULT_RUN = [*TINY_RUN, "schedule=single_pass", "train.max_steps=24", "train.log_every=4", "checkpoint.every=4",

@@ -26,6 +26,7 @@ from sleeptrain.config import Config
 from sleeptrain.data.samples import IGNORE_INDEX, make_batcher
 from sleeptrain.errors import SleeptrainError
 from sleeptrain.lm import trainer_state
+from sleeptrain.lm.guards import TrainingDiverged, all_finite, diverged_message  # TrainingDiverged: re-exported
 from sleeptrain.lm.losses import forward_losses, per_sample_loss, resolve_loss_impl
 from sleeptrain.lm.metrics_log import MetricsLog
 from sleeptrain.lm.phases import PhasePlan, Stage
@@ -43,10 +44,6 @@ class RunInterrupted(SleeptrainError):
     """SIGINT/SIGTERM during training: a checkpoint was written, the run can be resumed."""
 
     exit_code = 130
-
-
-class TrainingDiverged(SleeptrainError):
-    """The training loss became NaN or inf."""
 
 
 class TrainingLoop:
@@ -70,6 +67,7 @@ class TrainingLoop:
         self.masked = cfg.model.is_masked_lm
         self.device = accelerator.device
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        self.reduce = accelerator.reduce if self.world > 1 else None  # sums a tensor over processes (None: one)
         self.micro = cfg.train.micro_batch_size or cfg.train.batch_size
         self.lr_fn = lr_function(plan, cfg)
         self.batcher = make_batcher(tokenizer, self.masked, cfg.model.mlm_probability, seed=cfg.seed)
@@ -125,7 +123,7 @@ class TrainingLoop:
         step_loss, sample_losses = forward_backward(
             self.acc, self.model, local, self.micro, weight / n_label_tokens, self.masked, self.loss_impl,
             self.cfg.train.loss_chunk_mb * 2**20, self.compiled, self._to_device, local_ids is not None)
-        if self.cfg.train.on_nan == "skip_batch" and not self._all_finite(step_loss):
+        if self.cfg.train.on_nan == "skip_batch" and not all_finite((step_loss,), self.reduce):
             self.optimizer.zero_grad(set_to_none=True)
             self.metrics.write({"event": "nan_skipped", "step": self.step, "phase": self.stage.phase,
                                 "cycle": self.stage.cycle})
@@ -162,9 +160,6 @@ class TrainingLoop:
         """A complete HF model folder (weights, config, tokenizer) of the current weights."""
         save_final(self.acc.unwrap_model(self.model), self.tokenizer, folder, self.cfg.data.seq_len)
 
-    def _all_finite(self, *values: torch.Tensor) -> bool:
-        return all_finite(values, self.acc.reduce if self.world > 1 else None)
-
     def after_step(self, lr: float) -> None:
         tc = self.cfg.train
         self.words.save_due(self.save_model, self.metrics.write, self.step)  # BabyLM word-count checkpoints
@@ -176,9 +171,9 @@ class TrainingLoop:
             self.evaluator.blimp(self.acc.unwrap_model(self.model), self.step, self.tokens)
         every = self.cfg.checkpoint.every
         if every and self.step % every == 0 and not (self._stage_ends_now() and self.cfg.checkpoint.phase_boundaries):
-            self.save_checkpoint((self.stage_index, self.step - self.stage.start, True))
+            trainer_state.checkpoint(self, (self.stage_index, self.step - self.stage.start, True))
         if self.interrupt.requested(self.step, self.cfg.train.log_every, self.acc):
-            self.save_checkpoint((self.stage_index, self.step - self.stage.start, True))
+            trainer_state.checkpoint(self, (self.stage_index, self.step - self.stage.start, True))
             raise RunInterrupted(f"interrupted by signal {self.interrupt.signal} at step {self.step}; checkpoint "
                                  f"{self.last_checkpoint}; continue with: sleeptrain train resume={self.run_dir}")
 
@@ -189,9 +184,9 @@ class TrainingLoop:
     def log_train(self, lr: float) -> None:
         if not self.interval.steps:
             return
-        loss, tokens_per_s = self.interval.read(self.acc.reduce if self.world > 1 else None)
+        loss, tokens_per_s = self.interval.read(self.reduce)
         if not math.isfinite(loss):
-            raise TrainingDiverged(self._diverged_message(loss))
+            raise TrainingDiverged(diverged_message(loss, self.step, self.last_checkpoint))
         self.sleep_cycle.replay.sync()
         record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
                   "words_seen": self.words.words,
@@ -202,12 +197,6 @@ class TrainingLoop:
             self.acc.log({"loss": loss, "lr": lr}, step=self.step)
         self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
         self.interval.reset()
-
-    def _diverged_message(self, loss: float) -> str:
-        kept = (f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
-                else "; no checkpoint was written before it")
-        return (f"train: the training loss became {loss} by step {self.step}{kept} (lower train.lr, check the "
-                f"data, or set train.on_nan=skip_batch)")
 
     def elapsed(self) -> float:
         """Wall seconds of the run so far, all sessions together (this session's only where `seconds_before` is
@@ -256,7 +245,7 @@ class TrainingLoop:
         stages = self.plan.stages
         if not self.cfg.checkpoint.phase_boundaries or (i + 1 < len(stages) and stages[i + 1].steps == 0):
             return
-        self.save_checkpoint((i + 1, 0, False))
+        trainer_state.checkpoint(self, (i + 1, 0, False))
 
     def wake(self, stage: Stage, first_offset: int = 0) -> None:
         if first_offset == 0 and hasattr(self.train_samples, "windows_sha256"):  # FORGETTER: this epoch's draw
@@ -309,30 +298,6 @@ class TrainingLoop:
                 self.acc.unwrap_model(self.model).compile()
                 self.warm_compiled()
             self.metrics.write({"event": "sleep_op", "op": name, "step": self.step, "cycle": stage.cycle, **changed})
-
-    # --- checkpoints ---
-    def save_checkpoint(self, cursor: tuple[int, int, bool]) -> None:
-        """Everything needed to continue exactly from `cursor` = (stage index, steps done in it, sleep started).
-        Collective (every process syncs replay scores and checks for NaN); process 0 writes."""
-        self.sleep_cycle.replay.sync()
-        self._check_finite_before_checkpoint()
-        if self.acc.is_main_process:
-            self.last_checkpoint = trainer_state.save(self, cursor)
-            self.metrics.write({"event": "checkpoint", "step": self.step, "path": str(self.last_checkpoint)})
-        if self.world > 1:
-            self.acc.wait_for_everyone()
-
-    def _check_finite_before_checkpoint(self) -> None:
-        """A checkpoint is only written from finite weights after finite losses: the newest stays a good one."""
-        if not self._all_finite(self.interval.loss, *self.acc.unwrap_model(self.model).parameters()):
-            raise TrainingDiverged(self._diverged_message(float("nan")))
-
-    def load_checkpoint(self, path: Path) -> dict:
-        """Restore everything `save_checkpoint` wrote; the next `run()` continues at the saved cursor."""
-        state = trainer_state.load(self, path)
-        self.last_checkpoint = Path(path)
-        self.bar.update(self.step)
-        return state
 
 
 class Interrupt:
@@ -415,16 +380,6 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t
-
-
-def all_finite(values, reduce=None) -> bool:
-    """True when every tensor in `values` is finite (on every process, `reduce` summing over them; one host sync)."""
-    bad = torch.zeros(1, device=values[0].device)
-    for value in values:
-        bad += (~torch.isfinite(value)).any().float()
-    if reduce is not None:
-        bad = reduce(bad, "sum")
-    return not bool(bad.item())
 
 
 def right_padded(mask: torch.Tensor) -> bool:

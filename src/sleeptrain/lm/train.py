@@ -20,10 +20,12 @@ import torch
 from sleeptrain.config import Config
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import RunLock, atomic_write_text
+from sleeptrain.lm import trainer_state
 from sleeptrain.lm.phases import describe_truncation
 from sleeptrain.lm.compiling import resolve_compile
 from sleeptrain.lm.precision import resolve_precision
-from sleeptrain.lm.loop import RunInterrupted, TrainingDiverged, TrainingLoop  # noqa: F401  (re-exported)
+from sleeptrain.lm.loop import RunInterrupted, TrainingLoop
+from sleeptrain.lm.guards import TrainingDiverged  # noqa: F401  (re-exported)
 from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
 from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
 from sleeptrain.lm.run_setup import (check_new_run_dir, check_processes, check_runtime, default_run_dir,
@@ -122,7 +124,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
             if plan.truncated and accelerator.is_main_process:
                 print(f"sleeptrain: note: {describe_truncation(plan.truncated)}", file=sys.stderr, flush=True)
         else:
-            saved = loop.load_checkpoint(resume_from)
+            saved = trainer_state.restore(loop, resume_from)
             if accelerator.is_main_process:  # allowed changes (resume.allow_changes) become the run's config
                 atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
             metrics.close()

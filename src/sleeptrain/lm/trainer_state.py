@@ -1,7 +1,8 @@
 """What a checkpoint holds of a training loop, beside the model and the optimizer: counters, the cursor, RNG
 states, the masked-LM batcher's generator, and every sleep mechanism's state (`SleepCycle.state_dict`).
 
-`save` and `load` are the loop's checkpoint codec: they read and restore the loop's own fields, nothing else.
+`save` and `load` are the loop's checkpoint codec: they read and restore the loop's own fields, nothing else;
+`checkpoint` and `restore` are what the loop calls (the collective steps around them, the newest good checkpoint).
 """
 
 from __future__ import annotations
@@ -9,11 +10,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from sleeptrain.errors import ConfigError
+from sleeptrain.lm.guards import TrainingDiverged, all_finite, diverged_message
 from sleeptrain.lm.checkpoint import capture_rng_states, load_weights_into, restore_rng_states
 from sleeptrain.lm.checkpoint import load_checkpoint as read_checkpoint
 from sleeptrain.lm.checkpoint import save_checkpoint as write_checkpoint
 from sleeptrain.lm.metrics_log import code_version
 from sleeptrain.presets import config_to_yaml
+
+
+def checkpoint(loop, cursor: tuple[int, int, bool]) -> None:
+    """Everything needed to continue exactly from `cursor` = (stage index, steps done in it, sleep started).
+    Collective (every process syncs replay scores and checks for NaN); process 0 writes. Only finite weights after
+    finite losses are written, so the newest checkpoint stays a good one."""
+    loop.sleep_cycle.replay.sync()
+    if not all_finite((loop.interval.loss, *loop.acc.unwrap_model(loop.model).parameters()), loop.reduce):
+        raise TrainingDiverged(diverged_message(float("nan"), loop.step, loop.last_checkpoint))
+    if loop.acc.is_main_process:
+        loop.last_checkpoint = save(loop, cursor)
+        loop.metrics.write({"event": "checkpoint", "step": loop.step, "path": str(loop.last_checkpoint)})
+    if loop.world > 1:
+        loop.acc.wait_for_everyone()
+
+
+def restore(loop, path: Path) -> dict:
+    """Restore everything `checkpoint` wrote; the loop's next `run()` continues at the saved cursor."""
+    state = load(loop, path)
+    loop.last_checkpoint = Path(path)
+    loop.bar.update(loop.step)
+    return state
 
 
 def save(loop, cursor: tuple[int, int, bool]) -> Path:
