@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write_json
+from sleeptrain.lm.attention import resolve_attention
 from sleeptrain.lm.metrics_log import read_metrics
 
 BENCH_DATA = ["train.compile=false", "data.generated.train_sentences=60000", "run.progress=false", "run.plot=false", "eval.final=false",
@@ -71,8 +72,10 @@ def sleeptrain_run(overrides: list[str], run_dir: Path) -> dict:
             "wall_s": wall, "final_loss": records[-1]["loss"]}
 
 
-def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Path, compile: bool = False) -> dict:
-    """The same model and packed samples through `transformers.Trainer`."""
+def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Path, compile: bool = False,
+                   attention: str | None = None) -> dict:
+    """The same model and packed samples through `transformers.Trainer` (its default attention kernel, SDPA, unless
+    `attention` names another: the like-with-like comparison of the two loops)."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from sleeptrain.data.corpus import load_corpus
@@ -90,6 +93,8 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
     batcher = make_batcher(tokenizer, False)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
+    if attention is not None:
+        model.set_attn_implementation(attention)
 
     class Samples(torch.utils.data.Dataset):
         def __len__(self):
@@ -142,6 +147,9 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             peak = peak_flops(dtype)
             over = [*common, f"train.precision={precision}"]
+            # the kernel sleeptrain's train.attention=auto takes here; where it is not the Trainer's default (SDPA),
+            # the Trainer also runs with it, so the loops are compared like with like as well
+            kernel = resolve_attention("auto", precision, on_cuda=torch.cuda.is_available())[0]
             runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": []}
             for r in range(repeats):  # interleaved, so slow phases of the machine hit every variant alike
                 runs["ours"].append(sleeptrain_run([*over, "schedule=single_pass"], tmp / f"single-{precision}-{r}"))
@@ -154,6 +162,12 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile
                         [*over, "schedule=single_pass", "train.compile=true"], tmp / f"compiled-{precision}-{r}"))
                     runs.setdefault("hf_compiled", []).append(hf_trainer_run(over, steps, precision,
                                                                              tmp / f"hfc-{precision}-{r}", True))
+                if kernel != "sdpa":
+                    runs.setdefault("hf_same_kernel", []).append(hf_trainer_run(
+                        over, steps, precision, tmp / f"hfk-{precision}-{r}", attention=kernel))
+                    if compile:
+                        runs.setdefault("hf_compiled_same_kernel", []).append(hf_trainer_run(
+                            over, steps, precision, tmp / f"hfck-{precision}-{r}", True, attention=kernel))
             ours, hf, sleep, loop_adamw = (best(runs[k]) for k in ("ours", "hf", "sleep", "for_loop"))
             fpt = hf["flops_per_token"]
             row = {"precision": precision, "sleeptrain_tokens_per_s": ours["tokens_per_s"],
@@ -170,6 +184,16 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile
                        "compiled_vs_hf": best(runs["compiled"])["tokens_per_s"] / hf["tokens_per_s"],
                        "compiled_vs_hf_compiled": (best(runs["compiled"])["tokens_per_s"]
                                                    / best(runs["hf_compiled"])["tokens_per_s"])} if compile else {}),
+                   "attention": kernel,
+                   **({"hf_same_kernel_tokens_per_s": best(runs["hf_same_kernel"])["tokens_per_s"],
+                       "sleeptrain_vs_hf_same_kernel": (ours["tokens_per_s"]
+                                                        / best(runs["hf_same_kernel"])["tokens_per_s"])}
+                      if kernel != "sdpa" else {}),
+                   **({"hf_compiled_same_kernel_tokens_per_s": best(runs["hf_compiled_same_kernel"])["tokens_per_s"],
+                       "compiled_vs_hf_compiled_same_kernel": (
+                           best(runs["compiled"])["tokens_per_s"]
+                           / best(runs["hf_compiled_same_kernel"])["tokens_per_s"])}
+                      if kernel != "sdpa" and compile else {}),
                    "final_loss_sleeptrain": ours["final_loss"],
                    "all_runs_tokens_per_s": {k: [r["tokens_per_s"] for r in v] for k, v in runs.items()}}
             out["rows"].append(row)
@@ -185,6 +209,12 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile
                       f"tok/s = {row['compiled_vs_hf']:.2f}x the Trainer's default, "
                       f"{row['compiled_vs_hf_compiled']:.2f}x the Trainer with torch_compile=True "
                       f"({row['hf_compiled_tokens_per_s']:,.0f} tok/s)")
+            if kernel != "sdpa":
+                print(f"{model} {precision}: sleeptrain attention={kernel} (train.attention=auto); the Trainer with "
+                      f"the same kernel {row['hf_same_kernel_tokens_per_s']:,.0f} tok/s (sleeptrain "
+                      f"{row['sleeptrain_vs_hf_same_kernel']:.2f}x)" + (
+                          f", compiled {row['hf_compiled_same_kernel_tokens_per_s']:,.0f} tok/s (compiled sleeptrain "
+                          f"{row['compiled_vs_hf_compiled_same_kernel']:.2f}x)" if compile else ""))
     if len(out["rows"]) == 2:  # bf16 numerics: the same run's training loss in both precisions
         fp32, bf16 = out["rows"]
         out["bf16_final_loss_diff"] = bf16["final_loss_sleeptrain"] - fp32["final_loss_sleeptrain"]

@@ -305,6 +305,34 @@ def test_an_auto_run_records_its_precision(tmp_path):
     assert "note: train.precision=auto ->" in result.stderr
     state = json.loads(next((run_dir / "checkpoints").glob("step-*/trainer_state.json")).read_text())
     assert state["precision"] == start["precision"]
+    # train.attention=auto follows the precision on a CPU (eager under bf16), and a checkpoint keeps the choice
+    assert start["attention"] == ("eager" if start["precision"] == "bf16" else "sdpa") == state["attention"]
+    assert start["attention_note"].startswith(f"train.attention=auto -> {start['attention']}")
+
+
+def test_attention_auto_takes_eager_only_on_a_cpu_under_bf16_and_a_resume_keeps_the_choice():
+    from sleeptrain.lm.attention import resolve_attention
+
+    assert resolve_attention("auto", "bf16", on_cuda=False)[0] == "eager"
+    assert resolve_attention("auto", "fp32", on_cuda=False) == ("sdpa", "train.attention=auto -> sdpa (CPU, fp32)")
+    assert resolve_attention("auto", "bf16", on_cuda=True)[0] == "sdpa"
+    assert resolve_attention("eager", "fp32", on_cuda=True) == ("eager", "train.attention=eager (as set)")
+    # a run resumed on a bf16 CPU keeps what it started with (a checkpoint from before the choice existed: sdpa)
+    assert resolve_attention("auto", "bf16", on_cuda=False, resumed="sdpa")[0] == "sdpa"
+    with pytest.raises(Exception, match="train.attention: 'flash' is not allowed; choose one of auto, sdpa, eager"):
+        load_config(["train.attention=flash"])
+
+
+def test_an_eager_attention_run_trains_and_its_model_folder_loads_with_the_default_kernel(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_config([*TINY_RUN, "train.max_steps=4", "eval.final=false", "train.attention=eager",
+                       f"run.dir={tmp_path / 'run'}"]).config
+    result = train(cfg)
+    assert result.final_val_loss < result.first_val_loss
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[0]["attention"] == "eager"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
+    assert loaded.config._attn_implementation == "sdpa"  # the kernel is a training setting, not saved
 
 
 def test_compile_auto_compiles_long_cpu_runs_with_a_compiler_only(monkeypatch):

@@ -90,6 +90,7 @@ class TrainingLoop:
         self.last_checkpoint: Path | None = None
         self.words = WordMeter(tokenizer, cfg.checkpoint.words, run_dir, accelerator.is_main_process)
         self.precision = cfg.train.precision  # train() sets the resolved one (auto -> bf16 | fp32)
+        self.attention = "sdpa"  # train() sets the resolved train.attention (kept in checkpoints for a resume)
         self.loss_impl = resolve_loss_impl(cfg.train.loss, cfg.model.is_masked_lm)
         self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
                                    log=lambda record: self.metrics.write(record))

@@ -22,6 +22,7 @@ from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import RunLock, atomic_write_text
 from sleeptrain.lm import trainer_state
 from sleeptrain.lm.phases import describe_truncation
+from sleeptrain.lm.attention import resolve_attention
 from sleeptrain.lm.compiling import resolve_compile
 from sleeptrain.lm.precision import resolve_precision
 from sleeptrain.lm.loop import RunInterrupted, TrainingLoop
@@ -103,6 +104,9 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         set_seed(cfg.seed)
         model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
         params = count_parameters(model)
+        resumed_attention = (saved_state(resume_from).get("attention", "sdpa") if resume_from else None)
+        attention, attention_note = resolve_attention(cfg.train.attention, precision, on_cuda, resumed_attention)
+        model.set_attn_implementation(attention)
         metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
         compiled, compile_note = resolve_compile(cfg.train.compile, plan.total_steps, on_cuda,
                                                  saved_state(resume_from).get("compiled", False) if resume_from
@@ -111,7 +115,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
             print(f"sleeptrain: note: {compile_note}", file=sys.stderr, flush=True)
         loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics,
                             compiled=compiled, started_at=t_start)
-        loop.precision = precision
+        loop.precision, loop.attention = precision, attention
         if resume_from is None:
             metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
                            "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
@@ -120,7 +124,8 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                            "processes": accelerator.num_processes,
                            "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages],
                            "truncated": plan.truncated, "precision": precision,
-                           "precision_note": precision_note, "compiled": compiled, "compile_note": compile_note})
+                           "precision_note": precision_note, "compiled": compiled, "compile_note": compile_note,
+                           "attention": attention, "attention_note": attention_note})
             if plan.truncated and accelerator.is_main_process:
                 print(f"sleeptrain: note: {describe_truncation(plan.truncated)}", file=sys.stderr, flush=True)
         else:

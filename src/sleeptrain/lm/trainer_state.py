@@ -50,7 +50,8 @@ def save(loop, cursor: tuple[int, int, bool]) -> Path:
              "total_steps": loop.plan.total_steps, "first_val": loop.evaluator.first_val,
              "last_val": loop.evaluator.last_val, "sleep": sleep_values, "metrics_bytes": loop.metrics.tell(),
              "seed": loop.cfg.seed, "processes": loop.world, "code_version": code_version(),
-             "precision": loop.precision, "compiled": loop.compiled, "words": loop.words.words,
+             "precision": loop.precision, "attention": loop.attention, "compiled": loop.compiled,
+             "words": loop.words.words,
              "seconds": loop.elapsed() if loop.seconds_before is not None else None}
     return write_checkpoint(loop.run_dir, loop.step, loop.acc.unwrap_model(loop.model), loop.optimizer,
                             loop.tokenizer, config_to_yaml(loop.cfg), state, tensors, loop.cfg.checkpoint.keep)

@@ -1,0 +1,32 @@
+"""benchmarks/train_throughput.py runs its CPU path end to end (the same code runs on CUDA when present): every
+figure of a row is there, and the Trainer is also run with sleeptrain's attention kernel where that is not SDPA."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_RUN
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
+def test_the_throughput_benchmark_reports_both_loops_and_like_with_like_kernels(monkeypatch, kernel):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # the repository root holds benchmarks/
+    import benchmarks.train_throughput as bench
+
+    small = [w for w in TINY_RUN if not w.startswith(("train.precision", "train.log_every", "train.eval_every"))]
+    monkeypatch.setattr(bench, "BENCH_DATA", [*bench.BENCH_DATA[:1], *bench.BENCH_DATA[2:], *small])
+    monkeypatch.setattr(bench, "peak_flops", lambda dtype: 1e11)
+    # the kernel `train.attention=auto` would take (eager: a CPU under bf16, faked here in fp32)
+    monkeypatch.setattr(bench, "resolve_attention", lambda *a, **k: (kernel, "faked"))
+    out = bench.run("tiny", steps=24, precisions=["fp32"], repeats=1, compile=False)
+    row = out["rows"][0]
+    assert row["attention"] == kernel and row["precision"] == "fp32"
+    for key in ("sleeptrain_tokens_per_s", "hf_trainer_tokens_per_s", "sleep_strict_tokens_per_s", "mfu_sleeptrain"):
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert math.isclose(row["sleeptrain_vs_hf"], row["sleeptrain_tokens_per_s"] / row["hf_trainer_tokens_per_s"])
+    assert ("hf_same_kernel_tokens_per_s" in row) == (kernel != "sdpa")
+    assert set(row["all_runs_tokens_per_s"]) == {"ours", "hf", "sleep", "for_loop"} | (
+        {"hf_same_kernel"} if kernel != "sdpa" else set())
