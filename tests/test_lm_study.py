@@ -281,4 +281,4 @@ def test_the_tool_trains_records_each_run_and_a_rerun_trains_nothing(tmp_path):
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("lm_study: --results: ") and "(arm(s) epochs with other overrides" in proc.stderr
-    assert not (tmp_path / "exp2" / "runs").exists()
+    assert not (tmp_path / "exp2" / "runs").exists() and not (tmp_path / "exp2" / "experiment.json").exists()

@@ -84,7 +84,7 @@ def describe_run(run_dir: Path) -> dict:
              "non_embedding_parameters": start.get("non_embedding_parameters"), "vocab_size": start.get("vocab_size")}
     masked = ModelConfig(**cfg["model"]).is_masked_lm
     model["objective"] = "masked LM (val_loss: masked-token loss)" if masked else "causal LM"
-    data = {"source": cfg["data"]["source"], "path": cfg["data"]["path"], "seq_len": cfg["data"]["seq_len"],
+    data = {"source": cfg["data"].get("source"), "path": cfg["data"]["path"], "seq_len": cfg["data"]["seq_len"],
             "blimp_scoring": (f"pseudo-log-likelihood ({cfg['eval']['method']})" if masked
                               else "sentence log-probability"),
             "train_tokens": start.get("train_tokens"), "dev_tokens": start.get("dev_tokens"),

@@ -278,7 +278,7 @@ def continuation_conflict(before: dict, record: dict, arms_may_drop: bool = Fals
         return "other common settings"
     was, now = (r.get("budget", {}).get("budget_positions") for r in (before, record))
     if was != now:
-        return f"budget {was:,} token positions, now {now:,}"
+        return f"budget {was if was is None else f'{was:,}'} token positions, now {now if now is None else f'{now:,}'}"
     arms = record.get("arms", {})
     changed = [arm for arm, overrides in before.get("arms", {}).items()
                if arms.get(arm) != overrides and (arm in arms or not arms_may_drop)]
@@ -319,9 +319,9 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
         added = added_arms(json.loads(saved.read_text()), record, exp_dir)
         if added:
             log(f"compare: adding arm(s) {', '.join(added)} to the experiment in {exp_dir}; its finished runs stay")
-    saved.write_text(json.dumps(record, indent=1))
-    if on_start is not None:
+    if on_start is not None:  # before experiment.json: a refused experiment leaves no trace in dir
         on_start(record)
+    saved.write_text(json.dumps(record, indent=1))
     log(f"compare: {len(exp.arms)} arms x {exp.seeds} seeds, budget {budgets['budget_positions']:,} token "
         f"positions per run -> {exp_dir}")
     jobs = job_order(exp)
