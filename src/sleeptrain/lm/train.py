@@ -95,7 +95,10 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     try:
         pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
         on_cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
-        precision, precision_note = resolve_precision(cfg.train.precision, on_cuda, saved_precision(resume_from))
+        # what the run chose when it started (precision, attention kernel, compile): a resume keeps it
+        started = saved_state(resume_from) if resume_from else None
+        precision, precision_note = resolve_precision(cfg.train.precision, on_cuda,
+                                                      started.get("precision") if started else None)
         accelerator = make_accelerator(cfg, run_dir, precision)
         if accelerator.is_main_process and (cfg.train.precision == "auto" or precision_note.startswith("warning")):
             print(f"sleeptrain: {'' if precision_note.startswith('warning') else 'note: '}{precision_note}",
@@ -104,13 +107,12 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         set_seed(cfg.seed)
         model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
         params = count_parameters(model)
-        resumed_attention = (saved_state(resume_from).get("attention", "sdpa") if resume_from else None)
-        attention, attention_note = resolve_attention(cfg.train.attention, precision, on_cuda, resumed_attention)
+        attention, attention_note = resolve_attention(cfg.train.attention, precision, on_cuda,
+                                                      started.get("attention", "sdpa") if started is not None else None)
         model.set_attn_implementation(attention)
         metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
         compiled, compile_note = resolve_compile(cfg.train.compile, plan.total_steps, on_cuda,
-                                                 saved_state(resume_from).get("compiled", False) if resume_from
-                                                 else None)
+                                                 started.get("compiled", False) if started is not None else None)
         if accelerator.is_main_process and compiled and cfg.train.compile == "auto":
             print(f"sleeptrain: note: {compile_note}", file=sys.stderr, flush=True)
         loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics,
@@ -224,11 +226,6 @@ def saved_state(checkpoint: Path | None) -> dict:
         return json.loads((Path(checkpoint) / "trainer_state.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def saved_precision(checkpoint: Path | None) -> str | None:
-    """The precision the run resolved when it started (kept in its checkpoints), for `auto` on resume."""
-    return saved_state(checkpoint).get("precision")
 
 
 @contextlib.contextmanager
