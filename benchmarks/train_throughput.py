@@ -1,6 +1,12 @@
 """Training throughput: sleeptrain vs a plain `transformers.Trainer` loop, sleep overhead, and MFU.
 
-    python -m benchmarks.train_throughput [--model tiny] [--steps 60] [--precisions fp32 bf16]
+    python -m benchmarks.train_throughput [--model tiny] [--steps 60] [--precisions fp32 bf16] [--compile]
+        [--device auto|cpu|cuda] [--set KEY=VALUE ...]
+
+On a GPU (`--device auto` takes CUDA when one is visible), e.g. the small and base models in bf16:
+
+    python -m benchmarks.train_throughput --model small --steps 200 --precisions bf16 --compile
+    python -m benchmarks.train_throughput --model base --steps 200 --precisions bf16 --compile
 
 Every figure comes from this process, on the same model config, data (the built-in generated corpus), batch size,
 sequence length and precision:
@@ -11,16 +17,24 @@ sequence length and precision:
   compile time outside the measured interval;
 - sleep overhead: a `sleep_strict` run (per-sample scores, top-k selection, re-packing into new contexts) vs a
   `single_pass` run with the same number of steps; overhead = 1 - ratio;
+- peak memory of every run: on CUDA `torch.cuda.max_memory_allocated` (reset before each run); on CPU the largest
+  resident set of the process, sampled every 10 ms, above what it held when the run started (runs share one
+  process, so memory the allocator kept from an earlier run can hide part of a later run's peak: a lower bound);
+- both loops run on the same device: `--device cpu` forces the CPU for both (`train.device=cpu`,
+  `TrainingArguments(use_cpu=True)`), CUDA otherwise when present; `--set` overrides go to both loops (batch size,
+  sequence length, micro-batches: the Trainer gets the same per-device batch and gradient accumulation);
 - MFU = model FLOPs per token x tokens/s / peak FLOP/s. FLOPs per token = 6 N + 6 L T d (N = every matmul weight:
   non-embedding parameters plus the output projection V x d; the second term is the attention score and value
   products, QK^T and AV, forward 2 L T d each -> x3 for backward, causal masking not discounted). The peak is
-  measured here with a 2048^3 matmul in the same precision.
+  measured here with a 2048^3 matmul (8192^3 on CUDA) in the same precision, on the device the loops run on.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,15 +48,63 @@ BENCH_DATA = ["train.compile=false", "data.generated.train_sentences=60000", "ru
               "train.eval_every=0", "checkpoint.every=0", "checkpoint.phase_boundaries=false", "train.log_every=10"]
 
 
-def peak_flops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def resolve_device(device: str) -> str:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device: cuda was asked for but no GPU is visible (use auto or cpu)")
+    if device not in ("auto", "cpu", "cuda"):
+        raise SystemExit(f"--device: {device!r} is not one of auto, cpu, cuda")
+    return "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_flops(dtype: torch.dtype, device: str = "cpu", repeats: int = 5) -> float:
+    n = 8192 if device == "cuda" else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b  # warm-up
+    sync(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best
+
+
+@contextlib.contextmanager
+def peak_memory(device: str):
+    """Yields a dict that holds `peak_memory_mib` once the block ends (see the module docstring for what it is)."""
+    out: dict = {}
+    if device == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        yield out
+        sync(device)
+        out["peak_memory_mib"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+        return
+    import psutil  # a dependency of accelerate
+
+    proc, stop, peak = psutil.Process(), threading.Event(), [0]
+    base = proc.memory_info().rss
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            stop.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        sampler.join()
+        out["peak_memory_mib"] = max(0, max(peak[0], proc.memory_info().rss) - base) / 2 ** 20
 
 
 def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
@@ -60,8 +122,10 @@ def sleeptrain_run(overrides: list[str], run_dir: Path) -> dict:
     from sleeptrain.lm.train import train
 
     cfg = load_config([*BENCH_DATA, *overrides, f"run.dir={run_dir}"]).config
+    device = "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
-    result = train(cfg)
+    with peak_memory(device) as mem:
+        result = train(cfg)
     wall = time.perf_counter() - start
     records = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
     # intervals after the first (warm-up): tokens between consecutive records, at each record's measured rate
@@ -69,13 +133,14 @@ def sleeptrain_run(overrides: list[str], run_dir: Path) -> dict:
     seconds = sum(t / r["tokens_per_s"] for t, r in zip(tokens, records[1:]))
     steps = records[-1]["step"] - records[0]["step"]
     return {"tokens_per_s": sum(tokens) / seconds, "steps_per_s": steps / seconds, "steps": result.steps,
-            "wall_s": wall, "final_loss": records[-1]["loss"]}
+            "wall_s": wall, "final_loss": records[-1]["loss"], **mem}
 
 
 def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Path, compile: bool = False,
                    attention: str | None = None) -> dict:
     """The same model and packed samples through `transformers.Trainer` (its default attention kernel, SDPA, unless
-    `attention` names another: the like-with-like comparison of the two loops)."""
+    `attention` names another: the like-with-like comparison of the two loops), on the device `train.device` and
+    CUDA's presence give sleeptrain, with the same per-device batch and gradient accumulation."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from sleeptrain.data.corpus import load_corpus
@@ -108,28 +173,35 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
         return batcher(torch.stack([r["input_ids"] for r in rows]), torch.stack([r["attention_mask"] for r in rows]))
 
     stamps: list[float] = []
+    tc = cfg.train
+    device = "cuda" if tc.device != "cpu" and torch.cuda.is_available() else "cpu"
+    warm = tc.log_every  # the same warm-up as the sleeptrain figure (its first log interval)
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (warm, steps):  # CUDA runs ahead of the host: wait at the measured ends only
+                sync(device)
             stamps.append(time.perf_counter())
 
-    tc = cfg.train
-    args = TrainingArguments(output_dir=str(run_dir), per_device_train_batch_size=tc.batch_size, max_steps=steps,
+    micro = tc.micro_batch_size or tc.batch_size
+    args = TrainingArguments(output_dir=str(run_dir), per_device_train_batch_size=micro,
+                             gradient_accumulation_steps=tc.batch_size // micro, max_steps=steps,
                              learning_rate=tc.lr, weight_decay=tc.weight_decay, adam_beta1=tc.beta1,
                              adam_beta2=tc.beta2, max_grad_norm=tc.clip_grad or 0.0, warmup_steps=tc.warmup_steps,
-                             lr_scheduler_type="cosine", bf16=precision == "bf16", use_cpu=True, report_to=[],
+                             lr_scheduler_type="cosine", bf16=precision == "bf16", use_cpu=device == "cpu",
+                             report_to=[],
                              save_strategy="no", logging_steps=tc.log_every, dataloader_num_workers=0,
                              disable_tqdm=True, seed=cfg.seed, optim="adamw_torch", torch_compile=compile)
     trainer = Trainer(model=model, args=args, train_dataset=Samples(), data_collator=collate,
                       callbacks=[Clock()])
     start = time.perf_counter()
-    trainer.train()
+    with peak_memory(device) as mem:
+        trainer.train()
     wall = time.perf_counter() - start
-    warm = tc.log_every  # the same warm-up as the sleeptrain figure (its first log interval)
     tokens_per_step = tc.batch_size * cfg.data.seq_len  # packed blocks: every row is full but the last
     seconds = stamps[-1] - stamps[warm - 1]
     return {"tokens_per_s": tokens_per_step * (len(stamps) - warm) / seconds, "steps": len(stamps), "wall_s": wall,
-            "flops_per_token": flops_per_token(model, cfg.data.seq_len)}
+            "flops_per_token": flops_per_token(model, cfg.data.seq_len), **mem}
 
 
 def best(runs: list[dict]) -> dict:
@@ -137,19 +209,22 @@ def best(runs: list[dict]) -> dict:
     return max(runs, key=lambda r: r["tokens_per_s"])
 
 
-def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile: bool = False) -> dict:
-    out: dict = {"benchmark": "train_throughput", "model": model, "steps": steps, "repeats": repeats, "rows": []}
-    common = [f"model={model}", f"train.max_steps={steps}"]
+def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile: bool = False,
+        device: str = "auto", overrides: list[str] | None = None) -> dict:
+    device = resolve_device(device)
+    out: dict = {"benchmark": "train_throughput", "model": model, "steps": steps, "repeats": repeats,
+                 "device": device, "overrides": list(overrides or []), "rows": []}
+    common = [f"model={model}", f"train.max_steps={steps}", f"train.device={device}", *(overrides or [])]
     sleep_schedule = ["schedule=sleep_strict", "schedule.n_cycles=20", "schedule.sleep_wake_ratio=0.5"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for precision in precisions:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            peak = peak_flops(dtype)
+            peak = peak_flops(dtype, device)
             over = [*common, f"train.precision={precision}"]
             # the kernel sleeptrain's train.attention=auto takes here; where it is not the Trainer's default (SDPA),
             # the Trainer also runs with it, so the loops are compared like with like as well
-            kernel = resolve_attention("auto", precision, on_cuda=torch.cuda.is_available())[0]
+            kernel = resolve_attention("auto", precision, on_cuda=device == "cuda")[0]
             runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": []}
             for r in range(repeats):  # interleaved, so slow phases of the machine hit every variant alike
                 runs["ours"].append(sleeptrain_run([*over, "schedule=single_pass"], tmp / f"single-{precision}-{r}"))
@@ -195,7 +270,8 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile
                            / best(runs["hf_compiled_same_kernel"])["tokens_per_s"])}
                       if kernel != "sdpa" and compile else {}),
                    "final_loss_sleeptrain": ours["final_loss"],
-                   "all_runs_tokens_per_s": {k: [r["tokens_per_s"] for r in v] for k, v in runs.items()}}
+                   "all_runs_tokens_per_s": {k: [r["tokens_per_s"] for r in v] for k, v in runs.items()},
+                   "peak_memory_mib": {k: max(r["peak_memory_mib"] for r in v) for k, v in runs.items()}}
             out["rows"].append(row)
             print(f"{model} {precision}: sleeptrain {row['sleeptrain_tokens_per_s']:,.0f} tok/s, HF Trainer "
                   f"{row['hf_trainer_tokens_per_s']:,.0f} tok/s (ratio {row['sleeptrain_vs_hf']:.2f}); "
@@ -203,7 +279,8 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile
                   f"{100 * row['sleep_overhead']:.1f} % in tokens/s, {100 * row['sleep_overhead_steps']:.1f} % in "
                   f"steps/s); MFU {100 * row['mfu_sleeptrain']:.1f} % of a measured "
                   f"{peak / 1e9:.0f} GFLOP/s ({fpt / 1e6:.1f} MFLOP/token); fused AdamW "
-                  f"{row['fused_adamw_vs_for_loop']:.2f}x the for-loop one")
+                  f"{row['fused_adamw_vs_for_loop']:.2f}x the for-loop one; peak memory (MiB) "
+                  + ", ".join(f"{k} {v:,.0f}" for k, v in row["peak_memory_mib"].items()))
             if compile:
                 print(f"{model} {precision} compiled: sleeptrain train.compile=true {row['compiled_tokens_per_s']:,.0f} "
                       f"tok/s = {row['compiled_vs_hf']:.2f}x the Trainer's default, "
@@ -231,6 +308,9 @@ if __name__ == "__main__":
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also both loops under torch.compile")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for both loops")
     args = parser.parse_args()
-    print(write_json(f"train_throughput_{args.model}{'_compiled' if args.compile else ''}",
-                     run(args.model, args.steps, args.precisions, args.repeats, args.compile)))
+    result = run(args.model, args.steps, args.precisions, args.repeats, args.compile, args.device, args.set)
+    tag = "_compiled" if args.compile else ""
+    print(write_json(f"train_throughput_{args.model}{tag}{'_cuda' if result['device'] == 'cuda' else ''}", result))

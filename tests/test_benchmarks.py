@@ -4,6 +4,7 @@ figure of a row is there, and the Trainer is also run with sleeptrain's attentio
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,12 @@ def test_the_throughput_benchmark_reports_both_loops_and_like_with_like_kernels(
 
     small = [w for w in TINY_RUN if not w.startswith(("train.precision", "train.log_every", "train.eval_every"))]
     monkeypatch.setattr(bench, "BENCH_DATA", [*bench.BENCH_DATA[:1], *bench.BENCH_DATA[2:], *small])
-    monkeypatch.setattr(bench, "peak_flops", lambda dtype: 1e11)
+    monkeypatch.setattr(bench, "peak_flops", lambda dtype, device: 1e11)
     # the kernel `train.attention=auto` would take (eager: a CPU under bf16, faked here in fp32)
     monkeypatch.setattr(bench, "resolve_attention", lambda *a, **k: (kernel, "faked"))
-    out = bench.run("tiny", steps=24, precisions=["fp32"], repeats=1, compile=False)
+    out = bench.run("tiny", steps=24, precisions=["fp32"], repeats=1, compile=False, device="cpu")
     row = out["rows"][0]
+    assert out["device"] == "cpu"
     assert row["attention"] == kernel and row["precision"] == "fp32"
     for key in ("sleeptrain_tokens_per_s", "hf_trainer_tokens_per_s", "sleep_strict_tokens_per_s", "mfu_sleeptrain"):
         assert math.isfinite(row[key]) and row[key] > 0, key
@@ -30,3 +32,31 @@ def test_the_throughput_benchmark_reports_both_loops_and_like_with_like_kernels(
     assert ("hf_same_kernel_tokens_per_s" in row) == (kernel != "sdpa")
     assert set(row["all_runs_tokens_per_s"]) == {"ours", "hf", "sleep", "for_loop"} | (
         {"hf_same_kernel"} if kernel != "sdpa" else set())
+    # every run's peak memory: a training run holds at least its model, optimizer state and a batch's activations
+    assert set(row["peak_memory_mib"]) == set(row["all_runs_tokens_per_s"])
+    assert all(math.isfinite(v) and v >= 0 for v in row["peak_memory_mib"].values())
+
+
+def test_the_peak_memory_probe_sees_an_allocation_inside_its_block(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import benchmarks.train_throughput as bench
+    import torch
+
+    with bench.peak_memory("cpu") as mem:
+        block = torch.ones(64 * 2 ** 20 // 4)  # 64 MiB, touched
+        block.add_(1)
+        time.sleep(0.05)  # the sampler's period is 10 ms
+        del block
+    assert mem["peak_memory_mib"] >= 48
+
+
+def test_the_benchmark_refuses_a_device_it_cannot_use(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import benchmarks.train_throughput as bench
+
+    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: False)
+    assert bench.resolve_device("auto") == "cpu"
+    with pytest.raises(SystemExit, match="--device: cuda was asked for but no GPU is visible"):
+        bench.resolve_device("cuda")
+    with pytest.raises(SystemExit, match="--device: 'tpu' is not one of auto, cpu, cuda"):
+        bench.resolve_device("tpu")

@@ -1,0 +1,185 @@
+"""Run the SRC authors' own MATLAB code on Split-MNIST under GNU Octave: the cross-check of the faithful port.
+
+    .venv/bin/python tools/src_octave.py --authors <checkout of tmtadros/SleepReplayConsolidation> \\
+        --mnist ../shared/data/mnist --seeds 1,2 --out experiments/src-octave [--json docs/results/src/octave.json]
+
+Needs `octave-cli` (Debian: `apt-get install octave`) and a checkout of the authors' repository (its `.mat` data files
+are Git LFS objects, so the MNIST file is rebuilt here from the idx files: `mnist_uint8.mat` with `train_x` (60000 x
+784 uint8), `train_y` (one-hot uint8), `test_x`, `test_y`, as the DeepLearnToolbox ships it).
+
+The driver it writes is `MNIST/run_class_task_summary.m` as the authors wrote it — the natural task order 0/1, 2/3, ...,
+U(-0.01, 0.01) weights, 2 epochs of SGD per task on the first 5000 training images of the task, then
+`create_masked_input` / `normalize_nn_data` / `sleepnn_old` on all training images of the tasks seen, with the
+script's vector x — calling the authors' unmodified functions from their checkout. Three changes, none to what is
+computed: the random generator is seeded per run (`rand('twister', seed)`), the joint ("ideal") net is skipped, and
+accuracies are printed per task after every training and every sleep (plus each sleep's scale factors and spike
+counts). The per-stage lines are parsed into a JSON beside the port's figures for the same protocol
+(`docs/results/src/split_mnist-natural.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DRIVER = r"""
+addpath(genpath(fullfile(AUTHORS, 'dlt_cnn_map_dropout_nobiasnn')));
+addpath(genpath(fullfile(AUTHORS, 'utils')));
+addpath(genpath(fullfile(AUTHORS, 'sleep')));
+load(MAT);
+train_x = double(train_x) / 255;
+test_x  = double(test_x)  / 255;
+train_y = double(train_y);
+test_y  = double(test_y);
+[tasks, train_y] = create_class_task(train_x, train_y);
+[test_tasks, test_y] = create_class_task(test_x, test_y);
+function acc = per_task(nn, test_x, test_y, test_tasks)
+  labels = nnpredict(nn, test_x); [~, expected] = max(test_y, [], 2);
+  acc = zeros(1, 6);
+  for k = 1:5
+    m = test_tasks == k; acc(k) = mean(labels(m) == expected(m));
+  end
+  acc(6) = mean(labels == expected);
+end
+for j = SEEDS
+    rand('twister', j); randn('state', j);
+    nn = nnsetup([784 1200 1200 10]);
+    for i = 2 : nn.n
+        nn.W{i - 1} = (rand(nn.size(i), nn.size(i - 1)) - 0.5) * 0.01 * 2;
+        nn.vW{i - 1} = zeros(size(nn.W{i-1}));
+    end
+    nn.activation_function = 'relu'; nn.output ='relu'; nn.learningRate = 0.1;
+    nn.momentum = 0.5; nn.dropoutFraction = 0.25; nn.learn_bias = 0;
+    opts.numepochs = 2; opts.batchsize = 100;
+    control_nn = nn;
+    for ii = 1:5
+        indices = find(tasks == ii);
+        control_nn = nntrain(control_nn, train_x(indices(1:5000),:), train_y(indices(1:5000),:), opts);
+        acc = per_task(control_nn, test_x, test_y, test_tasks);
+        printf('RESULT seed %d sequential %d %s\n', j, ii, num2str(acc, '%.4f '));
+    end
+    x = [239.515363 0.032064 0.003344 14.548273 44.560317 38.046326 55.882454];
+    t_opts = struct; t_opts.t_ref = 0.000; t_opts.threshold = 1.0; t_opts.dt = 0.001;
+    t_opts.duration = 0.035; t_opts.report_every = 0.001; t_opts.max_rate = x(1);
+    sleep_opts.beta = [x(4) x(5) x(6)]; sleep_opts.decay = 0.999; sleep_opts.W_inh = 0.0;
+    sleep_opts.normW = 0; sleep_opts.inc = x(2); sleep_opts.dec = x(3); sleep_opts.DC = 0.0;
+    alpha_scale = x(7);
+    nn_pointer = nn; numiterations = 15000;
+    for ii = 1:5
+        indices = find(tasks == ii);
+        nn1 = nntrain(nn_pointer, train_x(indices(1:5000),:), train_y(indices(1:5000),:), opts);
+        printf('RESULT seed %d wake %d %s\n', j, ii, num2str(per_task(nn1, test_x, test_y, test_tasks), '%.4f '));
+        indices = find(ismember(tasks, 1:ii));
+        sleep_period = numiterations + (ii-1)*numiterations/3;
+        sleep_input = create_masked_input(train_x(indices,:), sleep_period, 10);
+        [~, norm_constants] = normalize_nn_data(nn1, train_x(indices,:));
+        sleep_opts.alpha = norm_constants*alpha_scale;
+        Snn = sleepnn_old(nn1, sleep_period, t_opts, sleep_opts, sleep_input');
+        nn_pointer = Snn;
+        sp = zeros(1, 4); for l = 1:4, sp(l) = sum(Snn.layers{l}.sum_spikes); end
+        acc = per_task(Snn, test_x, test_y, test_tasks);
+        printf('RESULT seed %d sleep %d %s | %s | %s\n', j, ii, num2str(acc, '%.4f '), ...
+               num2str(norm_constants, '%.6g '), num2str(sp));
+        fflush(stdout);
+    end
+end
+"""
+
+LINE = re.compile(r"^RESULT seed (\d+) (sequential|wake|sleep) (\d) ([^|]+)(?:\| ([^|]+) \| (.+))?$")
+
+
+def idx(path: Path, offset: int) -> np.ndarray:
+    return np.frombuffer(gzip.open(path).read(), np.uint8, offset=offset)
+
+
+def write_mnist_mat(mnist: Path, out: Path) -> None:
+    from scipy.io import savemat
+
+    def onehot(y: np.ndarray) -> np.ndarray:
+        o = np.zeros((len(y), 10), np.uint8)
+        o[np.arange(len(y)), y] = 1
+        return o
+
+    names = {"train": "train", "test": "t10k"}
+    data = {}
+    for split, stem in names.items():
+        for kind, offset in (("images-idx3-ubyte", 16), ("labels-idx1-ubyte", 8)):
+            path = mnist / f"{stem}-{kind}.gz"
+            if not path.exists():
+                raise SystemExit(f"--mnist: {path} is missing (the idx files of MNIST, gzipped)")
+        data[f"{split}_x"] = idx(mnist / f"{stem}-images-idx3-ubyte.gz", 16).reshape(-1, 784)
+        data[f"{split}_y"] = onehot(idx(mnist / f"{stem}-labels-idx1-ubyte.gz", 8))
+    savemat(out, data)
+
+
+def parse(text: str) -> dict:
+    runs: dict = {}
+    for line in text.splitlines():
+        m = LINE.match(line.strip())
+        if not m:
+            continue
+        seed, stage, task, accs, alphas, spikes = m.groups()
+        values = [float(v) for v in accs.split()]
+        row = {"after_task": int(task), "per_task": values[:5], "overall": values[5]}
+        if stage == "sleep":
+            row["scale_factors"] = [float(v) for v in alphas.split()]
+            row["spikes"] = [int(v) for v in spikes.split()]
+        runs.setdefault(seed, {}).setdefault(stage, []).append(row)
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--authors", type=Path, required=True, help="checkout of tmtadros/SleepReplayConsolidation")
+    parser.add_argument("--mnist", type=Path, required=True, help="folder of MNIST's gzipped idx files")
+    parser.add_argument("--seeds", default="1,2", help="comma-separated seeds of Octave's generator")
+    parser.add_argument("--out", type=Path, default=Path("experiments/src-octave"))
+    parser.add_argument("--json", type=Path, help="also write the parsed figures here")
+    args = parser.parse_args()
+    if shutil.which("octave-cli") is None:
+        raise SystemExit("octave-cli not found: install GNU Octave (Debian: apt-get install octave)")
+    if not (args.authors / "sleep" / "sleepnn_old.m").exists():
+        raise SystemExit(f"--authors: {args.authors} has no sleep/sleepnn_old.m (check out "
+                         "github.com/tmtadros/SleepReplayConsolidation)")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    mat = args.out / "mnist_uint8.mat"
+    if not mat.exists():
+        write_mnist_mat(args.mnist, mat)
+    log = args.out / "octave.log"
+    done = parse(log.read_text()) if log.exists() else {}
+    todo = [s for s in seeds if len(done.get(str(s), {}).get("sleep", [])) < 5]  # resumable: finished seeds stay
+    if todo:
+        header = (f"AUTHORS = '{args.authors.resolve()}'; MAT = '{mat.resolve()}'; "
+                  f"SEEDS = [{' '.join(map(str, todo))}];\n")
+        driver = args.out / "run_natural.m"
+        driver.write_text(header + DRIVER)
+        start = time.time()
+        with log.open("a") as fh:
+            subprocess.run(["octave-cli", "--no-gui", "--quiet", str(driver)], stdout=fh, stderr=subprocess.STDOUT,
+                           check=True)
+        print(f"octave: seeds {todo} in {time.time() - start:.0f} s", file=sys.stderr)
+    runs = parse(log.read_text())
+    summary = {"protocol": "MNIST/run_class_task_summary.m, natural task order, authors' functions under GNU Octave",
+               "command": "tools/src_octave.py " + " ".join(sys.argv[1:]), "runs": runs,
+               "final_overall": {s: {"sequential": r["sequential"][-1]["overall"], "src": r["sleep"][-1]["overall"]}
+                                 for s, r in runs.items() if len(r.get("sleep", [])) == 5}}
+    text = json.dumps(summary, indent=1)
+    (args.out / "octave.json").write_text(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    for seed, r in summary["final_overall"].items():
+        print(f"seed {seed}: sequential {r['sequential']:.4f}, SRC {r['src']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
