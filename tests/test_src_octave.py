@@ -36,7 +36,7 @@ def test_the_mnist_file_has_the_toolbox_layout(tmp_path):
     for stem, n in (("train", 7), ("t10k", 3)):
         write_idx(tmp_path, stem, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
                   rng.integers(0, 10, n, dtype=np.uint8))
-    src_octave.write_mnist_mat(tmp_path, tmp_path / "mnist_uint8.mat")
+    src_octave.write_idx_mat(tmp_path, tmp_path / "mnist_uint8.mat")
     mat = loadmat(tmp_path / "mnist_uint8.mat")
     assert mat["train_x"].shape == (7, 784) and mat["train_x"].dtype == np.uint8
     assert mat["test_y"].shape == (3, 10) and (mat["test_y"].sum(1) == 1).all()
@@ -47,8 +47,8 @@ def test_the_mnist_file_has_the_toolbox_layout(tmp_path):
 
 
 def test_a_missing_idx_file_is_named(tmp_path):
-    with pytest.raises(SystemExit, match="train-images-idx3-ubyte.gz is missing"):
-        src_octave.write_mnist_mat(tmp_path, tmp_path / "m.mat")
+    with pytest.raises(SystemExit, match="train-images-idx3-ubyte.gz is missing \\(the four gzipped idx files"):
+        src_octave.write_idx_mat(tmp_path, tmp_path / "m.mat")
 
 
 def test_the_driver_lines_are_parsed_per_seed_and_stage():
@@ -68,3 +68,13 @@ def test_missing_octave_or_authors_code_is_one_line(tmp_path):
     proc = subprocess.run(tool, capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert ("octave-cli not found" in proc.stderr) or ("has no sleep/sleepnn_old.m" in proc.stderr)
+
+
+def test_only_finished_seeds_are_summarised():
+    runs = src_octave.parse(LOG)
+    assert src_octave.final(runs, tasks=5) == {}  # one of five sleeps: not finished
+    two = src_octave.parse(LOG + LOG.replace("sequential 1", "sequential 2").replace("sleep 1", "sleep 2"))
+    got = src_octave.final(two, tasks=2)["1"]
+    assert got["src_overall"] == pytest.approx(0.2563)
+    assert got["src_task_mean"] == pytest.approx((0.9896 + 0.1312 + 0.0181 + 0.0796 + 0.0050) / 5)
+    assert got["sequential_overall"] == pytest.approx(0.2113)
