@@ -17,9 +17,10 @@ sequence length and precision:
   compile time outside the measured interval;
 - sleep overhead: a `sleep_strict` run (per-sample scores, top-k selection, re-packing into new contexts) vs a
   `single_pass` run with the same number of steps; overhead = 1 - ratio;
-- peak memory of every run: on CUDA `torch.cuda.max_memory_allocated` (reset before each run); on CPU the largest
-  resident set of the process, sampled every 10 ms, above what it held when the run started (runs share one
-  process, so memory the allocator kept from an earlier run can hide part of a later run's peak: a lower bound);
+- peak memory of every run, from loading the data to the last step: each run is a fresh process (spawned; the
+  tokens/s are measured inside it), so no run's figure carries what an earlier one left in the allocator, its
+  compiled graphs or its caches; on CUDA `torch.cuda.max_memory_allocated` above the allocation at the start, on CPU
+  the process's resident set, sampled every 10 ms, above what it held at the start (after the imports);
 - both loops run on the same device: `--device cpu` forces the CPU for both (`train.device=cpu`,
   `TrainingArguments(use_cpu=True)`), CUDA otherwise when present; `--set` overrides go to both loops (batch size,
   sequence length, micro-batches: the Trainer gets the same per-device batch and gradient accumulation);
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import tempfile
 import threading
 import time
@@ -117,11 +119,21 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     return 6 * matmul_weights + 6 * layers * seq_len * d
 
 
-def sleeptrain_run(overrides: list[str], run_dir: Path) -> dict:
+def isolated(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)` in a fresh spawned process, its result returned (see the module docstring)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args, kwargs)
+
+
+def in_process(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+def sleeptrain_run(overrides: list[str], run_dir: Path, bench_data: list[str] | None = None) -> dict:
     from sleeptrain.presets import load_config
     from sleeptrain.lm.train import train
 
-    cfg = load_config([*BENCH_DATA, *overrides, f"run.dir={run_dir}"]).config
+    cfg = load_config([*(BENCH_DATA if bench_data is None else bench_data), *overrides, f"run.dir={run_dir}"]).config
     device = "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
     with peak_memory(device) as mem:
@@ -137,7 +149,7 @@ def sleeptrain_run(overrides: list[str], run_dir: Path) -> dict:
 
 
 def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Path, compile: bool = False,
-                   attention: str | None = None) -> dict:
+                   attention: str | None = None, bench_data: list[str] | None = None) -> dict:
     """The same model and packed samples through `transformers.Trainer` (its default attention kernel, SDPA, unless
     `attention` names another: the like-with-like comparison of the two loops), on the device `train.device` and
     CUDA's presence give sleeptrain, with the same per-device batch and gradient accumulation."""
@@ -150,7 +162,11 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
     from sleeptrain.lm.models import build_model, special_token_ids
     from sleeptrain.presets import load_config
 
-    cfg = load_config([*BENCH_DATA, *overrides]).config
+    cfg = load_config([*(BENCH_DATA if bench_data is None else bench_data), *overrides]).config
+    tc = cfg.train
+    device = "cuda" if tc.device != "cpu" and torch.cuda.is_available() else "cpu"
+    measure = contextlib.ExitStack()  # peak memory from the data on, as sleeptrain_run measures the whole train()
+    mem = measure.enter_context(peak_memory(device))
     corpus = load_corpus(cfg.data)
     tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data)
     store = get_token_stores(corpus, tokenizer, cfg.data)["train"]
@@ -173,8 +189,6 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
         return batcher(torch.stack([r["input_ids"] for r in rows]), torch.stack([r["attention_mask"] for r in rows]))
 
     stamps: list[float] = []
-    tc = cfg.train
-    device = "cuda" if tc.device != "cpu" and torch.cuda.is_available() else "cpu"
     warm = tc.log_every  # the same warm-up as the sleeptrain figure (its first log interval)
 
     class Clock(TrainerCallback):
@@ -195,7 +209,7 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
     trainer = Trainer(model=model, args=args, train_dataset=Samples(), data_collator=collate,
                       callbacks=[Clock()])
     start = time.perf_counter()
-    with peak_memory(device) as mem:
+    with measure:
         trainer.train()
     wall = time.perf_counter() - start
     tokens_per_step = tc.batch_size * cfg.data.seq_len  # packed blocks: every row is full but the last
@@ -210,8 +224,11 @@ def best(runs: list[dict]) -> dict:
 
 
 def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile: bool = False,
-        device: str = "auto", overrides: list[str] | None = None) -> dict:
+        device: str = "auto", overrides: list[str] | None = None, isolate: bool = True) -> dict:
+    """`isolate=False` runs every configuration in this process (faster; peak memory then mixes runs)."""
     device = resolve_device(device)
+    call = isolated if isolate else in_process
+    data = list(BENCH_DATA)
     out: dict = {"benchmark": "train_throughput", "model": model, "steps": steps, "repeats": repeats,
                  "device": device, "overrides": list(overrides or []), "rows": []}
     common = [f"model={model}", f"train.max_steps={steps}", f"train.device={device}", *(overrides or [])]
@@ -227,22 +244,25 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile
             kernel = resolve_attention("auto", precision, on_cuda=device == "cuda")[0]
             runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": []}
             for r in range(repeats):  # interleaved, so slow phases of the machine hit every variant alike
-                runs["ours"].append(sleeptrain_run([*over, "schedule=single_pass"], tmp / f"single-{precision}-{r}"))
-                runs["hf"].append(hf_trainer_run(over, steps, precision, tmp / f"hf-{precision}-{r}"))
-                runs["sleep"].append(sleeptrain_run([*over, *sleep_schedule], tmp / f"sleep-{precision}-{r}"))
-                runs["for_loop"].append(sleeptrain_run([*over, "schedule=single_pass", "train.adamw_impl=for_loop"],
-                                                       tmp / f"loop-{precision}-{r}"))
+                def st(extra: list[str], name: str) -> dict:
+                    return call(sleeptrain_run, [*over, *extra], tmp / f"{name}-{precision}-{r}", bench_data=data)
+
+                def hf_run(name: str, compiled: bool = False, attention: str | None = None) -> dict:
+                    return call(hf_trainer_run, over, steps, precision, tmp / f"{name}-{precision}-{r}", compiled,
+                                attention, bench_data=data)
+
+                runs["ours"].append(st(["schedule=single_pass"], "single"))
+                runs["hf"].append(hf_run("hf"))
+                runs["sleep"].append(st(sleep_schedule, "sleep"))
+                runs["for_loop"].append(st(["schedule=single_pass", "train.adamw_impl=for_loop"], "loop"))
                 if compile:  # both compiled: torch.compile time is outside the measured (post-warm-up) interval
-                    runs.setdefault("compiled", []).append(sleeptrain_run(
-                        [*over, "schedule=single_pass", "train.compile=true"], tmp / f"compiled-{precision}-{r}"))
-                    runs.setdefault("hf_compiled", []).append(hf_trainer_run(over, steps, precision,
-                                                                             tmp / f"hfc-{precision}-{r}", True))
+                    runs.setdefault("compiled", []).append(
+                        st(["schedule=single_pass", "train.compile=true"], "compiled"))
+                    runs.setdefault("hf_compiled", []).append(hf_run("hfc", True))
                 if kernel != "sdpa":
-                    runs.setdefault("hf_same_kernel", []).append(hf_trainer_run(
-                        over, steps, precision, tmp / f"hfk-{precision}-{r}", attention=kernel))
+                    runs.setdefault("hf_same_kernel", []).append(hf_run("hfk", attention=kernel))
                     if compile:
-                        runs.setdefault("hf_compiled_same_kernel", []).append(hf_trainer_run(
-                            over, steps, precision, tmp / f"hfck-{precision}-{r}", True, attention=kernel))
+                        runs.setdefault("hf_compiled_same_kernel", []).append(hf_run("hfck", True, kernel))
             ours, hf, sleep, loop_adamw = (best(runs[k]) for k in ("ours", "hf", "sleep", "for_loop"))
             fpt = hf["flops_per_token"]
             row = {"precision": precision, "sleeptrain_tokens_per_s": ours["tokens_per_s"],

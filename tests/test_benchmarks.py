@@ -4,6 +4,7 @@ figure of a row is there, and the Trainer is also run with sleeptrain's attentio
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def test_the_throughput_benchmark_reports_both_loops_and_like_with_like_kernels(
     monkeypatch.setattr(bench, "peak_flops", lambda dtype, device: 1e11)
     # the kernel `train.attention=auto` would take (eager: a CPU under bf16, faked here in fp32)
     monkeypatch.setattr(bench, "resolve_attention", lambda *a, **k: (kernel, "faked"))
-    out = bench.run("tiny", steps=24, precisions=["fp32"], repeats=1, compile=False, device="cpu")
+    out = bench.run("tiny", steps=24, precisions=["fp32"], repeats=1, compile=False, device="cpu", isolate=False)
     row = out["rows"][0]
     assert out["device"] == "cpu"
     assert row["attention"] == kernel and row["precision"] == "fp32"
@@ -35,6 +36,21 @@ def test_the_throughput_benchmark_reports_both_loops_and_like_with_like_kernels(
     # every run's peak memory: a training run holds at least its model, optimizer state and a batch's activations
     assert set(row["peak_memory_mib"]) == set(row["all_runs_tokens_per_s"])
     assert all(math.isfinite(v) and v >= 0 for v in row["peak_memory_mib"].values())
+
+
+def test_a_run_in_its_own_process_reports_its_own_peak_memory(monkeypatch):
+    """What the benchmark runs by default: each configuration spawned afresh, its figures measured inside."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import benchmarks.train_throughput as bench
+
+    small = [w for w in TINY_RUN if not w.startswith(("train.precision", "train.log_every", "train.eval_every"))]
+    data = [*bench.BENCH_DATA[:1], *bench.BENCH_DATA[2:], *small]
+    with tempfile.TemporaryDirectory() as tmp:
+        got = bench.isolated(bench.sleeptrain_run, ["model=tiny", "train.max_steps=12", "train.precision=fp32",
+                                                   "train.device=cpu", "schedule=single_pass"], Path(tmp) / "one",
+                             bench_data=data)
+    assert got["steps"] == 12 and got["tokens_per_s"] > 0
+    assert 0 < got["peak_memory_mib"] < 4096
 
 
 def test_the_peak_memory_probe_sees_an_allocation_inside_its_block(monkeypatch):
