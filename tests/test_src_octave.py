@@ -78,3 +78,13 @@ def test_only_finished_seeds_are_summarised():
     assert got["src_overall"] == pytest.approx(0.2563)
     assert got["src_task_mean"] == pytest.approx((0.9896 + 0.1312 + 0.0181 + 0.0796 + 0.0050) / 5)
     assert got["sequential_overall"] == pytest.approx(0.2113)
+
+
+def test_the_drivers_call_the_authors_functions_with_the_scripts_settings():
+    for driver in (src_octave.DRIVER, src_octave.DRIVER_CROSS):
+        assert "%NET%" not in driver and "nnsetup([784 1200 1200 10])" in driver
+        for call in ("nntrain(", "normalize_nn_data(", "create_masked_input(", "sleepnn_old("):
+            assert call in driver
+    assert "x = [239.515363 0.032064 0.003344 14.548273 44.560317 38.046326 55.882454]" in src_octave.DRIVER
+    assert "sleep_period = numiterations + (ii-1)*numiterations/3" in src_octave.DRIVER
+    assert "uint8(x(8)), uint8(x(9))" in src_octave.DRIVER_CROSS

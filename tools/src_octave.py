@@ -40,6 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
+# the 784-1200-1200-10 net and its training, as every summary script sets them up (seeded per run)
+NET = r"""    rand('twister', j); randn('state', j);
+    nn = nnsetup([784 1200 1200 10]);
+    for i = 2 : nn.n
+        nn.W{i - 1} = (rand(nn.size(i), nn.size(i - 1)) - 0.5) * 0.01 * 2;
+        nn.vW{i - 1} = zeros(size(nn.W{i-1}));
+    end
+    nn.activation_function = 'relu'; nn.output ='relu'; nn.learningRate = 0.1;
+    nn.momentum = 0.5; nn.dropoutFraction = 0.25; nn.learn_bias = 0;
+    opts.numepochs = 2; opts.batchsize = 100;"""
+
 DRIVER = r"""
 addpath(genpath(fullfile(AUTHORS, 'dlt_cnn_map_dropout_nobiasnn')));
 addpath(genpath(fullfile(AUTHORS, 'utils')));
@@ -60,15 +71,7 @@ function acc = per_task(nn, test_x, test_y, test_tasks)
   acc(6) = mean(labels == expected);
 end
 for j = SEEDS
-    rand('twister', j); randn('state', j);
-    nn = nnsetup([784 1200 1200 10]);
-    for i = 2 : nn.n
-        nn.W{i - 1} = (rand(nn.size(i), nn.size(i - 1)) - 0.5) * 0.01 * 2;
-        nn.vW{i - 1} = zeros(size(nn.W{i-1}));
-    end
-    nn.activation_function = 'relu'; nn.output ='relu'; nn.learningRate = 0.1;
-    nn.momentum = 0.5; nn.dropoutFraction = 0.25; nn.learn_bias = 0;
-    opts.numepochs = 2; opts.batchsize = 100;
+%NET%
     control_nn = nn;
     for ii = 1:5
         indices = find(tasks == ii);
@@ -119,15 +122,7 @@ function acc = both(nn, test_x1, test_y1, test_x2, test_y2)
   acc = [1 - er1, 1 - er2, 1 - er];
 end
 for j = SEEDS
-    rand('twister', j); randn('state', j);
-    nn = nnsetup([784 1200 1200 10]);
-    for i = 2 : nn.n
-        nn.W{i - 1} = (rand(nn.size(i), nn.size(i - 1)) - 0.5) * 0.01 * 2;
-        nn.vW{i - 1} = zeros(size(nn.W{i-1}));
-    end
-    nn.activation_function = 'relu'; nn.output ='relu'; nn.learningRate = 0.1;
-    nn.momentum = 0.5; nn.dropoutFraction = 0.25; nn.learn_bias = 0;
-    opts.numepochs = 2; opts.batchsize = 100;
+%NET%
     seq = nntrain(nn, train_x1, train_y1, opts);
     printf('RESULT seed %d sequential 1 %s\n', j, num2str(both(seq, test_x1, test_y1, test_x2, test_y2), '%.4f '));
     seq = nntrain(seq, train_x2, train_y2, opts);
@@ -156,6 +151,8 @@ for j = SEEDS
     end
 end
 """
+
+DRIVER, DRIVER_CROSS = DRIVER.replace("%NET%", NET), DRIVER_CROSS.replace("%NET%", NET)
 
 LINE = re.compile(r"^RESULT seed (\d+) (sequential|wake|sleep) (\d) ([^|]+)(?:\| ([^|]+) \| (.+))?$")
 
