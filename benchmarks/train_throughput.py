@@ -165,51 +165,51 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
     cfg = load_config([*(BENCH_DATA if bench_data is None else bench_data), *overrides]).config
     tc = cfg.train
     device = "cuda" if tc.device != "cpu" and torch.cuda.is_available() else "cpu"
-    measure = contextlib.ExitStack()  # peak memory from the data on, as sleeptrain_run measures the whole train()
-    mem = measure.enter_context(peak_memory(device))
-    corpus = load_corpus(cfg.data)
-    tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data)
-    store = get_token_stores(corpus, tokenizer, cfg.data)["train"]
-    samples = make_samples(store, cfg.data.seq_len, tokenizer.pad_token_id)
-    batcher = make_batcher(tokenizer, False)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
-    if attention is not None:
-        model.set_attn_implementation(attention)
+    with contextlib.ExitStack() as measure:  # peak memory from the data on, as sleeptrain_run measures train()
+        mem = measure.enter_context(peak_memory(device))
+        corpus = load_corpus(cfg.data)
+        tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data)
+        store = get_token_stores(corpus, tokenizer, cfg.data)["train"]
+        samples = make_samples(store, cfg.data.seq_len, tokenizer.pad_token_id)
+        batcher = make_batcher(tokenizer, False)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
+        if attention is not None:
+            model.set_attn_implementation(attention)
 
-    class Samples(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(samples)
+        class Samples(torch.utils.data.Dataset):
+            def __len__(self):
+                return len(samples)
 
-        def __getitem__(self, i):
-            ids, mask = samples.get([i])
-            return {"input_ids": ids[0], "attention_mask": mask[0]}
+            def __getitem__(self, i):
+                ids, mask = samples.get([i])
+                return {"input_ids": ids[0], "attention_mask": mask[0]}
 
-    def collate(rows):
-        return batcher(torch.stack([r["input_ids"] for r in rows]), torch.stack([r["attention_mask"] for r in rows]))
+        def collate(rows):
+            return batcher(torch.stack([r["input_ids"] for r in rows]),
+                           torch.stack([r["attention_mask"] for r in rows]))
 
-    stamps: list[float] = []
-    warm = tc.log_every  # the same warm-up as the sleeptrain figure (its first log interval)
+        stamps: list[float] = []
+        warm = tc.log_every  # the same warm-up as the sleeptrain figure (its first log interval)
 
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in (warm, steps):  # CUDA runs ahead of the host: wait at the measured ends only
-                sync(device)
-            stamps.append(time.perf_counter())
+        class Clock(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step in (warm, steps):  # CUDA runs ahead of the host: wait at the measured ends only
+                    sync(device)
+                stamps.append(time.perf_counter())
 
-    micro = tc.micro_batch_size or tc.batch_size
-    args = TrainingArguments(output_dir=str(run_dir), per_device_train_batch_size=micro,
-                             gradient_accumulation_steps=tc.batch_size // micro, max_steps=steps,
-                             learning_rate=tc.lr, weight_decay=tc.weight_decay, adam_beta1=tc.beta1,
-                             adam_beta2=tc.beta2, max_grad_norm=tc.clip_grad or 0.0, warmup_steps=tc.warmup_steps,
-                             lr_scheduler_type="cosine", bf16=precision == "bf16", use_cpu=device == "cpu",
-                             report_to=[],
-                             save_strategy="no", logging_steps=tc.log_every, dataloader_num_workers=0,
-                             disable_tqdm=True, seed=cfg.seed, optim="adamw_torch", torch_compile=compile)
-    trainer = Trainer(model=model, args=args, train_dataset=Samples(), data_collator=collate,
-                      callbacks=[Clock()])
-    start = time.perf_counter()
-    with measure:
+        micro = tc.micro_batch_size or tc.batch_size
+        args = TrainingArguments(output_dir=str(run_dir), per_device_train_batch_size=micro,
+                                 gradient_accumulation_steps=tc.batch_size // micro, max_steps=steps,
+                                 learning_rate=tc.lr, weight_decay=tc.weight_decay, adam_beta1=tc.beta1,
+                                 adam_beta2=tc.beta2, max_grad_norm=tc.clip_grad or 0.0,
+                                 warmup_steps=tc.warmup_steps, lr_scheduler_type="cosine", bf16=precision == "bf16",
+                                 use_cpu=device == "cpu", report_to=[], save_strategy="no",
+                                 logging_steps=tc.log_every, dataloader_num_workers=0,
+                                 disable_tqdm=True, seed=cfg.seed, optim="adamw_torch", torch_compile=compile)
+        trainer = Trainer(model=model, args=args, train_dataset=Samples(), data_collator=collate,
+                          callbacks=[Clock()])
+        start = time.perf_counter()
         trainer.train()
     wall = time.perf_counter() - start
     tokens_per_step = tc.batch_size * cfg.data.seq_len  # packed blocks: every row is full but the last
