@@ -58,6 +58,11 @@ def resolve_device(device: str) -> str:
     return "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
 
 
+def run_device(cfg) -> str:
+    """Where a run with this config trains: `train.device=cpu` keeps it on the CPU, CUDA otherwise when present."""
+    return "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -134,7 +139,7 @@ def sleeptrain_run(overrides: list[str], run_dir: Path, bench_data: list[str] | 
     from sleeptrain.lm.train import train
 
     cfg = load_config([*(BENCH_DATA if bench_data is None else bench_data), *overrides, f"run.dir={run_dir}"]).config
-    device = "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+    device = run_device(cfg)
     start = time.perf_counter()
     with peak_memory(device) as mem:
         result = train(cfg)
@@ -164,7 +169,7 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
 
     cfg = load_config([*(BENCH_DATA if bench_data is None else bench_data), *overrides]).config
     tc = cfg.train
-    device = "cuda" if tc.device != "cpu" and torch.cuda.is_available() else "cpu"
+    device = run_device(cfg)
     with contextlib.ExitStack() as measure:  # peak memory from the data on, as sleeptrain_run measures train()
         mem = measure.enter_context(peak_memory(device))
         corpus = load_corpus(cfg.data)
@@ -226,9 +231,14 @@ def best(runs: list[dict]) -> dict:
 def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile: bool = False,
         device: str = "auto", overrides: list[str] | None = None, isolate: bool = True) -> dict:
     """`isolate=False` runs every configuration in this process (faster; peak memory then mixes runs)."""
+    from sleeptrain.presets import load_config
+
     device = resolve_device(device)
     call = isolated if isolate else in_process
     data = list(BENCH_DATA)
+    for precision in precisions:  # a bad override stops here, in one line, before any run (main catches it)
+        load_config([*data, f"model={model}", f"train.max_steps={steps}", *(overrides or []),
+                     f"train.precision={precision}"])
     out: dict = {"benchmark": "train_throughput", "model": model, "steps": steps, "repeats": repeats,
                  "device": device, "overrides": list(overrides or []), "rows": []}
     common = [f"model={model}", f"train.max_steps={steps}", f"train.device={device}", *(overrides or [])]
@@ -331,6 +341,11 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for both loops")
     args = parser.parse_args()
-    result = run(args.model, args.steps, args.precisions, args.repeats, args.compile, args.device, args.set)
+    from sleeptrain.errors import SleeptrainError
+
+    try:
+        result = run(args.model, args.steps, args.precisions, args.repeats, args.compile, args.device, args.set)
+    except SleeptrainError as err:  # a config the user gave (--model, --set, --precisions): one line, no traceback
+        raise SystemExit(f"train_throughput: {err}") from None
     tag = "_compiled" if args.compile else ""
     print(write_json(f"train_throughput_{args.model}{tag}{'_cuda' if result['device'] == 'cuda' else ''}", result))

@@ -76,3 +76,14 @@ def test_the_benchmark_refuses_a_device_it_cannot_use(monkeypatch):
         bench.resolve_device("cuda")
     with pytest.raises(SystemExit, match="--device: 'tpu' is not one of auto, cpu, cuda"):
         bench.resolve_device("tpu")
+
+
+def test_a_bad_override_stops_the_benchmark_before_any_run(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import benchmarks.train_throughput as bench
+    from sleeptrain.errors import ConfigError
+
+    monkeypatch.setattr(bench, "sleeptrain_run", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        bench.run("tiny", steps=2, precisions=["fp32"], repeats=1, device="cpu", overrides=["train.batch_size=-3"],
+                  isolate=False)

@@ -248,8 +248,10 @@ def main() -> None:
         driver.write_text(header + (DRIVER_CROSS if cross else DRIVER))
         start = time.time()
         with log.open("a") as fh:
-            subprocess.run(["octave-cli", "--no-gui", "--quiet", str(driver)], stdout=fh, stderr=subprocess.STDOUT,
-                           check=True)
+            proc = subprocess.run(["octave-cli", "--no-gui", "--quiet", str(driver)], stdout=fh,
+                                  stderr=subprocess.STDOUT)
+        if proc.returncode:  # the finished seeds stay in the log; a rerun continues with the others
+            raise SystemExit(f"octave-cli exited with {proc.returncode}: see {log}")
         print(f"octave: seeds {todo} in {time.time() - start:.0f} s", file=sys.stderr)
     runs = parse(log.read_text())
     protocol = ("CrossModalMNIST/run_cross_modal_summary.m (true sequential training beside it)" if cross else
