@@ -81,6 +81,27 @@ def test_refused_configs_name_the_field(words, field):
     assert field in str(err.value) and "\n" not in str(err.value)
 
 
+def test_an_op_that_uses_each_steps_batch_is_refused_by_the_hook_it_overrides():
+    """No list of names: any op overriding on_step_batch is refused in one line naming the hook; one that declares
+    it does not use it under these options (downscale with taylor importance) runs."""
+    from sleeptrain.sleep import SleepHook, register_op, unregister_op
+
+    @register_op("batch_peeker")
+    class BatchPeeker(SleepHook):
+        def on_step_batch(self, model, batch, phase):
+            pass
+
+    try:
+        with pytest.raises(ConfigError) as err:
+            SleepCallback(["sleep.ops=[batch_peeker]"])
+        message = str(err.value)
+        assert message.startswith("sleep.ops: 'batch_peeker' needs on_step_batch") and "\n" not in message
+        assert "BatchPeeker overrides on_step_batch" in message
+        SleepCallback(["sleep.ops=[downscale]", "sleep.importance=taylor"])
+    finally:
+        unregister_op("batch_peeker")
+
+
 def test_sleeps_reset_adam_restart_the_lr_and_downscale(tmp_path):
     trainer, cb = run_trainer(tmp_path / "run", LIGHT_AND_DOWNSCALE)
     assert [e["step"] for e in cb.events] == [4, 8, 12]   # schedule.sleep_after_last: one after the last step

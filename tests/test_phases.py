@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sleeptrain.config import Config, SleepConfig, TrainConfig
-from sleeptrain.sleep.cycle import lr_function
+from sleeptrain.lm.lr_schedules import lr_function
 from sleeptrain.lm.phases import build_plan, fold_bounds
 
 

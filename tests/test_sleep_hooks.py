@@ -24,7 +24,8 @@ from sleeptrain.lm.metrics_log import read_metrics
 from sleeptrain.lm.train import train
 from sleeptrain.presets import load_config
 from sleeptrain.sleep import SleepHook, op_names, register_op, strategy_names, unregister_op
-from sleeptrain.sleep.cycle import lr_function
+from sleeptrain.sleep.registry import check_config
+from sleeptrain.lm.lr_schedules import lr_function
 from sleeptrain.sleep.homeostasis import IMPORTANCE_KINDS, SCOPES
 
 
@@ -146,8 +147,8 @@ def allowed_in_message(exc: ConfigError) -> list[str]:
 
 
 @pytest.mark.parametrize("make, registry", [
-    (lambda v: SleepConfig(ops=[v]), op_names),
-    (lambda v: ReplayConfig(strategy=v), strategy_names),
+    (lambda v: check_config(Config(sleep=SleepConfig(ops=[v]))), op_names),
+    (lambda v: check_config(Config(replay=ReplayConfig(strategy=v))), strategy_names),
     (lambda v: EvalConfig(method=v), lambda: MLM_METHODS),
     (lambda v: SleepConfig(importance=v), lambda: IMPORTANCE_KINDS),
     (lambda v: SleepConfig(scope=v), lambda: SCOPES),
@@ -161,17 +162,26 @@ def test_config_choice_lists_are_the_registries(make, registry):
     assert allowed_in_message(info.value) == list(registry())
 
 
-def test_unregistered_op_is_refused_and_registration_makes_it_valid():
+def with_ops(*ops: str) -> Config:
+    return Config(sleep=SleepConfig(ops=list(ops)))
+
+
+def test_unregistered_op_is_refused_and_registration_makes_it_valid(tmp_path):
     with pytest.raises(ConfigError, match="sleep.ops: 'late_op' is not allowed"):
-        SleepConfig(ops=["late_op"])
+        check_config(with_ops("late_op"))
+    built = with_ops("late_op")  # a Config built in Python: train() refuses it before it reads data or writes
+    built.run.dir = str(tmp_path / "run")
+    with pytest.raises(ConfigError, match="sleep.ops: 'late_op' is not allowed"):
+        train(built)
+    assert not (tmp_path / "run").exists()
 
     @register_op("late_op")
     class LateOp(SleepHook):
         pass
 
     try:
-        assert allowed_in_message(pytest.raises(ConfigError, SleepConfig, ops=["nope"]).value)[-1] == "late_op"
-        SleepConfig(ops=["late_op"])
+        assert allowed_in_message(pytest.raises(ConfigError, check_config, with_ops("nope")).value)[-1] == "late_op"
+        check_config(with_ops("late_op"))
     finally:
         unregister_op("late_op")
 
@@ -220,6 +230,21 @@ def test_the_command_line_loads_plugin_ops_from_sleeptrain_plugins(tmp_path):
     assert "halve_lr" in listed.stdout
     without = cli(["train", "sleep.ops=[halve_lr]"], {"PYTHONPATH": str(tmp_path)}, tmp_path)
     assert without.returncode == 2 and "sleep.ops: 'halve_lr' is not allowed" in without.stderr
+
+
+def test_a_plugin_that_imports_the_schema_first_is_listed_in_help(tmp_path):
+    """`--help` asks the registries when it prints: an op registered after `sleeptrain.config` was imported (here by
+    the plugin itself, before it registers) is in the `sleep.ops` line, as a strategy is in `replay.strategy`'s."""
+    (tmp_path / "late_ops.py").write_text(
+        "import sleeptrain.config  # the schema first\n"
+        "from sleeptrain.sleep import SleepHook, register_op, register_strategy\n\n"
+        "@register_op('late_plugin_op')\nclass Late(SleepHook):\n    pass\n\n"
+        "@register_strategy('late_strategy')\ndef late(k, scores, ages, rng, cfg):\n    return list(range(k))\n")
+    listed = cli(["train", "--help"], {"SLEEPTRAIN_PLUGINS": "late_ops", "PYTHONPATH": str(tmp_path)}, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.startswith("  ") and line.split()}
+    assert lines["sleep.ops"].rstrip().endswith("downscale, plasticity_decay, late_plugin_op")
+    assert "weighted" in lines["replay.strategy"] and lines["replay.strategy"].rstrip().endswith("late_strategy")
 
 
 def test_a_broken_plugin_is_one_line(tmp_path):

@@ -140,7 +140,9 @@ def test_importance_from_sleep_needs_replay_steps():
 def test_per_sample_fisher_sums_each_samples_squared_gradient(arch, with_mask):
     """`fisher_per_sample` (CLIMB-Sleep's empirical Fisher): sum over the batch of each sample's squared gradient of
     its own mean token loss — checked against one backward per sample; differs from the batch gradient squared."""
-    from sleeptrain.lm.losses import per_sample_loss, token_losses
+    from functools import partial
+
+    from sleeptrain.lm.losses import per_sample_loss, sample_loss_from_logits, token_losses
     from sleeptrain.sleep.hooks import StepBatch
 
     torch.manual_seed(0)
@@ -156,8 +158,9 @@ def test_per_sample_fisher_sums_each_samples_squared_gradient(arch, with_mask):
     cfg = Config()
     cfg.sleep = SleepConfig(ops=["replay", "downscale"], importance="fisher_per_sample", include_norms=True)
     op = op_class("downscale")(cfg, model)
-    op.on_step_batch(model, StepBatch(ids, mask if with_mask else None, labels, masked), "wake")
-    op.on_step_batch(model, StepBatch(ids, None, labels, masked), "sleep")  # importance_from=wake: ignored
+    loss_fn = partial(sample_loss_from_logits, causal=not masked)  # what the loop hands over
+    op.on_step_batch(model, StepBatch(ids, mask if with_mask else None, labels, masked, loss_fn), "wake")
+    op.on_step_batch(model, StepBatch(ids, None, labels, masked, loss_fn), "sleep")  # importance_from=wake: ignored
     expected = {name: torch.zeros_like(t) for name, t in op.importance.table.items()}
     params = dict(model.named_parameters())
     for i in range(len(ids)):

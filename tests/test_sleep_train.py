@@ -4,7 +4,7 @@ import pytest
 
 from conftest import TINY_RUN, run_cli
 from sleeptrain.lm.metrics_log import read_metrics
-from sleeptrain.experiments.plot import sleep_spans
+from sleeptrain.lm.loss_plot import sleep_spans
 from sleeptrain.presets import load_config
 from sleeptrain.lm.train import train
 

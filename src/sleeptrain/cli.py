@@ -235,7 +235,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sleeptrain.experiments.plot import plot_runs
+    from sleeptrain.lm.loss_plot import plot_runs
 
     out = args.out or (Path(args.runs[0]) / "loss.png" if len(args.runs) == 1 else Path("loss-comparison.png"))
     print(plot_runs(args.runs, out, args.title))

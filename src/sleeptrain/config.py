@@ -11,17 +11,25 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 from sleeptrain.errors import ConfigError
-from sleeptrain.evaluate.scoring import MLM_METHODS
-from sleeptrain.lm.lr_schedules import LR_SCHEDULES
-from sleeptrain.lm.words import BABYLM_2025_MILESTONES
-from sleeptrain.sleep.controller import BASELINES as CONTROLLER_BASELINES
-from sleeptrain.sleep.homeostasis import IMPORTANCE_KINDS, SCOPES
-from sleeptrain.sleep.registry import REPLAY, op_names, optimizer_resetting_ops, strategy_names
+
+# The fixed choices of the schema. They live here, below what they configure: the implementations import them
+# (so `import sleeptrain.config` loads neither torch nor any implementation). Choices that grow by registration
+# (sleep ops, replay strategies) are checked by `sleeptrain.sleep.registry.check_config` instead.
+REPLAY = "replay"  # the reserved word in sleep.ops: the sleep phase itself (the loop's steps on the replay buffer)
+CONTROLLER_BASELINES = ("previous", "best")  # schedule.controller_baseline: sleeptrain.sleep.controller
+IMPORTANCE_KINDS = ("taylor", "fisher", "fisher_per_sample")  # sleep.importance: |w*grad| | (batch grad)^2 | sum_i (grad_i)^2
+SCOPES = ("tensor", "global")  # sleep.scope: protect the top fraction per tensor | over all tensors
+LR_SCHEDULES = ("cosine", "linear", "constant")  # train.lr_schedule: sleeptrain.lm.lr_schedules
+MLM_METHODS = ("pll", "pll_word_l2r")  # eval.method: masked-LM scoring, sleeptrain.evaluate.scoring
+# checkpoint.words default: BabyLM 2025's word-count checkpoints, 1M..10M, then 20M..100M (sleeptrain.lm.words)
+BABYLM_2025_MILESTONES = [n * 1_000_000 for n in range(1, 10)] + [n * 10_000_000 for n in range(1, 11)]
 
 
-def help_field(text: str, **kwargs: Any) -> Any:
-    """A dataclass field carrying its help text (shown by `sleeptrain train --help`)."""
-    return field(metadata={"help": text}, **kwargs)
+def help_field(text: str, registry: str | None = None, **kwargs: Any) -> Any:
+    """A dataclass field carrying its help text (shown by `sleeptrain train --help`); `registry` names the
+    registry whose names the key accepts ("ops", "strategies"): `--help` lists them when it prints."""
+    metadata = {"help": text, **({"registry": registry} if registry else {})}
+    return field(metadata=metadata, **kwargs)
 
 
 def check_choice(key: str, value: Any, allowed: tuple) -> None:
@@ -258,10 +266,6 @@ class TrainConfig:
         for tracker in self.trackers:
             check_choice("train.trackers", tracker, ("tensorboard", "wandb"))
 
-    @property
-    def grad_accum_steps(self) -> int:
-        return self.batch_size // (self.micro_batch_size or self.batch_size)
-
 
 @dataclass
 class CheckpointConfig:
@@ -329,7 +333,7 @@ class ScheduleConfig:
 class ReplayConfig:
     strategy: str = help_field("random (uniform) | weighted (prop. to decayed score) | strict (top-k score) | "
                                "recency (power law of the time since last seen); all without replacement",
-                               default="weighted")
+                               registry="strategies", default="weighted")
     ratio: float = help_field("replay buffer size per sleep, as a fraction of the samples seen so far", default=0.2)
     decay_rate: float = help_field("scores are multiplied by this once per cycle of age", default=0.9)
     min_decay: float = help_field("floor of the age decay factor", default=0.1)
@@ -338,7 +342,6 @@ class ReplayConfig:
                                        default=True)
 
     def __post_init__(self) -> None:
-        check_choice("replay.strategy", self.strategy, strategy_names())
         check_fraction("replay.ratio", self.ratio)
         check_fraction("replay.decay_rate", self.decay_rate, closed_low=False)
         check_fraction("replay.min_decay", self.min_decay)
@@ -348,7 +351,7 @@ class ReplayConfig:
 @dataclass
 class SleepConfig:
     ops: list[str] = help_field("sleep operations in order; ops before `replay` run at sleep start, after it at sleep "
-                                "end: " + ", ".join(op_names()), default_factory=list)
+                                "end", registry="ops", default_factory=list)
     shrink: float = help_field("downscale: factor applied to every unprotected weight", default=0.95)
     protect_fraction: float = help_field("downscale: fraction of weights protected by importance", default=0.1)
     importance: str = help_field("downscale: taylor (|w*grad|) | fisher (the step's gradient squared) | "
@@ -366,14 +369,8 @@ class SleepConfig:
                                        "weakest synapses; 0: none, as the code)", default=0.0)
 
     def __post_init__(self) -> None:
-        for op in self.ops:
-            check_choice("sleep.ops", op, op_names())
         if len(set(self.ops)) != len(self.ops):
             raise ConfigError(f"sleep.ops: each operation at most once, got {list(self.ops)}")
-        resets = [op for op in self.ops if op in optimizer_resetting_ops()]
-        if len(resets) > 1:
-            raise ConfigError(f"sleep.ops: {' and '.join(resets)} exclude each other (each resets the optimizer; "
-                              "keep one)")
         check_fraction("sleep.shrink", self.shrink, closed_low=False)
         check_fraction("sleep.protect_fraction", self.protect_fraction)
         check_choice("sleep.importance", self.importance, IMPORTANCE_KINDS)
@@ -455,10 +452,6 @@ class Config:
             raise ConfigError(
                 f"model.max_positions: {self.model.max_positions} is smaller than data.seq_len={self.data.seq_len}"
             )
-        resets = optimizer_resetting_ops()
-        if self.schedule.controller and not any(op in resets for op in self.sleep.ops):
-            raise ConfigError(f"schedule.controller: needs {' or '.join(resets)} in sleep.ops (a light or deep "
-                              "sleep)")
         if self.schedule.n_cycles > 1 and not self.sleep.ops:
             raise ConfigError(f"schedule.n_cycles: {self.schedule.n_cycles} cycles need sleep.ops (e.g. [replay]); "
                               "without sleep use schedule.n_cycles=1")
@@ -469,14 +462,16 @@ class Config:
                               "plain (or auto)")
 
 
-def iter_keys(schema: type = Config, prefix: str = ""):
-    """Yield (dotted key, type name, default, help) for every leaf option of the schema."""
+def iter_keys(schema: type = Config, prefix: str = "", registries: bool = False):
+    """Yield (dotted key, type name, default, help) for every leaf option of the schema; with `registries`, also
+    the registry whose names the key accepts (or None)."""
     instance = schema()
     for f in fields(schema):
         value = getattr(instance, f.name)
         key = f"{prefix}{f.name}"
         if is_dataclass(value):
-            yield from iter_keys(type(value), key + ".")
+            yield from iter_keys(type(value), key + ".", registries)
         else:
             type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-            yield key, type_name, value, f.metadata.get("help", "")
+            row = (key, type_name, value, f.metadata.get("help", ""))
+            yield (*row, f.metadata.get("registry")) if registries else row

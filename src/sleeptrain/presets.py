@@ -199,7 +199,17 @@ def reject_non_finite(value, key: str = "") -> None:
 
 
 def to_config(cfg: DictConfig | dict, schema: type = Config):
-    """Instantiate the dataclasses (running every `__post_init__` check)."""
+    """Instantiate the dataclasses (running every `__post_init__` check; for a training `Config` also the checks
+    that ask the sleep registries, `sleeptrain.sleep.registry.check_config`)."""
+    config = _instantiate(cfg, schema)
+    if schema is Config:
+        from sleeptrain.sleep.registry import check_config  # the registries sit above the schema
+
+        check_config(config)
+    return config
+
+
+def _instantiate(cfg: DictConfig | dict, schema: type):
     if not isinstance(cfg, DictConfig) or OmegaConf.get_type(cfg) is not schema:
         cfg = merge_config(OmegaConf.structured(schema), cfg, "config", schema=schema)
     try:
@@ -258,7 +268,11 @@ def help_text(schema: type = Config) -> str:
                      f"what a bare `sleeptrain train` uses ({chosen}), '*' where a preset sets them:")
     else:
         lines.append("keys (key=value, dotted; lists as key=[a,b]; null clears an optional value):")
-    for key, type_name, default, help_ in iter_keys(schema):
+    for key, type_name, default, help_, registry in iter_keys(schema, registries=True):
+        if registry:  # names registered by now (plugins included), not at the schema's import
+            from sleeptrain.sleep.registry import registered
+
+            help_ = f"{help_}; registered: {', '.join(registered(registry))}"
         type_name = type_name.replace("Optional[", "").rstrip("]") if "Optional" in type_name else type_name
         value, mark = default, ""
         if key in effective and effective[key] != default:

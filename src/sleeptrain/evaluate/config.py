@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from sleeptrain.config import check_choice, check_positive, help_field
+from sleeptrain.config import MLM_METHODS, check_choice, check_positive, help_field
 from sleeptrain.errors import ConfigError
-from sleeptrain.evaluate.scoring import MLM_METHODS
 
 
 @dataclass

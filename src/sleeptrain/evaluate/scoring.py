@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-MLM_METHODS = ("pll", "pll_word_l2r")
+from sleeptrain.config import MLM_METHODS
 
 
 def _prefix_id(tokenizer) -> int:

@@ -1,18 +1,24 @@
 """Sleep in an ordinary `transformers.Trainer` script: `Trainer(..., callbacks=[SleepCallback([...])])`.
 
-The callback drives the registered sleep ops (`sleeptrain.sleep`) from the Trainer's events, configured with the
+The callback drives the registered sleep ops through the same `SleepCycle` and LR effects (`sleep.cycle.lr_effects`)
+as `sleeptrain train`, from the Trainer's events, configured with the
 same presets and `key=value` words as `sleeptrain train` (only the `schedule`, `sleep` and `replay` sections apply:
 the model, data, optimizer and LR are the Trainer's):
 
     event (Trainer)                      what happens
-    on_train_begin                       the ops are built from `sleep.ops`; the sleeps are laid out over
+    on_train_begin                       a SleepCycle builds the ops of `sleep.ops`; the sleeps are laid out over
                                          `state.max_steps`; the Trainer's LambdaLR gets `CycleLR`; on a resumed run
                                          the callback's state is read back from the checkpoint
     on_pre_optimizer_step                every op's `on_wake_step(model)`, or `on_sleep_step` on a replay step
-    on_step_end where a sleep starts     the ops listed before `replay` (all of them without replay), e.g. light
-                                         sleep: AdamW state cleared
+    on_step_end where a sleep starts     every hook's `on_sleep_start` (one may end training: should_training_stop),
+                                         then the ops listed before `replay` (all of them without replay), e.g.
+                                         light sleep: AdamW state cleared
     on_step_end where a sleep ends       the ops listed after `replay`, e.g. `downscale`
+    on_train_end                         every hook's `on_run_end`
     on_save                              the ops' tensors (importance tables) -> checkpoint-N/sleeptrain_callback.safetensors
+
+The one hook a Trainer cannot serve is `on_step_batch` (a callback never sees the step's batch): an op whose
+`uses_step_batch(cfg)` gives a reason is refused in one line naming the hook and that reason.
 
 Without replay a sleep is one moment: after every `every_steps` optimizer steps, or (default) at the ends of the
 `schedule.epochs × schedule.n_cycles` equal wake phases of the run, plus one at the very end with
@@ -23,8 +29,8 @@ constant, constant_with_warmup; warm-up `get_warmup_steps(cycle length)`) where 
 the peak after sleep k. Without such ops the LR is exactly the Trainer's.
 
 Differences from `sleeptrain train`, by construction (docs/SCHEDULES.md, "In a transformers.Trainer"): replay
-strategies that rank by per-sample loss, re-packed replay contexts and the FORGETTER controller are refused with a
-one-line message; `deep_reset` cannot hand the Trainer a new model object, so the model's parameters and buffers are
+strategies that rank by per-sample loss, re-packed replay contexts, ops that use each step's batch and the FORGETTER
+controller (it needs a validation loss at every sleep) are refused with a one-line message; `deep_reset` cannot hand the Trainer a new model object, so the model's parameters and buffers are
 re-read in place from a model rebuilt from its config and the optimizer's state is discarded.
 
 State: the JSON part (sleeps done, a sleep in progress, each op's values, the sleep log) is the callback's
@@ -47,7 +53,8 @@ from transformers.trainer_callback import ExportableState
 
 from sleeptrain.errors import ConfigError
 from sleeptrain.integrations.hf_replay import SCORE_FREE, ReplayStream, SleepPlan
-from sleeptrain.sleep import REPLAY, SleepContext, SleepHook, inner_optimizer, op_class
+from sleeptrain.sleep import REPLAY, SleepContext, inner_optimizer, op_class
+from sleeptrain.sleep.cycle import SleepCycle, lr_effects
 
 STATE_FILE = "sleeptrain_callback.safetensors"
 LR_SHAPES = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -110,9 +117,11 @@ def load_sleep_config(overrides: list[str]):
     if REPLAY in cfg.sleep.ops and cfg.replay.context_augment:
         raise ConfigError("replay.context_augment: re-packing replayed documents needs sleeptrain's token store; "
                           "add replay.context_augment=false (the samples are replayed as the dataset gives them)")
-    if "downscale" in cfg.sleep.ops and cfg.sleep.importance == "fisher_per_sample":
-        raise ConfigError("sleep.importance: fisher_per_sample needs each step's batch, which a Trainer callback never "
-                          "sees; add sleep.importance=fisher (the step's gradient squared) or taylor")
+    for name in cfg.sleep.ops:  # the one hook a Trainer cannot serve: it never hands a callback the step's batch
+        why = op_class(name).uses_step_batch(cfg) if name != REPLAY else None
+        if why:
+            raise ConfigError(f"sleep.ops: {name!r} needs on_step_batch (each step's batch), which a Trainer "
+                              f"callback never sees: {why}")
     if cfg.schedule.controller:
         raise ConfigError("schedule.controller: the FORGETTER controller is not available in SleepCallback (it needs a "
                           "validation loss at every sleep); add schedule.controller=false for fixed light sleeps")
@@ -136,7 +145,7 @@ class SleepCallback(TrainerCallback, ExportableState):
         self.op_values: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self.pending: dict[str, Any] | None = None  # the record of a sleep that has started and not ended
-        self._ops: dict[str, SleepHook] = {}
+        self.cycle: SleepCycle | None = None       # the ops behind the one dispatcher `sleeptrain train` uses too
         self._windows: list[tuple[int, int]] = []   # (first step, end step) of every sleep; equal without replay
         self._starts: list[int] = []                # their first steps, for the per-step lookup
 
@@ -152,14 +161,14 @@ class SleepCallback(TrainerCallback, ExportableState):
 
     # --- ExportableState: what the Trainer writes into trainer_state.json ---
     def state(self) -> dict:
-        values = {name: op.state_dict()[0] for name, op in self._ops.items()}
+        values = self.cycle.state_dict(sleeping=False)[0] if self.cycle is not None else {}
         return {"args": {"overrides": self.overrides, "every_steps": self.every_steps},
                 "attributes": {"sleeps_done": self.sleeps_done, "state_step": self.state_step, "pending": self.pending,
                                "op_values": values or self.op_values, "events": self.events}}
 
     # --- Trainer events ---
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, train_dataloader=None, **kwargs):
-        self._ops = {name: op_class(name)(self.cfg, model) for name in self.cfg.sleep.ops if name != REPLAY}
+        self.cycle = SleepCycle(self.cfg, model)  # no replay object: the stream lays the replay steps out
         if REPLAY in self.cfg.sleep.ops:
             stream = find_stream(train_dataloader)
             if stream is None:
@@ -172,44 +181,54 @@ class SleepCallback(TrainerCallback, ExportableState):
                                                          self.cfg.schedule.sleep_after_last)]
         self._starts = [start for start, _ in self._windows]
         if state.global_step > 0:
-            self._restore(args, state)
+            self._restore(args, state, model)
         self._install_lr(args, state, lr_scheduler)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         i = bisect.bisect_right(self._starts, state.global_step) - 1
         asleep = i >= 0 and state.global_step < self._windows[i][1]
-        for op in self._ops.values():
-            (op.on_sleep_step if asleep else op.on_wake_step)(model)
+        self.cycle.after_backward(model, None, "sleep" if asleep else "wake")
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
         self.state_step = step = state.global_step
-        before, after = self.cfg.sleep.split_ops()
         for start, end in self._windows:
             if step == start:
                 self.pending = {"step": start, "end": end, "cycle": self.sleeps_done}
-                self._apply(before, step, model, optimizer)
+                ctx = self._context(step, model, optimizer)
+                if not self.cycle.start(ctx):  # an on_sleep_start hook ended the run at this sleep
+                    self.events.append({**self.pending, "stopped": True})
+                    self.pending, control.should_training_stop = None, True
+                    return
+                self._apply(ctx.ops, ctx, model, optimizer)
             if step == end and self.pending is not None:
-                self._apply(after, step, model, optimizer)
+                self._apply(self.cycle.ops_at_end, self._context(step, model, optimizer), model, optimizer)
                 self.events.append(self.pending)
                 self.pending, self.sleeps_done = None, self.sleeps_done + 1
 
-    def _apply(self, names: list[str], step: int, model, optimizer) -> None:
-        ctx = SleepContext(model=model, optimizer=optimizer, cfg=self.cfg, cycle=self.sleeps_done, step=step,
-                           make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0))
+    def on_train_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.cycle is not None:
+            self.cycle.end(self._context(state.global_step, model, optimizer))
+
+    def _context(self, step: int, model, optimizer) -> SleepContext:
+        return SleepContext(model=model, optimizer=optimizer, cfg=self.cfg, cycle=self.sleeps_done, step=step,
+                            make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0))
+
+    def _apply(self, names: list[str], ctx: SleepContext, model, optimizer) -> None:
         for name in names:
-            self.pending[name] = self._ops[name].apply(ctx)
+            self.pending[name] = self.cycle.apply(name, ctx)
         adopt_in_place(ctx, model, optimizer)
 
     def on_save(self, args, state, control, **kwargs):
         from safetensors.torch import save_file
 
+        op_tensors = self.cycle.state_dict(sleeping=False)[1] if self.cycle is not None else {}
         tensors = {f"{name}/{key}": t.detach().contiguous().cpu()
-                   for name, op in self._ops.items() for key, t in op.state_dict()[1].items()}
+                   for name, table in op_tensors.items() for key, t in table.items()}
         if tensors and args.should_save:
             save_file(tensors, os.path.join(args.output_dir, f"checkpoint-{state.global_step}", STATE_FILE))
 
     # --- helpers ---
-    def _restore(self, args, state) -> None:
+    def _restore(self, args, state, model) -> None:
         """Read back the attributes (unless the Trainer already did) and the ops' tensors of the resumed step."""
         from safetensors.torch import load_file
 
@@ -224,38 +243,33 @@ class SleepCallback(TrainerCallback, ExportableState):
         candidates = [args.resume_from_checkpoint, os.path.join(args.output_dir, f"checkpoint-{state.global_step}")]
         found = next((os.path.join(c, STATE_FILE) for c in candidates if c and os.path.isfile(os.path.join(c, STATE_FILE))),
                      None)
-        needs_tensors = any(op.state_dict()[1] for op in self._ops.values())
+        needs_tensors = any(self.cycle.state_dict(sleeping=False)[1].values())
         if needs_tensors and found is None:
             raise ConfigError(f"SleepCallback: resuming at step {state.global_step} needs {STATE_FILE} in the "
                               f"checkpoint folder (looked in {', '.join(c for c in candidates if c)})")
         tensors = load_file(found) if found else {}
-        for name, op in self._ops.items():
-            prefix = f"{name}/"
-            op.load_state_dict(self.op_values.get(name, {}),
-                               {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        grouped: dict[str, dict[str, torch.Tensor]] = {hook.name: {} for hook in self.cycle.hooks}
+        for key, value in tensors.items():
+            name, _, rest = key.partition("/")
+            grouped.setdefault(name, {})[rest] = value
+        self.cycle.load_state_dict({**{name: {} for name in grouped}, **self.op_values}, grouped, model)
 
     def _install_lr(self, args, state, lr_scheduler) -> None:
-        """Give the Trainer's LambdaLR the restarted schedule (nothing to do when no op restarts or scales it)."""
-        classes = [op_class(name) for name in self.cfg.sleep.ops if name != REPLAY]
-        restarts = any(c.restarts_lr_cycle for c in classes)
-        scales = [c for c in classes if c.peak_lr_factor.__func__ is not SleepHook.peak_lr_factor.__func__]
-        if not (restarts or scales):
+        """Give the Trainer's LambdaLR the restarted schedule, with the LR effects `sleeptrain train` uses
+        (`sleeptrain.sleep.cycle.lr_effects`; nothing to do when no op restarts or scales it)."""
+        restart_at, peak_scale = lr_effects(self._windows, self.cfg)
+        if not restart_at and peak_scale is None:
             return
         kind = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
         scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)
         if kind not in LR_SHAPES or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
             raise ConfigError(f"SleepCallback: lr_scheduler_type {kind!r} cannot be restarted at sleeps; "
                               f"use one of {', '.join(LR_SHAPES)}")
-        before, _ = self.cfg.sleep.split_ops()
-        restart_at: set[int] = set()  # where each op with an LR effect runs: the sleep's start or its end
-        for c in classes:
-            if c.restarts_lr_cycle:
-                restart_at.update(start if c.name in before else end for start, end in self._windows)
         sleeps = [end for _, end in self._windows if end < state.max_steps]
         starts = [0] + sorted(s for s in restart_at if 0 < s < state.max_steps)
         ends = starts[1:] + [state.max_steps]
         warmups = [args.get_warmup_steps(end - start) for start, end in zip(starts, ends)]
-        peaks = [math.prod(c.peak_lr_factor(self.cfg, i) for c in scales) for i in range(len(sleeps) + 1)]
+        peaks = [peak_scale(i) if peak_scale is not None else 1.0 for i in range(len(sleeps) + 1)]
         fn = CycleLR(kind, starts, state.max_steps, warmups, sleeps, peaks)
         scheduler.lr_lambdas = [fn for _ in scheduler.lr_lambdas]
         with warnings.catch_warnings():  # recompute the current LR through the public step(), not a private field

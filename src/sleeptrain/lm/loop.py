@@ -13,6 +13,7 @@ loop itself:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -27,7 +28,7 @@ from sleeptrain.data.samples import IGNORE_INDEX, make_batcher
 from sleeptrain.errors import SleeptrainError
 from sleeptrain.lm import trainer_state
 from sleeptrain.lm.guards import TrainingDiverged, all_finite, diverged_message  # TrainingDiverged: re-exported
-from sleeptrain.lm.losses import forward_losses, per_sample_loss, resolve_loss_impl
+from sleeptrain.lm.losses import forward_losses, per_sample_loss, resolve_loss_impl, sample_loss_from_logits
 from sleeptrain.lm.metrics_log import MetricsLog
 from sleeptrain.lm.phases import PhasePlan, Stage
 from sleeptrain.lm.prefetch import prefetched
@@ -35,7 +36,8 @@ from sleeptrain.lm.run_setup import make_optimizer, save_final
 from sleeptrain.lm.words import WordMeter
 from sleeptrain.lm.evaluator import Evaluator
 from sleeptrain.lm.warmup import batch_shapes, warm_or_eager
-from sleeptrain.sleep.cycle import SleepCycle, lr_function
+from sleeptrain.lm.lr_schedules import lr_function
+from sleeptrain.sleep.cycle import SleepCycle
 from sleeptrain.sleep.hooks import SleepContext, StepBatch
 from sleeptrain.sleep.replay import Replay
 
@@ -137,7 +139,8 @@ class TrainingLoop:
             keep = slice(None) if weight else slice(0, 0)  # the zero-weight pass's stand-in row adds nothing
             attention = local["attention_mask"]
             step_batch = StepBatch(local["input_ids"][keep], attention[keep] if attention is not None else None,
-                                   local["labels"][keep], self.masked)
+                                   local["labels"][keep], self.masked,
+                                   functools.partial(sample_loss_from_logits, causal=not self.masked))
         self.sleep_cycle.after_backward(self.acc.unwrap_model(self.model), step_batch, self.stage.phase)
         if self.cfg.train.clip_grad:
             self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)

@@ -31,6 +31,12 @@ def per_sample_loss(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return loss.sum(dim=1) / counts.clamp_min(1)
 
 
+def sample_loss_from_logits(logits: torch.Tensor, labels: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Each row's mean token loss from the model's logits (what a sleep hook differentiates per sample)."""
+    loss, counted = token_losses(logits, labels, causal)
+    return per_sample_loss(loss, counted)
+
+
 def resolve_loss_impl(impl: str, masked: bool) -> str:
     """`auto` -> chunked for causal LMs, plain for masked LMs (their head is not one bias-free Linear)."""
     return ("plain" if masked else "chunked") if impl == "auto" else impl

@@ -6,7 +6,8 @@ import bisect
 import math
 from typing import Callable, Iterable
 
-LR_SCHEDULES = ("cosine", "linear", "constant")
+from sleeptrain.config import LR_SCHEDULES  # noqa: F401  (the schema declares the choices)
+from sleeptrain.sleep.cycle import lr_effects
 
 
 def lr_at(step: int, total_steps: int, peak_lr: float, warmup_steps: int = 0, kind: str = "cosine",
@@ -37,7 +38,7 @@ def plan_lr_function(plan, train_cfg, restarts: Iterable[int] = (),
     fresh LR cycle starts; FORGETTER: each cycle decays to its minimum, then a sleep starts a fresh one). The peak
     of the segment holding `step` is `train.lr * peak_scale(cycle of step)` (1 without `peak_scale`). Warm-up is
     capped at 20% of each LR cycle. Which steps restart and how peaks scale comes from the sleep ops
-    (`sleeptrain.sleep.cycle.lr_function`)."""
+    (`sleeptrain.sleep.cycle.lr_effects`; `lr_function` composes the two)."""
     total = plan.total_steps
     cuts = sorted(b for b in {0, *restarts} if b < total)
 
@@ -50,3 +51,10 @@ def plan_lr_function(plan, train_cfg, restarts: Iterable[int] = (),
                      train_cfg.min_lr_ratio)
 
     return lr
+
+
+def lr_function(plan, cfg) -> Callable[[int], float]:
+    """step -> LR of a run: the schedule of `cfg.train` over the phase plan with the LR effects of the sleep ops
+    in `cfg.sleep.ops` (fresh cycles where an op restarts one, peaks scaled per cycle)."""
+    restarts, peak_scale = lr_effects([(s.start, s.end) for s in plan.stages if s.phase == "sleep"], cfg)
+    return plan_lr_function(plan, cfg.train, restarts, peak_scale)

@@ -33,6 +33,7 @@ from sleeptrain.lm.run_setup import (check_new_run_dir, check_processes, check_r
                                      final_evaluation, load_run_data, make_accelerator, prepare_run_dir,
                                      save_final, write_demo_pairs, write_run_start)
 from sleeptrain.presets import config_to_yaml, flat_config
+from sleeptrain.sleep.registry import check_config
 
 
 @dataclass
@@ -57,6 +58,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
     from accelerate.utils import set_seed
 
     t_start = time.time()
+    check_config(cfg)  # the registry checks (a Config built in Python has not met them), before anything is read
     # the process group (accelerate launch / torchrun; gloo on CPU), or a single process
     state = PartialState(cpu=cfg.train.device == "cpu" or not torch.cuda.is_available())
     # everything that can fail on the user's data or settings happens before the run folder exists
@@ -191,7 +193,7 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
         if accelerator.is_main_process:
             atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
             if cfg.run.plot:
-                from sleeptrain.experiments.plot import plot_runs
+                from sleeptrain.lm.loss_plot import plot_runs
 
                 plot_runs([run_dir], run_dir / "loss.png")
         if cfg.train.trackers:

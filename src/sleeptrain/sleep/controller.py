@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sleeptrain.config import CONTROLLER_BASELINES
 from sleeptrain.sleep.hooks import SleepContext, SleepHook
 from sleeptrain.sleep.registry import CONTROLLER
 from sleeptrain.sleep.resets import DEEP_SLEEP, LIGHT_SLEEP
@@ -27,7 +28,7 @@ from sleeptrain.sleep.resets import DEEP_SLEEP, LIGHT_SLEEP
 if TYPE_CHECKING:
     from sleeptrain.config import Config
 
-BASELINES = ("previous", "best")
+BASELINES = CONTROLLER_BASELINES  # schedule.controller_baseline (declared in the schema)
 
 
 def decide(mode: str, loss: float, previous: float, best: float, criteria: float,

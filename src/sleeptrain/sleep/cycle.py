@@ -2,16 +2,16 @@
 
 `SleepCycle` builds the ops of `sleep.ops` from the registry, the replay and (with `schedule.controller`) the
 FORGETTER controller, and dispatches the hooks of `sleeptrain.sleep.hooks` to them. The loop never names an op;
-the ops never see the loop. `lr_function` turns the ops' LR effects into the run's LR schedule.
+the ops never see the loop. `lr_effects` reads the ops' LR effects off the registry; the loop composes them with
+its LR schedule (`sleeptrain.lm.lr_schedules.plan_lr_function`), so sleep/ needs nothing of lm/.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import torch
 
-from sleeptrain.lm.lr_schedules import plan_lr_function
 from sleeptrain.sleep.controller import Controller
 from sleeptrain.sleep.hooks import SleepContext, SleepHook, StepBatch
 from sleeptrain.sleep.registry import CONTROLLER, REPLAY, op_class
@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 
 
 class SleepCycle:
-    """The sleep mechanisms of one run (`model`: the unwrapped model, for tables keyed by parameter names)."""
+    """The sleep mechanisms of one run (`model`: the unwrapped model, for tables keyed by parameter names).
 
-    def __init__(self, cfg: "Config", model: torch.nn.Module, replay: Replay):
+    `replay` is None where the caller lays out replay itself or has none (`SleepCallback` in a Trainer): the
+    cycle then dispatches the hooks only, and its checkpoint state has no replay part."""
+
+    def __init__(self, cfg: "Config", model: torch.nn.Module, replay: Optional[Replay] = None):
         self.cfg, self.replay = cfg, replay
         self.ops_at_start, self.ops_at_end = cfg.sleep.split_ops()
         self.controller = Controller(cfg, model) if cfg.schedule.controller else None
@@ -44,7 +47,7 @@ class SleepCycle:
         self.hooks = ([self.controller] if self.controller else []) + list(self.ops.values())
         self._wake_hooks = [h for h in self.hooks if type(h).on_wake_step is not SleepHook.on_wake_step]
         self._sleep_hooks = [h for h in self.hooks if type(h).on_sleep_step is not SleepHook.on_sleep_step]
-        self._batch_hooks = [h for h in self.hooks if type(h).on_step_batch is not SleepHook.on_step_batch]
+        self._batch_hooks = [h for h in self.hooks if type(h).uses_step_batch(self.cfg)]
 
     @property
     def wants_batch(self) -> bool:
@@ -73,16 +76,17 @@ class SleepCycle:
         else:
             self.on_sleep_step(model)
 
-    def start(self, ctx: SleepContext, stage) -> bool:
-        """A sleep starts: `on_sleep_start` hooks, then the replay buffer. False when a hook ends the run. The ops
-        to run now are left in `ctx.ops` (the loop applies them one by one with `apply`)."""
+    def start(self, ctx: SleepContext, stage=None) -> bool:
+        """A sleep starts: `on_sleep_start` hooks, then the replay buffer of `stage` (with a replay). False when a
+        hook ends the run. The ops to run now are left in `ctx.ops` (the caller applies them with `apply`)."""
         ctx.ops = list(self.ops_at_start)
         for hook in self.hooks:
             hook.on_sleep_start(ctx)
             if ctx.stop:
                 return False
-        ctx.log({"event": "sleep_start", "step": ctx.step, "tokens": ctx.tokens, "cycle": stage.cycle,
-                 **self.replay.choose(stage, ctx.step)})
+        chosen = self.replay.choose(stage, ctx.step) if self.replay is not None else {}
+        ctx.log({"event": "sleep_start", "step": ctx.step, "tokens": ctx.tokens,
+                 "cycle": stage.cycle if stage is not None else ctx.cycle, **chosen})
         return True
 
     def apply(self, name: str, ctx: SleepContext) -> dict[str, Any]:
@@ -100,14 +104,16 @@ class SleepCycle:
     def state_dict(self, sleeping: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         """(values, tensors) of the replay and of every hook, keyed by name."""
         values, tensors = {}, {}
-        values[REPLAY], tensors[REPLAY] = self.replay.state_dict(sleeping)
+        if self.replay is not None:
+            values[REPLAY], tensors[REPLAY] = self.replay.state_dict(sleeping)
         for hook in self.hooks:
             values[hook.name], tensors[hook.name] = hook.state_dict()
         return values, tensors
 
     def load_state_dict(self, values: dict[str, Any], tensors: dict[str, Any], model: torch.nn.Module) -> None:
         """Restore `state_dict`; an op a hook had swapped in before the checkpoint is built again first."""
-        self.replay.load_state_dict(values[REPLAY], tensors[REPLAY])
+        if self.replay is not None:
+            self.replay.load_state_dict(values[REPLAY], tensors[REPLAY])
         for name in values:
             if name not in (REPLAY, CONTROLLER) and name not in self.ops:
                 self._add(name, model)
@@ -115,10 +121,13 @@ class SleepCycle:
             hook.load_state_dict(values.get(hook.name, {}), tensors.get(hook.name, {}))
 
 
-def lr_function(plan, cfg: "Config") -> Callable[[int], float]:
-    """step -> LR over the phase plan, with the LR effects the registry declares for the ops in `sleep.ops`:
-    a fresh LR cycle starts where an op with `restarts_lr_cycle` runs (at the sleep's start if it comes before
-    `replay`, at its end if after), and the peak of cycle k is scaled by every op's `peak_lr_factor(cfg, k)`."""
+def lr_effects(sleeps: Iterable[tuple[int, int]], cfg: "Config") -> tuple[set[int], Optional[Callable[[int], float]]]:
+    """(restarts, peak_scale): the LR effects the registry declares for the ops in `sleep.ops`, over the sleeps of a
+    run as (first step, end step) pairs. A fresh LR cycle starts at every step in `restarts` — where an op with
+    `restarts_lr_cycle` runs (at the sleep's start if it comes before `replay`, at its end if after); the peak of
+    cycle k is multiplied by `peak_scale(k)`, the product of every op's `peak_lr_factor(cfg, k)` (None: no op
+    scales it). The training loop and `SleepCallback` compose both with their own LR schedule."""
+    sleeps = list(sleeps)
     before, _ = cfg.sleep.split_ops()
     restarts: set[int] = set()
     factors = []
@@ -127,8 +136,7 @@ def lr_function(plan, cfg: "Config") -> Callable[[int], float]:
             continue
         cls = op_class(name)
         if cls.restarts_lr_cycle:
-            restarts.update(stage.start if name in before else stage.end
-                            for stage in plan.stages if stage.phase == "sleep")
+            restarts.update(start if name in before else end for start, end in sleeps)
         if cls.peak_lr_factor.__func__ is not SleepHook.peak_lr_factor.__func__:
             factors.append(cls.peak_lr_factor)
 
@@ -138,4 +146,4 @@ def lr_function(plan, cfg: "Config") -> Callable[[int], float]:
             scale *= factor(cfg, cycle)
         return scale
 
-    return plan_lr_function(plan, cfg.train, restarts, peak_scale if factors else None)
+    return restarts, (peak_scale if factors else None)

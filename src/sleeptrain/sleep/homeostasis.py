@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sleeptrain.config import IMPORTANCE_KINDS, SCOPES  # noqa: F401  (the schema declares the choices)
 from sleeptrain.sleep.hooks import SleepContext, SleepHook, StepBatch
 from sleeptrain.sleep.registry import register_op
 
@@ -20,9 +21,7 @@ if TYPE_CHECKING:
     from sleeptrain.config import Config
 
 
-IMPORTANCE_KINDS = ("taylor", "fisher", "fisher_per_sample")  # |w*grad| | (batch grad)^2 | sum_i (grad_i)^2
 PER_SAMPLE_CHUNK = 8  # samples per vmap call: bounds the per-sample gradients alive (chunk x parameters)
-SCOPES = ("tensor", "global")            # protect the top fraction per tensor | over all tensors
 
 
 class Importance:
@@ -54,8 +53,8 @@ class Importance:
         weights, before the optimizer step; the model's train/eval mode as it is, dropout drawn per sample)."""
         from torch.func import functional_call, grad, vmap
 
-        from sleeptrain.lm.losses import per_sample_loss, token_losses
-
+        if batch.sample_loss is None:
+            raise ValueError("importance fisher_per_sample: the step's batch carries no sample_loss function")
         device = next(model.parameters()).device
         params = {name: p.detach() for name, p in model.named_parameters() if name in self.table}
         with_mask = batch.attention_mask is not None
@@ -65,8 +64,7 @@ class Importance:
             if mask is not None:  # as a ready 4-D additive mask: HF's 2-D mask handling branches on the data
                 kwargs["attention_mask"] = additive_mask(mask, causal=not batch.masked)
             logits = functional_call(model, p, args=(), kwargs=kwargs).logits
-            loss, counted = token_losses(logits, labels[None], causal=not batch.masked)
-            return per_sample_loss(loss, counted)[0]
+            return batch.sample_loss(logits, labels[None])[0]
 
         per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0, 0 if with_mask else None), randomness="different")
         step = {name: torch.zeros_like(t) for name, t in self.table.items()}
@@ -114,6 +112,13 @@ class Downscale(SleepHook):
         if model is None:
             raise ValueError("downscale: needs the model to lay out its importance table")
         self.importance = Importance(model, cfg.sleep.importance, cfg.sleep.include_norms)
+
+    @classmethod
+    def uses_step_batch(cls, cfg: "Config") -> str | None:
+        if cfg.sleep.importance != "fisher_per_sample":
+            return None
+        return ("sleep.importance=fisher_per_sample takes each sample's gradient from the step's batch; use "
+                "sleep.importance=fisher (the step's gradient squared) or taylor")
 
     def on_wake_step(self, model: torch.nn.Module) -> None:
         if self.cfg.sleep.importance_from in ("wake", "both"):

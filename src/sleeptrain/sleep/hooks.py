@@ -67,12 +67,16 @@ class SleepContext:
 class StepBatch:
     """The batch this process trained on in the current step, as host tensors: token ids, the attention mask (None
     where the loop dropped it: causal rows padded only at the end), labels (-100 where no loss is taken; for a
-    causal LM aligned with `input_ids`, shifted inside the loss) and whether the model is a masked LM."""
+    causal LM aligned with `input_ids`, shifted inside the loss) and whether the model is a masked LM.
+    `sample_loss(logits, labels) -> (B,)` is the loop's own per-sample loss (each row's mean token loss over the
+    positions that count, float32), for a hook that differentiates it (per-sample gradients); None where the caller
+    has none to offer."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor | None
     labels: torch.Tensor
     masked: bool
+    sample_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def inner_optimizer(optimizer) -> torch.optim.Optimizer:
@@ -97,6 +101,16 @@ class SleepHook:
     def peak_lr_factor(cls, cfg: "Config", cycle: int) -> float:
         """Multiplies the peak LR of cycle `cycle` (a pure function: the LR schedule is laid out before step 0)."""
         return 1.0
+
+    @classmethod
+    def uses_step_batch(cls, cfg: "Config") -> str | None:
+        """Why this op needs `on_step_batch` (each step's batch) under `cfg`, or None when it does not. Default:
+        whenever the class overrides it. The loop builds a `StepBatch` only for ops that use it; a caller that has
+        no batch to give (`SleepCallback` in a Trainer) refuses them with this reason. Override it where the use
+        depends on the options (`downscale` needs the batch only for `sleep.importance=fisher_per_sample`)."""
+        if cls.on_step_batch is SleepHook.on_step_batch:
+            return None
+        return f"{cls.__name__} overrides on_step_batch"
 
     def on_wake_step(self, model: torch.nn.Module) -> None:
         """After the backward pass of every wake step, before the optimizer step (gradients are in `p.grad`)."""

@@ -21,12 +21,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from sleeptrain.errors import PluginError
+from sleeptrain.config import REPLAY, check_choice
+from sleeptrain.errors import ConfigError, PluginError
 from sleeptrain.sleep.hooks import SleepHook
 
-REPLAY = "replay"
+if TYPE_CHECKING:
+    from sleeptrain.config import Config
+
 CONTROLLER = "controller"  # the FORGETTER controller's name in checkpoints (switched on by schedule.controller)
 PLUGIN_GROUP = "sleeptrain.sleep"     # entry-point group of installed packages that register ops or strategies
 PLUGIN_ENV = "SLEEPTRAIN_PLUGINS"     # comma-separated importable modules that do the same (no packaging needed)
@@ -93,6 +96,30 @@ def op_class(name: str) -> type[SleepHook]:
 def optimizer_resetting_ops() -> tuple[str, ...]:
     """Ops that reset the optimizer (light or deep sleep): a schedule holds at most one, and the controller one."""
     return tuple(name for name, cls in OPS.items() if cls.resets_optimizer)
+
+
+def registered(kind: str) -> tuple[str, ...]:
+    """The names a registry-backed key accepts now (`--help` asks at print time, so an op registered after
+    `sleeptrain.config` was imported is listed): kind "ops" (`sleep.ops`) or "strategies" (`replay.strategy`)."""
+    return {"ops": op_names, "strategies": strategy_names}[kind]()
+
+
+def check_config(cfg: "Config") -> None:
+    """The checks of a `Config` that ask the registries — op names, at most one optimizer-resetting op, the replay
+    strategy, the controller's need for a light or deep sleep — as one-line `ConfigError`s. The schema cannot make
+    them (it sits below the registries); `presets.to_config` calls this wherever words or YAML become a `Config`,
+    and `train()` / `SleepCallback` again before anything is written, so a `Config` built in Python is refused
+    too."""
+    for op in cfg.sleep.ops:
+        check_choice("sleep.ops", op, op_names())
+    resets = [op for op in cfg.sleep.ops if op in optimizer_resetting_ops()]
+    if len(resets) > 1:
+        raise ConfigError(f"sleep.ops: {' and '.join(resets)} exclude each other (each resets the optimizer; "
+                          "keep one)")
+    check_choice("replay.strategy", cfg.replay.strategy, strategy_names())
+    if cfg.schedule.controller and not resets:
+        raise ConfigError(f"schedule.controller: needs {' or '.join(optimizer_resetting_ops())} in sleep.ops (a "
+                          "light or deep sleep)")
 
 
 def load_plugins() -> list[str]:
