@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +46,35 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
     """Run `python -m sleeptrain ...` in a fresh process, as a user would."""
     return subprocess.run([sys.executable, "-m", "sleeptrain", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+# A test is `slow` when it (or a fixture it asks for) trains end to end or starts another process: calls train(),
+# the command line, a Trainer, a continual run, a subprocess. `pytest -m "not slow"` is the quick loop of
+# development; `make test` (and CI) runs everything. Tests can also be marked by hand.
+END_TO_END = re.compile(r"\b(train|run_cli|cli|run_trainer|run_continual|run_method|run_experiment|main)\(|"
+                        r"\bsubprocess\.|\bPopen\(|\btrainer\.train\(")
+
+
+def _source(obj) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _trains_end_to_end(item) -> bool:
+    """The test function's source, and that of every fixture of tests/ it asks for, calls something end to end."""
+    sources = [_source(getattr(item, "function", None))]
+    info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(item, "fixturenames", ()):
+        for definition in (info.name2fixturedefs.get(name, ()) if info else ()):
+            path = inspect.getsourcefile(definition.func) or ""
+            if Path(path).resolve().parent == Path(__file__).resolve().parent:
+                sources.append(_source(definition.func))
+    return any(END_TO_END.search(source) for source in sources)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "slow" not in item.keywords and _trains_end_to_end(item):
+            item.add_marker(pytest.mark.slow)

@@ -372,11 +372,3 @@ def write_minimal_pairs(pairs: dict[str, list[dict]], out_dir: Path, compress: b
         else:
             (out_dir / f"{uid}.jsonl").write_text(text)
     return out_dir
-
-
-def write_babylm_layout(splits: dict[str, list[str]], out_dir: Path, source: str = "generated") -> Path:
-    """Write splits as `train/<source>.train`, `dev/<source>.dev`, `test/<source>.test` (the BabyLM layout)."""
-    for split, lines in splits.items():
-        (out_dir / split).mkdir(parents=True, exist_ok=True)
-        (out_dir / split / f"{source}.{split}").write_text("\n".join(lines) + "\n")
-    return out_dir

@@ -3,7 +3,6 @@ as one record (`event: "eval"` / `event: "blimp"`)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
@@ -13,7 +12,7 @@ from sleeptrain.lm.validation import validation_loss
 
 
 class Evaluator:
-    """Remembers the first and the latest validation loss of the run. `log` writes one metrics record;
+    """`log` writes one metrics record (the loop's `LoopState` keeps the first and latest validation loss);
     `blimp_pairs` (set when `eval.blimp_every` is on) are the minimal pairs of the periodic evaluation."""
 
     def __init__(self, cfg, accelerator, tokenizer, dev_samples, batch_size: int,
@@ -21,7 +20,6 @@ class Evaluator:
         self.cfg, self.acc, self.tokenizer, self.dev_samples = cfg, accelerator, tokenizer, dev_samples
         self.batch_size, self.log = batch_size, log
         self.masked = cfg.model.is_masked_lm
-        self.first_val = self.last_val = float("nan")
         self.blimp_pairs = None
 
     def validation(self, model: torch.nn.Module, step: int, tokens: int) -> float:
@@ -35,10 +33,7 @@ class Evaluator:
         self.log({"event": "eval", "step": step, "tokens": tokens, **result})
         if self.cfg.train.trackers:
             self.acc.log({"val_loss": result["val_loss"]}, step=step)
-        self.last_val = result["val_loss"]
-        if math.isnan(self.first_val):
-            self.first_val = self.last_val
-        return self.last_val
+        return result["val_loss"]
 
     def samples_at(self, step: int):
         """The dev windows scored at `step`: the fixed split, or `eval_max_batches × batch` windows at uniform random

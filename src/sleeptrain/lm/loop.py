@@ -32,6 +32,7 @@ from sleeptrain.lm.losses import forward_losses, per_sample_loss, resolve_loss_i
 from sleeptrain.lm.metrics_log import MetricsLog
 from sleeptrain.lm.phases import PhasePlan, Stage
 from sleeptrain.lm.prefetch import prefetched
+from sleeptrain.lm.progress import LoopState
 from sleeptrain.lm.run_setup import make_optimizer, save_final
 from sleeptrain.lm.words import WordMeter
 from sleeptrain.lm.evaluator import Evaluator
@@ -57,13 +58,9 @@ class TrainingLoop:
     """
 
     def __init__(self, cfg: Config, run_dir: Path, accelerator, model, tokenizer, train_samples, dev_samples,
-                 plan: PhasePlan, metrics: MetricsLog, compiled: bool = False, started_at: float | None = None):
+                 plan: PhasePlan, metrics: MetricsLog, state: LoopState | None = None):
         self.cfg, self.run_dir, self.acc = cfg, run_dir, accelerator
-        # wall clock of the run across resumes: this session's since `started_at`, plus the earlier sessions' up to
-        # the checkpoint resumed from (`seconds_before`, set by trainer_state.load; the work a kill lost is redone;
-        # None: a checkpoint written before it was kept, so the earlier sessions' time is unknown)
-        self.started_at = time.time() if started_at is None else started_at
-        self.seconds_before: float | None = 0.0
+        self.state = state if state is not None else LoopState()  # the run's progress: its one owner
         self.tokenizer, self.train_samples, self.dev_samples = tokenizer, train_samples, dev_samples
         self.plan, self.metrics = plan, metrics
         self.masked = cfg.model.is_masked_lm
@@ -73,8 +70,7 @@ class TrainingLoop:
         self.micro = cfg.train.micro_batch_size or cfg.train.batch_size
         self.lr_fn = lr_function(plan, cfg)
         self.batcher = make_batcher(tokenizer, self.masked, cfg.model.mlm_probability, seed=cfg.seed)
-        self.compiled = compiled  # train.compile resolved (`sleeptrain.lm.compiling`); False again if it fails
-        if compiled:
+        if self.state.compiled:  # train.compile resolved (`sleeptrain.lm.compiling`); False again if it fails
             model.compile()
         self.model, self.optimizer = accelerator.prepare(model, make_optimizer(model, cfg))
         self.sample_log = (open(run_dir / f"samples.rank{self.rank}.jsonl", "a", buffering=1)
@@ -82,17 +78,11 @@ class TrainingLoop:
         replay = Replay(cfg, train_samples, tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id,
                         gather=_gather_objects if self.world > 1 else None, sample_log=self.sample_log)
         self.sleep_cycle = SleepCycle(cfg, accelerator.unwrap_model(self.model), replay)
-        self.step = self.tokens = 0
         self.stage: Stage | None = None
         self.stage_index = 0
-        self.resume_cursor: tuple[int, int, bool] | None = None
         self.interval = IntervalMeter(self.device)
-        self.stopped_early = False
         self.interrupt = Interrupt()  # its signal is set by the SIGINT/SIGTERM handler of train()
-        self.last_checkpoint: Path | None = None
         self.words = WordMeter(tokenizer, cfg.checkpoint.words, run_dir, accelerator.is_main_process)
-        self.precision = cfg.train.precision  # train() sets the resolved one (auto -> bf16 | fp32)
-        self.attention = "sdpa"  # train() sets the resolved train.attention (kept in checkpoints for a resume)
         self.loss_impl = resolve_loss_impl(cfg.train.loss, cfg.model.is_masked_lm)
         self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
                                    log=lambda record: self.metrics.write(record))
@@ -108,7 +98,7 @@ class TrainingLoop:
     def train_step(self, ids: torch.Tensor, mask: torch.Tensor, sample_ids: np.ndarray | None) -> None:
         """One optimizer step on the global batch (`ids`, `mask`); `sample_ids` (or None) receive the per-sample
         losses as replay scores."""
-        lr = self.lr_fn(self.step)
+        lr = self.lr_fn(self.state.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self.batcher(ids, mask)  # the whole global batch on every process: same RNG use as one process
@@ -125,15 +115,15 @@ class TrainingLoop:
         local_ids = sample_ids[rows] if sample_ids is not None and weight and replay.enabled else None
         step_loss, sample_losses = forward_backward(
             self.acc, self.model, local, self.micro, weight / n_label_tokens, self.masked, self.loss_impl,
-            self.cfg.train.loss_chunk_mb * 2**20, self.compiled, self._to_device, local_ids is not None)
+            self.cfg.train.loss_chunk_mb * 2**20, self.state.compiled, self._to_device, local_ids is not None)
         if self.cfg.train.on_nan == "skip_batch" and not all_finite((step_loss,), self.reduce):
             self.optimizer.zero_grad(set_to_none=True)
-            self.metrics.write({"event": "nan_skipped", "step": self.step, "phase": self.stage.phase,
+            self.metrics.write({"event": "nan_skipped", "step": self.state.step, "phase": self.stage.phase,
                                 "cycle": self.stage.cycle})
             self._advance(lr, 0)
             return
         for start, values in sample_losses:
-            replay.record(local_ids[start:start + self.micro], values, self.stage.cycle, self.step)
+            replay.record(local_ids[start:start + self.micro], values, self.stage.cycle, self.state.step)
         step_batch = None
         if self.sleep_cycle.wants_batch:  # every process takes part (a hook may sum across them)
             keep = slice(None) if weight else slice(0, 0)  # the zero-weight pass's stand-in row adds nothing
@@ -147,16 +137,16 @@ class TrainingLoop:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.interval.add_step(step_loss)
-        self.words.add(ids, mask)  # the global batch, on the host
+        self.state.words += self.words.count(ids, mask)  # the global batch, on the host
         self._advance(lr, int(mask.sum()))  # tokens counted on the host copy: no device sync
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         return to_device(t, self.device)
 
     def _advance(self, lr: float, n_tokens: int) -> None:
-        self.tokens += n_tokens
+        self.state.tokens += n_tokens
         self.interval.tokens += n_tokens
-        self.step += 1
+        self.state.step += 1
         self.bar.update(1)
         self.after_step(lr)
 
@@ -166,23 +156,23 @@ class TrainingLoop:
 
     def after_step(self, lr: float) -> None:
         tc = self.cfg.train
-        self.words.save_due(self.save_model, self.metrics.write, self.step)  # BabyLM word-count checkpoints
-        if self.step % tc.log_every == 0 or self.step == self.plan.total_steps or self._stage_ends_now():
+        self.words.save_due(self.state.words, self.save_model, self.metrics.write, self.state.step)  # BabyLM word-count checkpoints
+        if self.state.step % tc.log_every == 0 or self.state.step == self.plan.total_steps or self._stage_ends_now():
             self.log_train(lr)
-        if tc.eval_every and self.step % tc.eval_every == 0 and self.step != self.plan.total_steps:
+        if tc.eval_every and self.state.step % tc.eval_every == 0 and self.state.step != self.plan.total_steps:
             self.evaluate()
-        if self.evaluator.blimp_pairs and self.step % self.cfg.eval.blimp_every == 0:
-            self.evaluator.blimp(self.acc.unwrap_model(self.model), self.step, self.tokens)
+        if self.evaluator.blimp_pairs and self.state.step % self.cfg.eval.blimp_every == 0:
+            self.evaluator.blimp(self.acc.unwrap_model(self.model), self.state.step, self.state.tokens)
         every = self.cfg.checkpoint.every
-        if every and self.step % every == 0 and not (self._stage_ends_now() and self.cfg.checkpoint.phase_boundaries):
-            trainer_state.checkpoint(self, (self.stage_index, self.step - self.stage.start, True))
-        if self.interrupt.requested(self.step, self.cfg.train.log_every, self.acc):
-            trainer_state.checkpoint(self, (self.stage_index, self.step - self.stage.start, True))
-            raise RunInterrupted(f"interrupted by signal {self.interrupt.signal} at step {self.step}; checkpoint "
-                                 f"{self.last_checkpoint}; continue with: sleeptrain train resume={self.run_dir}")
+        if every and self.state.step % every == 0 and not (self._stage_ends_now() and self.cfg.checkpoint.phase_boundaries):
+            self.checkpoint((self.stage_index, self.state.step - self.stage.start, True))
+        if self.interrupt.requested(self.state.step, self.cfg.train.log_every, self.acc):
+            self.checkpoint((self.stage_index, self.state.step - self.stage.start, True))
+            raise RunInterrupted(f"interrupted by signal {self.interrupt.signal} at step {self.state.step}; checkpoint "
+                                 f"{self.state.last_checkpoint}; continue with: sleeptrain train resume={self.run_dir}")
 
     def _stage_ends_now(self) -> bool:
-        return self.stage is not None and self.step == self.stage.end
+        return self.stage is not None and self.state.step == self.stage.end
 
     # --- logging and evaluation ---
     def log_train(self, lr: float) -> None:
@@ -190,43 +180,66 @@ class TrainingLoop:
             return
         loss, tokens_per_s = self.interval.read(self.reduce)
         if not math.isfinite(loss):
-            raise TrainingDiverged(diverged_message(loss, self.step, self.last_checkpoint))
+            raise TrainingDiverged(diverged_message(loss, self.state.step, self.state.last_checkpoint))
         self.sleep_cycle.replay.sync()
-        record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
-                  "words_seen": self.words.words,
+        record = {"event": "train", "step": self.state.step, "loss": loss, "lr": lr, "tokens": self.state.tokens,
+                  "words_seen": self.state.words,
                   "tokens_per_s": tokens_per_s, "phase": self.stage.phase,
                   "cycle": self.stage.cycle, "epoch": self.stage.pass_index}
         self.metrics.write(record)
         if self.cfg.train.trackers:
-            self.acc.log({"loss": loss, "lr": lr}, step=self.step)
+            self.acc.log({"loss": loss, "lr": lr}, step=self.state.step)
         self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
         self.interval.reset()
 
-    def elapsed(self) -> float:
-        """Wall seconds of the run so far, all sessions together (this session's only where `seconds_before` is
-        unknown)."""
-        return (self.seconds_before or 0.0) + time.time() - self.started_at
-
     def evaluate(self) -> float:
         """Validation loss of the current model (logged; the controller and the run summary read it)."""
-        return self.evaluator.validation(self.acc.unwrap_model(self.model), self.step, self.tokens)
+        loss = self.evaluator.validation(self.acc.unwrap_model(self.model), self.state.step, self.state.tokens)
+        return self.state.record_val(loss)
+
+    # --- checkpoints ---
+    def checkpoint_parts(self) -> trainer_state.CheckpointParts:
+        return trainer_state.CheckpointParts(
+            self.cfg, self.run_dir, self.acc.unwrap_model(self.model), self.optimizer, self.tokenizer,
+            self.sleep_cycle, self.batcher, len(self.train_samples), self.plan.total_steps, self.world)
+
+    def checkpoint(self, cursor: tuple[int, int, bool]) -> None:
+        """Everything needed to continue exactly from `cursor` = (stage index, steps done in it, sleep started).
+        Collective (every process syncs replay scores and checks for NaN); process 0 writes. Only finite weights
+        after finite losses are written, so the newest checkpoint stays a good one."""
+        self.sleep_cycle.replay.sync()
+        if not all_finite((self.interval.loss, *self.acc.unwrap_model(self.model).parameters()), self.reduce):
+            raise TrainingDiverged(diverged_message(float("nan"), self.state.step, self.state.last_checkpoint))
+        if self.acc.is_main_process:
+            self.state.last_checkpoint = trainer_state.save(self.checkpoint_parts(), self.state, cursor,
+                                                            self.metrics.tell())
+            self.metrics.write({"event": "checkpoint", "step": self.state.step,
+                                "path": str(self.state.last_checkpoint)})
+        if self.world > 1:
+            self.acc.wait_for_everyone()
+
+    def restore(self, path: Path) -> dict:
+        """Restore checkpoint `path`; the next `run()` continues at its cursor. Returns the checkpoint's record."""
+        record = trainer_state.load(path, self.checkpoint_parts(), self.state)
+        self.bar.update(self.state.step)
+        return record
 
     def warm_compiled(self) -> None:
         """Compile forward and backward for every batch shape of the plan now (`sleeptrain.lm.warmup`); a failure
-        under `train.compile=auto` leaves the run eager (`self.compiled` False)."""
+        under `train.compile=auto` leaves the run eager (`self.state.compiled` False)."""
         shapes = batch_shapes(self.plan, self.cfg.train.batch_size, self.micro, self.shard)
-        self.compiled = warm_or_eager(
+        self.state.compiled = warm_or_eager(
             self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples, self.masked,
             self.micro, self._to_device, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20,
             self.cfg.train.compile,
-            lambda record: self.metrics.write({"event": record["event"], "step": self.step, **record}))
+            lambda record: self.metrics.write({"event": record["event"], "step": self.state.step, **record}))
 
     # --- phases ---
     def run(self) -> None:
-        first, first_offset, first_started = self.resume_cursor or (0, 0, False)
-        if self.compiled:
+        first, first_offset, first_started = self.state.cursor or (0, 0, False)
+        if self.state.compiled:
             self.warm_compiled()
-        if self.resume_cursor is None:
+        if self.state.cursor is None:
             self.evaluate()
         for i in range(first, len(self.plan.stages)):
             stage = self.plan.stages[i]
@@ -236,7 +249,7 @@ class TrainingLoop:
             if stage.phase == "wake":
                 self.wake(stage, offset)
             elif not self.sleep(stage, offset, started):
-                self.stopped_early = True
+                self.state.stopped_early = True
                 break
             self.checkpoint_at_boundary(i)
         self.bar.close()
@@ -249,11 +262,11 @@ class TrainingLoop:
         stages = self.plan.stages
         if not self.cfg.checkpoint.phase_boundaries or (i + 1 < len(stages) and stages[i + 1].steps == 0):
             return
-        trainer_state.checkpoint(self, (i + 1, 0, False))
+        self.checkpoint((i + 1, 0, False))
 
     def wake(self, stage: Stage, first_offset: int = 0) -> None:
         if first_offset == 0 and hasattr(self.train_samples, "windows_sha256"):  # FORGETTER: this epoch's draw
-            self.metrics.write({"event": "epoch_start", "epoch": stage.pass_index, "step": self.step,
+            self.metrics.write({"event": "epoch_start", "epoch": stage.pass_index, "step": self.state.step,
                                 "windows": stage.fold[1] - stage.fold[0],
                                 "windows_sha256": self.train_samples.windows_sha256(stage.pass_index)})
 
@@ -263,7 +276,7 @@ class TrainingLoop:
 
         for indices, ids, mask in prefetched(load, range(first_offset, stage.steps), self.cfg.train.prefetch):
             if self.sample_log is not None:
-                self.sample_log.write(json.dumps({"step": self.step, "phase": "wake", "cycle": stage.cycle,
+                self.sample_log.write(json.dumps({"step": self.state.step, "phase": "wake", "cycle": stage.cycle,
                                                   "indices": indices[self.shard(len(indices))].tolist()}) + "\n")
             self.train_step(ids, mask, indices)
 
@@ -282,12 +295,12 @@ class TrainingLoop:
                                                 self.cfg.train.prefetch):
             self.train_step(ids, mask, sample_ids)
         self.apply_ops(self.sleep_cycle.ops_at_end, stage)
-        self.metrics.write({"event": "sleep_end", "step": self.step, "tokens": self.tokens, "cycle": stage.cycle})
+        self.metrics.write({"event": "sleep_end", "step": self.state.step, "tokens": self.state.tokens, "cycle": stage.cycle})
         return True
 
     def sleep_context(self, cycle: int) -> SleepContext:
         """The narrow view a sleep hook gets of this moment of the run."""
-        return SleepContext(self.model, self.optimizer, self.cfg, cycle, step=self.step, tokens=self.tokens,
+        return SleepContext(self.model, self.optimizer, self.cfg, cycle, step=self.state.step, tokens=self.state.tokens,
                             accelerator=self.acc, make_optimizer=lambda m: make_optimizer(m, self.cfg),
                             evaluate=self.evaluate, log=self.metrics.write)
 
@@ -298,10 +311,10 @@ class TrainingLoop:
             changed = self.sleep_cycle.apply(name, ctx)
             rebuilt = ctx.model is not self.model
             self.model, self.optimizer = ctx.model, ctx.optimizer
-            if rebuilt and self.compiled:  # a new module: compile and warm it as well
+            if rebuilt and self.state.compiled:  # a new module: compile and warm it as well
                 self.acc.unwrap_model(self.model).compile()
                 self.warm_compiled()
-            self.metrics.write({"event": "sleep_op", "op": name, "step": self.step, "cycle": stage.cycle, **changed})
+            self.metrics.write({"event": "sleep_op", "op": name, "step": self.state.step, "cycle": stage.cycle, **changed})
 
 
 class Interrupt:

@@ -20,7 +20,6 @@ import torch
 from sleeptrain.config import Config
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import RunLock, atomic_write_text
-from sleeptrain.lm import trainer_state
 from sleeptrain.lm.phases import describe_truncation
 from sleeptrain.lm.attention import resolve_attention
 from sleeptrain.lm.compiling import resolve_compile
@@ -29,6 +28,7 @@ from sleeptrain.lm.loop import RunInterrupted, TrainingLoop
 from sleeptrain.lm.guards import TrainingDiverged  # noqa: F401  (re-exported)
 from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
 from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
+from sleeptrain.lm.progress import LoopState
 from sleeptrain.lm.run_setup import (check_new_run_dir, check_processes, check_runtime, default_run_dir,
                                      final_evaluation, load_run_data, make_accelerator, prepare_run_dir,
                                      save_final, write_demo_pairs, write_run_start)
@@ -53,103 +53,13 @@ class RunResult:
 
 def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[str] | None = None,
           resume_from: Path | None = None) -> RunResult:
-    """Run `cfg` into a new run folder, or continue the run that checkpoint `resume_from` belongs to."""
-    from accelerate import PartialState
-    from accelerate.utils import set_seed
-
+    """Run `cfg` into a new run folder, or continue the run that checkpoint `resume_from` belongs to: set-up (data,
+    run folder), the loop (`TrainingLoop.run`), then the outputs (final model, evaluation, summary, plot)."""
     t_start = time.time()
     check_config(cfg)  # the registry checks (a Config built in Python has not met them), before anything is read
-    # the process group (accelerate launch / torchrun; gloo on CPU), or a single process
-    state = PartialState(cpu=cfg.train.device == "cpu" or not torch.cuda.is_available())
-    # everything that can fail on the user's data or settings happens before the run folder exists
-    check_runtime(cfg)
-    data = load_run_data(cfg, state)
-    corpus, tokenizer, stores, train_samples, dev_samples, plan = (
-        data.corpus, data.tokenizer, data.stores, data.train_samples, data.dev_samples, data.plan)
-    check_processes(cfg, state.num_processes)
-    babylm_guard(cfg, plan, stores["train"].n_tokens, state.is_main_process)
-    if state.is_main_process:
-        for note in corpus.notes:  # e.g. an empty source file, a dev split held out of train
-            print(f"sleeptrain: note: {note}", file=sys.stderr, flush=True)
-
-    if resume_from is None:
-        run_dir = Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
-        check_new_run_dir(run_dir)
-        state.wait_for_everyone()
-        lock = None
-        if state.is_main_process:
-            prepare_run_dir(run_dir)
-            lock = RunLock(run_dir).acquire()  # one writer per run folder, held until the run returns
-            try:
-                check_new_run_dir(run_dir)     # another writer may have started (and finished) in between
-            except ConfigError:
-                lock.release()
-                raise
-            write_run_start(run_dir, cfg, presets or {}, overrides or [])
-            write_demo_pairs(cfg, run_dir)
-        state.wait_for_everyone()
-    else:
-        run_dir = Path(resume_from).parent.parent
-        lock = RunLock(run_dir).acquire() if state.is_main_process else None
-        if lock is not None and (run_dir / "summary.json").is_file():  # a concurrent resume finished it meanwhile
-            lock.release()
-            raise ConfigError(f"resume: {str(run_dir)!r} already finished; nothing to resume")
+    session = set_up(cfg, presets or {}, overrides or [], resume_from)
     try:
-        pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
-        on_cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
-        # what the run chose when it started (precision, attention kernel, compile): a resume keeps it
-        started = saved_state(resume_from) if resume_from else None
-        precision, precision_note = resolve_precision(cfg.train.precision, on_cuda,
-                                                      started.get("precision") if started else None)
-        accelerator = make_accelerator(cfg, run_dir, precision)
-        if accelerator.is_main_process and (cfg.train.precision == "auto" or precision_note.startswith("warning")):
-            print(f"sleeptrain: {'' if precision_note.startswith('warning') else 'note: '}{precision_note}",
-                  file=sys.stderr, flush=True)
-
-        set_seed(cfg.seed)
-        model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
-        params = count_parameters(model)
-        attention, attention_note = resolve_attention(cfg.train.attention, precision, on_cuda,
-                                                      started.get("attention", "sdpa") if started is not None else None)
-        model.set_attn_implementation(attention)
-        metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
-        compiled, compile_note = resolve_compile(cfg.train.compile, plan.total_steps, on_cuda,
-                                                 started.get("compiled", False) if started is not None else None)
-        if accelerator.is_main_process and compiled and cfg.train.compile == "auto":
-            print(f"sleeptrain: note: {compile_note}", file=sys.stderr, flush=True)
-        loop = TrainingLoop(cfg, run_dir, accelerator, model, tokenizer, train_samples, dev_samples, plan, metrics,
-                            compiled=compiled, started_at=t_start)
-        loop.precision, loop.attention = precision, attention
-        if resume_from is None:
-            metrics.write({"event": "start", "steps": plan.total_steps, "samples": len(train_samples),
-                           "train_tokens": stores["train"].n_tokens, "dev_tokens": stores["dev"].n_tokens,
-                           "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
-                           "vocab_size": len(tokenizer), "corpus": corpus.description, "notes": corpus.notes,
-                           "processes": accelerator.num_processes,
-                           "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages],
-                           "truncated": plan.truncated, "precision": precision,
-                           "precision_note": precision_note, "compiled": compiled, "compile_note": compile_note,
-                           "attention": attention, "attention_note": attention_note})
-            if plan.truncated and accelerator.is_main_process:
-                print(f"sleeptrain: note: {describe_truncation(plan.truncated)}", file=sys.stderr, flush=True)
-        else:
-            saved = trainer_state.restore(loop, resume_from)
-            if accelerator.is_main_process:  # allowed changes (resume.allow_changes) become the run's config
-                atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
-            metrics.close()
-            moved = rewind_metrics(run_dir / "metrics.jsonl", saved["metrics_bytes"]) if accelerator.is_main_process else 0
-            metrics = loop.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
-            metrics.write({"event": "resume", "step": loop.step, "checkpoint": str(resume_from),
-                           "superseded_records": moved, "processes": accelerator.num_processes,
-                           "code_version": code_version(), "overrides": overrides or []})
-        if cfg.train.trackers:
-            accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
-
-        blimp_path = Path(cfg.eval.blimp_path) if cfg.eval.blimp_path else pairs_dir
-        if cfg.eval.blimp_every and blimp_path:
-            from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
-
-            loop.evaluator.blimp_pairs = load_minimal_pairs(blimp_path, cfg.eval.blimp_n)
+        loop, params = build_loop(session, t_start)
         with checkpoint_on_signals(loop):
             try:
                 loop.run()
@@ -157,53 +67,203 @@ def train(cfg: Config, presets: dict[str, str] | None = None, overrides: list[st
                 loop.bar.close()
                 if loop.sample_log is not None:
                     loop.sample_log.close()
-        final_dir = run_dir / "final"
-        eval_results = None
-        if accelerator.is_main_process:
-            try:
-                save_final(accelerator.unwrap_model(loop.model), tokenizer, final_dir, cfg.data.seq_len)
-            except KeyboardInterrupt:
-                raise RunInterrupted(f"interrupted while saving the final model after step {loop.step} (all "
-                                     f"training done); the newest checkpoint is {loop.last_checkpoint}: resume "
-                                     f"with sleeptrain train resume={run_dir}") from None
-            if cfg.eval.final:
-                try:
-                    eval_results = final_evaluation(cfg, accelerator.unwrap_model(loop.model), tokenizer,
-                                                    final_dir, blimp_path, corpus)
-                except KeyboardInterrupt:
-                    raise RunInterrupted(f"interrupted during the final evaluation; training finished and the "
-                                         f"model is saved in {final_dir}; evaluate it with: sleeptrain eval "
-                                         f"{final_dir}") from None
-        seconds = loop.elapsed()  # all sessions of a resumed run; `session_seconds`: this one's
-        summary = {"steps": loop.step, "planned_steps": plan.total_steps, "tokens": loop.tokens,
-                   "words_seen": loop.words.words, "seconds": seconds, "session_seconds": time.time() - t_start,
-                   "seconds_complete": loop.seconds_before is not None,
-                   "first_val_loss": loop.evaluator.first_val, "final_val_loss": loop.evaluator.last_val,
-                   "final_val_ppl": math.exp(min(loop.evaluator.last_val, 50.0)), "stopped_early": loop.stopped_early,
-                   "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
-                   "resumed_from": str(resume_from) if resume_from else None,
-                   "minimal_pairs": str(pairs_dir) if pairs_dir else None}
-        if eval_results:
-            if "blimp" in eval_results:
-                summary["blimp_overall"] = eval_results["blimp"]["overall"]
-            if "perplexity" in eval_results:
-                summary["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
-        metrics.write({"event": "end", **summary})
-        metrics.close()
-        if accelerator.is_main_process:
-            atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-            if cfg.run.plot:
-                from sleeptrain.lm.loss_plot import plot_runs
-
-                plot_runs([run_dir], run_dir / "loss.png")
-        if cfg.train.trackers:
-            accelerator.end_training()
-        accelerator.wait_for_everyone()
-        return RunResult(run_dir, final_dir, loop.step, loop.tokens, seconds, loop.evaluator.first_val, loop.evaluator.last_val,
-                         loop.stopped_early, eval_results, accelerator.is_main_process)
+        return finish(session, loop, params, t_start)
     finally:
-        if lock is not None:
+        if session.lock is not None:
+            session.lock.release()
+
+
+@dataclass
+class Session:
+    """What set-up hands to the loop and to the outputs: the config and how it was asked for, the process group,
+    the data, the run folder (locked by process 0 until the run returns) and the minimal pairs to evaluate on."""
+
+    cfg: Config
+    presets: dict[str, str]
+    overrides: list[str]
+    resume_from: Path | None
+    process: object          # accelerate.PartialState
+    data: object             # run_setup.RunData
+    run_dir: Path
+    lock: RunLock | None
+    pairs_dir: Path | None   # the generated data's minimal pairs, written into the run folder
+    blimp_path: Path | None  # the pairs of the periodic and final evaluation
+
+
+def set_up(cfg: Config, presets: dict[str, str], overrides: list[str], resume_from: Path | None) -> Session:
+    """Everything that can fail on the user's data or settings, before the run folder exists; then the folder."""
+    from accelerate import PartialState
+
+    # the process group (accelerate launch / torchrun; gloo on CPU), or a single process
+    process = PartialState(cpu=cfg.train.device == "cpu" or not torch.cuda.is_available())
+    check_runtime(cfg)
+    data = load_run_data(cfg, process)
+    check_processes(cfg, process.num_processes)
+    babylm_guard(cfg, data.plan, data.stores["train"].n_tokens, process.is_main_process)
+    if process.is_main_process:
+        for note in data.corpus.notes:  # e.g. an empty source file, a dev split held out of train
+            print(f"sleeptrain: note: {note}", file=sys.stderr, flush=True)
+    run_dir, lock = (open_new_run(cfg, process, presets, overrides) if resume_from is None
+                     else open_resumed_run(Path(resume_from), process))
+    pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
+    blimp_path = Path(cfg.eval.blimp_path) if cfg.eval.blimp_path else pairs_dir
+    return Session(cfg, presets, overrides, resume_from, process, data, run_dir, lock, pairs_dir, blimp_path)
+
+
+def open_new_run(cfg: Config, process, presets: dict[str, str], overrides: list[str]) -> tuple[Path, RunLock | None]:
+    run_dir = Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
+    check_new_run_dir(run_dir)
+    process.wait_for_everyone()
+    lock = None
+    if process.is_main_process:
+        prepare_run_dir(run_dir)
+        lock = RunLock(run_dir).acquire()  # one writer per run folder, held until the run returns
+        try:
+            check_new_run_dir(run_dir)     # another writer may have started (and finished) in between
+        except ConfigError:
             lock.release()
+            raise
+        write_run_start(run_dir, cfg, presets, overrides)
+        write_demo_pairs(cfg, run_dir)
+    process.wait_for_everyone()
+    return run_dir, lock
+
+
+def open_resumed_run(checkpoint: Path, process) -> tuple[Path, RunLock | None]:
+    run_dir = checkpoint.parent.parent
+    lock = RunLock(run_dir).acquire() if process.is_main_process else None
+    if lock is not None and (run_dir / "summary.json").is_file():  # a concurrent resume finished it meanwhile
+        lock.release()
+        raise ConfigError(f"resume: {str(run_dir)!r} already finished; nothing to resume")
+    return run_dir, lock
+
+
+def say(accelerator, text: str) -> None:
+    if accelerator.is_main_process:
+        print(f"sleeptrain: {text}", file=sys.stderr, flush=True)
+
+
+def build_loop(session: Session, t_start: float) -> tuple[TrainingLoop, dict]:
+    """The accelerator, the model and the loop, with the run's choices (precision, attention kernel, compile:
+    what a resumed run chose when it started), then the start record or the checkpoint restored."""
+    from accelerate.utils import set_seed
+
+    cfg, data = session.cfg, session.data
+    on_cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
+    started = saved_state(session.resume_from) if session.resume_from else None
+    precision, precision_note = resolve_precision(cfg.train.precision, on_cuda,
+                                                  started.get("precision") if started else None)
+    accelerator = make_accelerator(cfg, session.run_dir, precision)
+    if cfg.train.precision == "auto" or precision_note.startswith("warning"):
+        say(accelerator, f"{'' if precision_note.startswith('warning') else 'note: '}{precision_note}")
+    set_seed(cfg.seed)
+    model = build_model(cfg.model, len(data.tokenizer), cfg.data.seq_len, special_token_ids(data.tokenizer))
+    params = count_parameters(model)
+    attention, attention_note = resolve_attention(cfg.train.attention, precision, on_cuda,
+                                                  started.get("attention", "sdpa") if started is not None else None)
+    model.set_attn_implementation(attention)
+    metrics = MetricsLog(session.run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+    compiled, compile_note = resolve_compile(cfg.train.compile, data.plan.total_steps, on_cuda,
+                                             started.get("compiled", False) if started is not None else None)
+    if compiled and cfg.train.compile == "auto":
+        say(accelerator, f"note: {compile_note}")
+    state = LoopState(started_at=t_start, precision=precision, attention=attention, compiled=compiled)
+    loop = TrainingLoop(cfg, session.run_dir, accelerator, model, data.tokenizer, data.train_samples,
+                        data.dev_samples, data.plan, metrics, state)
+    if session.resume_from is None:
+        write_start_record(loop, session, params, {"precision_note": precision_note, "compile_note": compile_note,
+                                                   "attention_note": attention_note})
+    else:
+        resume(loop, session)
+    if cfg.train.trackers:
+        accelerator.init_trackers("sleeptrain", config=flat_config(cfg))
+    if cfg.eval.blimp_every and session.blimp_path:
+        from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
+
+        loop.evaluator.blimp_pairs = load_minimal_pairs(session.blimp_path, cfg.eval.blimp_n)
+    return loop, params
+
+
+def write_start_record(loop: TrainingLoop, session: Session, params: dict, notes: dict[str, str]) -> None:
+    data, state, plan = session.data, loop.state, session.data.plan
+    loop.metrics.write({
+        "event": "start", "steps": plan.total_steps, "samples": len(data.train_samples),
+        "train_tokens": data.stores["train"].n_tokens, "dev_tokens": data.stores["dev"].n_tokens,
+        "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
+        "vocab_size": len(data.tokenizer), "corpus": data.corpus.description, "notes": data.corpus.notes,
+        "processes": loop.world, "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages],
+        "truncated": plan.truncated, "precision": state.precision, "precision_note": notes["precision_note"],
+        "compiled": state.compiled, "compile_note": notes["compile_note"], "attention": state.attention,
+        "attention_note": notes["attention_note"]})
+    if plan.truncated:
+        say(loop.acc, f"note: {describe_truncation(plan.truncated)}")
+
+
+def resume(loop: TrainingLoop, session: Session) -> None:
+    """Restore the checkpoint, make the allowed changes the run's config, rewind metrics.jsonl to the checkpoint."""
+    saved = loop.restore(session.resume_from)
+    main = loop.acc.is_main_process
+    run_dir = session.run_dir
+    if main:  # allowed changes (resume.allow_changes) become the run's config
+        atomic_write_text(run_dir / "config.yaml", config_to_yaml(session.cfg))
+    loop.metrics.close()
+    moved = rewind_metrics(run_dir / "metrics.jsonl", saved["metrics_bytes"]) if main else 0
+    loop.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)
+    loop.metrics.write({"event": "resume", "step": loop.state.step, "checkpoint": str(session.resume_from),
+                        "superseded_records": moved, "processes": loop.world, "code_version": code_version(),
+                        "overrides": session.overrides})
+
+
+def finish(session: Session, loop: TrainingLoop, params: dict, t_start: float) -> RunResult:
+    """The final model and its evaluation (process 0), the summary, the end record, the loss plot."""
+    cfg, accelerator, state = session.cfg, loop.acc, loop.state
+    final_dir = session.run_dir / "final"
+    eval_results = save_final_outputs(session, loop, final_dir) if accelerator.is_main_process else None
+    seconds = state.elapsed()  # all sessions of a resumed run; `session_seconds`: this one's
+    summary = {"steps": state.step, "planned_steps": session.data.plan.total_steps, "tokens": state.tokens,
+               "words_seen": state.words, "seconds": seconds, "session_seconds": time.time() - t_start,
+               "seconds_complete": state.seconds_before is not None,
+               "first_val_loss": state.first_val, "final_val_loss": state.last_val,
+               "final_val_ppl": math.exp(min(state.last_val, 50.0)), "stopped_early": state.stopped_early,
+               "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
+               "resumed_from": str(session.resume_from) if session.resume_from else None,
+               "minimal_pairs": str(session.pairs_dir) if session.pairs_dir else None}
+    if eval_results:
+        if "blimp" in eval_results:
+            summary["blimp_overall"] = eval_results["blimp"]["overall"]
+        if "perplexity" in eval_results:
+            summary["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
+    loop.metrics.write({"event": "end", **summary})
+    loop.metrics.close()
+    if accelerator.is_main_process:
+        atomic_write_text(session.run_dir / "summary.json", json.dumps(summary, indent=1))
+        if cfg.run.plot:
+            from sleeptrain.lm.loss_plot import plot_runs
+
+            plot_runs([session.run_dir], session.run_dir / "loss.png")
+    if cfg.train.trackers:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return RunResult(session.run_dir, final_dir, state.step, state.tokens, seconds, state.first_val, state.last_val,
+                     state.stopped_early, eval_results, accelerator.is_main_process)
+
+
+def save_final_outputs(session: Session, loop: TrainingLoop, final_dir: Path) -> dict | None:
+    """final/ (model + tokenizer) and, with `eval.final`, its evaluation; an interrupt here says what is kept."""
+    cfg, model, tokenizer = session.cfg, loop.acc.unwrap_model(loop.model), session.data.tokenizer
+    try:
+        save_final(model, tokenizer, final_dir, cfg.data.seq_len)
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted while saving the final model after step {loop.state.step} (all training "
+                             f"done); the newest checkpoint is {loop.state.last_checkpoint}: resume with sleeptrain "
+                             f"train resume={session.run_dir}") from None
+    if not cfg.eval.final:
+        return None
+    try:
+        return final_evaluation(cfg, model, tokenizer, final_dir, session.blimp_path, session.data.corpus)
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted during the final evaluation; training finished and the model is saved "
+                             f"in {final_dir}; evaluate it with: sleeptrain eval {final_dir}") from None
 
 def babylm_guard(cfg: Config, plan, train_tokens: int, is_main: bool) -> None:
     """BabyLM's strict tracks allow at most `babylm.max_epochs` passes over the training data: warn when the plan

@@ -79,21 +79,22 @@ class WordMeter:
         self.tables = {k: torch.from_numpy(v) for k, v in token_tables(tokenizer).items()}
         self.pending = sorted(set(milestones))  # not handled yet by this process (smallest first)
         self.run_dir, self.is_main = Path(run_dir), is_main
-        self.words = 0
 
-    def add(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
-        """Count the words of a (global) batch: its attended word-start tokens."""
-        self.words += count_word_starts(ids, mask, self.tables)
+    def count(self, ids: torch.Tensor, mask: torch.Tensor) -> int:
+        """The words of a (global) batch: its attended word-start tokens (the loop adds them to its `LoopState`)."""
+        return count_word_starts(ids, mask, self.tables)
 
-    def save_due(self, save: Callable[[Path], None], log: Callable[[dict[str, Any]], None], step: int) -> None:
-        """Write the folder of every milestone just reached with `save(folder)` (the main process only) and log
-        it; one comparison per step otherwise. A folder that exists (written before a resume) is kept."""
-        while self.pending and self.pending[0] <= self.words:
+    def save_due(self, words: int, save: Callable[[Path], None], log: Callable[[dict[str, Any]], None],
+                 step: int) -> None:
+        """With `words` trained on so far, write the folder of every milestone just reached with `save(folder)` (the
+        main process only) and log it; one comparison per step otherwise. A folder that exists (written before a
+        resume) is kept."""
+        while self.pending and self.pending[0] <= words:
             milestone = self.pending.pop(0)
             folder = self.run_dir / milestone_name(milestone)
             if folder.exists():
                 continue
             if self.is_main:
                 save(folder)
-            log({"event": "milestone", "words": milestone, "words_seen": self.words, "step": step,
+            log({"event": "milestone", "words": milestone, "words_seen": words, "step": step,
                  "dir": str(folder)})
