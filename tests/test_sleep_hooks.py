@@ -186,6 +186,39 @@ def test_unregistered_op_is_refused_and_registration_makes_it_valid(tmp_path):
         unregister_op("late_op")
 
 
+def oldest_first(k, scores, ages, rng, cfg):
+    """A toy replay strategy (docs/SCHEDULES.md, "Adding a replay strategy"): the k candidates unseen longest."""
+    import numpy as np
+
+    return np.argsort(-ages, kind="stable")[:k]
+
+
+def test_a_strategy_registered_from_outside_runs_through_a_training_run(tmp_path):
+    from sleeptrain.sleep import register_strategy, unregister_strategy
+
+    register_strategy("oldest_first")(oldest_first)
+    try:
+        cfg = load_config([*TINY_RUN, "schedule=sleep", "schedule.n_cycles=2", "replay.strategy=oldest_first",
+                           "train.log_samples=true", "eval.final=false", "run.plot=false",
+                           f"run.dir={tmp_path / 'run'}"]).config
+        train(cfg)
+    finally:
+        unregister_strategy("oldest_first")
+    starts = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["event"] == "sleep_start"]
+    assert len(starts) == 2 and all(r["buffer_size"] > 0 for r in starts)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "samples.rank0.jsonl").read_text().splitlines()]
+    buffer = next(r for r in logged if r["phase"] == "buffer")["indices"]
+    # before the first sleep every candidate was last seen once, in wake 1: the oldest are those of its first steps
+    earliest: set[int] = set()
+    for record in (r for r in logged if r["phase"] == "wake"):
+        if len(earliest) >= len(buffer):
+            break
+        earliest.update(record["indices"])
+    assert set(buffer) <= earliest and len(earliest) < starts[0]["step"] * 16
+    with pytest.raises(ConfigError, match="replay.strategy: 'oldest_first' is not allowed"):
+        check_config(cfg)  # unregistered again
+
+
 def test_continual_methods_are_the_runner_methods():
     from sleeptrain.continual.config import ContinualConfig
     from sleeptrain.continual.methods import METHODS

@@ -106,11 +106,7 @@ class TrainingLoop:
         rows, weight = self.shard(len(ids)), float(self.world)
         if rows.start == rows.stop:  # fewer rows than processes: a zero-weight pass keeps DDP's all-reduce in step
             rows, weight = slice(0, 1), 0.0
-        local = {k: v[rows] for k, v in batch.items()}
-        if not self.masked and right_padded(local["attention_mask"]):
-            # causal attention never looks right, so with padding only at the end of rows the mask changes nothing
-            # for real tokens (padding has no labels): dropping it lets SDPA take its fast is_causal path
-            local["attention_mask"] = None
+        local = local_rows(batch, rows, self.masked)
         replay = self.sleep_cycle.replay
         local_ids = sample_ids[rows] if sample_ids is not None and weight and replay.enabled else None
         step_loss, sample_losses = forward_backward(
@@ -124,13 +120,8 @@ class TrainingLoop:
             return
         for start, values in sample_losses:
             replay.record(local_ids[start:start + self.micro], values, self.stage.cycle, self.state.step)
-        step_batch = None
-        if self.sleep_cycle.wants_batch:  # every process takes part (a hook may sum across them)
-            keep = slice(None) if weight else slice(0, 0)  # the zero-weight pass's stand-in row adds nothing
-            attention = local["attention_mask"]
-            step_batch = StepBatch(local["input_ids"][keep], attention[keep] if attention is not None else None,
-                                   local["labels"][keep], self.masked,
-                                   functools.partial(sample_loss_from_logits, causal=not self.masked))
+        # every process takes part (a hook may sum across them)
+        step_batch = make_step_batch(local, weight, self.masked) if self.sleep_cycle.wants_batch else None
         self.sleep_cycle.after_backward(self.acc.unwrap_model(self.model), step_batch, self.stage.phase)
         if self.cfg.train.clip_grad:
             self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
@@ -380,6 +371,25 @@ def forward_backward(accelerator, model, local: dict, micro: int, scale: float, 
             sample_losses.append((start, per_sample_loss(token_loss.detach(), counted)))
         step_loss += loss.detach()
     return step_loss, sample_losses
+
+
+def local_rows(batch: dict, rows: slice, masked: bool) -> dict:
+    """This process's rows of the global batch. A causal LM's attention never looks right, so with padding only at
+    the end of rows the mask changes nothing for real tokens (padding has no labels): it is dropped, which lets SDPA
+    take its fast is_causal path."""
+    local = {k: v[rows] for k, v in batch.items()}
+    if not masked and right_padded(local["attention_mask"]):
+        local["attention_mask"] = None
+    return local
+
+
+def make_step_batch(local: dict, weight: float, masked: bool) -> StepBatch:
+    """The step's batch for the sleep hooks that use it, with the loop's own per-sample loss function; the
+    zero-weight pass's stand-in row (more processes than rows) adds nothing."""
+    keep = slice(None) if weight else slice(0, 0)
+    attention = local["attention_mask"]
+    return StepBatch(local["input_ids"][keep], attention[keep] if attention is not None else None,
+                     local["labels"][keep], masked, functools.partial(sample_loss_from_logits, causal=not masked))
 
 
 def progress_bar(plan: PhasePlan, show: bool):

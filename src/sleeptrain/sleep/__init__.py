@@ -19,7 +19,7 @@ import pkgutil as _pkgutil
 
 from sleeptrain.sleep.hooks import SleepContext, SleepHook, inner_optimizer
 from sleeptrain.sleep.registry import (REPLAY, op_class, op_names, optimizer_resetting_ops, register_op,
-                                       register_strategy, strategy_names, unregister_op)
+                                       register_strategy, strategy_names, unregister_op, unregister_strategy)
 
 # The built-in ops and strategies register on import: these first, in this order (the order names are listed
 # in), then every other module of the package in alphabetical order.
@@ -29,4 +29,5 @@ for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):
     _importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["REPLAY", "SleepContext", "SleepHook", "inner_optimizer", "op_class", "op_names",
-           "optimizer_resetting_ops", "register_op", "register_strategy", "strategy_names", "unregister_op"]
+           "optimizer_resetting_ops", "register_op", "register_strategy", "strategy_names", "unregister_op",
+           "unregister_strategy"]

@@ -77,6 +77,11 @@ def register_strategy(name: str) -> Callable[[Callable], Callable]:
     return wrap
 
 
+def unregister_strategy(name: str) -> None:
+    """Remove a strategy registered from outside (tests, notebooks that re-run a cell)."""
+    STRATEGIES.pop(name, None)
+
+
 def op_names() -> tuple[str, ...]:
     """Every name `sleep.ops` accepts: `replay`, then the registered ops."""
     return (REPLAY, *OPS)
