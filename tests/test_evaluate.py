@@ -191,7 +191,7 @@ def test_real_blimp_all_67_paradigms(shared_data, tokenizer):
     assert {p.field for p in pairs} >= {"morphology", "syntax", "semantics"}
     subset = load_minimal_pairs(shared_data / "blimp", max_per_paradigm=3)
     loaded = LoadedModel(tiny("llama", tokenizer), tokenizer, False, shared_data)
-    results, _ = evaluate_model(loaded, EvalCommandConfig(), subset, None, str(shared_data / "blimp"))
+    results, _ = evaluate_model(loaded, EvalCommandConfig(), {"blimp": (subset, str(shared_data / "blimp"))})
     assert results["blimp"]["paradigms"] == 67 and results["blimp"]["pairs"] == 201
     assert len(results["blimp"]["by_phenomenon"]) >= 12  # BLiMP's 12 phenomena (+ s-selection as its own term)
 
@@ -222,8 +222,9 @@ def test_lm_eval_backend_agrees_with_the_native_scorer(tmp_path, tokenizer):
     harness = json.loads(out.read_text())["blimp"]
     harness_pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     pairs = load_minimal_pairs(pairs_dir)
-    results, (_, good, bad) = evaluate_model(LoadedModel(model.eval(), tokenizer, False, tmp_path / "m"),
-                                             EvalCommandConfig(progress=False), pairs, None, str(pairs_dir))
+    results, tasks = evaluate_model(LoadedModel(model.eval(), tokenizer, False, tmp_path / "m"),
+                                    EvalCommandConfig(progress=False), {"blimp": (pairs, str(pairs_dir))})
+    _, good, bad = tasks["blimp"].scores
     native = results["blimp"]
     native_pairs = [{"pair_id": p.pair_id, "score_good": float(g), "score_bad": float(b)}
                     for p, g, b in zip(pairs, good, bad)]

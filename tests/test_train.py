@@ -128,7 +128,9 @@ def test_prefetched_keeps_order_and_surfaces_errors():
 def test_masked_lm_run_loads_with_auto_masked_lm(tmp_path, preset, hf_class):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from sleeptrain.evaluate.harness import default_seq_len, load_model_folder
+    from sleeptrain.evaluate.harness import load_model_folder
+    from sleeptrain.evaluate.task_perplexity import default_seq_len
+    from sleeptrain.evaluate.tasks import TaskContext
 
     cfg = tiny_config(tmp_path / "mlm", f"model={preset}", "model.hidden_size=32", "model.num_heads=2",
                       "model.intermediate_size=64", "model.num_layers=2", "train.max_steps=20")
@@ -140,7 +142,8 @@ def test_masked_lm_run_loads_with_auto_masked_lm(tmp_path, preset, hf_class):
     shutil.copytree(result.final_dir, alone)
     loaded = load_model_folder(alone)
     assert loaded.masked  # scored by pseudo-log-likelihood
-    assert default_seq_len(loaded, alone) == cfg.data.seq_len  # positions start after the padding index
+    # positions start after the padding index
+    assert default_seq_len(loaded, TaskContext(None, alone)) == cfg.data.seq_len
     tok = AutoTokenizer.from_pretrained(str(result.final_dir))
     enc = tok("the dog <mask> .", return_tensors="pt")
     assert model(**enc).logits.shape[-1] == len(tok)

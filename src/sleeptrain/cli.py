@@ -102,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (no arguments: the demo)", description=TRAIN_DESCRIPTION,
                            epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("overrides", nargs="*", metavar="group=preset|key=value")
-    from sleeptrain.evaluate.config import EvalCommandConfig
+    from sleeptrain.evaluate.config import eval_command_schema
 
     evaluate = sub.add_parser("eval", help="BLiMP-style minimal pairs and perplexity of a model folder",
-                              description=EVAL_DESCRIPTION, epilog=help_text(EvalCommandConfig),
+                              description=EVAL_DESCRIPTION, epilog=help_text(eval_command_schema()),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("model_dir", metavar="MODEL_DIR")
     evaluate.add_argument("overrides", nargs="*", metavar="key=value")
@@ -170,11 +170,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from sleeptrain.evaluate.config import EvalCommandConfig
+    from sleeptrain.evaluate.config import eval_command_schema
     from sleeptrain.evaluate.harness import describe_results, run_eval
     from sleeptrain.presets import load_overrides
 
-    opts = load_overrides(EvalCommandConfig, args.overrides)
+    opts = load_overrides(eval_command_schema(), args.overrides)
     results, out = run_eval(args.model_dir, opts)
     print(describe_results(results))
     print(f"results: {out}")

@@ -1,8 +1,9 @@
-"""The typed options of `sleeptrain eval MODEL_DIR [key=value ...]`, validated at load time."""
+"""The typed options of `sleeptrain eval MODEL_DIR [key=value ...]`, validated at load time: the common keys, then
+one section per registered evaluation task (`evaluate/tasks.py`), named as the task."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Optional
 
 from sleeptrain.config import MLM_METHODS, check_choice, check_positive, help_field
@@ -68,3 +69,18 @@ class EvalCommandConfig:
         check_positive("batch_size", self.batch_size)
         check_choice("backend", self.backend, BACKENDS)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
+
+
+# task name -> its options dataclass: the built-in sections above, then those of tasks registered from outside
+# (`evaluate.tasks.register_task` adds them)
+TASK_SECTIONS: dict[str, type] = {"blimp": BlimpEvalConfig, "perplexity": PerplexityEvalConfig}
+
+
+def eval_command_schema() -> type:
+    """The schema of `sleeptrain eval` now: `EvalCommandConfig`, extended by a section for every task registered
+    from outside (asked when the command line is read, so a plugin's task has its keys and `--help` lines)."""
+    extra = [(name, cls, field(default_factory=cls)) for name, cls in TASK_SECTIONS.items()
+             if name not in ("blimp", "perplexity")]
+    if not extra:
+        return EvalCommandConfig
+    return make_dataclass("EvalCommandConfig", extra, bases=(EvalCommandConfig,))

@@ -1,4 +1,5 @@
-"""`sleeptrain eval MODEL_DIR`: BLiMP-style accuracy and perplexity of any Hugging Face causal or masked LM folder.
+"""`sleeptrain eval MODEL_DIR`: every registered evaluation task (`evaluate/tasks.py`; BLiMP-style minimal pairs and
+perplexity built in) on any Hugging Face causal or masked LM folder.
 
 The folder may come from sleeptrain (`RUN_DIR/final`: defaults for the minimal pairs and the perplexity data are
 taken from the run) or from any plain `save_pretrained`. Models are loaded in float32 from local files only, with no
@@ -9,31 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from sleeptrain.config import Config
-from sleeptrain.evaluate.config import EvalCommandConfig
 from sleeptrain.errors import ConfigError, DataError
-from sleeptrain.evaluate.blimp import evaluate_pairs
-from sleeptrain.evaluate.minimal_pairs import MinimalPair, load_minimal_pairs
-from sleeptrain.evaluate.perplexity import perplexity
+from sleeptrain.evaluate import task_blimp, task_perplexity  # noqa: F401  (the built-in tasks register, in order)
+from sleeptrain.evaluate.tasks import EvalTask, LoadedModel, TaskContext, run_config_of, task_classes  # noqa: F401
 from sleeptrain.fsutil import atomic_write_text
 
 MASKED_MODEL_TYPES = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "xlm-roberta",
                       "camembert", "modernbert", "ltg_bert", "roberta-prelayernorm"}
-
-
-@dataclass
-class LoadedModel:
-    model: torch.nn.Module
-    tokenizer: Any
-    masked: bool
-    path: Path
 
 
 def is_masked_lm_config(config) -> bool:
@@ -77,118 +65,45 @@ def load_model_folder(path: str | Path, device: str = "auto") -> LoadedModel:
     return LoadedModel(model.to(target).eval(), tokenizer, masked, folder)
 
 
-def run_config_of(model_dir: Path) -> tuple[Path, Config] | None:
-    """The training run a model folder came from (RUN_DIR/final or RUN_DIR/checkpoints/step-N), if any."""
-    from sleeptrain.presets import config_from_yaml
-
-    for run_dir in (model_dir.parent, model_dir.parent.parent):
-        if (run_dir / "config.yaml").is_file() and (run_dir / "metrics.jsonl").is_file():
-            try:
-                return run_dir, config_from_yaml((run_dir / "config.yaml").read_text())
-            except (ConfigError, ValueError):
-                return None
-    return None
-
-
-def default_blimp_path(model_dir: Path) -> Path | None:
-    found = run_config_of(model_dir)
-    if found and (found[0] / "minimal_pairs").is_dir():
-        return found[0] / "minimal_pairs"
-    return None
-
-
-def perplexity_lines(opts: EvalCommandConfig, model_dir: Path) -> tuple[dict[str, list[str]], str] | None:
-    """source -> lines of the split to evaluate, and where they came from."""
-    from sleeptrain.data.corpus import load_corpus, read_babylm
-
-    p = opts.perplexity
-    if p.path:
-        corpus = read_babylm(p.path, max_lines=p.max_lines)
-        origin = p.path
-    else:
-        found = run_config_of(model_dir)
-        if not found:
-            return None
-        cfg = found[1].data
-        if p.max_lines:
-            cfg.max_lines = p.max_lines
-        corpus = load_corpus(cfg)
-        origin = f"the training run's data ({corpus.description})"
-    lines = corpus.splits.get(p.split)
-    if not lines or not any(lines.values()):
-        raise DataError(f"perplexity.split: the data has no {p.split!r} split ({origin})")
-    if p.max_lines:
-        lines = {k: v[:p.max_lines] for k, v in lines.items()}
-    return lines, origin
-
-
-def default_seq_len(loaded: LoadedModel, model_dir: Path) -> int:
-    found = run_config_of(model_dir)
-    if found:
-        return found[1].data.seq_len
-    positions = getattr(loaded.model.config, "max_position_embeddings", None) or 512
-    if loaded.masked and getattr(loaded.model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert",
-                                                                              "roberta-prelayernorm"):
-        positions -= 2  # RoBERTa positions start after the padding index
-    return int(min(positions, 512))
-
-
-def write_pair_scores(path: Path, pairs: list[MinimalPair], good: np.ndarray, bad: np.ndarray) -> None:
-    lines = [json.dumps({"paradigm": p.paradigm, "pair_id": p.pair_id, "sentence_good": p.good,
-                         "sentence_bad": p.bad, "score_good": float(g), "score_bad": float(b)})
-             for p, g, b in zip(pairs, good, bad)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def evaluate_model(loaded: LoadedModel, opts: EvalCommandConfig, pairs: list[MinimalPair] | None = None,
-                   lines: tuple[dict[str, list[str]], str] | None = None, blimp_origin: str | None = None,
-                   seq_len: int | None = None) -> tuple[dict, tuple | None]:
-    """Results dict (and the raw pair scores) for an already loaded model."""
+def evaluate_model(loaded: LoadedModel, opts, data: dict[str, Any], seq_len: int | None = None,
+                   tasks: dict[str, EvalTask] | None = None) -> tuple[dict, dict[str, EvalTask]]:
+    """Results dict of an already loaded model on `data` (task name -> what the task's `prepare` found), every
+    registered task in order; also the task objects that ran (their `write_files`, BLiMP's raw scores)."""
     start = time.time()
+    tasks = tasks if tasks is not None else {cls.name: cls() for cls in task_classes()}
+    ctx = TaskContext(opts, loaded.path, seq_len=seq_len)
     results: dict[str, Any] = {"model": str(loaded.path), "model_type": "masked" if loaded.masked else "causal",
                                "precision": "float32"}
-    raw = None
-    if pairs:
-        if opts.backend == "lm-eval":
-            from sleeptrain.evaluate.lm_eval_backend import evaluate_pairs_lm_eval
-
-            blimp, good, bad = evaluate_pairs_lm_eval(loaded, pairs, opts.batch_size)
-        else:
-            blimp, good, bad = evaluate_pairs(loaded.model, loaded.tokenizer, pairs, loaded.masked, opts.batch_size,
-                                              opts.blimp.method, opts.progress)
-        results["blimp"] = {"path": blimp_origin, "backend": opts.backend, **blimp}
-        raw = (pairs, good, bad)
-    if lines:
-        seq = opts.perplexity.seq_len or seq_len or default_seq_len(loaded, loaded.path)
-        ppl = perplexity(loaded.model, loaded.tokenizer, lines[0], loaded.masked, seq, opts.perplexity.stride,
-                         max(1, opts.batch_size // 2), opts.perplexity.mlm_positions, opts.seed, opts.progress)
-        results["perplexity"] = {"path": lines[1], "split": opts.perplexity.split, **ppl}
+    for name, task in tasks.items():
+        if data.get(name):
+            results[name] = task.run(loaded, getattr(opts, name), data[name], ctx)
     results["seconds"] = time.time() - start
-    return results, raw
+    return results, tasks
 
 
-def run_eval(model_dir: str | Path, opts: EvalCommandConfig) -> tuple[dict, Path]:
-    """The `sleeptrain eval` command: load, resolve the data, score, write the results JSON."""
+def run_eval(model_dir: str | Path, opts) -> tuple[dict, Path]:
+    """The `sleeptrain eval` command: load, let every enabled task find its data (all user errors before any
+    scoring), score, write the results JSON (and the tasks' extra files)."""
     loaded = load_model_folder(model_dir, opts.device)
-    folder = loaded.path
-    pairs, blimp_origin = None, None
-    if opts.blimp.enabled:
-        blimp_path = Path(opts.blimp.path) if opts.blimp.path else default_blimp_path(folder)
-        if blimp_path is None:
-            raise ConfigError("blimp.path: required (the model was not trained on the generated corpus); "
-                              "or blimp.enabled=false")
-        pairs = load_minimal_pairs(blimp_path, opts.blimp.max_pairs)
-        blimp_origin = str(blimp_path)
-    lines = perplexity_lines(opts, folder) if opts.perplexity.enabled else None
-    if not pairs and not lines:
+    ctx = TaskContext(opts, loaded.path)
+    tasks = {cls.name: cls() for cls in task_classes()}
+    data, skipped = {}, {}
+    for name, task in tasks.items():
+        options = getattr(opts, name)
+        if options.enabled:
+            data[name] = task.prepare(options, ctx)
+            if not data[name]:
+                skipped[name] = getattr(task, "skipped", "nothing to score")
+    if not any(data.values()):
         raise ConfigError("perplexity.path: nothing to evaluate (give blimp.path and/or perplexity.path)")
-    results, raw = evaluate_model(loaded, opts, pairs, lines, blimp_origin)
-    if opts.perplexity.enabled and not lines:
-        results["perplexity"] = {"skipped": "no perplexity.path given and the model's run data is unknown"}
-    out = Path(opts.out) if opts.out else folder / "eval" / "results.json"
+    results, tasks = evaluate_model(loaded, opts, data, tasks=tasks)
+    for name, reason in skipped.items():
+        results[name] = {"skipped": reason}
+    out = Path(opts.out) if opts.out else loaded.path / "eval" / "results.json"
     atomic_write_text(out, json.dumps(results, indent=1))
-    if opts.blimp.per_pair and raw:
-        write_pair_scores(out.with_name("pairs.jsonl"), *raw)
+    for name, task in tasks.items():
+        if data.get(name):
+            task.write_files(out, getattr(opts, name))
     return results, out
 
 

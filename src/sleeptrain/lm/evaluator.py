@@ -3,6 +3,7 @@ as one record (`event: "eval"` / `event: "blimp"`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -46,13 +47,18 @@ class Evaluator:
                              key="train.eval_windows")
 
     def blimp(self, model: torch.nn.Module, step: int, tokens: int) -> None:
-        """Fast minimal-pair accuracy on `eval.blimp_n` pairs per paradigm."""
-        from sleeptrain.evaluate.blimp import evaluate_pairs
+        """Fast minimal-pair accuracy on `eval.blimp_n` pairs per paradigm: the `blimp` evaluation task (the one the
+        final evaluation and `sleeptrain eval` run) on those pairs."""
+        from sleeptrain.evaluate.config import eval_command_schema
+        from sleeptrain.evaluate.task_blimp import BlimpTask
+        from sleeptrain.evaluate.tasks import LoadedModel, TaskContext
 
+        opts = eval_command_schema()(batch_size=self.cfg.eval.batch_size, progress=False)
+        opts.blimp.method = self.cfg.eval.method
         was_training = model.training
         model.eval()
-        result, _, _ = evaluate_pairs(model, self.tokenizer, self.blimp_pairs, self.masked,
-                                      self.cfg.eval.batch_size, self.cfg.eval.method)
+        loaded = LoadedModel(model, self.tokenizer, self.masked, Path(self.cfg.run.dir or "."))
+        result = BlimpTask().run(loaded, opts.blimp, (self.blimp_pairs, "periodic"), TaskContext(opts, loaded.path))
         model.train(was_training)
         self.log({"event": "blimp", "step": step, "tokens": tokens, "overall": result["overall"],
                   "pairs": result["pairs"], "tie_rate": result["tie_rate"],

@@ -216,18 +216,19 @@ def check_processes(cfg: Config, n_processes: int) -> None:
 def final_evaluation(cfg: Config, model, tokenizer, final_dir: Path, blimp_path: Path | None, corpus) -> dict:
     """BLiMP-style accuracy (when minimal pairs are known) and dev perplexity of the final model, written to
     `final/eval/results.json` exactly as `sleeptrain eval final/` would."""
-    from sleeptrain.evaluate.config import EvalCommandConfig
+    from sleeptrain.evaluate.config import eval_command_schema
     from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
     from sleeptrain.evaluate.harness import LoadedModel, evaluate_model
 
-    opts = EvalCommandConfig(batch_size=cfg.eval.batch_size, progress=cfg.run.progress)
+    opts = eval_command_schema()(batch_size=cfg.eval.batch_size, progress=cfg.run.progress)
     opts.blimp.method = cfg.eval.method
     was_training = model.training
     model.eval()
-    pairs = load_minimal_pairs(blimp_path, cfg.eval.final_max_pairs) if blimp_path else None
-    lines = (corpus.splits["dev"], f"dev split of {corpus.description}")
-    results, _ = evaluate_model(LoadedModel(model, tokenizer, cfg.model.is_masked_lm, final_dir), opts, pairs,
-                                lines, str(blimp_path) if blimp_path else None, seq_len=cfg.data.seq_len)
+    data = {"perplexity": (corpus.splits["dev"], f"dev split of {corpus.description}")}  # the run's data, in memory
+    if blimp_path:
+        data["blimp"] = (load_minimal_pairs(blimp_path, cfg.eval.final_max_pairs), str(blimp_path))
+    results, _ = evaluate_model(LoadedModel(model, tokenizer, cfg.model.is_masked_lm, final_dir), opts, data,
+                                seq_len=cfg.data.seq_len)
     model.train(was_training)
     atomic_write_text(final_dir / "eval" / "results.json", json.dumps(results, indent=1))
     return results

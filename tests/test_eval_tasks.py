@@ -1,0 +1,105 @@
+"""The evaluation task type: a task registered from outside (the docs' toy task) runs in `sleeptrain eval` beside
+the built-in ones, with its own options section, validated like every option; unregistered, its keys are unknown."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sleeptrain.config import help_field
+from sleeptrain.data.grammar import generate_minimal_pairs, write_minimal_pairs
+from sleeptrain.errors import ConfigError
+from sleeptrain.evaluate.config import EvalCommandConfig, eval_command_schema
+from sleeptrain.evaluate.harness import run_eval
+from sleeptrain.evaluate.tasks import TASKS, EvalTask, register_task, task_classes, unregister_task
+from sleeptrain.presets import help_text, load_overrides
+
+
+@dataclass
+class LengthOptions:
+    enabled: bool = help_field("score the sentences' lengths", default=True)
+    max_sentences: int = help_field("at most this many sentences", default=5)
+
+    def __post_init__(self) -> None:
+        if self.max_sentences < 1:
+            raise ConfigError(f"length.max_sentences: must be >= 1, got {self.max_sentences}")
+
+
+class LengthTask(EvalTask):
+    """The docs' toy task (docs/EVALUATION.md): mean log-probability per token of a few fixed sentences."""
+
+    name = "length"
+    description = "mean log-probability per token of a few fixed sentences"
+    options = LengthOptions
+
+    def prepare(self, options, ctx):
+        return ["the dog runs .", "a cat sleeps .", "the birds sing ."][: options.max_sentences]
+
+    def run(self, model, options, data, ctx):
+        from sleeptrain.evaluate.scoring import sentence_scores
+
+        scores = sentence_scores(model.model, model.tokenizer, data, model.masked, ctx.opts.batch_size)
+        tokens = [len(model.tokenizer(s)["input_ids"]) for s in data]
+        return {"sentences": len(data), "mean_logprob_per_token": float(sum(scores) / sum(tokens))}
+
+
+@pytest.fixture
+def length_task():
+    register_task(LengthTask)
+    yield LengthTask
+    unregister_task("length")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sleeptrain.data.tokenizer import train_bpe
+
+    out = tmp_path_factory.mktemp("model")
+    tokenizer = train_bpe(["the dog runs .", "a cat sleeps .", "the birds sing ."] * 50, vocab_size=300)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_a_registered_task_runs_with_its_own_section(length_task, model_dir, tmp_path):
+    pairs = write_minimal_pairs(generate_minimal_pairs(4, seed=0), tmp_path / "pairs")
+    schema = eval_command_schema()
+    assert schema is not EvalCommandConfig and "length.max_sentences" in help_text(schema)
+    opts = load_overrides(schema, [f"blimp.path={pairs}", "perplexity.enabled=false", "length.max_sentences=2",
+                                   f"out={tmp_path / 'results.json'}", "progress=false"])
+    results, out = run_eval(model_dir, opts)
+    assert list(results) == ["model", "model_type", "precision", "blimp", "length", "seconds"]
+    assert results["length"]["sentences"] == 2 and results["length"]["mean_logprob_per_token"] < 0
+    assert json.loads(Path(out).read_text())["length"] == results["length"]
+    with pytest.raises(ConfigError, match="length.max_sentences: must be >= 1"):
+        load_overrides(schema, ["length.max_sentences=0"])
+    off = load_overrides(schema, [f"blimp.path={pairs}", "perplexity.enabled=false", "length.enabled=false",
+                                  f"out={tmp_path / 'off.json'}", "progress=false"])
+    assert "length" not in run_eval(model_dir, off)[0]
+
+
+def test_built_in_tasks_come_first_and_registration_is_checked(length_task):
+    assert [cls.name for cls in task_classes()][:2] == ["blimp", "perplexity"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_task(LengthTask)
+
+    class NoSwitch(EvalTask):
+        name = "no_switch"
+        options = dataclass(type("Opts", (), {"__annotations__": {"n": int}, "n": 1}))
+
+    with pytest.raises(TypeError, match="enabled"):
+        register_task(NoSwitch)
+    assert "no_switch" not in TASKS
+
+
+def test_an_unregistered_task_has_no_keys():
+    assert eval_command_schema() is EvalCommandConfig
+    with pytest.raises(ConfigError, match="length"):
+        load_overrides(eval_command_schema(), ["length.max_sentences=2"])
