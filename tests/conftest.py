@@ -51,8 +51,8 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
 # A test is `slow` when it (or a fixture it asks for) trains end to end or starts another process: calls train(),
 # the command line, a Trainer, a continual run, a subprocess. `pytest -m "not slow"` is the quick loop of
 # development; `make test` (and CI) runs everything. Tests can also be marked by hand.
-END_TO_END = re.compile(r"\b(train|run_cli|cli|run_trainer|run_continual|run_method|run_experiment|main)\(|"
-                        r"\bsubprocess\.|\bPopen\(|\btrainer\.train\(")
+END_TO_END = re.compile(r"\b(train|run|run_cli|cli|run_trainer|run_continual|run_method|run_experiment|run_compare|"
+                        r"run_sweep|search|table|main|isolated|compile)\(|\bsubprocess\.|\bPopen\(|\.train\(")
 
 
 def _source(obj) -> str:

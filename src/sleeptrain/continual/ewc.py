@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from sleeptrain.continual.mlp import BiaslessMLP
+from sleeptrain.continual.parts import Part, TaskRun
 
 
 def empirical_fisher(model: BiaslessMLP, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> list[torch.Tensor]:
@@ -68,3 +69,17 @@ class EWCPenalty:
             return torch.zeros(())
         total = sum((f * (w - a).pow(2)).sum() for f, w, a in zip(self.fisher, weights, self.anchor))
         return 0.5 * self.strength * total
+
+
+class EWC(Part):
+    """The `ewc` method's part: the penalty during training, the Fisher consolidated on the task's training set."""
+
+    def __init__(self, cfg):
+        self.penalty = EWCPenalty(cfg.ewc_strength, cfg.ewc_gamma)
+
+    def after_fit(self, run: TaskRun) -> None:
+        self.penalty.consolidate(run.net, run.x, run.y)
+
+    def diverged_hint(self, cfg) -> str:
+        return (f"lower ewc_strength (now {cfg.ewc_strength:g}: the penalty's curvature, strength x Fisher, must stay "
+                f"below 2/sgd.lr) or sgd.lr")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sleeptrain.continual.mlp import BiaslessMLP
+from sleeptrain.continual.parts import Part, TaskRun
 
 SELECTIONS = ("herding", "random")
 
@@ -116,3 +117,43 @@ class ExemplarMemory:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sets.values())
+
+
+def icarl_training_set(task, exemplars: tuple[torch.Tensor, torch.Tensor], n_classes: int,
+                       batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A new task's images with one-hot targets, then the stored exemplars with theirs, padded to whole batches
+    with the task's next training images (`run_icarl_mnist.m`: `train_x(indices(5000:5000 + 99 - rem))`)."""
+    ex_x, ex_y = exemplars
+    x = torch.cat([task.x_train, ex_x])
+    y = torch.cat([torch.nn.functional.one_hot(task.y_train, n_classes).float(), ex_y])
+    pad = -len(x) % batch_size
+    if pad:
+        start = len(task.x_train) - 1  # the code's 1-based indices(5000:...) starts at the task's 5000th image
+        extra_x, extra_y = task.seen[start:start + pad], task.seen_labels[start:start + pad]
+        x = torch.cat([x, extra_x])
+        y = torch.cat([y, torch.nn.functional.one_hot(extra_y, n_classes).float()])
+    return x, y
+
+
+class ICaRL(Part):
+    """The `icarl` method's part: an exemplar memory of `memory` images; from task 2 on the training set is the
+    task's images plus the exemplars (distillation targets); nearest-mean-of-exemplars accuracy after every stage."""
+
+    def __init__(self, cfg, seed: int):
+        self.memory = ExemplarMemory(cfg.memory, cfg.exemplar_selection, seed)
+
+    def before_task(self, run: TaskRun) -> None:
+        if run.t > 0:
+            run.x, run.y = icarl_training_set(
+                run.task, self.memory.training_set(run.net, run.bench.n_classes, run.cfg.distillation),
+                run.bench.n_classes, run.cfg.sgd.batch_size)
+
+    def after_train_stage(self, run: TaskRun) -> None:
+        # the new classes' exemplars come from the net before its sleep, as the code
+        self.memory.add_classes(run.net, run.task.seen, run.task.seen_labels, run.task.classes)
+        self.after_sleep_stage(run)
+
+    def after_sleep_stage(self, run: TaskRun) -> None:
+        on_train = run.evaluate_on == "train"
+        run.nme.append([self.memory.nme_accuracy(run.net, t.x_train, t.y_train) if on_train else
+                        self.memory.nme_accuracy(run.net, t.x_test, t.y_test) for t in run.bench.tasks])

@@ -1,34 +1,30 @@
-"""Continual-learning methods on a benchmark: sequential, joint, src, rehearsal, rehearsal_src.
-
-Each returns the stage names and the accuracy matrix (stage x task). `sequential` is the lower bound (fine-tune
-task after task), `joint` the upper bound (all tasks' data at once), `src` sleeps after every task with the mean
-input of all tasks so far, `rehearsal` mixes a kept fraction of old samples into each new task's training, `ewc`
-penalises moving the weights that mattered to earlier tasks (online EWC, `sleeptrain.continual.ewc`), `si` the same
-with path-integral importances (synaptic intelligence, `sleeptrain.continual.si`), `owm` projects every gradient
-away from the inputs of earlier tasks (orthogonal weights modification, `sleeptrain.continual.owm`), `icarl` keeps
-an exemplar memory of `memory` images (herding, distillation targets, nearest-mean-of-exemplars accuracy beside the
-network's own: `sleeptrain.continual.icarl`) and `icarl_src` sleeps after every task on top of it.
+"""Continual-learning methods on a benchmark: each one a list of parts (`continual/parts.py`) called at the task
+boundaries, named in `METHODS` — sequential (no part: fine-tune task after task, the lower bound), joint (all
+tasks' data at once, the upper bound; no task loop), src (SRC sleep after every task: `src_sleep.py`), rehearsal
+(`rehearsal.py`), rehearsal_src (both), ewc (`ewc.py`), si (`si.py`), owm (`owm.py`), icarl (`icarl.py`), icarl_src
+(iCaRL + SRC sleep). `run_method` returns the stage names and the accuracy matrix (stage x task).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
 from sleeptrain.continual.data import Benchmark
-from sleeptrain.continual.ewc import EWCPenalty
-from sleeptrain.continual.icarl import ExemplarMemory
-from sleeptrain.continual.owm import OrthogonalProjection
-from sleeptrain.continual.si import SynapticIntelligence
+from sleeptrain.continual.ewc import EWC
+from sleeptrain.continual.icarl import ICaRL
 from sleeptrain.continual.mlp import BiaslessMLP, SGDConfig, Trainer
-from sleeptrain.continual.src import SRCParams, src_sleep
+from sleeptrain.continual.owm import OWM
+from sleeptrain.continual.parts import Part, TaskRun
+from sleeptrain.continual.rehearsal import Rehearsal, rehearsal_samples  # noqa: F401  (rehearsal_samples: re-export)
+from sleeptrain.continual.si import SI
+from sleeptrain.continual.src import SRCParams
+from sleeptrain.continual.src_sleep import SRCSleep
 from sleeptrain.errors import ConfigError
 
-METHODS = ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc", "si", "owm", "icarl", "icarl_src")
-SLEEPING = ("src", "rehearsal_src", "icarl_src")
-ICARL = ("icarl", "icarl_src")
 
 
 @dataclass
@@ -84,127 +80,96 @@ def _evaluate(net: BiaslessMLP, bench: Benchmark, on: str = "test") -> list[floa
     return [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
 
 
-def _evaluate_nme(memory: ExemplarMemory, net: BiaslessMLP, bench: Benchmark, on: str) -> list[float]:
-    if on == "train":
-        return [memory.nme_accuracy(net, t.x_train, t.y_train) for t in bench.tasks]
-    return [memory.nme_accuracy(net, t.x_test, t.y_test) for t in bench.tasks]
-
-
-def icarl_training_set(task, exemplars: tuple[torch.Tensor, torch.Tensor], n_classes: int,
-                       batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A new task's images with one-hot targets, then the stored exemplars with theirs, padded to whole batches
-    with the task's next training images (`run_icarl_mnist.m`: `train_x(indices(5000:5000 + 99 - rem))`)."""
-    ex_x, ex_y = exemplars
-    x = torch.cat([task.x_train, ex_x])
-    y = torch.cat([torch.nn.functional.one_hot(task.y_train, n_classes).float(), ex_y])
-    pad = -len(x) % batch_size
-    if pad:
-        start = len(task.x_train) - 1  # the code's 1-based indices(5000:...) starts at the task's 5000th image
-        extra_x, extra_y = task.seen[start:start + pad], task.seen_labels[start:start + pad]
-        x = torch.cat([x, extra_x])
-        y = torch.cat([y, torch.nn.functional.one_hot(extra_y, n_classes).float()])
-    return x, y
-
-
-def rehearsal_samples(old_tasks, kept_x, kept_y, cfg: MethodConfig, rng) -> tuple[torch.Tensor, torch.Tensor]:
-    """The old images mixed into a new task's training set. `fresh` (`MNIST/run_sleep_with_replay.m`): a new random
-    draw of `round(fraction x n_old, -2)` images from all old tasks' training images (`x_seen`), where the code
-    rounds to hundreds (below 50 images: to the nearest integer, at least 1, so small data still rehearse);
-    `kept`: the `fraction` of each old task's training images chosen once when it ended (this project's earlier
-    rule, a fixed memory)."""
-    if cfg.rehearsal_draw == "kept":
-        return torch.cat(kept_x), torch.cat(kept_y)
-    pool_x = torch.cat([t.seen for t in old_tasks])
-    pool_y = torch.cat([t.seen_labels for t in old_tasks])
-    n = cfg.rehearsal_fraction * len(pool_y)
-    n = int(round(n, -2)) or max(1, int(round(n)))
-    pick = torch.from_numpy(rng.permutation(len(pool_y))[:n])
-    return pool_x[pick], pool_y[pick]
-
-
 def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, evaluate_on: str = "test") -> MethodResult:
-    """Train (and sleep) through the tasks; accuracies on the test sets, or on the training sets for
-    parameter search (which must never see test data)."""
+    """Train (and sleep) through the tasks with the parts of `method`; accuracies on the test sets, or on the
+    training sets for parameter search (which must never see test data)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     gen = torch.Generator().manual_seed(seed)
     net = BiaslessMLP([bench.n_inputs, *cfg.hidden, bench.n_classes], cfg.output, cfg.dropout, init=cfg.init,
                       init_range=cfg.init_range, output_grad=cfg.output_grad, generator=gen)
     trainer = Trainer(net, seed)
-    stages, rows, learned, sleeps, probe, nme = [], [], [], [], [], []
-    rng = np.random.default_rng([seed, 0x4E4])
-
-    if method == "joint":  # all training data at once (the authors' "ideal" net: the whole training set)
-        x = torch.cat([t.seen for t in bench.tasks])
-        y = torch.cat([t.seen_labels for t in bench.tasks])
-        trainer.fit(x, y, cfg.sgd)
+    if METHODS[method] is None:  # joint: all training data at once (the authors' "ideal" net: the whole set)
+        trainer.fit(torch.cat([t.seen for t in bench.tasks]), torch.cat([t.seen_labels for t in bench.tasks]), cfg.sgd)
         row = _evaluate(net, bench, evaluate_on)
         return MethodResult(["train_joint"], np.array([row]), [0] * len(bench.tasks), [], [_probe(net, bench)])
-
-    kept_x: list[torch.Tensor] = []
-    kept_y: list[torch.Tensor] = []
-    seen_inputs: list[torch.Tensor] = []
-    ewc = EWCPenalty(cfg.ewc_strength, cfg.ewc_gamma) if method == "ewc" else None
-    si = SynapticIntelligence(cfg.si_strength, cfg.si_xi) if method == "si" else None
-    memory = ExemplarMemory(cfg.memory, cfg.exemplar_selection, seed) if method in ICARL else None
-    owm = None
-    if method == "owm":
-        n_layers = len(net.weights)
-        owm = OrthogonalProjection(net.sizes, cfg.owm_alphas or [0.9] + [0.6] * (n_layers - 1))
+    parts = METHODS[method](cfg, net, seed)
+    run = TaskRun(net, bench, cfg, seed, np.random.default_rng([seed, 0x4E4]), evaluate_on)
+    result = MethodResult([], np.zeros(0), [], [])
+    rows: list[list[float]] = []
     for t, task in enumerate(bench.tasks):
-        x, y = task.x_train, task.y_train
-        replay = None
-        if memory is not None and t > 0:
-            x, y = icarl_training_set(task, memory.training_set(net, bench.n_classes, cfg.distillation),
-                                      bench.n_classes, cfg.sgd.batch_size)
-        if method in ("rehearsal", "rehearsal_src") and t > 0:
-            old_x, old_y = rehearsal_samples(bench.tasks[:t], kept_x, kept_y, cfg, rng)
-            if cfg.rehearsal_loss == "weighted":  # the paper's loss: old tasks weigh (t - 1) / t of it
-                replay = (old_x, old_y, t / (t + 1))
-            else:
-                x, y = torch.cat([x, old_x]), torch.cat([y, old_y])
-        sgd = cfg.sgd if cfg.task_epochs is None else SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size,
-                                                                 cfg.task_epochs[t])
-        if si is not None:
-            si.begin_task(net.weights)
-        try:
-            trainer.fit(x, y, sgd, penalty=ewc or si, observe=si.observe if si is not None else None, project=owm,
-                        replay=replay)
-        except FloatingPointError:
-            hint = (f"lower ewc_strength (now {cfg.ewc_strength:g}: the penalty's curvature, strength x Fisher, must "
-                    f"stay below 2/sgd.lr) or sgd.lr" if ewc is not None else
-                    f"lower si_strength (now {cfg.si_strength:g}) or sgd.lr" if si is not None else "lower sgd.lr")
-            raise ConfigError(f"sgd.lr: training diverged (non-finite loss) on {task.name} with lr {sgd.lr:g}; "
-                              f"{hint}") from None
-        if ewc is not None:
-            ewc.consolidate(net, x, y)
-        if si is not None:
-            si.consolidate(net.weights)
-        stages.append(f"train_{task.name}")
-        rows.append(_evaluate(net, bench, evaluate_on))
-        probe.append(_probe(net, bench))
-        if memory is not None:  # the new classes' exemplars come from the net before its sleep, as the code
-            memory.add_classes(net, task.seen, task.seen_labels, task.classes)
-            nme.append(_evaluate_nme(memory, net, bench, evaluate_on))
-        learned.append(len(rows) - 1)
-        seen_inputs.append(task.seen)
-        if method in ("rehearsal", "rehearsal_src") and cfg.rehearsal_draw == "kept":
-            n_keep = max(1, int(round(cfg.rehearsal_fraction * len(task.y_train))))
-            keep = torch.from_numpy(rng.choice(len(task.y_train), n_keep, replace=False))
-            kept_x.append(task.x_train[keep])
-            kept_y.append(task.y_train[keep])
-        if method in SLEEPING and (cfg.sleep_after is None or t + 1 in cfg.sleep_after):
-            params = SRCParams(**{**cfg.src.__dict__, "iterations": cfg.src.iterations + t * cfg.src_growth})
-            sleep_data = seen_inputs[0] if bench.sleep_source == "first" else torch.cat(seen_inputs)
-            norm_data = sleep_data if cfg.src_norm_data == "seen" else task.x_train
-            weights = [w.data for w in net.weights]
-            info = src_sleep(weights, sleep_data.mean(dim=0), net.activation_maxima(norm_data), params,
-                             seed=seed * 1000 + t)
-            sleeps.append({"task": task.name, **{k: v for k, v in info.items() if k != "alphas"},
-                           "alphas": [float(a) for a in info["alphas"]]})
-            stages.append(f"sleep_{task.name}")
-            rows.append(_evaluate(net, bench, evaluate_on))
-            probe.append(_probe(net, bench))
-            if memory is not None:
-                nme.append(_evaluate_nme(memory, net, bench, evaluate_on))
-    return MethodResult(stages, np.array(rows), learned, sleeps, probe, nme)
+        run.t, run.task, run.x, run.y, run.replay = t, task, task.x_train, task.y_train, None
+        for part in parts:
+            part.before_task(run)
+        fit_task(trainer, run, parts)
+        for part in parts:
+            part.after_fit(run)
+        record_stage(result, rows, run, f"train_{task.name}")
+        result.learned.append(len(rows) - 1)
+        run.seen_inputs.append(task.seen)
+        for part in parts:
+            part.after_train_stage(run)
+        for part in parts:
+            info = part.sleep(run)
+            if info is not None:
+                result.sleep_info.append(info)
+                record_stage(result, rows, run, f"sleep_{task.name}")
+                for other in parts:
+                    other.after_sleep_stage(run)
+    result.matrix, result.nme = np.array(rows), run.nme
+    return result
+
+
+def fit_task(trainer: Trainer, run: TaskRun, parts: list[Part]) -> None:
+    """Train the task's set with the parts' penalty, observer and projection (at most one of each); a diverged run
+    is a one-line error saying what to lower."""
+    cfg = run.cfg
+    sgd = cfg.sgd if cfg.task_epochs is None else SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size,
+                                                             cfg.task_epochs[run.t])
+    first = lambda attr: next((getattr(p, attr) for p in parts if getattr(p, attr) is not None), None)  # noqa: E731
+    try:
+        trainer.fit(run.x, run.y, sgd, penalty=first("penalty"), observe=first("observe"), project=first("project"),
+                    replay=run.replay)
+    except FloatingPointError:
+        hint = next((h for h in (p.diverged_hint(cfg) for p in parts) if h), "lower sgd.lr")
+        raise ConfigError(f"sgd.lr: training diverged (non-finite loss) on {run.task.name} with lr {sgd.lr:g}; "
+                          f"{hint}") from None
+
+
+def record_stage(result: MethodResult, rows: list, run: TaskRun, name: str) -> None:
+    result.stages.append(name)
+    rows.append(_evaluate(run.net, run.bench, run.evaluate_on))
+    result.probe.append(_probe(run.net, run.bench))
+
+
+# name -> the parts of the method, built per run as parts(cfg, net, seed); None: joint training (no task loop)
+METHODS: dict[str, Callable[[MethodConfig, BiaslessMLP, int], list[Part]] | None] = {
+    "sequential": lambda cfg, net, seed: [],
+    "joint": None,
+    "src": lambda cfg, net, seed: [SRCSleep()],
+    "rehearsal": lambda cfg, net, seed: [Rehearsal()],
+    "rehearsal_src": lambda cfg, net, seed: [Rehearsal(), SRCSleep()],
+    "ewc": lambda cfg, net, seed: [EWC(cfg)],
+    "si": lambda cfg, net, seed: [SI(cfg)],
+    "owm": lambda cfg, net, seed: [OWM(cfg, net)],
+    "icarl": lambda cfg, net, seed: [ICaRL(cfg, seed)],
+    "icarl_src": lambda cfg, net, seed: [ICaRL(cfg, seed), SRCSleep()],
+}
+SLEEPING = ("src", "rehearsal_src", "icarl_src")
+ICARL = ("icarl", "icarl_src")
+
+
+def register_method(name: str, parts: Callable[[MethodConfig, BiaslessMLP, int], list[Part]]) -> None:
+    """Make `method=name` a choice of `sleeptrain continual`: `parts(cfg, net, seed)` builds its parts per run."""
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"continual method name {name!r}: use letters, digits and underscores")
+    if name in METHODS:
+        raise ValueError(f"continual method {name!r} is already registered")
+    METHODS[name] = parts
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method registered from outside (tests, notebooks)."""
+    if name not in ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc", "si", "owm", "icarl",
+                    "icarl_src"):
+        METHODS.pop(name, None)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from sleeptrain.continual.parts import Part
+
 
 class OrthogonalProjection:
     """`project(inputs, grads, progress)` for `Trainer.fit`: updates the projectors, returns the projected gradients."""
@@ -36,3 +38,11 @@ class OrthogonalProjection:
             P -= (k @ k.T) / (alpha + float(r.T @ k))
             projected.append(g @ P)
         return projected
+
+
+class OWM(Part):
+    """The `owm` method's part: every gradient projected away from the earlier tasks' inputs."""
+
+    def __init__(self, cfg, net):
+        n_layers = len(net.weights)
+        self.project = OrthogonalProjection(net.sizes, cfg.owm_alphas or [0.9] + [0.6] * (n_layers - 1))

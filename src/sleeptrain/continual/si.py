@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from sleeptrain.continual.parts import Part, TaskRun
+
 
 class SynapticIntelligence:
     """`begin_task(weights)`, `observe(grads, updates)` after every SGD step, `consolidate(weights)` when the task
@@ -45,3 +47,20 @@ class SynapticIntelligence:
         if self.importance is None:
             return torch.zeros(())
         return self.strength * sum((o * (w - a).pow(2)).sum() for o, w, a in zip(self.importance, weights, self.anchor))
+
+
+class SI(Part):
+    """The `si` method's part: the path integral observed during training, Omega consolidated after it."""
+
+    def __init__(self, cfg):
+        self.penalty = SynapticIntelligence(cfg.si_strength, cfg.si_xi)
+        self.observe = self.penalty.observe
+
+    def before_task(self, run: TaskRun) -> None:
+        self.penalty.begin_task(run.net.weights)
+
+    def after_fit(self, run: TaskRun) -> None:
+        self.penalty.consolidate(run.net.weights)
+
+    def diverged_hint(self, cfg) -> str:
+        return f"lower si_strength (now {cfg.si_strength:g}) or sgd.lr"
