@@ -155,8 +155,7 @@ METHODS: dict[str, Callable[[MethodConfig, BiaslessMLP, int], list[Part]] | None
     "icarl": lambda cfg, net, seed: [ICaRL(cfg, seed)],
     "icarl_src": lambda cfg, net, seed: [ICaRL(cfg, seed), SRCSleep()],
 }
-SLEEPING = ("src", "rehearsal_src", "icarl_src")
-ICARL = ("icarl", "icarl_src")
+BUILT_IN_METHODS = tuple(METHODS)
 
 
 def register_method(name: str, parts: Callable[[MethodConfig, BiaslessMLP, int], list[Part]]) -> None:
@@ -170,6 +169,5 @@ def register_method(name: str, parts: Callable[[MethodConfig, BiaslessMLP, int],
 
 def unregister_method(name: str) -> None:
     """Remove a method registered from outside (tests, notebooks)."""
-    if name not in ("sequential", "joint", "src", "rehearsal", "rehearsal_src", "ewc", "si", "owm", "icarl",
-                    "icarl_src"):
+    if name not in BUILT_IN_METHODS:
         METHODS.pop(name, None)

@@ -44,7 +44,7 @@ class TaskContext:
     model_dir: Path
     seq_len: int | None = None                  # the run's data.seq_len when the caller knows it
     preloaded: dict[str, Any] = field(default_factory=dict)
-    _run: Any = None
+    _run: Any = field(default=None, init=False, repr=False)  # run_config's answer, looked up once
 
     def run_config(self) -> tuple[Path, Config] | None:
         """The training run the model folder came from (RUN_DIR/final or RUN_DIR/checkpoints/step-N), if any."""

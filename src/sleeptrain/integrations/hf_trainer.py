@@ -248,11 +248,13 @@ class SleepCallback(TrainerCallback, ExportableState):
             raise ConfigError(f"SleepCallback: resuming at step {state.global_step} needs {STATE_FILE} in the "
                               f"checkpoint folder (looked in {', '.join(c for c in candidates if c)})")
         tensors = load_file(found) if found else {}
-        grouped: dict[str, dict[str, torch.Tensor]] = {hook.name: {} for hook in self.cycle.hooks}
+        names = [hook.name for hook in self.cycle.hooks]  # what else the file holds is not this run's
+        grouped: dict[str, dict[str, torch.Tensor]] = {name: {} for name in names}
         for key, value in tensors.items():
             name, _, rest = key.partition("/")
-            grouped.setdefault(name, {})[rest] = value
-        self.cycle.load_state_dict({**{name: {} for name in grouped}, **self.op_values}, grouped, model)
+            if name in grouped:
+                grouped[name][rest] = value
+        self.cycle.load_state_dict({name: self.op_values.get(name, {}) for name in names}, grouped, model)
 
     def _install_lr(self, args, state, lr_scheduler) -> None:
         """Give the Trainer's LambdaLR the restarted schedule, with the LR effects `sleeptrain train` uses
