@@ -33,9 +33,9 @@ def run(bench: Benchmark, hidden: list[int], iterations: int, streams: int, patc
     for mode in ("faithful", "batched"):
         trial = copy.deepcopy(net)
         params = SRCParams(iterations=iterations, mode=mode, streams=streams, patch=patch,
-                           image_shape=bench.image_shape, betas=SRCParams().betas[:len(hidden) + 1])
+                           betas=SRCParams().betas[:len(hidden) + 1])
         start = time.perf_counter()
-        src_sleep([w.data for w in trial.weights], mean_input, maxima, params, seed=0)
+        src_sleep([w.data for w in trial.weights], mean_input, maxima, params, seed=0, image_shape=bench.image_shape)
         out[f"{mode}_seconds"] = time.perf_counter() - start
         out[f"{mode}_accuracy"] = [trial.accuracy(t.x_test, t.y_test) for t in bench.tasks[:2]]
     out["speedup"] = out["faithful_seconds"] / out["batched_seconds"]

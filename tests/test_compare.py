@@ -45,12 +45,15 @@ def test_compare_errors(words, expected):
 
 
 def test_paired_comparison_verdicts():
-    base = [3.0, 3.1, 2.9, 3.05]
-    assert paired_comparison([b - 0.2 for b in base], base, higher_is_better=False)["verdict"] == "better"
-    assert paired_comparison([b + 0.2 for b in base], base, higher_is_better=False)["verdict"] == "worse"
-    noisy = paired_comparison([3.1, 2.9, 3.0, 3.05], base, higher_is_better=False)
-    assert noisy["verdict"] == "no detectable difference at this budget"
-    assert noisy["ci95"][0] < 0 < noisy["ci95"][1] and 0 <= noisy["p_value"] <= 1
+    base = [3.0, 3.1, 2.9, 3.05, 3.02]
+    shift = [0.21, 0.19, 0.2, 0.22, 0.18]
+    assert paired_comparison([b - d for b, d in zip(base, shift)], base, higher_is_better=False)["verdict"] == "better"
+    assert paired_comparison([b + d for b, d in zip(base, shift)], base, higher_is_better=False)["verdict"] == "worse"
+    noisy = paired_comparison([3.1, 2.9, 3.0, 3.05, 3.0], base, higher_is_better=False)
+    assert noisy["verdict"].startswith("no detectable difference (could miss |diff| < ")
+    assert noisy["ci95"][0] < 0 < noisy["ci95"][1] and 0 <= noisy["p_value"] <= 1 and noisy["ci_method"] == "bootstrap"
+    four = paired_comparison(base[:4], [b + 0.2 for b in base[:4]], higher_is_better=False)
+    assert four["verdict"].startswith("underpowered: 4 seed pairs") and four["ci_method"] == "t"
 
 
 def test_compare_two_arms_two_seeds_killed_resumed_and_skipped(tmp_path):
@@ -78,13 +81,17 @@ def test_compare_two_arms_two_seeds_killed_resumed_and_skipped(tmp_path):
     positions = [summary["arms"][a]["positions"]["mean"] for a in summary["arms"]]
     assert abs(positions[0] - positions[1]) <= 16 * 32  # equal budgets within one batch
     strict = summary["arms"]["strict"]
-    for key in ("final_val_loss", "best_val_loss", "blimp_overall"):
+    for key in ("final_val_loss", "best_val_loss", "test_loss", "blimp_overall"):
         assert {"mean", "sd", "n"} <= set(strict[key]) and strict[key]["n"] == 2
-        cmp = strict["vs_baseline"][key]
-        assert {"mean_diff", "ci95", "p_value", "verdict"} <= set(cmp)
+    assert summary["verdict"] == {"split": "test", "model": "final", "metrics": ["test_loss", "blimp_overall"]}
+    assert set(strict["vs_baseline"]) == {"test_loss", "blimp_overall"}
+    assert summary["multiple_comparisons"] == {"method": "holm", "alpha": 0.05, "family_size": 2}
+    for cmp in strict["vs_baseline"].values():
+        assert {"mean_diff", "ci95", "p_value", "p_holm", "mde_family", "verdict"} <= set(cmp)
+    assert set(strict["per_seed"]["0"]) >= {"dev", "test"} and strict["per_seed"]["0"]["test"]["test_loss"] > 0
     report = (exp_dir / "report.md").read_text()
-    assert "| strict | final val loss |" in report and "![loss](loss.png)" in report
-    assert "no confidence interval and no verdict" in report          # 2 seeds
+    assert "| strict | test loss | 2 |" in report and "![loss](loss.png)" in report
+    assert "underpowered: 2 seed pairs" in report and "on the **test** split" in report
     assert (exp_dir / "loss.png").exists() and (exp_dir / "blimp_by_phenomenon.png").exists()
 
     again = run_cli("compare", *words, timeout=600)
@@ -130,9 +137,11 @@ def test_random_sweep_writes_table_best_preset_and_importance(tmp_path):
     assert again.returncode == 0 and again.stdout.count("skipped") == 3
 
 
-def test_two_pairs_get_no_interval_and_no_verdict():
+def test_two_pairs_get_a_t_interval_and_no_verdict():
     two = paired_comparison([2.0, 2.5], [3.0, 3.1], higher_is_better=False)
-    assert two["ci95"] is None and "too few seed pairs" in two["verdict"] and two["n"] == 2
+    assert two["ci_method"] == "t" and "underpowered: 2 seed pairs" in two["verdict"] and two["n"] == 2
+    # differences -1.0, -0.6: mean -0.8, sd 0.2828; t(1, 0.975) = 12.706 -> half-width 12.706 * 0.2828 / sqrt(2)
+    assert two["ci95"] == pytest.approx([-0.8 - 2.5412, -0.8 + 2.5412], abs=1e-3)
     assert 0 <= two["p_value"] <= 1
 
 

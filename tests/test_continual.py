@@ -128,22 +128,21 @@ def test_an_interrupted_search_keeps_its_finished_trials(tmp_path, monkeypatch):
 
 def test_evolve_search_mutates_the_best_and_scales_the_sleep(tmp_path):
     """The sleep-length factor (last entry) reaches src.iterations/growth; the printed overrides reproduce a trial."""
-    from sleeptrain.continual.runner import build_benchmark, method_config
+    from sleeptrain.continual.runner import build_benchmark
     from sleeptrain.continual.search import search, trial_config
 
     cfg = load_continual_config([*FAST_DIGITS, "method=rehearsal_src", "src.iterations=200", "src.growth=100"])
-    mcfg = method_config(cfg, None)
-    scaled = trial_config(mcfg, [*mcfg.src.vector(), 0.5], sleep_length=True)
-    assert (scaled.src.iterations, scaled.src_growth) == (100, 50) and scaled.src.inc == mcfg.src.inc
-    found = search([build_benchmark(cfg, 0), build_benchmark(cfg, 1)], mcfg, trials=3, strategy="evolve",
+    scaled = trial_config(cfg, [*cfg.src.vector(), 0.5], sleep_length=True)
+    assert (scaled.src.iterations, scaled.src.growth) == (100, 50) and scaled.src.inc == cfg.src.inc
+    found = search([build_benchmark(cfg, 0), build_benchmark(cfg, 1)], cfg, trials=3, strategy="evolve",
                    method="rehearsal_src")
     assert found["reference"]["method"] == "rehearsal" and len(found["trials"]) == 3
     for scored in (*found["trials"], found["reference"]):  # two task orders, the score is their mean
         assert len(scored["per_order"]) == 2 and scored["train_accuracy"] == pytest.approx(sum(scored["per_order"]) / 2)
-    assert all(len(t["x"]) == len(mcfg.src.vector()) + 1 for t in found["trials"])
+    assert all(len(t["x"]) == len(cfg.src.vector()) + 1 for t in found["trials"])
     best = found["trials"][0]
     again = load_continual_config([*FAST_DIGITS, "method=rehearsal_src", *best["as_overrides"].split()])
-    assert again.src.iterations == trial_config(mcfg, best["x"], True).src.iterations
+    assert again.src.iterations == trial_config(cfg, best["x"], True).src.iterations
 
 
 def test_search_of_a_method_without_sleep_is_one_line(tmp_path):
@@ -194,11 +193,11 @@ def test_ewc_penalty_by_hand_and_online_accumulation():
 def test_strong_ewc_holds_the_first_task_better_than_sequential():
     def first_task_after_second(method, *extra):
         from sleeptrain.continual.methods import run_method
-        from sleeptrain.continual.runner import build_benchmark, method_config
+        from sleeptrain.continual.runner import build_benchmark
 
         cfg = load_continual_config([*FAST_DIGITS, f"method={method}", "sgd.epochs=3", *extra])
         bench = build_benchmark(cfg, 0)
-        result = run_method(bench, method, method_config(cfg, None), 0)
+        result = run_method(bench, method, cfg, 0)
         return result.matrix[1][0]                                # after train_t2, on t1
 
     # 32-unit net, 3 epochs, seed 0: t1 keeps 0.36 with EWC (strength 500; 1000 diverges at lr 0.1 with the
@@ -341,7 +340,8 @@ def test_rehearsal_draws_afresh_from_all_old_images_as_the_code():
     import torch
 
     from sleeptrain.continual.data import Task
-    from sleeptrain.continual.methods import MethodConfig, rehearsal_samples
+    from sleeptrain.continual.config import ContinualConfig
+    from sleeptrain.continual.methods import rehearsal_samples
 
     def task(label, n):
         x = torch.full((n, 3), float(label))
@@ -350,13 +350,13 @@ def test_rehearsal_draws_afresh_from_all_old_images_as_the_code():
 
     old = [task(0, 3000), task(1, 2990)]
     rng = np.random.default_rng(0)
-    x, y = rehearsal_samples(old, [], [], MethodConfig(rehearsal_fraction=0.02), rng)
+    x, y = rehearsal_samples(old, [], [], ContinualConfig(rehearsal_fraction=0.02), rng)
     assert len(y) == 100 and set(y.tolist()) == {0, 1}          # round(0.02 * 5990, -2) = 100, from both tasks
-    x2, _ = rehearsal_samples(old, [], [], MethodConfig(rehearsal_fraction=0.02), rng)
+    x2, _ = rehearsal_samples(old, [], [], ContinualConfig(rehearsal_fraction=0.02), rng)
     assert len(x2) == 100                                         # a new draw for the next task
-    small = rehearsal_samples([task(0, 300)], [], [], MethodConfig(rehearsal_fraction=0.1), rng)[1]
+    small = rehearsal_samples([task(0, 300)], [], [], ContinualConfig(rehearsal_fraction=0.1), rng)[1]
     assert len(small) == 30                                       # below 50: no rounding to hundreds
-    kept = rehearsal_samples(old, [torch.zeros(4, 3)], [torch.zeros(4)], MethodConfig(rehearsal_draw="kept"), rng)
+    kept = rehearsal_samples(old, [torch.zeros(4, 3)], [torch.zeros(4)], ContinualConfig(rehearsal_draw="kept"), rng)
     assert len(kept[1]) == 4
 
 
@@ -380,12 +380,12 @@ def test_owm_projector_by_hand_and_orthogonality():
 def test_owm_holds_old_tasks_that_sequential_forgets():
     from sleeptrain.continual.methods import run_method
     from sleeptrain.continual.metrics import average_accuracy
-    from sleeptrain.continual.runner import build_benchmark, method_config
+    from sleeptrain.continual.runner import build_benchmark
 
     scores = {}
     for method in ("sequential", "owm"):
         cfg = load_continual_config([*FAST_DIGITS, f"method={method}", "sgd.epochs=3"])
-        scores[method] = average_accuracy(run_method(build_benchmark(cfg, 0), method, method_config(cfg, None), 0).matrix)
+        scores[method] = average_accuracy(run_method(build_benchmark(cfg, 0), method, cfg, 0).matrix)
     assert scores["owm"] > scores["sequential"] + 0.2               # seed 0: 0.57 vs 0.18
     with pytest.raises(ConfigError, match="owm_alphas: one alpha per layer"):
         load_continual_config([*FAST_DIGITS, "owm_alphas=[1.0]"])

@@ -9,7 +9,7 @@ import torch
 from sleeptrain.continual.methods import METHODS, register_method, run_method, unregister_method
 from sleeptrain.continual.parts import Part
 from sleeptrain.continual.rehearsal import Rehearsal
-from sleeptrain.continual.runner import build_benchmark, load_continual_config, method_config
+from sleeptrain.continual.runner import build_benchmark, load_continual_config
 from sleeptrain.errors import ConfigError
 
 
@@ -34,7 +34,7 @@ def halve_methods():
 def small(method: str):
     cfg = load_continual_config(["benchmark=split_digits", f"method={method}", "sgd.epochs=1"])
     bench = build_benchmark(cfg, 1)
-    return bench, method_config(cfg, bench.image_shape)
+    return bench, cfg
 
 
 def test_a_registered_method_runs_its_parts_at_the_task_boundaries(halve_methods):

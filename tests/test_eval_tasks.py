@@ -103,3 +103,39 @@ def test_an_unregistered_task_has_no_keys():
     assert eval_command_schema() is EvalCommandConfig
     with pytest.raises(ConfigError, match="length"):
         load_overrides(eval_command_schema(), ["length.max_sentences=2"])
+
+
+class NeedsPath(EvalTask):
+    """A task whose data must be given: in a training run's final evaluation it is recorded as skipped."""
+
+    name = "needs_path"
+    description = "refuses to run without a path"
+    options = LengthOptions
+
+    def prepare(self, options, ctx):
+        raise ConfigError("needs_path.path: required")
+
+
+def test_the_final_evaluation_runs_every_registered_task_and_records_what_it_skips(length_task, model_dir, tmp_path,
+                                                                                    capsys):
+    from sleeptrain.config import Config
+    from sleeptrain.evaluate.config import run_eval_options
+    from sleeptrain.evaluate.harness import evaluate_in_run, load_model_folder
+    from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
+
+    register_task(NeedsPath)
+    try:
+        cfg = Config()
+        cfg.eval.method, cfg.eval.batch_size, cfg.eval.final_max_pairs = "pll_word_l2r", 7, 3
+        opts = run_eval_options(cfg, max_pairs=cfg.eval.final_max_pairs, progress=False)
+        assert (opts.batch_size, opts.blimp.method, opts.blimp.max_pairs, opts.progress) == (7, "pll_word_l2r", 3, False)
+        pairs = write_minimal_pairs(generate_minimal_pairs(4, seed=0), tmp_path / "pairs")
+        results = evaluate_in_run(load_model_folder(model_dir, "cpu"), opts,
+                                  {"blimp": (load_minimal_pairs(pairs, 3), str(pairs))})
+    finally:
+        unregister_task("needs_path")
+    assert [k for k in results if k in ("blimp", "perplexity", "length", "needs_path")] == ["blimp", "length",
+                                                                                          "needs_path"]
+    assert results["length"]["sentences"] == 3
+    assert results["needs_path"] == {"skipped": "needs_path.path: required"}
+    assert "task needs_path skipped: needs_path.path: required" in capsys.readouterr().err

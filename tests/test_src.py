@@ -8,7 +8,7 @@ from sleeptrain.continual.data import patch_images, patches, read_idx, split_dig
 from sleeptrain.continual.mlp import BiaslessMLP, SGDConfig, Trainer
 from sleeptrain.continual.src import (PATCHES_PUBLISHED, SRCParams, hebbian_update, input_rates, layer_scales,
                                       sigma, src_sleep)
-from sleeptrain.errors import DataError
+from sleeptrain.errors import ConfigError, DataError
 
 
 def test_sigma_by_hand():
@@ -79,8 +79,8 @@ def test_input_spikes_are_bernoulli_with_the_codes_probability():
 def test_masked_input_is_an_11_pixel_window_of_the_mean_image_anywhere_it_fits():
     """create_masked_input(X, n, 10): randi(28 - 10) start, x_pos:x_pos+10 -> an 11x11 window, 18 x 18 places."""
     gen = torch.Generator().manual_seed(0)
-    params = SRCParams(max_rate=250.0, patch=11, image_shape=(28, 28))
-    prob = input_rates(torch.ones(784), params, streams=4000, generator=gen).reshape(4000, 28, 28) > 0
+    params = SRCParams(max_rate=250.0, patch=11)
+    prob = input_rates(torch.ones(784), params, streams=4000, generator=gen, image_shape=(28, 28)).reshape(4000, 28, 28) > 0
     assert (prob.sum((1, 2)) == 121).all()
     rows = prob.any(2).float().argmax(1)
     cols = prob.any(1).float().argmax(1)
@@ -102,8 +102,8 @@ def test_spikes_only_at_threshold_and_reset_after():
 
 def test_input_rates_follow_the_mean_input_and_patches():
     gen = torch.Generator().manual_seed(0)
-    params = SRCParams(max_rate=100.0, patch=2, image_shape=(4, 4))
-    prob = input_rates(torch.full((16,), 0.5), params, streams=3, generator=gen)
+    params = SRCParams(max_rate=100.0, patch=2)
+    prob = input_rates(torch.full((16,), 0.5), params, streams=3, generator=gen, image_shape=(4, 4))
     assert prob.shape == (3, 16) and torch.allclose(prob.max(), torch.tensor(0.1))
     assert ((prob > 0).sum(1) == 4).all()  # a 2x2 window per stream
 
@@ -139,7 +139,15 @@ def test_src_rejects_a_wrong_number_of_betas():
 
 def test_parameter_vector_round_trip():
     p = PATCHES_PUBLISHED
-    assert SRCParams.from_vector(p.vector()).vector() == p.vector()
+    assert SRCParams().with_vector(p.vector()).vector() == p.vector()
+    assert SRCParams().with_vector(p.vector(), iterations=7).iterations == 7
+
+
+def test_a_patch_needs_the_image_shape_and_the_options_are_validated():
+    with pytest.raises(ValueError, match="image_shape"):
+        input_rates(torch.ones(16), SRCParams(patch=2), streams=1, generator=torch.Generator())
+    with pytest.raises(ConfigError, match="src.max_rate"):
+        SRCParams(max_rate=-1.0)
 
 
 # --- networks and data --------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from sleeptrain.experiments.report import paired_comparison  # noqa: E402
+from sleeptrain.experiments.paired import paired_comparison  # noqa: E402
 from sleeptrain.lm.checkpoint import latest_checkpoint  # noqa: E402
 from sleeptrain.lm.metrics_log import read_metrics  # noqa: E402
 from sleeptrain.stats import mean_sd  # noqa: E402

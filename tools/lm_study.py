@@ -44,7 +44,8 @@ from sleeptrain.config import ModelConfig  # noqa: E402
 from sleeptrain.errors import ConfigError, SleeptrainError  # noqa: E402
 from sleeptrain.experiments.compare import continuation_conflict, parse_args, run_compare  # noqa: E402
 from sleeptrain.experiments.plot import plot_arms, run_curve  # noqa: E402
-from sleeptrain.experiments.report import METRICS, paired_comparison, run_record  # noqa: E402
+from sleeptrain.experiments.paired import adjust_family, paired_comparison  # noqa: E402
+from sleeptrain.experiments.records import METRICS, run_record  # noqa: E402
 from sleeptrain.fsutil import atomic_write_text  # noqa: E402
 from sleeptrain.presets import load_yaml  # noqa: E402
 from sleeptrain.stats import mean_sd  # noqa: E402
@@ -193,6 +194,8 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict) -> 
                 row[name] = {**paired_comparison(a, b, METRICS[key][1]), "seeds": common,
                              "effect_size_dz": effect_size(a, b)}
             summary["vs_best_baseline"][arm] = row
+        # Holm over every comparison of the study (arms x metrics): the verdicts on the adjusted p
+        summary["family_size"] = adjust_family([c for row in summary["vs_best_baseline"].values() for c in row.values()])
     summary["verdicts"] = verdicts(summary, spec.get("systems", {}))
     summary["published"] = spec.get("published", {})
     if study.get("imported"):
@@ -214,7 +217,7 @@ def verdicts(summary: dict, systems: dict) -> dict:
             parts = []
             for name, label in (("blimp", "BLiMP"), ("val_loss", "validation loss")):
                 v = cmp[name]["verdict"]
-                parts.append(f"{label}: {words.get(v, v if 'seed' in v else 'no measurable difference')}")
+                parts.append(f"{label}: {words.get(v, v)}")  # else: underpowered / no detectable difference, with its MDE
             rows[arm] = "; ".join(parts) + f" ({cmp['blimp']['n']} seed pairs)"
         out[system] = rows
     return out
@@ -269,10 +272,13 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     if best:
         lines += ["", f"## Against the best baseline ({best}, the baseline with the higher mean BLiMP among "
                   "those with the most finished seeds), paired by seed",
-                  "", "Difference = arm − baseline; 95 % CI by bootstrap over seed pairs; p from the two-sided paired "
-                  "t-test; d_z = mean difference / sd of the differences. A verdict needs the CI to exclude 0 and "
-                  "p < 0.05.", "", "| arm | metric | seeds | mean diff | 95 % CI | p | d_z | verdict |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "", "Difference = arm − baseline; p from the two-sided paired t-test, Holm-adjusted over all "
+                  f"{summary.get('family_size', 0)} comparisons of this study (verdicts on the adjusted p < 0.05); 95 % "
+                  "interval t-based below 5 seed pairs (verdict: underpowered), bootstrap from there on; d_z = mean "
+                  "difference / sd of the differences; MDE: the smallest |difference| detectable with 80 % power at "
+                  "the family's Bonferroni level.", "",
+                  "| arm | metric | seeds | mean diff | 95 % CI | p | p (Holm) | d_z | MDE | verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for arm, row in summary["vs_best_baseline"].items():
             for name, cmp in row.items():
                 if cmp.get("n", 0) == 0:
@@ -280,8 +286,10 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
                 ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}]" if cmp.get("ci95") else "—"
                 p = f"{cmp['p_value']:.3f}" if cmp.get("p_value") is not None else "—"
                 dz = f"{cmp['effect_size_dz']:+.2f}" if cmp.get("effect_size_dz") is not None else "—"
-                lines.append(f"| {arm} | {name} | {len(cmp['seeds'])} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {dz} "
-                             f"| {cmp['verdict']} |")
+                holm_p = f"{cmp['p_holm']:.3f}" if cmp.get("p_holm") is not None else "—"
+                mde = f"{cmp['mde_family']:.4f}" if cmp.get("mde_family") is not None else "—"
+                lines.append(f"| {arm} | {name} | {len(cmp['seeds'])} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {holm_p} "
+                             f"| {dz} | {mde} | {cmp['verdict']} |")
     lines += ["", "## Verdict per seed system (at this scale)", ""]
     for system, rows in summary["verdicts"].items():
         lines.append(f"- **{system}**: " + "; ".join(f"`{arm}` — {v}" for arm, v in rows.items()))

@@ -69,13 +69,19 @@ def run(src: Path, name: str, out: Path, env: dict) -> None:
                    stderr=subprocess.STDOUT, cwd=out, check=True)
 
 
-def records(path: Path) -> list[dict]:
+def records(path: Path, skip: tuple[str, ...] = ()) -> list[dict]:
     out = []
     for line in path.read_text().splitlines():
         record = json.loads(line)
-        if record.get("event") not in ("resume", "checkpoint"):
+        if record.get("event") not in ("resume", "checkpoint", *skip):
             out.append({k: v for k, v in record.items() if k not in VOLATILE})
     return out
+
+
+def drop_new_keys(ref: list[dict], tree: list[dict]) -> list[dict]:
+    """The tree's records with the keys its matching ref record lacks left out (`--new`: fields the change adds)."""
+    return [{k: v for k, v in b.items() if k in a} if a.get("event") == b.get("event") else b
+            for a, b in zip(ref, tree)] + tree[len(ref):]
 
 
 def weights(run_dir: Path) -> dict:
@@ -95,6 +101,8 @@ def main() -> int:
     parser.add_argument("--ref", default="HEAD", help="git ref to compare the working tree with (default HEAD)")
     parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of: " + ", ".join(RUNS))
     parser.add_argument("--out", default=None, help="folder for both sides' runs (default: a temporary folder)")
+    parser.add_argument("--new", default="", help="comma-separated events the working tree adds (left out of its "
+                        "records), and then also the keys it adds to existing records")
     args = parser.parse_args()
     names = [n for n in args.runs.split(",") if n]
     unknown = [n for n in names if n not in RUNS]
@@ -139,7 +147,10 @@ def main() -> int:
             print(f"  {name:15s} did not finish on both sides")
             ok = False
             continue
-        ra, rb = records(a / "metrics.jsonl"), records(b / "metrics.jsonl")
+        new = tuple(e for e in args.new.split(",") if e)
+        ra, rb = records(a / "metrics.jsonl"), records(b / "metrics.jsonl", new)
+        if new:
+            rb = drop_new_keys(ra, rb)
         same_m, same_w = ra == rb, same_weights(weights(a), weights(b))
         line = f"  {name:15s} metrics {'same' if same_m else 'DIFFER'} ({len(ra)} records), " \
                f"weights {'same' if same_w else 'DIFFER'}"

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tools"))
 
-from sleeptrain.experiments.report import paired_comparison  # noqa: E402
+from sleeptrain.experiments.paired import paired_comparison  # noqa: E402
 from src_table import run  # noqa: E402
 
 # Table 2 values the paper's text states for MNIST (percent after 10 epochs per task); the others are in its table

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from sleeptrain.experiments.report import paired_comparison  # noqa: E402
+from sleeptrain.experiments.paired import paired_comparison  # noqa: E402
 
 # Values the paper's text states (Nature Communications 13:7742, 2022). Its Table 1 is an image not in the seed text;
 # only the cross-modal numbers are written out in the prose.

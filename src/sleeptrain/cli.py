@@ -63,11 +63,19 @@ key=value), or a .yaml file with `arms:` (and optionally common:, seeds:, budget
 experiment keys: seeds=N (default 3), budget.tokens=T (default: the first arm's natural length, in token positions
 = steps x batch x seq_len, replay included), budget.natural=ARM,... (arms kept at their own length, e.g. a
 single_pass floor), priority=ARM,... (every seed of these arms before the others), dir=EXP_DIR, parallel=P (runs
-at once). Runs go seed by seed, so a partial experiment is already paired.
+at once), verdict.model=final|pre_end_ops (which model of a run the verdicts score). Runs go seed by seed, so a
+partial experiment is already paired.
+tuning (every arm alike): tune.KEY=[v1,v2,...] (a grid every arm runs), tune.seeds=[0], tune.objective=
+final_val_loss|best_val_loss|blimp_overall (dev figures), tune.skip=ARM,...; in a .yaml `tune:` {keys:, seeds:,
+objective:, skip:} and per arm {overrides: [...], tune: {KEY: [...]}}. Each arm picks its best on dev, then the seeds
+run at each arm's choice (tuning/, tuning.json; the report lists grids, choices and edge choices).
+verdicts: test loss (the test split; nothing selects on it) and BLiMP, Holm-adjusted over the report, with the
+minimum detectable effect; below 5 seed pairs "underpowered" instead of a verdict.
 anything else (group=preset, key=value) is common to every arm.
 
 examples:
   sleeptrain compare single_pass sleep_strict seeds=3 train.max_steps=200
+  sleeptrain compare epochs climb_sleep seeds=5 'tune.train.lr=[3e-3,6e-3,1.2e-2]' dir=experiments/tuned
   sleeptrain compare base=schedule=epochs,schedule.epochs=2 strict=schedule=sleep_strict seeds=3 \\
       data=babylm data.path=../shared/data/corpus-mini dir=experiments/strict-vs-epochs
   sleeptrain report experiments/strict-vs-epochs

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ import torch
 
 from sleeptrain.continual.config import ContinualConfig
 from sleeptrain.continual.data import split_mnist
-from sleeptrain.continual.methods import MethodConfig
+from sleeptrain.continual.methods import build_net
 from sleeptrain.continual.mlp import BiaslessMLP, Trainer
 from sleeptrain.continual.src import DT, SRCParams, layer_scales, src_sleep
 
@@ -143,30 +144,29 @@ def firing_tests(rates: list[torch.Tensor], groups: list[dict], gen: torch.Gener
     return out
 
 
-def analyse(cfg: ContinualConfig, mcfg: MethodConfig, run_dir: Path) -> dict:
+def analyse(cfg: ContinualConfig, run_dir: Path) -> dict:
     start, seed = time.time(), cfg.seed
     bench = split_mnist(cfg.data_path, CLASSES, cfg.train_per_task)
     t1, t2 = bench.tasks
     gen = torch.Generator().manual_seed(seed)
-    net = BiaslessMLP([bench.n_inputs, *mcfg.hidden, bench.n_classes], mcfg.output, mcfg.dropout, init=mcfg.init,
-                      init_range=mcfg.init_range, output_grad=mcfg.output_grad, generator=gen)
+    net = build_net(cfg, bench, gen)
     trainer = Trainer(net, seed)
     weights = [w.data for w in net.weights]
 
     def log(text: str) -> None:
         print(f"  {text} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
 
-    trainer.fit(t1.x_train, t1.y_train, mcfg.sgd)
+    trainer.fit(t1.x_train, t1.y_train, cfg.sgd)
     accuracy = {"after_task1": [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]}
-    params1 = SRCParams(**{**mcfg.src.__dict__, "iterations": mcfg.src.iterations})
-    src_sleep(weights, t1.seen.mean(0), net.activation_maxima(t1.seen), params1, seed=seed * 1000)
+    shape = bench.image_shape
+    src_sleep(weights, t1.seen.mean(0), net.activation_maxima(t1.seen), cfg.src, seed=seed * 1000, image_shape=shape)
     accuracy["after_sleep1"] = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
-    trainer.fit(t2.x_train, t2.y_train, mcfg.sgd)
+    trainer.fit(t2.x_train, t2.y_train, cfg.sgd)
     accuracy["after_task2"] = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
     log(f"trained: task accuracies after task 2 {accuracy['after_task2']}")
 
     seen = torch.cat([t1.seen, t2.seen])
-    params = SRCParams(**{**mcfg.src.__dict__, "iterations": mcfg.src.iterations + mcfg.src_growth})
+    params = replace(cfg.src, iterations=cfg.src.iterations + cfg.src.growth)
     maxima = net.activation_maxima(seen)
     alphas = layer_scales(weights, maxima, params.alpha_scale)
     before = [w.clone() for w in weights]
@@ -178,14 +178,15 @@ def analyse(cfg: ContinualConfig, mcfg: MethodConfig, run_dir: Path) -> dict:
     log("labelled task-specific neurons; random-input sleep")
     random_input = torch.rand(seen.shape[1], generator=gen)
     control = [w.clone() for w in before]
-    control_info = src_sleep(control, random_input, maxima, params, seed=seed * 1000 + 7, neuron_counts=True)
+    control_info = src_sleep(control, random_input, maxima, params, seed=seed * 1000 + 7, neuron_counts=True,
+                             image_shape=shape)
     rates = [n / control_info["steps"] for n in control_info["neuron_spikes"][1:-1]]
-    zs_before, hs_before = hidden_inputs(before, x_test, mcfg.dropout)
+    zs_before, hs_before = hidden_inputs(before, x_test, cfg.net.dropout)
     confusion_before = confusion(net, x_test, y_test)
     log("the analysed sleep")
-    info = src_sleep(weights, seen.mean(0), maxima, params, seed=seed * 1000 + 1)
+    info = src_sleep(weights, seen.mean(0), maxima, params, seed=seed * 1000 + 1, image_shape=shape)
     accuracy["after_sleep2"] = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
-    zs_after, hs_after = hidden_inputs(weights, x_test, mcfg.dropout)
+    zs_after, hs_after = hidden_inputs(weights, x_test, cfg.net.dropout)
 
     task_inputs = []
     for layer, by_class in enumerate(groups):

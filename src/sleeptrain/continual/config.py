@@ -7,6 +7,7 @@ from typing import Optional
 
 from sleeptrain.config import check_choice, check_fraction, check_positive, help_field
 from sleeptrain.continual.methods import METHODS
+from sleeptrain.continual.options import SGDSection, SRCSection
 from sleeptrain.errors import ConfigError
 
 BENCHMARKS = ("patches", "split_mnist", "split_fashion", "cross_modal", "features", "split_digits")
@@ -32,55 +33,6 @@ class NetConfig:
         check_fraction("net.dropout", self.dropout, closed_high=False)
         for h in self.hidden:
             check_positive("net.hidden", h)
-
-
-@dataclass
-class SGDSection:
-    lr: float = help_field("SGD learning rate", default=0.1)
-    momentum: float = help_field("SGD momentum (carried across tasks)", default=0.5)
-    batch_size: int = help_field("SGD batch size", default=100)
-    epochs: int = help_field("epochs per task", default=2)
-    task_epochs: Optional[list[int]] = help_field("epochs of each task (overrides sgd.epochs)", default=None)
-
-    def __post_init__(self) -> None:
-        check_positive("sgd.lr", self.lr)
-        check_fraction("sgd.momentum", self.momentum, closed_high=False)
-        check_positive("sgd.batch_size", self.batch_size)
-        check_positive("sgd.epochs", self.epochs)
-
-
-@dataclass
-class SRCSection:
-    mode: str = help_field("faithful (the authors' sequential loop) | batched (a few noise streams per step: faster, "
-                           "a named deviation)", default="faithful")
-    streams: int = help_field("batched: noise streams per step (few: each stream needs enough time steps to "
-                                                  "integrate; 4 matched faithful on Split-MNIST at half the time)", default=4)
-    iterations: int = help_field("sleep iterations after the first task", default=15_000)
-    growth: int = help_field("extra iterations per later task: iterations + (t-1) * growth", default=5_000)
-    max_rate: float = help_field("input spike rate scale: P(spike) = 2 dt max_rate x_bar", default=239.515363)
-    inc: float = help_field("Hebbian increment", default=0.032064)
-    dec: float = help_field("Hebbian decrement", default=0.003344)
-    betas: list[float] = help_field("firing threshold of each layer",
-                                    default_factory=lambda: [14.548273, 44.560317, 38.046326])
-    alpha_scale: float = help_field("multiplies the data-based input scales", default=55.882454)
-    decay: float = help_field("membrane decay per step", default=0.999)
-    patch: Optional[int] = help_field("drive a random patch x patch window of the input each step (MNIST: 11)",
-                                      default=None)
-    sleep_after: Optional[list[int]] = help_field("tasks (1-based) followed by a sleep (default: every task)",
-                                                  default=None)
-    norm_data: str = help_field("data of the layer scales: seen (all seen tasks' training inputs, the authors' code) | "
-                                "current (the task just learned; this project's earlier variant)", default="seen")
-
-    def __post_init__(self) -> None:
-        check_choice("src.mode", self.mode, ("faithful", "batched"))
-        check_positive("src.streams", self.streams)
-        check_positive("src.iterations", self.iterations)
-        check_positive("src.growth", self.growth, allow_zero=True)
-        for key in ("max_rate", "inc", "dec", "alpha_scale"):
-            check_positive(f"src.{key}", getattr(self, key), allow_zero=key == "dec")
-        check_fraction("src.decay", self.decay, closed_low=False)
-        check_positive("src.patch", self.patch, allow_none=True)
-        check_choice("src.norm_data", self.norm_data, ("seen", "current"))
 
 
 @dataclass

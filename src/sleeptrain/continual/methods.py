@@ -7,8 +7,8 @@ tasks' data at once, the upper bound; no task loop), src (SRC sleep after every 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -16,43 +16,16 @@ import torch
 from sleeptrain.continual.data import Benchmark
 from sleeptrain.continual.ewc import EWC
 from sleeptrain.continual.icarl import ICaRL
-from sleeptrain.continual.mlp import BiaslessMLP, SGDConfig, Trainer
+from sleeptrain.continual.mlp import BiaslessMLP, Trainer
 from sleeptrain.continual.owm import OWM
 from sleeptrain.continual.parts import Part, TaskRun
 from sleeptrain.continual.rehearsal import Rehearsal, rehearsal_samples  # noqa: F401  (rehearsal_samples: re-export)
 from sleeptrain.continual.si import SI
-from sleeptrain.continual.src import SRCParams
 from sleeptrain.continual.src_sleep import SRCSleep
 from sleeptrain.errors import ConfigError
 
-
-
-@dataclass
-class MethodConfig:
-    hidden: list[int] = field(default_factory=lambda: [1200, 1200])
-    output: str = "relu_mse"
-    dropout: float = 0.25
-    init: str = "uniform"                     # uniform (the authors' U(-0.01, 0.01)) | glorot
-    init_range: float = 0.01
-    output_grad: str = "toolbox"              # relu_mse: toolbox (no ReLU derivative at the output) | exact
-    sgd: SGDConfig = field(default_factory=SGDConfig)
-    task_epochs: list[int] | None = None      # per-task epochs (Patches: [4, 2]); default sgd.epochs for all
-    src: SRCParams = field(default_factory=SRCParams)
-    src_growth: int = 5000                    # sleep iterations after task t: src.iterations + (t-1) * growth
-    src_norm_data: str = "seen"               # seen: all seen tasks' inputs (the code) | current: this task's only
-    rehearsal_fraction: float = 0.1           # fraction of each old task's samples kept
-    rehearsal_draw: str = "fresh"             # fresh: drawn anew from all old tasks' images per task (the code) | kept
-    rehearsal_loss: str = "concat"            # concat: old images mixed into the set, plain loss (the code) | weighted
-    sleep_after: list[int] | None = None      # 1-based tasks followed by a sleep (default: every task)
-    ewc_strength: float = 100.0               # ewc: lambda of the penalty lambda/2 sum F (w - w*)^2
-    ewc_gamma: float = 1.0                    # ewc: decay of the running Fisher (1 = sum over tasks)
-    si_strength: float = 0.1                  # si: c of the penalty c sum Omega (w - w*)^2
-    si_xi: float = 1e-3                       # si: damping xi of Omega += omega / (Delta^2 + xi)
-    owm_alphas: list[float] | None = None     # owm: alpha per layer (default: 0.9, then 0.6 for the others)
-    memory: int = 100                         # icarl: K, the stored images in all
-    exemplar_selection: str = "herding"       # icarl: herding | random
-    distillation: bool = True                 # icarl: old exemplars train on the network's outputs (soft targets)
-
+if TYPE_CHECKING:  # the schema imports this registry for its `method` choice
+    from sleeptrain.continual.config import ContinualConfig
 
 @dataclass
 class MethodResult:
@@ -80,14 +53,13 @@ def _evaluate(net: BiaslessMLP, bench: Benchmark, on: str = "test") -> list[floa
     return [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
 
 
-def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, evaluate_on: str = "test") -> MethodResult:
+def run_method(bench: Benchmark, method: str, cfg: ContinualConfig, seed: int, evaluate_on: str = "test") -> MethodResult:
     """Train (and sleep) through the tasks with the parts of `method`; accuracies on the test sets, or on the
     training sets for parameter search (which must never see test data)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     gen = torch.Generator().manual_seed(seed)
-    net = BiaslessMLP([bench.n_inputs, *cfg.hidden, bench.n_classes], cfg.output, cfg.dropout, init=cfg.init,
-                      init_range=cfg.init_range, output_grad=cfg.output_grad, generator=gen)
+    net = build_net(cfg, bench, gen)
     trainer = Trainer(net, seed)
     if METHODS[method] is None:  # joint: all training data at once (the authors' "ideal" net: the whole set)
         trainer.fit(torch.cat([t.seen for t in bench.tasks]), torch.cat([t.seen_labels for t in bench.tasks]), cfg.sgd)
@@ -120,12 +92,18 @@ def run_method(bench: Benchmark, method: str, cfg: MethodConfig, seed: int, eval
     return result
 
 
+def build_net(cfg: ContinualConfig, bench: Benchmark, generator: torch.Generator) -> BiaslessMLP:
+    """The network of `net:` for the benchmark's inputs and classes."""
+    n = cfg.net
+    return BiaslessMLP([bench.n_inputs, *n.hidden, bench.n_classes], n.output, n.dropout, init=n.init,
+                       init_range=n.init_range, output_grad=n.output_grad, generator=generator)
+
+
 def fit_task(trainer: Trainer, run: TaskRun, parts: list[Part]) -> None:
     """Train the task's set with the parts' penalty, observer and projection (at most one of each); a diverged run
     is a one-line error saying what to lower."""
     cfg = run.cfg
-    sgd = cfg.sgd if cfg.task_epochs is None else SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size,
-                                                             cfg.task_epochs[run.t])
+    sgd = cfg.sgd if cfg.sgd.task_epochs is None else replace(cfg.sgd, epochs=cfg.sgd.task_epochs[run.t])
     first = lambda attr: next((getattr(p, attr) for p in parts if getattr(p, attr) is not None), None)  # noqa: E731
     try:
         trainer.fit(run.x, run.y, sgd, penalty=first("penalty"), observe=first("observe"), project=first("project"),
@@ -143,7 +121,7 @@ def record_stage(result: MethodResult, rows: list, run: TaskRun, name: str) -> N
 
 
 # name -> the parts of the method, built per run as parts(cfg, net, seed); None: joint training (no task loop)
-METHODS: dict[str, Callable[[MethodConfig, BiaslessMLP, int], list[Part]] | None] = {
+METHODS: dict[str, Callable[[ContinualConfig, BiaslessMLP, int], list[Part]] | None] = {
     "sequential": lambda cfg, net, seed: [],
     "joint": None,
     "src": lambda cfg, net, seed: [SRCSleep()],
@@ -158,7 +136,7 @@ METHODS: dict[str, Callable[[MethodConfig, BiaslessMLP, int], list[Part]] | None
 BUILT_IN_METHODS = tuple(METHODS)
 
 
-def register_method(name: str, parts: Callable[[MethodConfig, BiaslessMLP, int], list[Part]]) -> None:
+def register_method(name: str, parts: Callable[[ContinualConfig, BiaslessMLP, int], list[Part]]) -> None:
     """Make `method=name` a choice of `sleeptrain continual`: `parts(cfg, net, seed)` builds its parts per run."""
     if not name or not name.replace("_", "").isalnum():
         raise ValueError(f"continual method name {name!r}: use letters, digits and underscores")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from sleeptrain.continual.options import SGDSection
 
 
 INITS = ("uniform", "glorot")
@@ -99,12 +100,8 @@ class BiaslessMLP(torch.nn.Module):
         return float((self.predict(x) == labels).float().mean())
 
 
-@dataclass
-class SGDConfig:
-    lr: float = 0.1
-    momentum: float = 0.5
-    batch_size: int = 100
-    epochs: int = 2
+# the SGD options are the `sgd:` section of the continual config (one schema); SGDConfig is its name here
+SGDConfig = SGDSection
 
 
 class Trainer:

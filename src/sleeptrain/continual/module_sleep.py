@@ -10,10 +10,11 @@ which the toolbox's testing mode turns into a (1 - p) scaling, and a final `nn.R
                               torch.nn.Linear(256, 10, bias=False))
     ...train on task 1, then on task 2...
     seen = torch.cat([task1_inputs, task2_inputs])     # inputs in [0, 1]
-    sleep_sequential(net, seen, SRCParams(betas=[14.5, 44.6], iterations=20000, patch=11, image_shape=(28, 28)))
+    sleep_sequential(net, seen, SRCParams(betas=[14.5, 44.6], iterations=20000, patch=11), image_shape=(28, 28))
 
 The sleep replays the mean of `inputs` and scales each layer from the network's activations on them
-(`normalize_nn_data`), exactly as the benchmark runner does; `params` holds one beta per Linear layer.
+(`normalize_nn_data`), exactly as the benchmark runner does; `params` (the `src:` section of a continual config)
+holds one beta per Linear layer; `image_shape` is needed with `params.patch`.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def activation_maxima(model: torch.nn.Sequential, inputs: torch.Tensor, chunk: i
 
 
 def sleep_sequential(model: torch.nn.Sequential, inputs: torch.Tensor, params: SRCParams | None = None,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, image_shape: tuple[int, int] | None = None) -> dict:
     """Run SRC in place on `model`'s Linear weights, replaying the mean of `inputs` (all tasks seen so far, values in
     [0, 1]) and scaling from the model's activations on them. Returns the sleep's spike counts and scales."""
     layers = linear_layers(model)
@@ -80,4 +81,8 @@ def sleep_sequential(model: torch.nn.Sequential, inputs: torch.Tensor, params: S
         raise ConfigError(f"inputs: expected (n, {layers[0].in_features}), got {tuple(inputs.shape)}")
     inputs = inputs.to(layers[0].weight.dtype)
     maxima = activation_maxima(model, inputs)
-    return src_sleep([layer.weight.data for layer in layers], inputs.mean(dim=0), maxima, params, seed=seed)
+    if params.patch and (image_shape is None or image_shape[0] * image_shape[1] != inputs.shape[1]):
+        raise ConfigError(f"image_shape: params.patch={params.patch} needs the (height, width) of the "
+                          f"{inputs.shape[1]}-pixel inputs, got {image_shape}")
+    return src_sleep([layer.weight.data for layer in layers], inputs.mean(dim=0), maxima, params, seed=seed,
+                     image_shape=image_shape)

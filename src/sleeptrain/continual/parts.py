@@ -36,7 +36,7 @@ class TaskRun:
 
     net: Any                       # BiaslessMLP
     bench: Any                     # Benchmark
-    cfg: Any                       # MethodConfig
+    cfg: Any                       # the ContinualConfig
     seed: int
     rng: np.random.Generator
     evaluate_on: str = "test"

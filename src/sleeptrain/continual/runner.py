@@ -14,11 +14,10 @@ from sleeptrain.continual.config import ContinualConfig
 from sleeptrain.continual.config import BENCHMARKS
 from sleeptrain.continual.data import (Benchmark, cross_modal, feature_tasks, patches, split_digits, split_fashion,
                                       split_mnist)
-from sleeptrain.continual.methods import MethodConfig, run_method
+from sleeptrain.continual.methods import run_method
 from sleeptrain.continual.metrics import average_accuracy, backward_transfer, forgetting
-from sleeptrain.continual.mlp import SGDConfig
 from sleeptrain.continual.plots import plot_fig1c, plot_patches, plot_split
-from sleeptrain.continual.src import MNIST_PUBLISHED, SRCParams
+from sleeptrain.continual.src import MNIST_PUBLISHED
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import atomic_write_text, timestamped_dir
 from sleeptrain.stats import mean_sd
@@ -83,23 +82,6 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
                           f"benchmark={benchmark}", path_keys=("data_path", "fashion_path", "features_path", "run.dir"), extra=extra)
 
 
-def method_config(cfg: ContinualConfig, image_shape) -> MethodConfig:
-    s = cfg.src
-    src = SRCParams(iterations=s.iterations, max_rate=s.max_rate, inc=s.inc, dec=s.dec, betas=list(s.betas),
-                    alpha_scale=s.alpha_scale, decay=s.decay, patch=s.patch, image_shape=image_shape, mode=s.mode,
-                    streams=s.streams)
-    sgd = SGDConfig(cfg.sgd.lr, cfg.sgd.momentum, cfg.sgd.batch_size, cfg.sgd.epochs)
-    return MethodConfig(hidden=list(cfg.net.hidden), output=cfg.net.output, dropout=cfg.net.dropout,
-                        init=cfg.net.init, init_range=cfg.net.init_range, output_grad=cfg.net.output_grad, sgd=sgd,
-                        task_epochs=list(cfg.sgd.task_epochs) if cfg.sgd.task_epochs else None, src=src,
-                        src_growth=s.growth, src_norm_data=s.norm_data, rehearsal_fraction=cfg.rehearsal_fraction,
-                        rehearsal_draw=cfg.rehearsal_draw, rehearsal_loss=cfg.rehearsal_loss,
-                        sleep_after=list(s.sleep_after) if s.sleep_after else None,
-                        ewc_strength=cfg.ewc_strength, ewc_gamma=cfg.ewc_gamma, si_strength=cfg.si_strength,
-                        si_xi=cfg.si_xi, owm_alphas=list(cfg.owm_alphas) if cfg.owm_alphas else None,
-                        memory=cfg.memory, exemplar_selection=cfg.exemplar_selection, distillation=cfg.distillation)
-
-
 def class_order(seed: int, task_orders: str = "permuted", n_classes: int = 10) -> list[int]:
     """Seed 0, or `task_orders=natural`: classes in natural order; else seed k > 0 a seeded permutation of the
     classes (`permuted`) or of the natural pairs 0/1, 2/3, ... (`pairs`, the iCaRL script's `randperm(5)`)."""
@@ -132,7 +114,7 @@ def run_split(cfg: ContinualConfig) -> dict:
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         bench = build_benchmark(cfg, seed)
         start = time.time()
-        result = run_method(bench, cfg.method, method_config(cfg, bench.image_shape), seed)
+        result = run_method(bench, cfg.method, cfg, seed)
         stages = result.stages
         per_seed.append({"seed": seed, "task_classes": [t.classes for t in bench.tasks],
                          "accuracy_matrix": result.matrix.tolist(),
@@ -171,7 +153,7 @@ def run_patches(cfg: ContinualConfig) -> dict:
         rows = []
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
             bench = build_benchmark(cfg, seed, overlap)
-            result = run_method(bench, cfg.method, method_config(cfg, bench.image_shape), seed)
+            result = run_method(bench, cfg.method, cfg, seed)
             all_four = result.matrix.mean(axis=1)  # accuracy on the four images (tasks weigh equally)
             print(f"  overlap {overlap}, seed {seed}: {' -> '.join(f'{a:.2f}' for a in all_four)}", file=sys.stderr,
                   flush=True)
@@ -248,7 +230,7 @@ def analyse_command(args: list[str]) -> str:
     if (run_dir / "analysis.json").exists():
         raise ConfigError(f"run.dir: {str(run_dir)!r} already holds an analysis; choose another run.dir")
     build_benchmark(cfg, cfg.seed)  # data errors surface before anything is written
-    result = analyse(cfg, method_config(cfg, (28, 28)), run_dir)
+    result = analyse(cfg, run_dir)
     return describe_analysis(result, run_dir)
 
 
@@ -277,7 +259,7 @@ def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
               file=sys.stderr, flush=True)
 
     benches = [build_benchmark(cfg, cfg.seed + k) for k in range(cfg.seeds)]  # seed k > 0: another task order
-    found = search(benches, method_config(cfg, benches[0].image_shape), cfg.search_trials, cfg.seed, cfg.search_spread,
+    found = search(benches, cfg, cfg.search_trials, cfg.seed, cfg.search_spread,
                    method=cfg.method, strategy=cfg.search_strategy, sleep_length=cfg.search_sleep_length,
                    on_trial=progress)
     return record(found, complete=True)

@@ -24,39 +24,38 @@ from dataclasses import replace
 import numpy as np
 
 from sleeptrain.continual.data import Benchmark
-from sleeptrain.continual.methods import MethodConfig, run_method
-from sleeptrain.continual.src import SRCParams
+from sleeptrain.continual.config import ContinualConfig
+from sleeptrain.continual.methods import run_method
 
 STRATEGIES = ("random", "evolve")
 WITHOUT_SLEEP = {"src": "sequential", "rehearsal_src": "rehearsal"}
 
 
-def trial_config(cfg: MethodConfig, x: list[float], sleep_length: bool) -> MethodConfig:
+def trial_config(cfg: ContinualConfig, x: list[float], sleep_length: bool) -> ContinualConfig:
     """The method config of one trial vector (the last entry is the sleep-length factor when `sleep_length`)."""
     factor = x[-1] if sleep_length else 1.0
     vector = x[:-1] if sleep_length else x
-    params = SRCParams.from_vector(vector, iterations=max(1, round(cfg.src.iterations * factor)),
-                                   decay=cfg.src.decay, patch=cfg.src.patch, image_shape=cfg.src.image_shape,
-                                   mode=cfg.src.mode, streams=cfg.src.streams)
-    return replace(cfg, src=params, src_growth=max(0, round(cfg.src_growth * factor)))
+    src = cfg.src.with_vector(vector, iterations=max(1, round(cfg.src.iterations * factor)),
+                              growth=max(0, round(cfg.src.growth * factor)))
+    return replace(cfg, src=src)
 
 
-def as_overrides(cfg: MethodConfig) -> str:
+def as_overrides(cfg: ContinualConfig) -> str:
     """The `key=value` words that reproduce a trial with `sleeptrain continual`."""
     s = cfg.src
     return (f"src.max_rate={s.max_rate:.6g} src.inc={s.inc:.6g} src.dec={s.dec:.6g} "
             f"src.betas=[{','.join(f'{b:.6g}' for b in s.betas)}] src.alpha_scale={s.alpha_scale:.6g} "
-            f"src.iterations={s.iterations} src.growth={cfg.src_growth}")
+            f"src.iterations={s.iterations} src.growth={s.growth}")
 
 
-def search(benches: Benchmark | list[Benchmark], cfg: MethodConfig, trials: int, seed: int = 0, spread: float = 4.0,
+def search(benches: Benchmark | list[Benchmark], cfg: ContinualConfig, trials: int, seed: int = 0, spread: float = 4.0,
            method: str = "src", strategy: str = "random", sleep_length: bool = True,
            on_trial=None) -> dict:
     """Run `trials` trials, each scored on every benchmark in `benches` (benchmark k trains with seed + k);
     returns {"trials": best first, "reference": the method without sleep}."""
     benches = benches if isinstance(benches, list) else [benches]
 
-    def score(method_name: str, method_cfg: MethodConfig) -> tuple[float, list[float]]:
+    def score(method_name: str, method_cfg: ContinualConfig) -> tuple[float, list[float]]:
         each = [float(run_method(b, method_name, method_cfg, seed + k, evaluate_on="train").matrix[-1].mean())
                 for k, b in enumerate(benches)]
         return float(np.mean(each)), each

@@ -27,35 +27,16 @@ deeper layers' thresholds (64 streams left the MNIST output layer silent; 4 matc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
+
+from sleeptrain.continual.options import SRCSection
 
 DT = 0.001
 
 
-@dataclass
-class SRCParams:
-    iterations: int = 15_000
-    max_rate: float = 239.515363
-    inc: float = 0.032064
-    dec: float = 0.003344
-    betas: list[float] = field(default_factory=lambda: [14.548273, 44.560317, 38.046326])
-    alpha_scale: float = 55.882454
-    decay: float = 0.999
-    patch: int | None = None       # MNIST: drive only a random patch x patch window of the input each step
-    image_shape: tuple[int, int] | None = None  # needed with `patch`
-    mode: str = "faithful"         # faithful | batched
-    streams: int = 4               # batched: noise streams per step (see docs/CONTINUAL.md)
-
-    def vector(self) -> list[float]:
-        """The paper's x = [max_rate, inc, dec, beta_1..beta_L, alpha_scale]."""
-        return [self.max_rate, self.inc, self.dec, *self.betas, self.alpha_scale]
-
-    @classmethod
-    def from_vector(cls, x: list[float], **kwargs) -> "SRCParams":
-        return cls(max_rate=x[0], inc=x[1], dec=x[2], betas=list(x[3:-1]), alpha_scale=x[-1], **kwargs)
-
+# the SRC parameters are the `src:` section of the continual config (one schema); SRCParams is its name here
+SRCParams = SRCSection
 
 MNIST_PUBLISHED = SRCParams()  # x of the paper for 784-1200-1200-10
 PATCHES_PUBLISHED = SRCParams(iterations=30_000, max_rate=64.0, inc=0.0035, dec=0.0002, betas=[1.045],
@@ -97,12 +78,16 @@ def hebbian_update(w: torch.Tensor, post: torch.Tensor, pre: torch.Tensor, inc: 
     w[rows] = w_rows + sigma(w_rows) * (inc * both - dec * post_only)
 
 
-def input_rates(mean_input: torch.Tensor, params: SRCParams, streams: int, generator: torch.Generator) -> torch.Tensor:
-    """Per-stream spike probabilities: 2 dt max_rate x_bar, optionally restricted to a random patch."""
+def input_rates(mean_input: torch.Tensor, params: SRCParams, streams: int, generator: torch.Generator,
+                image_shape: tuple[int, int] | None = None) -> torch.Tensor:
+    """Per-stream spike probabilities: 2 dt max_rate x_bar, optionally restricted to a random patch of the
+    `image_shape` (height, width) image."""
     prob = (2.0 * DT * params.max_rate * mean_input).expand(streams, -1)
     if not params.patch:
         return prob
-    h, w = params.image_shape
+    if image_shape is None:
+        raise ValueError("src.patch needs the image shape (height, width) of the inputs: pass image_shape")
+    h, w = image_shape
     rows = torch.randint(0, h - params.patch + 1, (streams,), generator=generator)
     cols = torch.randint(0, w - params.patch + 1, (streams,), generator=generator)
     r = torch.arange(h)[None, :, None]
@@ -114,12 +99,12 @@ def input_rates(mean_input: torch.Tensor, params: SRCParams, streams: int, gener
 
 @torch.no_grad()
 def src_sleep(weights: list[torch.Tensor], mean_input: torch.Tensor, activation_max: list[float], params: SRCParams,
-              seed: int = 0, neuron_counts: bool = False) -> dict:
+              seed: int = 0, neuron_counts: bool = False, image_shape: tuple[int, int] | None = None) -> dict:
     """Run SRC in place on `weights` (list of (n_out, n_in) tensors of a bias-free ReLU net).
 
     `mean_input`: x_bar, the mean input of the data the sleep replays (values in [0, 1]); `activation_max`: each
     layer's largest activation on the normalisation data (`BiaslessMLP.activation_maxima`). Returns counts for
-    logging; with `neuron_counts`, also `neuron_spikes`: each layer's spike count per neuron (input layer first,
+    logging; `image_shape` (height, width): the inputs' image, needed with `params.patch`; with `neuron_counts`, also `neuron_spikes`: each layer's spike count per neuron (input layer first,
     the toolbox's `sum_spikes`)."""
     if len(params.betas) != len(weights):
         raise ValueError(f"SRC needs one beta per layer: {len(weights)} layers, {len(params.betas)} betas")
@@ -133,7 +118,7 @@ def src_sleep(weights: list[torch.Tensor], mean_input: torch.Tensor, activation_
     spikes_total = [0] * (len(weights) + 1)
     per_neuron = [torch.zeros(len(mean_input.reshape(-1)))] + [torch.zeros(w.shape[0]) for w in weights]
     for _ in range(steps):
-        prob = input_rates(mean_input.reshape(-1), params, streams, gen)
+        prob = input_rates(mean_input.reshape(-1), params, streams, gen, image_shape)
         pre = (torch.rand(prob.shape, generator=gen) < prob).float()
         spikes_total[0] += int(pre.sum())
         if neuron_counts:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass
 from typing import Optional
 
-from sleeptrain.config import MLM_METHODS, check_choice, check_positive, help_field
+from sleeptrain.config import MLM_METHODS, Config, check_choice, check_positive, help_field
 from sleeptrain.errors import ConfigError
 
 
@@ -84,3 +84,15 @@ def eval_command_schema() -> type:
     if not extra:
         return EvalCommandConfig
     return make_dataclass("EvalCommandConfig", extra, bases=(EvalCommandConfig,))
+
+
+def run_eval_options(cfg: Config, max_pairs: int | None = None, progress: bool | None = None):
+    """The evaluation options of a training run (its final and periodic evaluations): the one place where the
+    training config's `eval:` keys become task options — `eval.batch_size` -> `batch_size`, `eval.method` ->
+    `blimp.method`, `max_pairs` (the final evaluation: `eval.final_max_pairs`; the periodic one: `eval.blimp_n`) ->
+    `blimp.max_pairs`, `run.progress` -> `progress`; every other task with its defaults."""
+    opts = eval_command_schema()(batch_size=cfg.eval.batch_size,
+                                 progress=cfg.run.progress if progress is None else progress)
+    opts.blimp.method = cfg.eval.method
+    opts.blimp.max_pairs = max_pairs
+    return opts

@@ -17,7 +17,8 @@ import torch
 
 from sleeptrain.errors import ConfigError, DataError
 from sleeptrain.evaluate import task_blimp, task_perplexity  # noqa: F401  (the built-in tasks register, in order)
-from sleeptrain.evaluate.tasks import EvalTask, LoadedModel, TaskContext, run_config_of, task_classes  # noqa: F401
+from sleeptrain.evaluate.tasks import (BUILT_IN, EvalTask, LoadedModel, TaskContext, run_config_of,  # noqa: F401
+                                       task_classes)
 from sleeptrain.fsutil import atomic_write_text
 
 MASKED_MODEL_TYPES = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "xlm-roberta",
@@ -79,6 +80,32 @@ def evaluate_model(loaded: LoadedModel, opts, data: dict[str, Any], seq_len: int
             results[name] = task.run(loaded, getattr(opts, name), data[name], ctx)
     results["seconds"] = time.time() - start
     return results, tasks
+
+
+def evaluate_in_run(loaded: LoadedModel, opts, preloaded: dict[str, Any], seq_len: int | None = None) -> dict:
+    """A training run's final evaluation: the built-in tasks on the data the run holds (`preloaded`; a built-in task
+    without data there does not run, as before), every task registered from outside as its `prepare` finds its data
+    — a task that finds none, or refuses its options, is recorded as skipped with the reason and named on stderr
+    (the run has trained; its end is no place to fail)."""
+    import sys
+
+    ctx = TaskContext(opts, loaded.path, seq_len=seq_len)
+    data, skipped = dict(preloaded), {}
+    for cls in task_classes():
+        options = getattr(opts, cls.name)
+        if cls.name in BUILT_IN or cls.name in data or not options.enabled:
+            continue
+        try:
+            data[cls.name] = cls().prepare(options, ctx)
+        except (ConfigError, DataError) as exc:
+            data[cls.name], skipped[cls.name] = None, str(exc)
+        if not data[cls.name]:
+            skipped.setdefault(cls.name, "nothing to score")
+            print(f"final evaluation: task {cls.name} skipped: {skipped[cls.name]}", file=sys.stderr)
+    results, _ = evaluate_model(loaded, opts, data, seq_len=seq_len)
+    for name, reason in skipped.items():
+        results[name] = {"skipped": reason}
+    return results
 
 
 def run_eval(model_dir: str | Path, opts) -> tuple[dict, Path]:

@@ -8,7 +8,8 @@ Words on the command line:
 - `NAME` (no `=`): a schedule preset as an arm named after it; `FILE.yaml`: arms (and settings) from a file;
 - `NAME=o1,o2,...` where NAME is not a config key: an arm with its own overrides (group=preset or key=value,
   comma-separated; brackets keep lists together: `sleep.ops=[replay,downscale]`);
-- `seeds=N`, `budget.tokens=T`, `budget.natural=ARM,...`, `priority=ARM,...`, `dir=EXP_DIR`, `parallel=P`: the
+- `seeds=N`, `budget.tokens=T`, `budget.natural=ARM,...`, `priority=ARM,...`, `dir=EXP_DIR`, `parallel=P`,
+  `verdict.model=final|pre_end_ops` (which model of a run the verdicts score; `experiments/report.py`): the
   experiment. Runs go seed by seed (seed 0 of every arm, then seed 1, ...) so a partial experiment is already paired;
   with `priority`, every seed of the named arms runs before the other arms start (the core of a study first);
 - any other `group=preset` / `key=value`: common to every arm.
@@ -39,10 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleeptrain.errors import ConfigError
+from sleeptrain.experiments.tuning import (TUNE_SETTINGS, TuneSpec, apply_tune_settings, arm_grid, check_grid, choose,
+                                           parse_tune_block, trial_dir, trials, value_word, write_tuning)
 from sleeptrain.fsutil import timestamp, timestamped_dir
 from sleeptrain.presets import GROUPS, all_keys, load_yaml, list_presets, load_config
 
-EXPERIMENT_KEYS = ("seeds", "budget.tokens", "budget.natural", "priority", "dir", "parallel")
+EXPERIMENT_KEYS = ("seeds", "budget.tokens", "budget.natural", "priority", "dir", "parallel", "verdict.model")
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Experiment:
     priority: list[str] = field(default_factory=list)  # arms whose every seed runs before the others start
     dir: Path | None = None
     parallel: int = 1
+    verdict_model: str = "final"  # which model of a run the verdicts score: final | pre_end_ops (report.py)
+    tune: TuneSpec | None = None  # symmetric tuning (experiments/tuning.py); None: the arms run as given
 
 
 def split_overrides(text: str) -> list[str]:
@@ -90,7 +95,8 @@ def _is_config_word(key: str) -> bool:
 def parse_args(words: list[str]) -> Experiment:
     exp = Experiment(arms=[])
     settings: dict[str, str] = {}
-    for word in words:
+    tune_words = [w for w in words if w.startswith("tune.")]
+    for word in (w for w in words if not w.startswith("tune.")):
         if "=" not in word:
             if word.endswith((".yaml", ".yml")):
                 _read_arms_file(Path(word), exp, settings)
@@ -108,6 +114,7 @@ def parse_args(words: list[str]) -> Experiment:
         else:
             exp.arms.append(Arm(key, split_overrides(value)))
     _apply_settings(exp, settings)
+    _apply_tune_words(exp, tune_words)
     names = [a.name for a in exp.arms]
     if len(names) < 2:
         raise ConfigError("compare: give at least two arms (schedule presets, NAME=overrides, or an arms .yaml)")
@@ -119,9 +126,38 @@ def parse_args(words: list[str]) -> Experiment:
             raise ConfigError(f"{key}: {unknown} are not arms of this experiment (arms: {names})")
     if len(exp.natural) == len(names):
         raise ConfigError("budget.natural: at least one arm must be on the budget")
-    for arm in exp.arms:  # every arm must be a valid config (fails now, not after hours of the first arms)
+    for arm in exp.arms:  # every arm (and trial) must be a valid config: fails now, not after hours of the first arms
         load_config([*exp.common, *arm.overrides])
+        for values in trials(arm_grid(exp.tune, arm.name)) if exp.tune else []:
+            load_config([*exp.common, *arm.overrides, *(value_word(k, v) for k, v in values.items())])
+    if exp.tune:
+        for key, listed in (("tune.skip", exp.tune.skip), ("arms.*.tune", list(exp.tune.arm_keys))):
+            unknown = [n for n in listed if n not in names]
+            if unknown:
+                raise ConfigError(f"{key}: {unknown} are not arms of this experiment (arms: {names})")
+        if not any(arm_grid(exp.tune, n) for n in names):
+            raise ConfigError("tune: no arm has keys to tune (give tune.KEY=[values] or a tune: block with keys)")
     return exp
+
+
+def _apply_tune_words(exp: Experiment, words: list[str]) -> None:
+    """`tune.KEY=[v1,v2]` (a grid key for every arm), `tune.seeds=[...]`, `tune.objective=...`, `tune.skip=...`."""
+    import yaml
+
+    if not words and exp.tune is None:
+        return
+    exp.tune = exp.tune or TuneSpec()
+    settings = {}
+    for word in words:
+        key, _, value = word.partition("=")
+        name = key.removeprefix("tune.")
+        if not value:
+            raise ConfigError(f"{key}: give a value ({key}=[v1,v2,...])")
+        if name in TUNE_SETTINGS:
+            settings[name] = value
+        else:
+            exp.tune.keys.update(check_grid("tune", {name: yaml.safe_load(value)}))
+    apply_tune_settings(exp.tune, settings)
 
 
 def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> None:
@@ -131,14 +167,27 @@ def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> No
     arms = data.get("arms")
     if not isinstance(arms, dict) or not arms:
         raise ConfigError(f"compare: {path} needs `arms:` mapping arm names to lists of overrides")
+    if "tune" in data:
+        exp.tune = exp.tune or TuneSpec()
+        parse_tune_block(data["tune"], exp.tune)
     for name, overrides in arms.items():
+        if isinstance(overrides, dict):  # {overrides: [...], tune: {key: [values]}}
+            unknown = sorted(set(overrides) - {"overrides", "tune"})
+            if unknown:
+                raise ConfigError(f"arms.{name}: unknown entries {unknown}; allowed: overrides, tune")
+            if overrides.get("tune"):
+                exp.tune = exp.tune or TuneSpec()
+                exp.tune.arm_keys[str(name)] = check_grid(f"arms.{name}.tune", overrides["tune"])
+            overrides = overrides.get("overrides") or []
         if isinstance(overrides, str):
             overrides = split_overrides(overrides)
         exp.arms.append(Arm(str(name), [str(o) for o in overrides or []]))
     exp.common.extend(str(o) for o in data.get("common", []) or [])
     budget = data.get("budget") if isinstance(data.get("budget"), dict) else {}
+    verdict = data.get("verdict") if isinstance(data.get("verdict"), dict) else {}
     found = {**{k: data[k] for k in ("seeds", "dir", "parallel", "priority") if k in data},
-             **{f"budget.{k}": budget[k] for k in ("tokens", "natural") if k in budget}}
+             **{f"budget.{k}": budget[k] for k in ("tokens", "natural") if k in budget},
+             **{f"verdict.{k}": verdict[k] for k in ("model",) if k in verdict}}
     for key, value in found.items():  # the command line's words win over the file's
         settings.setdefault(key, ",".join(map(str, value)) if isinstance(value, list) else str(value))
 
@@ -169,6 +218,13 @@ def _apply_settings(exp: Experiment, settings: dict[str, str]) -> None:
         exp.parallel = positive_int("parallel")
     if "dir" in settings:
         exp.dir = Path(settings["dir"]).expanduser()
+    if "verdict.model" in settings:
+        from sleeptrain.experiments.records import VERDICT_MODELS
+
+        if settings["verdict.model"] not in VERDICT_MODELS:
+            raise ConfigError(f"verdict.model: {settings['verdict.model']!r} is not allowed; choose one of "
+                              f"{', '.join(VERDICT_MODELS)}")
+        exp.verdict_model = settings["verdict.model"]
 
 
 # --- budget ---------------------------------------------------------------------------------------------------------
@@ -234,8 +290,8 @@ def run_state(run_dir: Path) -> str:
 
 
 def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, log,
-            recorded: frozenset = frozenset()) -> dict:
-    run_dir = run_dir_of(exp_dir, arm.name, seed)
+            recorded: frozenset = frozenset(), run_dir: Path | None = None) -> dict:
+    run_dir = run_dir or run_dir_of(exp_dir, arm.name, seed)
     state = run_state(run_dir)
     if state == "finished":
         log(f"  {arm.name} seed {seed}: finished earlier, skipped")
@@ -276,6 +332,8 @@ def continuation_conflict(before: dict, record: dict, arms_may_drop: bool = Fals
     rule behind `compare dir=` and `tools/lm_study.py --results`; each caller names its own field in the message."""
     if before.get("common") != record.get("common"):
         return "other common settings"
+    if before.get("tune") != record.get("tune"):
+        return "other tuning (tune: keys, seeds, objective or skip)"
     was, now = (r.get("budget", {}).get("budget_positions") for r in (before, record))
     if was != now:
         return f"budget {was if was is None else f'{was:,}'} token positions, now {now if now is None else f'{now:,}'}"
@@ -312,9 +370,11 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
     saved = exp_dir / "experiment.json"
     budgets = arm_budgets(exp)
     record = {"arms": {a.name: a.overrides for a in exp.arms}, "common": exp.common, "seeds": exp.seeds,
-              "budget": budgets}
+              "budget": budgets, "verdict": {"model": exp.verdict_model}}
     if exp.natural:
         record["natural"] = exp.natural
+    if exp.tune:
+        record["tune"] = exp.tune.record()
     if saved.is_file():
         added = added_arms(json.loads(saved.read_text()), record, exp_dir)
         if added:
@@ -324,16 +384,34 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
     saved.write_text(json.dumps(record, indent=1))
     log(f"compare: {len(exp.arms)} arms x {exp.seeds} seeds, budget {budgets['budget_positions']:,} token "
         f"positions per run -> {exp_dir}")
-    jobs = job_order(exp)
+    done = []
+    if exp.tune:
+        done += run_tuning(exp, exp_dir, budgets, log)
+        exp = tuned_experiment(exp, exp_dir, budgets["budget_positions"])
+        budgets = arm_budgets(exp)
+    jobs = [(arm, seed, run_dir_of(exp_dir, arm.name, seed)) for arm, seed in job_order(exp)]
+    done += run_jobs(exp, exp_dir, jobs, budgets, log, recorded, on_finished)
+    from sleeptrain.experiments.report import write_report
+
+    report = write_report(exp_dir)
+    log(f"runs: {sum(d['status'] != 'skipped' for d in done)} run, "
+        f"{sum(d['status'] == 'skipped' for d in done)} skipped; report: {report}")
+    return exp_dir
+
+
+def run_jobs(exp: Experiment, exp_dir: Path, jobs: list[tuple[Arm, int, Path]], budgets: dict, log,
+             recorded: frozenset = frozenset(), on_finished=None) -> list[dict]:
+    """Run (arm, seed, run folder) jobs, `exp.parallel` at once, with a progress line and an ETA after each."""
     progress = {"finished": 0, "trained_seconds": 0.0, "trained": 0}
     lock = threading.Lock()
     start = time.time()
 
     def one(job):
+        arm, seed, run_dir = job
         t0 = time.time()
-        result = run_one(exp, exp_dir, job[0], job[1], budgets["arms"][job[0].name], log, recorded)
+        result = run_one(exp, exp_dir, arm, seed, budgets["arms"][arm.name], log, recorded, run_dir)
         if on_finished is not None and result["status"] != "skipped":
-            on_finished(job[0].name, job[1], run_dir_of(exp_dir, job[0].name, job[1]))
+            on_finished(arm.name, seed, run_dir)
         with lock:
             progress["finished"] += 1
             if result["status"] != "skipped":
@@ -346,10 +424,32 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
         return result
 
     with ThreadPoolExecutor(max_workers=exp.parallel) as pool:
-        done = list(pool.map(one, jobs))
-    from sleeptrain.experiments.report import write_report
+        return list(pool.map(one, jobs))
 
-    report = write_report(exp_dir)
-    log(f"runs: {sum(d['status'] != 'skipped' for d in done)} run, "
-        f"{sum(d['status'] == 'skipped' for d in done)} skipped; report: {report}")
-    return exp_dir
+
+def run_tuning(exp: Experiment, exp_dir: Path, budgets: dict, log) -> list[dict]:
+    """Every tuned arm's grid on the tuning seeds, at the experiment's budget (`experiments/tuning.py`)."""
+    trial_arms, jobs = [], []
+    for arm in exp.arms:
+        for i, values in enumerate(trials(arm_grid(exp.tune, arm.name))):
+            trial = Arm(f"{arm.name}/t{i:02d}", [*arm.overrides, *(value_word(k, v) for k, v in values.items())])
+            trial_arms.append(trial)
+            jobs += [(trial, seed, trial_dir(exp_dir, arm.name, i, seed)) for seed in exp.tune.seeds]
+    natural = [t.name for t in trial_arms if t.name.split("/")[0] in exp.natural]
+    trial_budgets = arm_budgets(Experiment(trial_arms, exp.common, budget_tokens=budgets["budget_positions"],
+                                           natural=natural))
+    log(f"compare: tuning {len(trial_arms)} trials x {len(exp.tune.seeds)} seed(s) on dev {exp.tune.objective}")
+    return run_jobs(exp, exp_dir, jobs, trial_budgets, log)
+
+
+def tuned_experiment(exp: Experiment, exp_dir: Path, budget_positions: int) -> Experiment:
+    """The experiment with each arm at its chosen values (written to `tuning.json`), at the same budget."""
+    choices = {arm.name: choose(exp_dir, exp.tune, arm.name) for arm in exp.arms}
+    unfinished = [name for name, c in choices.items() if c is None]
+    if unfinished:
+        raise ConfigError(f"compare: tuning of {unfinished} did not finish; re-run the command to resume it")
+    write_tuning(exp_dir, choices)
+    arms = [Arm(a.name, [*a.overrides, *(value_word(k, v) for k, v in choices[a.name].get("chosen", {}).items())])
+            for a in exp.arms]
+    return Experiment(arms, exp.common, exp.seeds, budget_positions, exp.natural, exp.priority, exp.dir,
+                      exp.parallel, exp.verdict_model, exp.tune)

@@ -1,10 +1,14 @@
 """Experiment statistics and `report.md` for `sleeptrain compare` (and `sleeptrain report EXP_DIR`).
 
-Per arm: mean ± sd over seeds of final and best validation loss, BLiMP overall and by phenomenon, token positions,
-real tokens and wall time. Each arm against the first (the baseline), paired by seed: mean difference, a 95 %
-bootstrap confidence interval (10,000 resamples of the seed pairs, percentile method) and the two-sided paired
-t-test p-value. Verdict: "better" / "worse" only when the interval excludes 0 *and* p < 0.05, else "no detectable
-difference at this budget" (with 2-3 seeds only large effects are detectable — that is the honest answer).
+Per arm: mean ± sd over seeds of the dev figures (final and best validation loss: what selection may read), the
+test figures (test-split loss: what verdicts read), BLiMP overall and by phenomenon, the same figures of the model
+just before the last sleep's end ops where a run has one, token positions, real tokens and wall time. Each arm
+against the first (the baseline), paired by seed, on the *verdict metrics* — test loss and BLiMP; dev loss and BLiMP
+for folders whose runs have no test-split loss (written before 2026-12-02, or data without a test split), which the
+report then says — with the statistics of `experiments/paired.py`: Holm–Bonferroni over every comparison of the
+report, t intervals and "underpowered" below 5 seed pairs, the minimum detectable effect beside every "no
+detectable difference". `verdict.model` (experiment.json; default `final`) picks which model of a run the verdicts
+score: `final` (after the last ops, as the run saved it) or `pre_end_ops` (before them; runs without end ops: final).
 """
 
 from __future__ import annotations
@@ -12,72 +16,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from sleeptrain.errors import DataError
+from sleeptrain.experiments.paired import ALPHA, MIN_VERDICT_PAIRS, adjust_family, paired_comparison  # noqa: F401
+from sleeptrain.experiments.records import (DEV_VERDICT_METRICS, METRICS, TEST_METRICS, VERDICT_MODELS,  # noqa: F401
+                                            run_record)
+from sleeptrain.experiments.tuning import tuning_section
 from sleeptrain.stats import mean_sd
-from sleeptrain.lm.metrics_log import read_metrics
 
-# metric -> (label, higher is better)
-METRICS = {"final_val_loss": ("final val loss", False), "best_val_loss": ("best val loss", False),
-           "blimp_overall": ("BLiMP overall", True)}
-
-
-def run_record(run_dir: Path) -> dict | None:
-    """The figures of one finished run, or None while it is unfinished."""
-    summary_file = run_dir / "summary.json"
-    if not summary_file.is_file():
-        return None
-    summary = json.loads(summary_file.read_text())
-    records = read_metrics(run_dir / "metrics.jsonl")
-    evals = [r["val_loss"] for r in records if r.get("event") == "eval" and r.get("val_loss") is not None]
-    config = (run_dir / "config.yaml").read_text()
-    import yaml
-
-    cfg = yaml.safe_load(config)
-    positions = summary["steps"] * cfg["train"]["batch_size"] * cfg["data"]["seq_len"]
-    # a run resumed from a checkpoint that did not keep the elapsed time recorded its last session only
-    whole_time = summary.get("seconds_complete", not summary.get("resumed_from"))
-    out = {"final_val_loss": summary["final_val_loss"], "best_val_loss": min(evals) if evals else None,
-           "blimp_overall": summary.get("blimp_overall"), "positions": positions, "tokens": summary["tokens"],
-           "seconds": summary["seconds"] if whole_time else None, "steps": summary["steps"], "by_phenomenon": {}}
-    results = run_dir / "final" / "eval" / "results.json"
-    if results.is_file():
-        blimp = json.loads(results.read_text()).get("blimp") or {}
-        out["by_phenomenon"] = {k: v["accuracy"] for k, v in blimp.get("by_phenomenon", {}).items()}
-    return out
-
-
-MIN_PAIRS = 3  # seed pairs needed for a bootstrap CI and a verdict
-
-
-def paired_comparison(arm: list[float], base: list[float], higher_is_better: bool, seed: int = 0) -> dict:
-    """Arm minus baseline, paired by seed: mean, 95 % bootstrap CI, paired t-test p, verdict."""
-    from scipy import stats
-
-    pairs = [(a, b) for a, b in zip(arm, base) if a is not None and b is not None]
-    if not pairs:
-        return {"n": 0, "verdict": "not measured"}
-    d = np.asarray([a - b for a, b in pairs], dtype=float)
-    out = {"n": int(d.size), "mean_diff": float(d.mean())}
-    if d.size < 2:
-        return {**out, "ci95": None, "p_value": None, "verdict": "one seed: no test possible"}
-    if d.size < MIN_PAIRS:  # a bootstrap over 2 pairs has 3 distinct means: no interval worth printing
-        p = float(stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue) if d.std() > 0 else None
-        return {**out, "ci95": None, "p_value": p, "test": "paired t-test (two-sided)",
-                "verdict": f"too few seed pairs for a verdict ({d.size}; run seeds >= {MIN_PAIRS})"}
-    rng = np.random.default_rng(seed)
-    boot = d[rng.integers(0, d.size, size=(10_000, d.size))].mean(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    p = float(stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue) if d.std() > 0 else \
-        (0.0 if d.mean() != 0 else 1.0)
-    out.update(ci95=[float(lo), float(hi)], p_value=p, test="paired t-test (two-sided)")
-    if (lo > 0 or hi < 0) and p < 0.05:
-        better = (d.mean() > 0) == higher_is_better
-        out["verdict"] = "better" if better else "worse"
-    else:
-        out["verdict"] = "no detectable difference at this budget"
-    return out
+def verdict_value(record: dict, key: str, model: str) -> float | None:
+    """A run's figure for a verdict: of the model `verdict.model` names (pre_end_ops falls back to the final model
+    for a run without end ops; its val_loss stands for final_val_loss)."""
+    pre = record.get("pre_end_ops")
+    if model == "pre_end_ops" and pre:
+        return pre.get("val_loss" if key == "final_val_loss" else key)
+    return record.get(key)
 
 
 def collect(exp_dir: Path) -> dict:
@@ -93,26 +45,55 @@ def collect(exp_dir: Path) -> dict:
             if record is not None:
                 runs[arm][seed] = record
     seeds = sorted(set.intersection(*(set(r) for r in runs.values()))) if runs else []
+    finished = [r for by_seed in runs.values() for r in by_seed.values()]
+    on_test = bool(finished) and all(r["test_loss"] is not None for r in finished)
+    model = exp.get("verdict", {}).get("model", "final")
     summary = {"arms": {}, "baseline": arms[0], "paired_seeds": seeds, "budget": exp["budget"],
+               "verdict": {"split": "test" if on_test else "dev", "model": model,
+                           "metrics": list(TEST_METRICS if on_test else DEV_VERDICT_METRICS)},
                "accounting": "positions = optimizer steps x batch x seq_len (wake and replay, padding included); "
                              "tokens = real tokens among them"}
     for arm in arms:
-        row = {"runs": len(runs[arm])}
-        for key in (*METRICS, "positions", "tokens", "seconds"):
-            row[key] = mean_sd([r[key] for r in runs[arm].values()])
-        phenomena = sorted({p for r in runs[arm].values() for p in r["by_phenomenon"]})
-        row["blimp_by_phenomenon"] = {p: mean_sd([r["by_phenomenon"].get(p) for r in runs[arm].values()])
-                                      for p in phenomena}
-        if arm != arms[0]:
-            row["vs_baseline"] = {key: paired_comparison([runs[arm][s][key] for s in seeds],
-                                                         [runs[arms[0]][s][key] for s in seeds], higher)
-                                  for key, (_, higher) in METRICS.items()}
-        summary["arms"][arm] = row
+        summary["arms"][arm] = arm_row(runs[arm])
+    family = []
+    for arm in arms[1:]:
+        rows = {}
+        for key in summary["verdict"]["metrics"]:
+            higher = {**METRICS, **TEST_METRICS}[key][1]
+            rows[key] = paired_comparison([verdict_value(runs[arm][s], key, model) for s in seeds],
+                                          [verdict_value(runs[arms[0]][s], key, model) for s in seeds], higher)
+            family.append(rows[key])
+        summary["arms"][arm]["vs_baseline"] = rows
+    summary["multiple_comparisons"] = {"method": "holm", "alpha": ALPHA, "family_size": adjust_family(family)}
+    tuning = exp_dir / "tuning.json"
+    if tuning.is_file():
+        choices = json.loads(tuning.read_text())
+        summary["tuning"] = {"spec": exp.get("tune", {}), "arms": {
+            arm: {k: c[k] for k in ("grid", "chosen", "on_edge", "extra_keys", "runs")} if c else {"not_tuned": True}
+            for arm, c in choices.items()}}
     return summary
 
 
-def _fmt(ms: dict, digits: int = 4) -> str:
-    if ms.get("mean") is None:
+def arm_row(by_seed: dict[int, dict]) -> dict:
+    """Mean ± sd of an arm's figures, and each seed's dev and test figures apart."""
+    records = list(by_seed.values())
+    row = {"runs": len(records)}
+    for key in (*METRICS, "test_loss", "positions", "tokens", "seconds"):
+        row[key] = mean_sd([r[key] for r in records])
+    pre = [r["pre_end_ops"] for r in records if r["pre_end_ops"]]
+    if pre:
+        row["pre_end_ops"] = {key: mean_sd([p[key] for p in pre]) for key in ("val_loss", "test_loss",
+                                                                               "blimp_overall")}
+    phenomena = sorted({p for r in records for p in r["by_phenomenon"]})
+    row["blimp_by_phenomenon"] = {p: mean_sd([r["by_phenomenon"].get(p) for r in records]) for p in phenomena}
+    row["per_seed"] = {str(seed): {"dev": {"final_val_loss": r["final_val_loss"], "best_val_loss": r["best_val_loss"]},
+                                   "test": {"test_loss": r["test_loss"]}, "blimp_overall": r["blimp_overall"],
+                                   "pre_end_ops": r["pre_end_ops"]} for seed, r in by_seed.items()}
+    return row
+
+
+def _fmt(ms: dict | None, digits: int = 4) -> str:
+    if not ms or ms.get("mean") is None:
         return "—"
     return f"{ms['mean']:.{digits}f} ± {ms['sd']:.{digits}f}"
 
@@ -123,39 +104,65 @@ def write_report(exp_dir: Path) -> Path:
     (exp_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     arms = list(summary["arms"])
     plots = plot_experiment(exp_dir, arms)
-    base = summary["baseline"]
     lines = [f"# Experiment {exp_dir.name}", "",
-             f"Arms: {', '.join(arms)} (baseline: **{base}**). Seeds paired across arms: "
+             f"Arms: {', '.join(arms)} (baseline: **{summary['baseline']}**). Seeds paired across arms: "
              f"{summary['paired_seeds']}. Budget: {summary['budget']['budget_positions']:,} token positions per run "
-             f"({summary['accounting']}).", "",
-             "| arm | runs | final val loss | best val loss | BLiMP overall | positions | real tokens | wall s |",
-             "|---|---|---|---|---|---|---|---|"]
-    for arm, row in summary["arms"].items():
-        lines.append(f"| {arm} | {row['runs']} | {_fmt(row['final_val_loss'])} | {_fmt(row['best_val_loss'])} | "
-                     f"{_fmt(row['blimp_overall'])} | {_fmt(row['positions'], 0)} | {_fmt(row['tokens'], 0)} | "
-                     f"{_fmt(row['seconds'], 0)} |")
+             f"({summary['accounting']}).", "", *arms_table(summary)]
     notes = [f"- {arm}: {info['note']}" for arm, info in summary["budget"]["arms"].items() if info.get("note")]
     if notes:
         lines += ["", "Budget notes:", *notes]
-    lines += ["", f"## Against the baseline ({base}), paired by seed", "",
-              "Difference = arm − baseline; 95 % CI by bootstrap over seed pairs; p from the two-sided paired "
-              "t-test. A verdict needs both the CI excluding 0 and p < 0.05.", "",
-              "| arm | metric | mean diff | 95 % CI | p | verdict |", "|---|---|---|---|---|---|"]
+    if (exp_dir / "tuning.json").is_file():
+        lines += ["", *tuning_section(json.loads((exp_dir / "tuning.json").read_text()),
+                                      summary["tuning"]["spec"])]
+    lines += ["", *verdict_section(summary), "", "## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
+    out = exp_dir / "report.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def arms_table(summary: dict) -> list[str]:
+    lines = ["| arm | runs | final val loss (dev) | best val loss (dev) | test loss | BLiMP overall | positions | "
+             "real tokens | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    for arm, row in summary["arms"].items():
+        lines.append(f"| {arm} | {row['runs']} | {_fmt(row['final_val_loss'])} | {_fmt(row['best_val_loss'])} | "
+                     f"{_fmt(row['test_loss'])} | {_fmt(row['blimp_overall'])} | {_fmt(row['positions'], 0)} | "
+                     f"{_fmt(row['tokens'], 0)} | {_fmt(row['seconds'], 0)} |")
+    pre = {arm: row["pre_end_ops"] for arm, row in summary["arms"].items() if row.get("pre_end_ops")}
+    if pre:
+        lines += ["", "Just before the last sleep's end ops (a final shrink or reset has no training after it to "
+                  "recover), against the final model above:", "",
+                  "| arm | val loss (dev) before | test loss before | BLiMP before |", "|---|---|---|---|"]
+        lines += [f"| {arm} | {_fmt(p['val_loss'])} | {_fmt(p['test_loss'])} | {_fmt(p['blimp_overall'])} |"
+                  for arm, p in pre.items()]
+    return lines
+
+
+def verdict_section(summary: dict) -> list[str]:
+    verdict, family = summary["verdict"], summary["multiple_comparisons"]["family_size"]
+    split = ("the **test** split (nothing selected on it)" if verdict["split"] == "test" else
+             "the **dev** split — the runs have no test-split loss (written before 2026-12-02, or data without a "
+             "test split), so these verdicts are on the split selection reads")
+    lines = [f"## Against the baseline ({summary['baseline']}), paired by seed", "",
+             f"Verdict metrics: {', '.join(verdict['metrics'])}, on {split}; model: {verdict['model']}. Difference = "
+             f"arm − baseline; p from the two-sided paired t-test, Holm-adjusted over all {family} comparisons of "
+             f"this report (verdicts on the adjusted p < {ALPHA}); 95 % interval: t-based below "
+             f"{MIN_VERDICT_PAIRS} seed pairs, bootstrap from there on; MDE: the smallest |difference| the test "
+             "detects with 80 % power at the family's Bonferroni level (below it, \"no detectable difference\" "
+             "is not \"equal\").", "",
+             "| arm | metric | pairs | mean diff | 95 % CI | p | p (Holm) | MDE | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    labels = {**METRICS, **TEST_METRICS}
     for arm, row in summary["arms"].items():
         for key, cmp in row.get("vs_baseline", {}).items():
             if cmp.get("n", 0) == 0:
                 continue
-            ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}]" if cmp.get("ci95") else "—"
+            ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}] ({cmp['ci_method']})" if cmp.get("ci95") else "—"
             p = f"{cmp['p_value']:.3f}" if cmp.get("p_value") is not None else "—"
-            lines.append(f"| {arm} | {METRICS[key][0]} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {cmp['verdict']} |")
-    if any(0 < cmp.get("n", 0) < MIN_PAIRS for row in summary["arms"].values()
-           for cmp in row.get("vs_baseline", {}).values()):
-        lines += ["", f"With fewer than {MIN_PAIRS} seed pairs there is no confidence interval and no verdict: a "
-                      f"bootstrap over 2 pairs has only 3 possible means. Run seeds={MIN_PAIRS} or more."]
-    lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    out = exp_dir / "report.md"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+            holm_p = f"{cmp['p_holm']:.3f}" if cmp.get("p_holm") is not None else "—"
+            mde = f"{cmp['mde_family']:.4f}" if cmp.get("mde_family") is not None else "—"
+            lines.append(f"| {arm} | {labels[key][0]} | {cmp['n']} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {holm_p} "
+                         f"| {mde} | {cmp['verdict']} |")
+    return lines
 
 
 def plot_experiment(exp_dir: Path, arms: list[str]) -> list[Path]:

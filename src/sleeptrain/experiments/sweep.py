@@ -33,7 +33,7 @@ from sleeptrain.experiments.compare import Arm, Experiment, run_one
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import timestamped_dir
 from sleeptrain.presets import load_yaml, load_config
-from sleeptrain.experiments.report import METRICS, run_record
+from sleeptrain.experiments.records import METRICS, run_record
 
 
 def load_space(path: Path, overrides: list[str]) -> dict:

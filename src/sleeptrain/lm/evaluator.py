@@ -1,5 +1,7 @@
 """Evaluation during training: validation loss and fast minimal-pair accuracy of the current model, each written
-as one record (`event: "eval"` / `event: "blimp"`)."""
+as one record (`event: "eval"` / `event: "blimp"`); at the end, the test-split loss (`event: "test"`) and, before
+the last sleep's end ops, the model as it was then (`event: "pre_end_ops"`). Only the dev split ever selects
+(the controller, the best epoch, tuning); the test split is for verdicts."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ class Evaluator:
     `blimp_pairs` (set when `eval.blimp_every` is on) are the minimal pairs of the periodic evaluation."""
 
     def __init__(self, cfg, accelerator, tokenizer, dev_samples, batch_size: int,
-                 log: Callable[[dict[str, Any]], None]):
+                 log: Callable[[dict[str, Any]], None], test_samples=None):
         self.cfg, self.acc, self.tokenizer, self.dev_samples = cfg, accelerator, tokenizer, dev_samples
+        self.test_samples = test_samples
         self.batch_size, self.log = batch_size, log
         self.masked = cfg.model.is_masked_lm
         self.blimp_pairs = None
@@ -26,15 +29,42 @@ class Evaluator:
     def validation(self, model: torch.nn.Module, step: int, tokens: int) -> float:
         """Validation loss of `model` (unwrapped) over the dev split (or its first `train.eval_max_batches`), or over
         windows drawn afresh for this evaluation (`train.eval_windows=random`)."""
-        result = validation_loss(model, self.samples_at(step), self.tokenizer, masked=self.masked,
-                                 batch_size=self.batch_size, device=self.acc.device,
-                                 max_batches=self.cfg.train.eval_max_batches,
-                                 mlm_probability=self.cfg.model.mlm_probability, seed=self.cfg.seed,
-                                 autocast=self.acc.autocast)
+        result = self.loss_on(model, self.samples_at(step))
         self.log({"event": "eval", "step": step, "tokens": tokens, **result})
         if self.cfg.train.trackers:
             self.acc.log({"val_loss": result["val_loss"]}, step=step)
         return result["val_loss"]
+
+    def loss_on(self, model: torch.nn.Module, samples) -> dict[str, float]:
+        return validation_loss(model, samples, self.tokenizer, masked=self.masked, batch_size=self.batch_size,
+                               device=self.acc.device, max_batches=self.cfg.train.eval_max_batches,
+                               mlm_probability=self.cfg.model.mlm_probability, seed=self.cfg.seed,
+                               autocast=self.acc.autocast)
+
+    def test(self, model: torch.nn.Module, step: int, tokens: int) -> float | None:
+        """Loss on the test split, measured as the validation loss is (the first `train.eval_max_batches` batches,
+        fixed windows); None when the data has no test split."""
+        if self.test_samples is None:
+            return None
+        result = self.loss_on(model, self.test_samples)
+        self.log({"event": "test", "step": step, "tokens": tokens, "test_loss": result["val_loss"],
+                  "test_ppl": result["val_ppl"], "test_tokens": result["val_tokens"]})
+        return result["val_loss"]
+
+    def before_end_ops(self, model: torch.nn.Module, step: int, tokens: int, folder: Path,
+                       save: Callable[[Path], None]) -> dict[str, Any]:
+        """The model just before the last sleep's end ops (a final shrink or reset changes the weights with no
+        training after it): its dev and test loss now, and the model itself saved to `folder` (process 0), which
+        the final evaluation scores beside `final/`."""
+        record = {"step": step, "tokens": tokens, "val_loss": self.loss_on(model, self.samples_at(step))["val_loss"],
+                  "test_loss": (self.loss_on(model, self.test_samples)["val_loss"]
+                                if self.test_samples is not None else None), "dir": str(folder)}
+        if self.acc.is_main_process:
+            save(folder)
+        if self.acc.num_processes > 1:
+            self.acc.wait_for_everyone()
+        self.log({"event": "pre_end_ops", **record})
+        return record
 
     def samples_at(self, step: int):
         """The dev windows scored at `step`: the fixed split, or `eval_max_batches × batch` windows at uniform random
@@ -49,12 +79,11 @@ class Evaluator:
     def blimp(self, model: torch.nn.Module, step: int, tokens: int) -> None:
         """Fast minimal-pair accuracy on `eval.blimp_n` pairs per paradigm: the `blimp` evaluation task (the one the
         final evaluation and `sleeptrain eval` run) on those pairs."""
-        from sleeptrain.evaluate.config import eval_command_schema
+        from sleeptrain.evaluate.config import run_eval_options
         from sleeptrain.evaluate.task_blimp import BlimpTask
         from sleeptrain.evaluate.tasks import LoadedModel, TaskContext
 
-        opts = eval_command_schema()(batch_size=self.cfg.eval.batch_size, progress=False)
-        opts.blimp.method = self.cfg.eval.method
+        opts = run_eval_options(self.cfg, max_pairs=self.cfg.eval.blimp_n, progress=False)
         was_training = model.training
         model.eval()
         loaded = LoadedModel(model, self.tokenizer, self.masked, Path(self.cfg.run.dir or "."))

@@ -58,7 +58,7 @@ class TrainingLoop:
     """
 
     def __init__(self, cfg: Config, run_dir: Path, accelerator, model, tokenizer, train_samples, dev_samples,
-                 plan: PhasePlan, metrics: MetricsLog, state: LoopState | None = None):
+                 plan: PhasePlan, metrics: MetricsLog, state: LoopState | None = None, test_samples=None):
         self.cfg, self.run_dir, self.acc = cfg, run_dir, accelerator
         self.state = state if state is not None else LoopState()  # the run's progress: its one owner
         self.tokenizer, self.train_samples, self.dev_samples = tokenizer, train_samples, dev_samples
@@ -68,6 +68,8 @@ class TrainingLoop:
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.reduce = accelerator.reduce if self.world > 1 else None  # sums a tensor over processes (None: one)
         self.micro = cfg.train.micro_batch_size or cfg.train.batch_size
+        self.shard = functools.partial(shard_rows, rank=self.rank, world=self.world)  # this process's rows of a batch
+        self._to_device = functools.partial(to_device, device=self.device)
         self.lr_fn = lr_function(plan, cfg)
         self.batcher = make_batcher(tokenizer, self.masked, cfg.model.mlm_probability, seed=cfg.seed)
         if self.state.compiled:  # train.compile resolved (`sleeptrain.lm.compiling`); False again if it fails
@@ -85,16 +87,11 @@ class TrainingLoop:
         self.words = WordMeter(tokenizer, cfg.checkpoint.words, run_dir, accelerator.is_main_process)
         self.loss_impl = resolve_loss_impl(cfg.train.loss, cfg.model.is_masked_lm)
         self.evaluator = Evaluator(cfg, accelerator, tokenizer, dev_samples, self.micro,
-                                   log=lambda record: self.metrics.write(record))
+                                   log=lambda record: self.metrics.write(record), test_samples=test_samples)
         self.bar = progress_bar(plan, cfg.run.progress and accelerator.is_main_process)
         self.n_cycles_total = max((s.cycle for s in plan.stages), default=0) + 1
 
     # --- one optimizer step ---
-    def shard(self, n_rows: int) -> slice:
-        """This process's contiguous share of a global batch of `n_rows` (sizes differ by at most one)."""
-        bounds = [(r * n_rows) // self.world for r in range(self.world + 1)]
-        return slice(bounds[self.rank], bounds[self.rank + 1])
-
     def train_step(self, ids: torch.Tensor, mask: torch.Tensor, sample_ids: np.ndarray | None) -> None:
         """One optimizer step on the global batch (`ids`, `mask`); `sample_ids` (or None) receive the per-sample
         losses as replay scores."""
@@ -130,9 +127,6 @@ class TrainingLoop:
         self.interval.add_step(step_loss)
         self.state.words += self.words.count(ids, mask)  # the global batch, on the host
         self._advance(lr, int(mask.sum()))  # tokens counted on the host copy: no device sync
-
-    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
-        return to_device(t, self.device)
 
     def _advance(self, lr: float, n_tokens: int) -> None:
         self.state.tokens += n_tokens
@@ -247,6 +241,8 @@ class TrainingLoop:
         self.sleep_cycle.replay.sync()
         self.sleep_cycle.end(self.sleep_context(self.stage.cycle if self.stage else 0))
         self.evaluate()
+        self.state.final_test = self.evaluator.test(self.acc.unwrap_model(self.model), self.state.step,
+                                                    self.state.tokens)
 
     def checkpoint_at_boundary(self, i: int) -> None:
         """Checkpoint after stage i (unless the next stage has no steps: its boundary comes right after)."""
@@ -285,6 +281,10 @@ class TrainingLoop:
         for ids, mask, sample_ids in prefetched(replay.batch, range(first_offset, stage.steps),
                                                 self.cfg.train.prefetch):
             self.train_step(ids, mask, sample_ids)
+        if self.stage_index == len(self.plan.stages) - 1 and self.sleep_cycle.ops_at_end:  # the run's last ops
+            self.state.pre_end_ops = self.evaluator.before_end_ops(
+                self.acc.unwrap_model(self.model), self.state.step, self.state.tokens, self.run_dir / "pre_end_ops",
+                self.save_model)
         self.apply_ops(self.sleep_cycle.ops_at_end, stage)
         self.metrics.write({"event": "sleep_end", "step": self.state.step, "tokens": self.state.tokens, "cycle": stage.cycle})
         return True
@@ -400,6 +400,12 @@ def progress_bar(plan: PhasePlan, show: bool):
     return tqdm(total=plan.total_steps, disable=not show, dynamic_ncols=True,
                 desc=(f"cut at max_steps: {cut['cycles_completed']}/{cut['cycles_planned']} cycles, "
                       f"{cut['wake_share']:.0%} of data") if cut else None)
+
+
+def shard_rows(n_rows: int, rank: int, world: int) -> slice:
+    """Process `rank`'s contiguous share of a global batch of `n_rows` (sizes differ by at most one)."""
+    bounds = [(r * n_rows) // world for r in range(world + 1)]
+    return slice(bounds[rank], bounds[rank + 1])
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

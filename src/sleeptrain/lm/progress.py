@@ -30,6 +30,8 @@ class LoopState:
     attention: str = "sdpa"
     compiled: bool = False             # False again if compiling failed under train.compile=auto
     stopped_early: bool = False        # a sleep hook (the controller) ended the run
+    pre_end_ops: Optional[dict] = None  # the model before the last sleep's end ops: step, dev/test loss, its folder
+    final_test: Optional[float] = None  # test-split loss of the final model (None: no test split)
     last_checkpoint: Optional[Path] = None
 
     def record_val(self, loss: float) -> float:
@@ -47,13 +49,14 @@ class LoopState:
     def to_record(self, cursor: Cursor) -> dict[str, Any]:
         return {"tokens": self.tokens, "cursor": list(cursor), "first_val": self.first_val,
                 "last_val": self.last_val, "precision": self.precision, "attention": self.attention,
-                "compiled": self.compiled, "words": self.words,
+                "compiled": self.compiled, "words": self.words, "pre_end_ops": self.pre_end_ops,
                 "seconds": self.elapsed() if self.seconds_before is not None else None}
 
     def restore(self, record: dict[str, Any]) -> None:
         """Take the counters of a checkpoint's record (`step` is written by the checkpoint itself)."""
         self.step, self.tokens = record["step"], record["tokens"]
         self.words = record.get("words", 0)
+        self.pre_end_ops = record.get("pre_end_ops")  # absent in checkpoints before 2026-12-02
         self.seconds_before = record.get("seconds")  # None: unknown (absent in checkpoints before 2026-11-29)
         self.first_val, self.last_val = record["first_val"], record["last_val"]
         stage_index, offset, started = record["cursor"]

@@ -165,6 +165,7 @@ class RunData:
     train_samples: PackedBlocks
     dev_samples: PackedBlocks
     plan: PhasePlan
+    test_samples: PackedBlocks | None = None  # the test split, for verdicts only (None: the data has none)
 
 
 def load_run_data(cfg: Config, state=None) -> RunData:
@@ -195,7 +196,9 @@ def load_run_data(cfg: Config, state=None) -> RunData:
         train_samples = make_samples(stores["train"], cfg.data.seq_len, tokenizer.pad_token_id, cfg.data.packing,
                                      cfg.data.windows, cfg.seed)
     dev_samples = PackedBlocks(stores["dev"], cfg.data.seq_len, tokenizer.pad_token_id)
-    return RunData(corpus, tokenizer, stores, train_samples, dev_samples, make_plan(cfg, len(train_samples)))
+    test_samples = PackedBlocks(stores["test"], cfg.data.seq_len, tokenizer.pad_token_id) if "test" in stores else None
+    return RunData(corpus, tokenizer, stores, train_samples, dev_samples, make_plan(cfg, len(train_samples)),
+                   test_samples if test_samples is not None and len(test_samples) else None)
 
 
 def check_processes(cfg: Config, n_processes: int) -> None:
@@ -214,21 +217,21 @@ def check_processes(cfg: Config, n_processes: int) -> None:
 
 
 def final_evaluation(cfg: Config, model, tokenizer, final_dir: Path, blimp_path: Path | None, corpus) -> dict:
-    """BLiMP-style accuracy (when minimal pairs are known) and dev perplexity of the final model, written to
+    """Every registered evaluation task on the final model — BLiMP-style accuracy (when minimal pairs are known) and
+    dev perplexity from the run's data in memory, a task registered from outside as it finds its data — written to
     `final/eval/results.json` exactly as `sleeptrain eval final/` would."""
-    from sleeptrain.evaluate.config import eval_command_schema
+    from sleeptrain.evaluate.config import run_eval_options
+    from sleeptrain.evaluate.harness import LoadedModel, evaluate_in_run
     from sleeptrain.evaluate.minimal_pairs import load_minimal_pairs
-    from sleeptrain.evaluate.harness import LoadedModel, evaluate_model
 
-    opts = eval_command_schema()(batch_size=cfg.eval.batch_size, progress=cfg.run.progress)
-    opts.blimp.method = cfg.eval.method
+    opts = run_eval_options(cfg, max_pairs=cfg.eval.final_max_pairs)
     was_training = model.training
     model.eval()
     data = {"perplexity": (corpus.splits["dev"], f"dev split of {corpus.description}")}  # the run's data, in memory
     if blimp_path:
         data["blimp"] = (load_minimal_pairs(blimp_path, cfg.eval.final_max_pairs), str(blimp_path))
-    results, _ = evaluate_model(LoadedModel(model, tokenizer, cfg.model.is_masked_lm, final_dir), opts, data,
-                                seq_len=cfg.data.seq_len)
+    results = evaluate_in_run(LoadedModel(model, tokenizer, cfg.model.is_masked_lm, final_dir), opts, data,
+                              seq_len=cfg.data.seq_len)
     model.train(was_training)
     atomic_write_text(final_dir / "eval" / "results.json", json.dumps(results, indent=1))
     return results

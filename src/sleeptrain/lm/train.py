@@ -48,6 +48,8 @@ class RunResult:
     stopped_early: bool = False
     eval_results: dict | None = None
     main_process: bool = True
+    test_loss: float | None = None      # the test split's loss of the final model (None: the data has no test split)
+    pre_end_ops: dict | None = None     # the model before the last sleep's end ops (summary.json's entry)
 
 # --- entry point ----------------------------------------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ def build_loop(session: Session, t_start: float) -> tuple[TrainingLoop, dict]:
         say(accelerator, f"note: {compile_note}")
     state = LoopState(started_at=t_start, precision=precision, attention=attention, compiled=compiled)
     loop = TrainingLoop(cfg, session.run_dir, accelerator, model, data.tokenizer, data.train_samples,
-                        data.dev_samples, data.plan, metrics, state)
+                        data.dev_samples, data.plan, metrics, state, test_samples=data.test_samples)
     if session.resume_from is None:
         write_start_record(loop, session, params, {"precision_note": precision_note, "compile_note": compile_note,
                                                    "attention_note": attention_note})
@@ -224,15 +226,15 @@ def finish(session: Session, loop: TrainingLoop, params: dict, t_start: float) -
                "words_seen": state.words, "seconds": seconds, "session_seconds": time.time() - t_start,
                "seconds_complete": state.seconds_before is not None,
                "first_val_loss": state.first_val, "final_val_loss": state.last_val,
-               "final_val_ppl": math.exp(min(state.last_val, 50.0)), "stopped_early": state.stopped_early,
+               "final_val_ppl": math.exp(min(state.last_val, 50.0)), "final_test_loss": state.final_test,
+               "stopped_early": state.stopped_early,
                "parameters": params, "final_dir": str(final_dir), "processes": accelerator.num_processes,
                "resumed_from": str(session.resume_from) if session.resume_from else None,
                "minimal_pairs": str(session.pairs_dir) if session.pairs_dir else None}
-    if eval_results:
-        if "blimp" in eval_results:
-            summary["blimp_overall"] = eval_results["blimp"]["overall"]
-        if "perplexity" in eval_results:
-            summary["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
+    summary.update(headline(eval_results))
+    if state.pre_end_ops is not None:  # the model before the last sleep's end ops, scored like the final one
+        scored = pre_end_results(session, state) if accelerator.is_main_process else None
+        summary["pre_end_ops"] = {**state.pre_end_ops, **headline(scored)}
     loop.metrics.write({"event": "end", **summary})
     loop.metrics.close()
     if accelerator.is_main_process:
@@ -245,7 +247,31 @@ def finish(session: Session, loop: TrainingLoop, params: dict, t_start: float) -
         accelerator.end_training()
     accelerator.wait_for_everyone()
     return RunResult(session.run_dir, final_dir, state.step, state.tokens, seconds, state.first_val, state.last_val,
-                     state.stopped_early, eval_results, accelerator.is_main_process)
+                     state.stopped_early, eval_results, accelerator.is_main_process, state.final_test,
+                     summary.get("pre_end_ops"))
+
+
+def headline(eval_results: dict | None) -> dict:
+    """The summary's figures from an evaluation's results."""
+    out = {}
+    if eval_results and "blimp" in eval_results:
+        out["blimp_overall"] = eval_results["blimp"]["overall"]
+    if eval_results and "overall" in eval_results.get("perplexity", {}):
+        out["dev_ppl"] = eval_results["perplexity"]["overall"]["ppl"]
+    return out
+
+
+def pre_end_results(session: Session, state: LoopState) -> dict | None:
+    """The final evaluation of the pre-end-ops model folder (written by process 0 before the last ops), or None
+    without `eval.final`."""
+    folder = Path(state.pre_end_ops["dir"])
+    if not session.cfg.eval.final or not (folder / "config.json").is_file():
+        return None
+    from sleeptrain.evaluate.harness import load_model_folder
+
+    loaded = load_model_folder(folder, "cpu" if session.cfg.train.device == "cpu" else "auto")
+    return final_evaluation(session.cfg, loaded.model, loaded.tokenizer, folder, session.blimp_path,
+                            session.data.corpus)
 
 
 def save_final_outputs(session: Session, loop: TrainingLoop, final_dir: Path) -> dict | None:
@@ -328,6 +354,14 @@ def describe(result: RunResult) -> str:
     lines.append(f"  validation loss   : {result.final_val_loss:.4f} (perplexity "
                  f"{math.exp(min(result.final_val_loss, 50)):.2f}), first {result.first_val_loss:.4f} — the training "
                  f"objective on packed dev blocks, every token scored")
+    if result.test_loss is not None:
+        lines.append(f"  test loss         : {result.test_loss:.4f} — the same measure on the test split (for "
+                     f"verdicts: nothing selects on it)")
+    pre = result.pre_end_ops
+    if pre:
+        test = f", test {pre['test_loss']:.4f}" if pre.get("test_loss") is not None else ""
+        lines.append(f"  before end ops    : validation {pre['val_loss']:.4f}{test} at step {pre['step']}, just before "
+                     f"the last sleep's end ops ({pre['dir']})")
     ppl = (result.eval_results or {}).get("perplexity")
     if ppl and "masked" in ppl.get("kind", ""):
         lines.append("                      (the evaluation below reports masked-token pseudo-perplexity: another "

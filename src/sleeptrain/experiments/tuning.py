@@ -1,0 +1,168 @@
+"""Symmetric tuning for `sleeptrain compare`: every arm gets the same grid on the same tuning seeds and the same
+budget, each picks its own best on the **dev** split, and the experiment's seeds then run at each arm's choice.
+
+In an arms file (the command line takes the common part as `tune.KEY=[v1,v2,...]`, `tune.seeds=[0]`,
+`tune.objective=NAME`, `tune.skip=ARM,...`):
+
+    tune:
+      keys: {train.lr: [3.0e-3, 6.0e-3, 1.2e-2]}   # every arm's grid (the cartesian product of the keys)
+      seeds: [0]                                   # the tuning seeds (default [0])
+      objective: final_val_loss                    # final_val_loss (default) | best_val_loss | blimp_overall
+      skip: [single_pass]                          # arms that are not tuned (a floor); reported as such
+    arms:
+      epochs: [schedule=epochs]
+      sleep: {overrides: [schedule=sleep], tune: {replay.ratio: [0.1, 0.3]}}   # extra keys: extra tuning, reported
+
+A trial's runs live in `EXP_DIR/tuning/ARM/tNN/seedS` (resumable like every run; `tuning.json` lists each trial's
+values and scores). The objective is read from the dev split only (`experiments/report.METRICS`); BLiMP as the
+objective is the user's explicit choice, and the report says so. An arm's choice on the edge of its grid (the
+smallest or largest value of a key with 3 or more values) is flagged: the grid may not contain its optimum.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sleeptrain.errors import ConfigError
+from sleeptrain.experiments.records import METRICS, run_record
+
+TUNE_SETTINGS = ("seeds", "objective", "skip")
+
+
+@dataclass
+class TuneSpec:
+    keys: dict[str, list] = field(default_factory=dict)             # every arm's grid
+    arm_keys: dict[str, dict[str, list]] = field(default_factory=dict)  # an arm's extra keys
+    seeds: list[int] = field(default_factory=lambda: [0])
+    objective: str = "final_val_loss"
+    skip: list[str] = field(default_factory=list)
+
+    def record(self) -> dict:
+        return {"keys": self.keys, "arm_keys": self.arm_keys, "seeds": self.seeds, "objective": self.objective,
+                "skip": self.skip}
+
+
+def value_word(key: str, value) -> str:
+    """`key=value` as an override word (YAML flow style, as the command line reads it)."""
+    import yaml
+
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def check_grid(where: str, keys) -> dict[str, list]:
+    if not isinstance(keys, dict):
+        raise ConfigError(f"{where}: expected a mapping of config keys to lists of candidate values")
+    for key, values in keys.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.{key}: expected a non-empty list of candidate values, got {values!r}")
+        if len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"{where}.{key}: candidate values repeat: {values}")
+    return {str(k): list(v) for k, v in keys.items()}
+
+
+def parse_tune_block(data, spec: TuneSpec) -> None:
+    """The `tune:` block of an arms file into `spec` (command-line `tune.*` words come later and win)."""
+    if not isinstance(data, dict):
+        raise ConfigError("tune: expected a mapping with keys (and optionally seeds, objective, skip)")
+    unknown = sorted(set(data) - {"keys", *TUNE_SETTINGS})
+    if unknown:
+        raise ConfigError(f"tune: unknown entries {unknown}; allowed: keys, {', '.join(TUNE_SETTINGS)}")
+    spec.keys.update(check_grid("tune.keys", data.get("keys", {})))
+    settings = {k: data[k] for k in TUNE_SETTINGS if k in data}
+    apply_tune_settings(spec, {k: ",".join(map(str, v)) if isinstance(v, list) else str(v)
+                               for k, v in settings.items()})
+
+
+def apply_tune_settings(spec: TuneSpec, settings: dict[str, str]) -> None:
+    if "seeds" in settings:
+        try:
+            spec.seeds = [int(s) for s in settings["seeds"].strip("[]").split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"tune.seeds: expected whole numbers, got {settings['seeds']!r}") from None
+        if not spec.seeds or min(spec.seeds) < 0 or len(set(spec.seeds)) != len(spec.seeds):
+            raise ConfigError(f"tune.seeds: expected distinct seeds >= 0, got {settings['seeds']!r}")
+    if "objective" in settings:
+        if settings["objective"] not in METRICS:
+            raise ConfigError(f"tune.objective: {settings['objective']!r} is not allowed; choose one of "
+                              f"{', '.join(METRICS)} (dev-side figures: nothing selects on the test split)")
+        spec.objective = settings["objective"]
+    if "skip" in settings:
+        spec.skip = [n.strip() for n in settings["skip"].strip("[]").split(",") if n.strip()]
+
+
+def arm_grid(spec: TuneSpec, arm: str) -> dict[str, list]:
+    """The keys an arm is tuned over: the common grid, then its own extra keys (which may override a common one)."""
+    if arm in spec.skip:
+        return {}
+    return {**spec.keys, **spec.arm_keys.get(arm, {})}
+
+
+def trials(grid: dict[str, list]) -> list[dict]:
+    """Every combination of the grid's values, in a fixed order (the first key varies slowest)."""
+    if not grid:
+        return []
+    return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+
+
+def trial_dir(exp_dir: Path, arm: str, index: int, seed: int) -> Path:
+    return exp_dir / "tuning" / arm / f"t{index:02d}" / f"seed{seed}"
+
+
+def choose(exp_dir: Path, spec: TuneSpec, arm: str) -> dict | None:
+    """The arm's tuning: every trial with its values and per-seed objective, the chosen trial (best mean over the
+    tuning seeds; ties: the earlier trial), and the keys whose choice lies on an edge of the grid. None while a
+    tuning run is unfinished; {} for an arm without a grid."""
+    grid = arm_grid(spec, arm)
+    if not grid:
+        return {}
+    label, higher = METRICS[spec.objective]
+    rows = []
+    for i, values in enumerate(trials(grid)):
+        scores = []
+        for seed in spec.seeds:
+            record = run_record(trial_dir(exp_dir, arm, i, seed))
+            if record is None:
+                return None
+            scores.append(record[spec.objective])
+        mean = sum(scores) / len(scores) if None not in scores else None
+        rows.append({"trial": f"t{i:02d}", "values": values, "scores": scores, "mean": mean})
+    scored = [r for r in rows if r["mean"] is not None]
+    if not scored:
+        raise ConfigError(f"tune.objective: no trial of arm {arm!r} has {spec.objective} (is eval.final off?)")
+    best = (max if higher else min)(scored, key=lambda r: r["mean"])
+    edges = [key for key, values in grid.items() if len(values) >= 3 and best["values"][key] in (values[0], values[-1])]
+    extra = sorted(spec.arm_keys.get(arm, {}))
+    return {"grid": grid, "extra_keys": extra, "objective": spec.objective, "objective_label": label,
+            "trials": rows, "chosen": best["values"], "chosen_trial": best["trial"], "on_edge": edges,
+            "runs": len(rows) * len(spec.seeds)}
+
+
+def write_tuning(exp_dir: Path, choices: dict[str, dict]) -> None:
+    (exp_dir / "tuning.json").write_text(json.dumps(choices, indent=1))
+
+
+def tuning_section(tuning: dict, spec: dict) -> list[str]:
+    """The report's account of the tuning: every arm's grid, its choice, edge flags, extra tuning, compute."""
+    if not tuning:
+        return []
+    selected_on = ("dev **BLiMP** (the experiment asked for it: BLiMP verdicts then judge the figure that chose)"
+                   if spec.get("objective") == "blimp_overall" else f"dev {spec.get('objective')}")
+    lines = ["## Tuning (every arm alike)", "",
+             f"Each arm ran its grid on tuning seed(s) {spec.get('seeds')} at the experiment's budget and chose on "
+             f"{selected_on}; the seeds above ran at each arm's choice. Tuning runs: "
+             f"{sum(t.get('runs', 0) for t in tuning.values())} (in `tuning/`, compute on top of the table above).",
+             "", "| arm | grid | chosen | objective (mean over tuning seeds) | note |", "|---|---|---|---|---|"]
+    for arm, t in tuning.items():
+        if not t:
+            lines.append(f"| {arm} | — | — | — | not tuned (tune.skip) |")
+            continue
+        best = next(r for r in t["trials"] if r["trial"] == t["chosen_trial"])
+        grid = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in t["grid"].items())
+        chosen = ", ".join(f"{k}={v}" for k, v in t["chosen"].items())
+        notes = ([f"choice on the grid's edge ({', '.join(t['on_edge'])}): widen it"] if t["on_edge"] else []) + \
+                ([f"extra tuning: {', '.join(t['extra_keys'])}"] if t["extra_keys"] else [])
+        lines.append(f"| {arm} | {grid} | {chosen} | {best['mean']:.4f} | {'; '.join(notes) or '—'} |")
+    return lines

@@ -1,0 +1,82 @@
+"""Symmetric tuning in `sleeptrain compare` (experiments/tuning.py): both arms run the same grid on the tuning seed,
+each picks its own value on dev, the seeds run at each arm's choice, verdicts come from the test split with Holm
+and the MDE; killed after its first tuning run and re-run, nothing finished is redone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import run_cli
+from sleeptrain.errors import ConfigError
+from sleeptrain.experiments.compare import parse_args
+from test_compare import ARMS, COMMON
+
+TUNE = ["tune.train.lr=[0.0005,0.01]", "tune.seeds=[0]"]
+
+
+def test_tuning_words_and_blocks_are_parsed_and_checked(tmp_path):
+    exp = parse_args([*ARMS, *COMMON, *TUNE, "tune.objective=best_val_loss"])
+    assert exp.tune.keys == {"train.lr": [0.0005, 0.01]} and exp.tune.seeds == [0]
+    assert exp.tune.objective == "best_val_loss"
+    arms = tmp_path / "arms.yaml"
+    arms.write_text("tune:\n  keys: {train.lr: [0.001, 0.002, 0.004]}\n  skip: [single_pass]\n"
+                    "arms:\n  single_pass: [schedule=single_pass]\n"
+                    "  sleep: {overrides: [schedule=sleep], tune: {replay.ratio: [0.1, 0.3]}}\n")
+    exp = parse_args([str(arms)])
+    assert exp.tune.skip == ["single_pass"] and exp.tune.arm_keys == {"sleep": {"replay.ratio": [0.1, 0.3]}}
+    for words, message in ((["tune.objective=test_loss"], "nothing selects on the test split"),
+                           (["tune.train.lr=[0.001,0.001]"], "repeat"),
+                           (["tune.train.lr=0.001"], "non-empty list"),
+                           (["tune.skip=nap", "tune.train.lr=[1e-3,2e-3]"], "tune.skip"),
+                           (["tune.train.lr=[1e-3,-1]"], "train.lr"),
+                           (["tune.seeds=[0,0]", "tune.train.lr=[1e-3,2e-3]"], "distinct")):
+        with pytest.raises(ConfigError, match=message):
+            parse_args([*ARMS, *COMMON, *words])
+
+
+def test_every_arm_is_tuned_alike_then_judged_on_test(tmp_path):
+    exp_dir = tmp_path / "exp"
+    words = [*ARMS, *COMMON, *TUNE, "seeds=3", "budget.tokens=12000", f"dir={exp_dir}"]
+    first = exp_dir / "tuning" / "single_pass" / "t00" / "seed0" / "summary.json"
+    proc = subprocess.Popen([sys.executable, "-m", "sleeptrain", "compare", *words], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 300
+    while not first.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    mtime = first.stat().st_mtime
+
+    done = run_cli("compare", *words, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert first.stat().st_mtime == mtime and "single_pass/t00 seed 0: finished earlier, skipped" in done.stdout
+    tuning = json.loads((exp_dir / "tuning.json").read_text())
+    for arm in ("single_pass", "strict"):
+        t = tuning[arm]
+        assert t["grid"] == {"train.lr": [0.0005, 0.01]} and len(t["trials"]) == 2 and t["runs"] == 2
+        best = min(t["trials"], key=lambda r: r["mean"])
+        assert t["chosen"] == best["values"]                 # the lower dev loss of its own two trials
+        for trial in t["trials"]:                            # scored on dev: the trial run's final val loss
+            run = exp_dir / "tuning" / arm / trial["trial"] / "seed0" / "summary.json"
+            assert trial["scores"] == [json.loads(run.read_text())["final_val_loss"]]
+        config = (exp_dir / "runs" / arm / "seed2" / "config.yaml").read_text()
+        assert f"lr: {t['chosen']['train.lr']}" in config  # the seeds ran at the arm's own choice
+    summary = json.loads((exp_dir / "summary.json").read_text())
+    assert summary["verdict"]["split"] == "test" and summary["multiple_comparisons"]["family_size"] == 2
+    cmp = summary["arms"]["strict"]["vs_baseline"]["test_loss"]
+    assert cmp["n"] == 3 and {"p_holm", "mde_family", "ci95"} <= set(cmp) and cmp["ci_method"] == "t"
+    report = (exp_dir / "report.md").read_text()
+    assert "## Tuning (every arm alike)" in report and "| strict | train.lr: 0.0005, 0.01 |" in report
+    assert "p (Holm)" in report and "MDE" in report
+
+    again = run_cli("compare", *words, timeout=600)
+    assert again.returncode == 0 and "0 run, 10 skipped" in again.stdout
