@@ -26,10 +26,12 @@ def test_tuning_words_and_blocks_are_parsed_and_checked(tmp_path):
     assert exp.tune.keys == {"train.lr": [0.0005, 0.01]} and exp.tune.seeds == [0]
     assert exp.tune.objective == "best_val_loss"
     arms = tmp_path / "arms.yaml"
-    arms.write_text("tune:\n  keys: {train.lr: [0.001, 0.002, 0.004]}\n  skip: [single_pass]\n"
+    arms.write_text("tune:\n  keys: {train.lr: [1e-3, 0.002, 4.0e-3]}\n  skip: [single_pass]\n"
                     "arms:\n  single_pass: [schedule=single_pass]\n"
                     "  sleep: {overrides: [schedule=sleep], tune: {replay.ratio: [0.1, 0.3]}}\n")
     exp = parse_args([str(arms)])
+    assert exp.tune.keys == {"train.lr": [0.001, 0.002, 0.004]}   # PyYAML's string '1e-3' read as the number
+    assert parse_args([*ARMS, *COMMON, "tune.train.lr=[3e-3,6e-3]"]).tune.keys == {"train.lr": [0.003, 0.006]}
     assert exp.tune.skip == ["single_pass"] and exp.tune.arm_keys == {"sleep": {"replay.ratio": [0.1, 0.3]}}
     for words, message in ((["tune.objective=test_loss"], "nothing selects on the test split"),
                            (["tune.train.lr=[0.001,0.001]"], "repeat"),

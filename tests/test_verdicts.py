@@ -100,3 +100,19 @@ def test_the_pre_end_ops_model_is_reported_and_can_be_the_one_judged(tmp_path):
     assert before["verdict"]["model"] == "pre_end_ops"
     assert before["arms"]["sleep"]["vs_baseline"]["test_loss"]["verdict"].startswith("no detectable difference")
     assert "Just before the last sleep's end ops" in write_report(tmp_path / "b" / "exp").read_text()
+
+
+def test_tuning_chooses_on_dev_even_where_test_prefers_another_value(tmp_path):
+    """Trial t00 has the lower dev loss, t01 the lower test loss: the arm's choice is t00."""
+    from sleeptrain.experiments.tuning import TuneSpec, choose, trial_dir
+
+    spec = TuneSpec(keys={"train.lr": [0.001, 0.002]}, seeds=[0, 1])
+    for seed in (0, 1):
+        fake_run(trial_dir(tmp_path, "arm", 0, seed), dev=3.0 + 0.01 * seed, test=3.5, blimp=0.5)
+        fake_run(trial_dir(tmp_path, "arm", 1, seed), dev=3.2 + 0.01 * seed, test=3.1, blimp=0.7)
+    chosen = choose(tmp_path, spec, "arm")
+    assert chosen["chosen"] == {"train.lr": 0.001} and chosen["trials"][0]["mean"] == pytest.approx(3.005)
+    assert chosen["on_edge"] == []                            # two values: no edge to speak of
+    blimp = choose(tmp_path, TuneSpec(keys=spec.keys, seeds=[0, 1], objective="blimp_overall"), "arm")
+    assert blimp["chosen"] == {"train.lr": 0.002}            # asked for: BLiMP, higher is better
+    assert choose(tmp_path, TuneSpec(keys={"train.lr": [0.001, 0.002, 0.004]}), "arm") is None  # t02 not run yet

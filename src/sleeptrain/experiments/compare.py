@@ -36,7 +36,7 @@ import threading
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sleeptrain.errors import ConfigError
@@ -141,8 +141,10 @@ def parse_args(words: list[str]) -> Experiment:
 
 
 def _apply_tune_words(exp: Experiment, words: list[str]) -> None:
-    """`tune.KEY=[v1,v2]` (a grid key for every arm), `tune.seeds=[...]`, `tune.objective=...`, `tune.skip=...`."""
-    import yaml
+    """`tune.KEY=[v1,v2]` (a grid key for every arm), `tune.seeds=[...]`, `tune.objective=...`, `tune.skip=...`;
+    values read as every override is (`3e-3` is a number)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     if not words and exp.tune is None:
         return
@@ -156,7 +158,11 @@ def _apply_tune_words(exp: Experiment, words: list[str]) -> None:
         if name in TUNE_SETTINGS:
             settings[name] = value
         else:
-            exp.tune.keys.update(check_grid("tune", {name: yaml.safe_load(value)}))
+            try:
+                values = OmegaConf.to_container(OmegaConf.from_dotlist([f"values={value}"]))["values"]
+            except OmegaConfBaseException:
+                raise ConfigError(f"{key}: cannot parse value {value!r}") from None
+            exp.tune.keys.update(check_grid("tune", {name: values}))
     apply_tune_settings(exp.tune, settings)
 
 
@@ -391,6 +397,7 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
         budgets = arm_budgets(exp)
     jobs = [(arm, seed, run_dir_of(exp_dir, arm.name, seed)) for arm, seed in job_order(exp)]
     done += run_jobs(exp, exp_dir, jobs, budgets, log, recorded, on_finished)
+    score_curves(exp_dir, [run_dir for _, _, run_dir in jobs], log)
     from sleeptrain.experiments.report import write_report
 
     report = write_report(exp_dir)
@@ -451,5 +458,19 @@ def tuned_experiment(exp: Experiment, exp_dir: Path, budget_positions: int) -> E
     write_tuning(exp_dir, choices)
     arms = [Arm(a.name, [*a.overrides, *(value_word(k, v) for k, v in choices[a.name].get("chosen", {}).items())])
             for a in exp.arms]
-    return Experiment(arms, exp.common, exp.seeds, budget_positions, exp.natural, exp.priority, exp.dir,
-                      exp.parallel, exp.verdict_model, exp.tune)
+    return replace(exp, arms=arms, budget_tokens=budget_positions)
+
+
+def score_curves(exp_dir: Path, run_dirs: list[Path], log) -> None:
+    """Score the word-count checkpoints of every finished run that has them (`experiments/curves.py`; what is scored
+    already is kept)."""
+    from sleeptrain.experiments.curves import points, score_run
+
+    for run_dir in run_dirs:
+        if not (run_dir / "summary.json").is_file():
+            continue
+        found = points(run_dir)
+        new = [p for p in found if not (p["dir"] / "eval" / "milestone.json").is_file()]
+        if new and any(p["point"].startswith("chck_") for p in found):
+            log(f"  {run_dir.relative_to(exp_dir)}: scoring {len(new)} learning-curve point(s)")
+            score_run(run_dir)

@@ -101,9 +101,13 @@ def _fmt(ms: dict | None, digits: int = 4) -> str:
 def write_report(exp_dir: Path) -> Path:
     exp_dir = Path(exp_dir)
     summary = collect(exp_dir)
-    (exp_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     arms = list(summary["arms"])
     plots = plot_experiment(exp_dir, arms)
+    from sleeptrain.experiments.curves import aggregate, read_curves
+
+    curves, unscored = read_curves(exp_dir, arms)
+    summary["curves"], summary["curves_unscored"] = aggregate(curves), unscored
+    (exp_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# Experiment {exp_dir.name}", "",
              f"Arms: {', '.join(arms)} (baseline: **{summary['baseline']}**). Seeds paired across arms: "
              f"{summary['paired_seeds']}. Budget: {summary['budget']['budget_positions']:,} token positions per run "
@@ -114,10 +118,28 @@ def write_report(exp_dir: Path) -> Path:
     if (exp_dir / "tuning.json").is_file():
         lines += ["", *tuning_section(json.loads((exp_dir / "tuning.json").read_text()),
                                       summary["tuning"]["spec"])]
-    lines += ["", *verdict_section(summary), "", "## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
+    lines += ["", *verdict_section(summary), *curves_section(exp_dir, summary, arms, plots),
+              "", "## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
     out = exp_dir / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def curves_section(exp_dir: Path, summary: dict, arms: list[str], plots: list[Path]) -> list[str]:
+    """The learning curves (word-count checkpoints) as a plot and a table per point; nothing without them."""
+    from sleeptrain.experiments.curves import MILESTONE_PAIRS, milestone_table, plot_curves
+
+    waiting = ["", f"Learning-curve points of {', '.join(summary['curves_unscored'])} are not scored yet (re-run the "
+               "`compare` command: it scores them and keeps what is scored)."] if summary["curves_unscored"] else []
+    if not summary["curves"]:
+        return waiting
+    plots.append(plot_curves(summary["curves"], arms, exp_dir / "curves.png"))
+    return ["", "## Learning curves (by words seen)", "",
+            f"Each word-count checkpoint (`chck_*`), the model before the last end ops and the final model, scored on "
+            f"test loss and the first {MILESTONE_PAIRS} minimal pairs of each paradigm (the same subset at every "
+            "point; the final model's full score is in the tables above); cells: BLiMP / test loss, mean ± sd over "
+            "seeds.",
+            "", *milestone_table(summary["curves"], arms), *waiting]
 
 
 def arms_table(summary: dict) -> list[str]:

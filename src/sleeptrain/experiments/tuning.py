@@ -58,9 +58,19 @@ def check_grid(where: str, keys) -> dict[str, list]:
     for key, values in keys.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.{key}: expected a non-empty list of candidate values, got {values!r}")
-        if len(set(map(repr, values))) != len(values):
+        if len(set(repr(as_number(x)) for x in values)) != len(values):
             raise ConfigError(f"{where}.{key}: candidate values repeat: {values}")
-    return {str(k): list(v) for k, v in keys.items()}
+    return {str(k): [as_number(x) for x in v] for k, v in keys.items()}
+
+
+def as_number(value):
+    """`3e-3` is a number on the command line; PyYAML reads it from a file as a string: read it as the number."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def parse_tune_block(data, spec: TuneSpec) -> None:

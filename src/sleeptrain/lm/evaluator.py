@@ -51,12 +51,14 @@ class Evaluator:
                   "test_ppl": result["val_ppl"], "test_tokens": result["val_tokens"]})
         return result["val_loss"]
 
-    def before_end_ops(self, model: torch.nn.Module, step: int, tokens: int, folder: Path,
+    def before_end_ops(self, model: torch.nn.Module, state, folder: Path,
                        save: Callable[[Path], None]) -> dict[str, Any]:
         """The model just before the last sleep's end ops (a final shrink or reset changes the weights with no
         training after it): its dev and test loss now, and the model itself saved to `folder` (process 0), which
         the final evaluation scores beside `final/`."""
-        record = {"step": step, "tokens": tokens, "val_loss": self.loss_on(model, self.samples_at(step))["val_loss"],
+        step = state.step  # the run's LoopState (read only)
+        record = {"step": step, "tokens": state.tokens,
+                  "val_loss": self.loss_on(model, self.samples_at(step))["val_loss"],
                   "test_loss": (self.loss_on(model, self.test_samples)["val_loss"]
                                 if self.test_samples is not None else None), "dir": str(folder)}
         if self.acc.is_main_process:

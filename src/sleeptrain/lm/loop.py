@@ -167,11 +167,10 @@ class TrainingLoop:
         if not math.isfinite(loss):
             raise TrainingDiverged(diverged_message(loss, self.state.step, self.state.last_checkpoint))
         self.sleep_cycle.replay.sync()
-        record = {"event": "train", "step": self.state.step, "loss": loss, "lr": lr, "tokens": self.state.tokens,
-                  "words_seen": self.state.words,
-                  "tokens_per_s": tokens_per_s, "phase": self.stage.phase,
-                  "cycle": self.stage.cycle, "epoch": self.stage.pass_index}
-        self.metrics.write(record)
+        state, stage = self.state, self.stage
+        self.metrics.write({"event": "train", "step": state.step, "loss": loss, "lr": lr, "tokens": state.tokens,
+                            "words_seen": state.words, "tokens_per_s": tokens_per_s, "phase": stage.phase,
+                            "cycle": stage.cycle, "epoch": stage.pass_index})
         if self.cfg.train.trackers:
             self.acc.log({"loss": loss, "lr": lr}, step=self.state.step)
         self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
@@ -282,9 +281,8 @@ class TrainingLoop:
                                                 self.cfg.train.prefetch):
             self.train_step(ids, mask, sample_ids)
         if self.stage_index == len(self.plan.stages) - 1 and self.sleep_cycle.ops_at_end:  # the run's last ops
-            self.state.pre_end_ops = self.evaluator.before_end_ops(
-                self.acc.unwrap_model(self.model), self.state.step, self.state.tokens, self.run_dir / "pre_end_ops",
-                self.save_model)
+            self.state.pre_end_ops = self.evaluator.before_end_ops(self.acc.unwrap_model(self.model), self.state,
+                                                                   self.run_dir / "pre_end_ops", self.save_model)
         self.apply_ops(self.sleep_cycle.ops_at_end, stage)
         self.metrics.write({"event": "sleep_end", "step": self.state.step, "tokens": self.state.tokens, "cycle": stage.cycle})
         return True
