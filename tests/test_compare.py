@@ -225,7 +225,7 @@ def test_runs_the_caller_recorded_elsewhere_are_skipped_and_each_finished_run_is
 
     exp = parse_args([*ARMS, *COMMON, "seeds=2", "budget.tokens=12000", f"dir={tmp_path / 'exp'}"])
     # a study that keeps its own records (tools/lm_study.py) on a fresh clone: 3 of 4 runs finished elsewhere
-    recorded = frozenset((arm.name, seed) for arm in exp.arms for seed in range(2)) - {("strict", 1)}
+    recorded = frozenset(f"runs/{arm.name}/seed{seed}" for arm in exp.arms for seed in range(2)) - {"runs/strict/seed1"}
     logged, handed, started = [], [], []
     run_compare(exp, log=logged.append, recorded=recorded, on_start=started.append,
                 on_finished=lambda arm, seed, run_dir: handed.append((arm, seed, (run_dir / "summary.json").is_file())))

@@ -283,3 +283,44 @@ def test_the_tool_trains_records_each_run_and_a_rerun_trains_nothing(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("lm_study: --results: ") and "(arm(s) epochs with other overrides" in proc.stderr
     assert not (tmp_path / "exp2" / "runs").exists() and not (tmp_path / "exp2" / "experiment.json").exists()
+
+
+def test_a_tuned_study_records_its_tuning_and_resumes_on_a_clone_without_run_folders(tmp_path):
+    """The fair study (issue 37): the tuning trials are recorded beside the runs, so a fresh clone (no --dir folders)
+    trains nothing, still knows each arm's choice, and reports verdicts on test with the learning curves."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import TINY_RUN
+
+    spec = tmp_path / "spec.yaml"
+    common = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + [
+        "train.eval_every=0", "run.plot=false", "checkpoint.words=[3000]"]
+    spec.write_text(yaml.safe_dump({"arms": {"single_pass": ["schedule=single_pass"],
+                                             "epochs": ["schedule=epochs", "schedule.epochs=2"]},
+                                    "tune": {"keys": {"train.lr": [0.001, 0.01]}, "seeds": [100]},
+                                    "common": common, "seeds": 2, "budget": {"natural": ["single_pass"]},
+                                    "baselines": ["single_pass"]}))
+    exp_dir, results = tmp_path / "exp", tmp_path / "results"
+    command = [sys.executable, str(REPO / "tools" / "lm_study.py"), str(spec), "--dir", str(exp_dir),
+               "--results", str(results)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ledger = results / "records"
+    assert len(list((ledger / "tuning").glob("*/t*/seed100.json"))) == 4
+    record = json.loads((ledger / "epochs" / "seed1.json").read_text())
+    assert record["test_loss"] > 0 and [p["point"] for p in record["milestones"]][0] == "chck_3K"
+    first = json.loads((results / "summary.json").read_text())
+    assert first["verdict_split"] == "test" and set(first["vs_best_baseline"]["epochs"]) == {"blimp", "test_loss"}
+    assert first["tuning"]["epochs"]["chosen"] == json.loads((exp_dir / "tuning.json").read_text())["epochs"]["chosen"]
+    assert first["curves"]["epochs"][0]["point"] == "chck_3K"
+    report = (results / "report.md").read_text()
+    assert "## Tuning (every arm alike)" in report and "## Learning curves" in report and (results / "curves.png").exists()
+
+    shutil.rmtree(exp_dir)  # a fresh clone: the records only
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("(kept in the caller's records), skipped") == 8, proc.stdout
+    again = json.loads((results / "summary.json").read_text())
+    assert again["tuning"] == first["tuning"] and again["vs_best_baseline"] == first["vs_best_baseline"]

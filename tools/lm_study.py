@@ -45,14 +45,16 @@ from sleeptrain.errors import ConfigError, SleeptrainError  # noqa: E402
 from sleeptrain.experiments.compare import continuation_conflict, parse_args, run_compare  # noqa: E402
 from sleeptrain.experiments.plot import plot_arms, run_curve  # noqa: E402
 from sleeptrain.experiments.paired import adjust_family, paired_comparison  # noqa: E402
-from sleeptrain.experiments.records import METRICS, run_record  # noqa: E402
+from sleeptrain.experiments.records import METRICS, TEST_METRICS, run_record  # noqa: E402
 from sleeptrain.fsutil import atomic_write_text  # noqa: E402
 from sleeptrain.presets import load_yaml  # noqa: E402
 from sleeptrain.stats import mean_sd  # noqa: E402
 
-METRIC_KEYS = {"blimp": "blimp_overall", "val_loss": "final_val_loss"}
+METRIC_KEYS = {"blimp": "blimp_overall", "val_loss": "final_val_loss"}   # studies whose runs have no test loss
+TEST_METRIC_KEYS = {"blimp": "blimp_overall", "test_loss": "test_loss"}    # verdicts on the test split
 CURVE_POINTS = 300  # training-loss points kept per run in its record
-STUDY_KEYS = ("arms", "common", "seeds", "budget", "natural")  # what identifies the study's runs
+STUDY_KEYS = ("arms", "common", "seeds", "budget", "natural", "tune")  # what identifies the study's runs
+TUNING = "tuning"  # records/tuning/<arm>/tNN/seed<k>.json: the tuning trials' runs (no arm may take this name)
 
 
 def open_ledger(ledger: Path, experiment: dict) -> dict:
@@ -93,16 +95,45 @@ def describe_run(run_dir: Path) -> dict:
     return {"model": model, "data": data}
 
 
-def record_run(ledger: Path, arm: str, seed: int, run_dir: Path) -> Path | None:
-    """Write RESULTS/records/<arm>/seed<k>.json for a finished run (None while it is unfinished)."""
+def record_path(ledger: Path, label: str, seed: int) -> Path:
+    """records/<arm>/seed<k>.json, or records/tuning/<arm>/tNN/seed<k>.json for a tuning trial (label ARM/tNN)."""
+    return (ledger / TUNING / label if "/" in label else ledger / label) / f"seed{seed}.json"
+
+
+def record_run(ledger: Path, label: str, seed: int, run_dir: Path) -> Path | None:
+    """Write the record of a finished run (None while it is unfinished): its figures, the model and data it saw, its
+    loss curve thinned, and its learning-curve points (scored by compare before it hands the run over)."""
+    from sleeptrain.experiments.curves import points, score_run
+
     record = run_record(run_dir)
     if record is None:
         return None
-    out = ledger / arm / f"seed{seed}.json"
+    out = record_path(ledger, label, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps({"arm": arm, "seed": seed, **record, **describe_run(run_dir),
-                                       "curve": run_curve(run_dir, points=CURVE_POINTS)}))
+    tuning = "/" in label  # a tuning trial: selection only, no learning curve
+    milestones = score_run(run_dir) if not tuning and any(p["point"].startswith("chck_")
+                                                          for p in points(run_dir)) else []
+    atomic_write_text(out, json.dumps({"arm": label, "seed": seed, **record, **describe_run(run_dir),
+                                       "curve": run_curve(run_dir, points=CURVE_POINTS), "milestones": milestones}))
     return out
+
+
+def recorded_runs(ledger: Path) -> frozenset:
+    """The run folders (relative to the experiment folder, as compare names them) that have a record."""
+    found = set()
+    for path in ledger.rglob("seed*.json"):
+        rel = path.relative_to(ledger).with_suffix("")
+        found.add(str(rel) if rel.parts[0] == TUNING else str(Path("runs") / rel))
+    return frozenset(found)
+
+
+def ledger_reader(ledger: Path, exp_dir: Path):
+    """`record_of(run_dir)` for compare's tuning choice: the run's record where the ledger has one, else its folder."""
+    def record_of(run_dir: Path) -> dict | None:
+        rel = Path(run_dir).relative_to(exp_dir)
+        path = ledger / (rel if rel.parts[0] == TUNING else Path(*rel.parts[1:])).with_suffix(".json")
+        return json.loads(path.read_text()) if path.is_file() else run_record(run_dir)
+    return record_of
 
 
 def sync_ledger(ledger: Path, exp_dir: Path) -> None:
@@ -113,6 +144,10 @@ def sync_ledger(ledger: Path, exp_dir: Path) -> None:
         for seed in range(experiment["seeds"]):
             if not (ledger / arm / f"seed{seed}.json").is_file():
                 record_run(ledger, arm, seed, exp_dir / "runs" / arm / f"seed{seed}")
+    for run_dir in sorted((exp_dir / TUNING).glob("*/t*/seed*")):  # ARM/tNN/seedK
+        label, seed = f"{run_dir.parent.parent.name}/{run_dir.parent.name}", int(run_dir.name.removeprefix("seed"))
+        if not record_path(ledger, label, seed).is_file():
+            record_run(ledger, label, seed, run_dir)
 
 
 def read_ledger(ledger: Path) -> tuple[dict, dict[str, dict[int, dict]]]:
@@ -150,8 +185,9 @@ def by_phenomenon(arm: str, runs: dict[int, dict], study: dict) -> dict:
             for p in sorted({p for s in have for p in runs[s]["by_phenomenon"]})}
 
 
-def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict) -> dict:
-    """summary.json from the study record and its runs' records (`read_ledger`)."""
+def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, ledger: Path | None = None) -> dict:
+    """summary.json from the study record and its runs' records (`read_ledger`; the tuning trials' records are read
+    from `ledger`)."""
     experiment = study
     arms, seeds = list(experiment["arms"]), experiment["seeds"]
     summary = {"arms": {}, "model": None, "data": None, "budget": experiment["budget"],
@@ -161,6 +197,8 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict) -> 
         summary["arms"][arm] = {
             "seeds": done, "blimp": [runs[arm][s]["blimp_overall"] for s in done],
             "val_loss": [runs[arm][s]["final_val_loss"] for s in done],
+            "test_loss": [runs[arm][s].get("test_loss") for s in done],
+            "pre_end_ops": [runs[arm][s].get("pre_end_ops") for s in done],
             "tokens": (round(sum(runs[arm][s]["positions"] for s in done) / len(done)) if done
                        else experiment["budget"]["arms"][arm]["budget_positions"]),
             "tokens_planned": experiment["budget"]["arms"][arm]["budget_positions"],
@@ -174,13 +212,19 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict) -> 
     budget = experiment["budget"]["budget_positions"]
     summary["off_budget"] = {arm: row["tokens"] / budget - 1 for arm, row in summary["arms"].items()
                              if arm not in experiment.get("natural", []) and abs(row["tokens"] / budget - 1) > 0.02}
+    finished = [r for by_seed in runs.values() for r in by_seed.values()]
+    on_test = bool(finished) and all(r.get("test_loss") is not None for r in finished)
+    keys = TEST_METRIC_KEYS if on_test else METRIC_KEYS
+    summary["verdict_split"] = "test" if on_test else "dev"
     baselines = [b for b in spec.get("baselines", []) if summary["arms"].get(b, {}).get("blimp")]
     if baselines:
         # among the baselines with the most finished seeds (one with fewer would leave every comparison fewer seed
-        # pairs, and its mean rests on fewer seeds), the higher mean BLiMP
+        # pairs, and its mean rests on fewer seeds): with test losses, the lower mean dev loss (selection reads dev;
+        # BLiMP is a verdict metric); a study without them keeps its first rule, the higher mean BLiMP
         most = max(len(summary["arms"][b]["seeds"]) for b in baselines)
-        best = max((b for b in baselines if len(summary["arms"][b]["seeds"]) == most),
-                   key=lambda b: mean_sd(summary["arms"][b]["blimp"])["mean"])
+        tied = [b for b in baselines if len(summary["arms"][b]["seeds"]) == most]
+        best = (min(tied, key=lambda b: mean_sd(summary["arms"][b]["val_loss"])["mean"]) if on_test else
+                max(tied, key=lambda b: mean_sd(summary["arms"][b]["blimp"])["mean"]))
         summary["best_baseline"] = best
         summary["vs_best_baseline"] = {}
         for arm in arms:
@@ -188,19 +232,50 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict) -> 
                 continue
             common = sorted(set(runs[arm]) & set(runs[best]))
             row = {}
-            for name, key in METRIC_KEYS.items():
+            for name, key in keys.items():
                 a = [runs[arm][s][key] for s in common]
                 b = [runs[best][s][key] for s in common]
-                row[name] = {**paired_comparison(a, b, METRICS[key][1]), "seeds": common,
+                row[name] = {**paired_comparison(a, b, {**METRICS, **TEST_METRICS}[key][1]), "seeds": common,
                              "effect_size_dz": effect_size(a, b)}
             summary["vs_best_baseline"][arm] = row
         # Holm over every comparison of the study (arms x metrics): the verdicts on the adjusted p
         summary["family_size"] = adjust_family([c for row in summary["vs_best_baseline"].values() for c in row.values()])
     summary["verdicts"] = verdicts(summary, spec.get("systems", {}))
+    summary["tuning"] = study_tuning(study, ledger)
+    summary["tune_spec"] = study.get("tune", {})
+    summary["curves"] = curves_of(runs)
     summary["published"] = spec.get("published", {})
     if study.get("imported"):
         summary["imported"] = {k: v for k, v in study["imported"].items() if k != "by_phenomenon"}
     return summary
+
+
+def study_tuning(study: dict, ledger: Path | None) -> dict:
+    """Each arm's tuning from the tuning trials' records (`experiments/tuning.choose` reading the ledger)."""
+    from sleeptrain.experiments.tuning import TuneSpec, choose
+
+    spec = study.get("tune")
+    if not spec or ledger is None:
+        return {}
+    tune = TuneSpec(spec["keys"], spec.get("arm_keys", {}), spec["seeds"], spec["objective"], spec.get("skip", []))
+
+    def from_ledger(path: Path) -> dict | None:  # choose() asks for EXP/tuning/ARM/tNN/seedK: here LEDGER/...
+        record = path.with_suffix(".json")
+        return json.loads(record.read_text()) if record.is_file() else None
+
+    out = {}
+    for arm in study["arms"]:
+        chosen = choose(Path(ledger), tune, arm, from_ledger)
+        out[arm] = chosen if chosen is not None else {"unfinished": True}
+    return out
+
+
+def curves_of(runs: dict) -> dict:
+    """The learning curves (mean ± sd per point) from the records' milestone points."""
+    from sleeptrain.experiments.curves import aggregate
+
+    have = {arm: [r["milestones"] for r in by_seed.values() if r.get("milestones")] for arm, by_seed in runs.items()}
+    return aggregate({arm: c for arm, c in have.items() if c})
 
 
 def verdicts(summary: dict, systems: dict) -> dict:
@@ -215,7 +290,9 @@ def verdicts(summary: dict, systems: dict) -> dict:
                 rows[arm] = "not measured yet"
                 continue
             parts = []
-            for name, label in (("blimp", "BLiMP"), ("val_loss", "validation loss")):
+            for name, label in (("blimp", "BLiMP"), ("test_loss", "test loss"), ("val_loss", "validation loss")):
+                if name not in cmp:
+                    continue
                 v = cmp[name]["verdict"]
                 parts.append(f"{label}: {words.get(v, v)}")  # else: underpowered / no detectable difference, with its MDE
             rows[arm] = "; ".join(parts) + f" ({cmp['blimp']['n']} seed pairs)"
@@ -245,11 +322,12 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     budget = summary["budget"]
     lines += [f"Budget: {budget['budget_positions']:,} token positions per run (optimizer steps × batch × window, "
               "replay included); seeds planned: " + str(summary["seeds_planned"]) + ".", "",
-              "| arm | seeds done | BLiMP overall | final val loss | token positions (mean) | wall s |",
-              "|---|---|---|---|---|---|"]
+              "| arm | seeds done | BLiMP overall | final val loss (dev) | test loss | token positions (mean) | "
+              "wall s |", "|---|---|---|---|---|---|---|"]
     for arm, row in summary["arms"].items():
         lines.append(f"| {arm} | {row['seeds']} | {_ms(row['blimp'])} | {_ms(row['val_loss'])} | "
-                     f"{row['tokens']:,} | {_ms(row['seconds'], 0)} |")
+                     f"{_ms(row.get('test_loss', []))} | {row['tokens']:,} | {_ms(row['seconds'], 0)} |")
+    lines += pre_end_lines(summary)
     lines += ["", "Wall s: the run's training and final evaluation over all its sessions; runs resumed from a "
               "checkpoint written before 2026-11-29 recorded their last session only and are left out of it. Each "
               "session ran on the machine it was given, sometimes beside other work: a cost indication, not a speed "
@@ -290,6 +368,20 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
                 mde = f"{cmp['mde_family']:.4f}" if cmp.get("mde_family") is not None else "—"
                 lines.append(f"| {arm} | {name} | {len(cmp['seeds'])} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {holm_p} "
                              f"| {dz} | {mde} | {cmp['verdict']} |")
+    if summary.get("tuning"):
+        from sleeptrain.experiments.tuning import tuning_section
+
+        done = {arm: t for arm, t in summary["tuning"].items() if not t.get("unfinished")}
+        lines += ["", *tuning_section(done, summary.get("tune_spec", {}))]
+        waiting = [arm for arm, t in summary["tuning"].items() if t.get("unfinished")]
+        if waiting:
+            lines += ["", f"Tuning not finished yet for: {', '.join(waiting)}."]
+    if summary.get("curves"):
+        from sleeptrain.experiments.curves import milestone_table
+
+        lines += ["", "## Learning curves (test loss and BLiMP on 200 pairs per paradigm, by words seen)", "",
+                  "Cells: BLiMP / test loss, mean ± sd over the seeds with the point; ![curves](curves.png)", "",
+                  *milestone_table(summary["curves"], list(summary["arms"]))]
     lines += ["", "## Verdict per seed system (at this scale)", ""]
     for system, rows in summary["verdicts"].items():
         lines.append(f"- **{system}**: " + "; ".join(f"`{arm}` — {v}" for arm, v in rows.items()))
@@ -320,9 +412,29 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     return out
 
 
+def pre_end_lines(summary: dict) -> list[str]:
+    """The table of the models just before the last sleep's end ops, against the final ones."""
+    rows = []
+    for arm, row in summary["arms"].items():
+        pre = [p for p in row.get("pre_end_ops", []) if p]
+        if pre:
+            rows.append(f"| {arm} | {len(pre)} | {_ms([p['val_loss'] for p in pre])} | "
+                        f"{_ms([p.get('test_loss') for p in pre if p.get('test_loss') is not None])} | "
+                        f"{_ms([p.get('blimp_overall') for p in pre if p.get('blimp_overall') is not None])} |")
+    if not rows:
+        return []
+    return ["", "Just before the last sleep's end ops (the final shrink has no training after it to recover):", "",
+            "| arm | runs | val loss (dev) before | test loss before | BLiMP before |", "|---|---|---|---|---|", *rows]
+
+
 def plot_study(summary: dict, runs: dict[str, dict[int, dict]], results: Path) -> list[Path]:
-    """loss.png from the records' curves, blimp_by_phenomenon.png from the summary's per-arm means."""
+    """loss.png from the records' curves, blimp_by_phenomenon.png from the summary's per-arm means, curves.png from
+    the records' learning-curve points."""
     arms = list(summary["arms"])
+    if summary.get("curves"):
+        from sleeptrain.experiments.curves import plot_curves
+
+        plot_curves(summary["curves"], arms, results / "curves.png")
     curves = {arm: [runs[arm][s]["curve"] for s in sorted(runs[arm]) if runs[arm][s].get("curve")] for arm in arms}
     phenomena = {arm: {p: [ms["mean"]] for p, ms in row["by_phenomenon"].items() if ms.get("mean") is not None}
                  for arm, row in summary["arms"].items()}
@@ -348,12 +460,13 @@ def main() -> int:
             if exp_dir is None:
                 raise ConfigError("--dir: needed to train (the folder for the run folders, e.g. experiments/lm-study)")
             exp = parse_args([args.spec, f"dir={exp_dir}", *args.overrides])
-            recorded = read_ledger(ledger)[1] if (ledger / "study.json").is_file() else {}
-            run_compare(exp, recorded=frozenset((a, s) for a, r in recorded.items() for s in r),
+            if TUNING in {a.name for a in exp.arms}:
+                raise ConfigError(f"arms: {TUNING!r} is the records' folder of the tuning runs; rename that arm")
+            run_compare(exp, recorded=recorded_runs(ledger), record_of=ledger_reader(ledger, exp_dir),
                         on_start=lambda record: open_ledger(ledger, {k: record[k] for k in STUDY_KEYS if k in record}),
-                        on_finished=lambda arm, seed, run_dir: record_run(ledger, arm, seed, run_dir))
+                        on_finished=lambda label, seed, run_dir: record_run(ledger, label, seed, run_dir))
         study, runs = read_ledger(ledger)
-        summary = study_summary(study, runs, spec)
+        summary = study_summary(study, runs, spec, ledger)
     except SleeptrainError as err:
         print(f"lm_study: {err}", file=sys.stderr)
         return 2

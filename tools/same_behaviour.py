@@ -3,6 +3,7 @@ compare every `metrics.jsonl` record (timing fields left out) and the final weig
 
     .venv/bin/python tools/same_behaviour.py                 # HEAD vs the working tree
     .venv/bin/python tools/same_behaviour.py --ref ad6dd27 --runs demo,strict_resume --out /tmp/same
+    .venv/bin/python tools/same_behaviour.py --ref 5c9165e --new test,pre_end_ops   # events the change adds
 
 The runs (all CPU, fixed seed): the demo as `make demo` trains it; tiny models with downscaling + plasticity decay +
 a light sleep, FORGETTER epochs with the controller (light only, and light -> deep -> stop), deep resets with recency replay in

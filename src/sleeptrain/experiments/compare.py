@@ -302,7 +302,7 @@ def run_one(exp: Experiment, exp_dir: Path, arm: Arm, seed: int, budget: dict, l
     if state == "finished":
         log(f"  {arm.name} seed {seed}: finished earlier, skipped")
         return {"arm": arm.name, "seed": seed, "status": "skipped"}
-    if (arm.name, seed) in recorded and state == "empty":
+    if str(run_dir.relative_to(exp_dir)) in recorded and state == "empty":
         log(f"  {arm.name} seed {seed}: finished earlier (kept in the caller's records), skipped")
         return {"arm": arm.name, "seed": seed, "status": "skipped"}
     if state == "resumable":
@@ -363,14 +363,16 @@ def added_arms(before: dict, record: dict, exp_dir: Path) -> list[str]:
 
 
 def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), on_start=None,
-                on_finished=None) -> Path:
+                on_finished=None, record_of=None) -> Path:
     """Train every arm x seed not finished yet, then write the report.
 
     For a caller that keeps its own record of finished runs outside `dir` (tools/lm_study.py commits one per run, so
-    a study outlives its run folders): `recorded` holds (arm, seed) pairs finished earlier — they are skipped where
-    `dir` has no trace of them; `on_start(record)` receives the experiment record (arms, common settings, seeds,
-    budget: what `dir`/experiment.json holds) before the first run and may refuse it by raising; and
-    `on_finished(arm, seed, run_dir)` is called as each run finishes here."""
+    a study outlives its run folders): `recorded` holds the run folders (relative to `dir`: `runs/ARM/seedK`,
+    `tuning/ARM/tNN/seedK`) finished earlier — they are skipped where `dir` has no trace of them; `record_of(run_dir)`
+    gives such a run's figures (`records.run_record`'s) for the tuning choice; `on_start(record)` receives the
+    experiment record (arms, common settings, seeds, budget, tuning: what `dir`/experiment.json holds) before the first
+    run and may refuse it by raising; and `on_finished(label, seed, run_dir)` is called as each run finishes here
+    (label: the arm, or `ARM/tNN` for a tuning trial), after its learning-curve points are scored."""
     exp_dir = exp.dir or timestamped_dir("experiments")
     exp_dir.mkdir(parents=True, exist_ok=True)
     saved = exp_dir / "experiment.json"
@@ -392,8 +394,8 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
         f"positions per run -> {exp_dir}")
     done = []
     if exp.tune:
-        done += run_tuning(exp, exp_dir, budgets, log)
-        exp = tuned_experiment(exp, exp_dir, budgets["budget_positions"])
+        done += run_tuning(exp, exp_dir, budgets, log, recorded, on_finished)
+        exp = tuned_experiment(exp, exp_dir, budgets["budget_positions"], record_of)
         budgets = arm_budgets(exp)
     jobs = [(arm, seed, run_dir_of(exp_dir, arm.name, seed)) for arm, seed in job_order(exp)]
     done += run_jobs(exp, exp_dir, jobs, budgets, log, recorded, on_finished)
@@ -407,8 +409,9 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
 
 
 def run_jobs(exp: Experiment, exp_dir: Path, jobs: list[tuple[Arm, int, Path]], budgets: dict, log,
-             recorded: frozenset = frozenset(), on_finished=None) -> list[dict]:
-    """Run (arm, seed, run folder) jobs, `exp.parallel` at once, with a progress line and an ETA after each."""
+             recorded: frozenset = frozenset(), on_finished=None, curves: bool = True) -> list[dict]:
+    """Run (arm, seed, run folder) jobs, `exp.parallel` at once, with a progress line and an ETA after each; with
+    `curves`, each finished run's learning-curve points are scored right away (tuning runs: not needed)."""
     progress = {"finished": 0, "trained_seconds": 0.0, "trained": 0}
     lock = threading.Lock()
     start = time.time()
@@ -417,8 +420,11 @@ def run_jobs(exp: Experiment, exp_dir: Path, jobs: list[tuple[Arm, int, Path]], 
         arm, seed, run_dir = job
         t0 = time.time()
         result = run_one(exp, exp_dir, arm, seed, budgets["arms"][arm.name], log, recorded, run_dir)
-        if on_finished is not None and result["status"] != "skipped":
-            on_finished(arm.name, seed, run_dir)
+        if result["status"] != "skipped":
+            if curves:
+                score_curves(exp_dir, [run_dir], log)  # while the run's folders are surely there
+            if on_finished is not None:
+                on_finished(arm.name, seed, run_dir)
         with lock:
             progress["finished"] += 1
             if result["status"] != "skipped":
@@ -434,10 +440,12 @@ def run_jobs(exp: Experiment, exp_dir: Path, jobs: list[tuple[Arm, int, Path]], 
         return list(pool.map(one, jobs))
 
 
-def run_tuning(exp: Experiment, exp_dir: Path, budgets: dict, log) -> list[dict]:
+def run_tuning(exp: Experiment, exp_dir: Path, budgets: dict, log, recorded: frozenset = frozenset(),
+               on_finished=None) -> list[dict]:
     """Every tuned arm's grid on the tuning seeds, at the experiment's budget (`experiments/tuning.py`)."""
     trial_arms, jobs = [], []
-    for arm in exp.arms:
+    ordered = [a for a in exp.arms if a.name in exp.priority] + [a for a in exp.arms if a.name not in exp.priority]
+    for arm in ordered:  # the `priority` arms' trials first, as their seeds
         for i, values in enumerate(trials(arm_grid(exp.tune, arm.name))):
             trial = Arm(f"{arm.name}/t{i:02d}", [*arm.overrides, *(value_word(k, v) for k, v in values.items())])
             trial_arms.append(trial)
@@ -446,12 +454,12 @@ def run_tuning(exp: Experiment, exp_dir: Path, budgets: dict, log) -> list[dict]
     trial_budgets = arm_budgets(Experiment(trial_arms, exp.common, budget_tokens=budgets["budget_positions"],
                                            natural=natural))
     log(f"compare: tuning {len(trial_arms)} trials x {len(exp.tune.seeds)} seed(s) on dev {exp.tune.objective}")
-    return run_jobs(exp, exp_dir, jobs, trial_budgets, log)
+    return run_jobs(exp, exp_dir, jobs, trial_budgets, log, recorded, on_finished, curves=False)
 
 
-def tuned_experiment(exp: Experiment, exp_dir: Path, budget_positions: int) -> Experiment:
+def tuned_experiment(exp: Experiment, exp_dir: Path, budget_positions: int, record_of=None) -> Experiment:
     """The experiment with each arm at its chosen values (written to `tuning.json`), at the same budget."""
-    choices = {arm.name: choose(exp_dir, exp.tune, arm.name) for arm in exp.arms}
+    choices = {arm.name: choose(exp_dir, exp.tune, arm.name, record_of) for arm in exp.arms}
     unfinished = [name for name, c in choices.items() if c is None]
     if unfinished:
         raise ConfigError(f"compare: tuning of {unfinished} did not finish; re-run the command to resume it")

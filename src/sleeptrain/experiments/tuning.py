@@ -121,10 +121,12 @@ def trial_dir(exp_dir: Path, arm: str, index: int, seed: int) -> Path:
     return exp_dir / "tuning" / arm / f"t{index:02d}" / f"seed{seed}"
 
 
-def choose(exp_dir: Path, spec: TuneSpec, arm: str) -> dict | None:
+def choose(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> dict | None:
     """The arm's tuning: every trial with its values and per-seed objective, the chosen trial (best mean over the
     tuning seeds; ties: the earlier trial), and the keys whose choice lies on an edge of the grid. None while a
-    tuning run is unfinished; {} for an arm without a grid."""
+    tuning run is unfinished; {} for an arm without a grid. `record_of(run_dir)`: a run's figures (default: read from
+    its folder, `records.run_record`; a caller with its own records of runs whose folders are gone passes its own)."""
+    record_of = record_of or run_record
     grid = arm_grid(spec, arm)
     if not grid:
         return {}
@@ -133,7 +135,7 @@ def choose(exp_dir: Path, spec: TuneSpec, arm: str) -> dict | None:
     for i, values in enumerate(trials(grid)):
         scores = []
         for seed in spec.seeds:
-            record = run_record(trial_dir(exp_dir, arm, i, seed))
+            record = record_of(trial_dir(exp_dir, arm, i, seed))
             if record is None:
                 return None
             scores.append(record[spec.objective])

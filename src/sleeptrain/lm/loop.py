@@ -216,7 +216,8 @@ class TrainingLoop:
             self.acc, self.model, self.optimizer, shapes, self.train_samples, self.dev_samples, self.masked,
             self.micro, self._to_device, self.loss_impl, self.cfg.train.loss_chunk_mb * 2**20,
             self.cfg.train.compile,
-            lambda record: self.metrics.write({"event": record["event"], "step": self.state.step, **record}))
+            lambda record: self.metrics.write({"event": record["event"], "step": self.state.step, **record}),
+            self.evaluator.test_samples)
 
     # --- phases ---
     def run(self) -> None:

@@ -32,9 +32,10 @@ def batch_shapes(plan, batch_size: int, micro: int, shard: Callable[[int], slice
 
 def warm_compiled(accelerator, model, optimizer, shapes: list[int], train_samples, dev_samples, masked: bool,
                   micro: int, to_device: Callable[[torch.Tensor], torch.Tensor], loss_impl: str = "plain",
-                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
-    """Run forward + backward on every training shape and forward on every evaluation shape of a compiled
-    `model` (as prepared by `accelerator`); the chunked loss's compiled blocks with the run's `chunk_bytes`."""
+                  chunk_bytes: int = DEFAULT_CHUNK_BYTES, test_samples=None) -> None:
+    """Run forward + backward on every training shape and forward on every evaluation shape (dev, and the test split
+    the run scores at its end) of a compiled `model` (as prepared by `accelerator`); the chunked loss's compiled
+    blocks with the run's `chunk_bytes`."""
     device = accelerator.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for rows in shapes:
@@ -51,17 +52,18 @@ def warm_compiled(accelerator, model, optimizer, shapes: list[int], train_sample
             optimizer.zero_grad(set_to_none=True)
         plain = accelerator.unwrap_model(model)  # evaluation: eval mode, no grad, masks as validation passes
         plain.eval()
-        n_dev = len(dev_samples)
         with torch.no_grad(), accelerator.autocast():
-            for rows in sorted({min(micro, n_dev), n_dev % micro or micro}):
-                ids, mask = dev_samples.get(np.arange(rows))
-                plain(input_ids=to_device(ids), attention_mask=to_device(mask))
+            for samples in [s for s in (dev_samples, test_samples) if s is not None]:
+                n = len(samples)
+                for rows in sorted({min(micro, n), n % micro or micro}):
+                    ids, mask = samples.get(np.arange(rows))
+                    plain(input_ids=to_device(ids), attention_mask=to_device(mask))
         plain.train()
 
 
 def warm_or_eager(accelerator, model, optimizer, shapes: list[int], train_samples, dev_samples, masked: bool,
                   micro: int, to_device: Callable[[torch.Tensor], torch.Tensor], loss_impl: str, chunk_bytes: int,
-                  setting: str, log: Callable[[dict], None]) -> bool:
+                  setting: str, log: Callable[[dict], None], test_samples=None) -> bool:
     """`warm_compiled`, logged (`compile` record with the shapes and seconds). Returns whether the model is compiled
     and warm. A failure (no working compiler toolchain, an op Inductor cannot take) under `setting` "auto" undoes
     the compile: the run goes on eager, said in one warning line and a `compile_failed` record; an explicit "true"
@@ -69,7 +71,7 @@ def warm_or_eager(accelerator, model, optimizer, shapes: list[int], train_sample
     start = time.time()
     try:
         warm_compiled(accelerator, model, optimizer, shapes, train_samples, dev_samples, masked, micro, to_device,
-                      loss_impl, chunk_bytes)
+                      loss_impl, chunk_bytes, test_samples)
     except Exception as err:  # torch.compile raises many kinds (BackendCompilerFailed, InductorError, OSError)
         reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300]
         if setting != "auto":
