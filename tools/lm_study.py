@@ -346,42 +346,7 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
               for arm, dev in summary.get("off_budget", {}).items()]
     if notes:
         lines += ["", "Budget notes:", *notes]
-    best = summary.get("best_baseline")
-    if best:
-        lines += ["", f"## Against the best baseline ({best}, the baseline with the higher mean BLiMP among "
-                  "those with the most finished seeds), paired by seed",
-                  "", "Difference = arm − baseline; p from the two-sided paired t-test, Holm-adjusted over all "
-                  f"{summary.get('family_size', 0)} comparisons of this study (verdicts on the adjusted p < 0.05); 95 % "
-                  "interval t-based below 5 seed pairs (verdict: underpowered), bootstrap from there on; d_z = mean "
-                  "difference / sd of the differences; MDE: the smallest |difference| detectable with 80 % power at "
-                  "the family's Bonferroni level.", "",
-                  "| arm | metric | seeds | mean diff | 95 % CI | p | p (Holm) | d_z | MDE | verdict |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for arm, row in summary["vs_best_baseline"].items():
-            for name, cmp in row.items():
-                if cmp.get("n", 0) == 0:
-                    continue
-                ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}]" if cmp.get("ci95") else "—"
-                p = f"{cmp['p_value']:.3f}" if cmp.get("p_value") is not None else "—"
-                dz = f"{cmp['effect_size_dz']:+.2f}" if cmp.get("effect_size_dz") is not None else "—"
-                holm_p = f"{cmp['p_holm']:.3f}" if cmp.get("p_holm") is not None else "—"
-                mde = f"{cmp['mde_family']:.4f}" if cmp.get("mde_family") is not None else "—"
-                lines.append(f"| {arm} | {name} | {len(cmp['seeds'])} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {holm_p} "
-                             f"| {dz} | {mde} | {cmp['verdict']} |")
-    if summary.get("tuning"):
-        from sleeptrain.experiments.tuning import tuning_section
-
-        done = {arm: t for arm, t in summary["tuning"].items() if not t.get("unfinished")}
-        lines += ["", *tuning_section(done, summary.get("tune_spec", {}))]
-        waiting = [arm for arm, t in summary["tuning"].items() if t.get("unfinished")]
-        if waiting:
-            lines += ["", f"Tuning not finished yet for: {', '.join(waiting)}."]
-    if summary.get("curves"):
-        from sleeptrain.experiments.curves import milestone_table
-
-        lines += ["", "## Learning curves (test loss and BLiMP on 200 pairs per paradigm, by words seen)", "",
-                  "Cells: BLiMP / test loss, mean ± sd over the seeds with the point; ![curves](curves.png)", "",
-                  *milestone_table(summary["curves"], list(summary["arms"]))]
+    lines += baseline_lines(summary) + tuning_and_curve_lines(summary)
     lines += ["", "## Verdict per seed system (at this scale)", ""]
     for system, rows in summary["verdicts"].items():
         lines.append(f"- **{system}**: " + "; ".join(f"`{arm}` — {v}" for arm, v in rows.items()))
@@ -410,6 +375,54 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     out = results / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def baseline_lines(summary: dict) -> list[str]:
+    """The paired comparisons against the best baseline, Holm-adjusted, with the MDE."""
+    best, lines = summary.get("best_baseline"), []
+    rule = ("the lower mean dev loss" if summary.get("verdict_split") == "test" else "the higher mean BLiMP")
+    if best:
+        lines += ["", f"## Against the best baseline ({best}, the baseline with {rule} among those with the most "
+                  f"finished seeds), paired by seed; verdicts on the {summary.get('verdict_split', 'dev')} split",
+                  "", "Difference = arm − baseline; p from the two-sided paired t-test, Holm-adjusted over all "
+                  f"{summary.get('family_size', 0)} comparisons of this study (verdicts on the adjusted p < 0.05); 95 % "
+                  "interval t-based below 5 seed pairs (verdict: underpowered), bootstrap from there on; d_z = mean "
+                  "difference / sd of the differences; MDE: the smallest |difference| detectable with 80 % power at "
+                  "the family's Bonferroni level.", "",
+                  "| arm | metric | seeds | mean diff | 95 % CI | p | p (Holm) | d_z | MDE | verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for arm, row in summary["vs_best_baseline"].items():
+            for name, cmp in row.items():
+                if cmp.get("n", 0) == 0:
+                    continue
+                ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}]" if cmp.get("ci95") else "—"
+                p = f"{cmp['p_value']:.3f}" if cmp.get("p_value") is not None else "—"
+                dz = f"{cmp['effect_size_dz']:+.2f}" if cmp.get("effect_size_dz") is not None else "—"
+                holm_p = f"{cmp['p_holm']:.3f}" if cmp.get("p_holm") is not None else "—"
+                mde = f"{cmp['mde_family']:.4f}" if cmp.get("mde_family") is not None else "—"
+                lines.append(f"| {arm} | {name} | {len(cmp['seeds'])} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {holm_p} "
+                             f"| {dz} | {mde} | {cmp['verdict']} |")
+    return lines
+
+
+def tuning_and_curve_lines(summary: dict) -> list[str]:
+    """Each arm's tuning (grid, choice, edges) and the learning-curve table."""
+    lines: list[str] = []
+    if summary.get("tuning"):
+        from sleeptrain.experiments.tuning import tuning_section
+
+        done = {arm: t for arm, t in summary["tuning"].items() if not t.get("unfinished")}
+        lines += ["", *tuning_section(done, summary.get("tune_spec", {}))]
+        waiting = [arm for arm, t in summary["tuning"].items() if t.get("unfinished")]
+        if waiting:
+            lines += ["", f"Tuning not finished yet for: {', '.join(waiting)}."]
+    if summary.get("curves"):
+        from sleeptrain.experiments.curves import milestone_table
+
+        lines += ["", "## Learning curves (test loss and BLiMP on 200 pairs per paradigm, by words seen)", "",
+                  "Cells: BLiMP / test loss, mean ± sd over the seeds with the point; ![curves](curves.png)", "",
+                  *milestone_table(summary["curves"], list(summary["arms"]))]
+    return lines
 
 
 def pre_end_lines(summary: dict) -> list[str]:
