@@ -354,6 +354,13 @@ def describe(result: RunResult) -> str:
     lines.append(f"  validation loss   : {result.final_val_loss:.4f} (perplexity "
                  f"{math.exp(min(result.final_val_loss, 50)):.2f}), first {result.first_val_loss:.4f} — the training "
                  f"objective on packed dev blocks, every token scored")
+    ppl = (result.eval_results or {}).get("perplexity")
+    if ppl and "masked" in ppl.get("kind", ""):
+        lines.append("                      (the evaluation below reports masked-token pseudo-perplexity: another "
+                     "quantity, not comparable with this one)")
+    elif ppl:
+        lines.append("                      (the evaluation's perplexity below leaves out document-start tokens, "
+                     "which follow an end-of-text and are nearly free, so it is higher)")
     if result.test_loss is not None:
         lines.append(f"  test loss         : {result.test_loss:.4f} — the same measure on the test split (for "
                      f"verdicts: nothing selects on it)")
@@ -362,13 +369,6 @@ def describe(result: RunResult) -> str:
         test = f", test {pre['test_loss']:.4f}" if pre.get("test_loss") is not None else ""
         lines.append(f"  before end ops    : validation {pre['val_loss']:.4f}{test} at step {pre['step']}, just before "
                      f"the last sleep's end ops ({pre['dir']})")
-    ppl = (result.eval_results or {}).get("perplexity")
-    if ppl and "masked" in ppl.get("kind", ""):
-        lines.append("                      (the evaluation below reports masked-token pseudo-perplexity: another "
-                     "quantity, not comparable with this one)")
-    elif ppl:
-        lines.append("                      (the evaluation's perplexity below leaves out document-start tokens, "
-                     "which follow an end-of-text and are nearly free, so it is higher)")
     if result.eval_results:
         from sleeptrain.evaluate.harness import describe_results
 
