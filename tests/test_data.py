@@ -55,7 +55,7 @@ def test_babylm_reader_holds_out_dev_when_missing(tmp_path):
 
 @pytest.mark.parametrize("files,expected", [
     ({}, "does not exist"),
-    ({"dev/a.dev": "x\n"}, "no train/*.train files"),
+    ({"dev/a.dev": "x\n"}, "no training files"),
     ({"train/a.train": "\n\n  \n"}, "are empty"),
     ({"train/a.train": b"ok\n\xff\xfe bad\n"}, "line 2 is not valid UTF-8"),
 ])
@@ -229,3 +229,36 @@ def test_epoch_windows_are_drawn_per_seed_and_epoch(tmp_path):
         start = a.epoch_starts(epoch)[pos]
         assert row.tolist() == tape[start:start + 16].astype(np.int64).tolist()
     assert bool(mask.all())
+
+
+def test_every_file_of_a_split_folder_is_a_source_and_what_is_not_read_is_named(tmp_path):
+    """Issue 38: a `wikipedia.txt` beside `childes.train` was skipped without a word (77 % of the words)."""
+    import gzip
+
+    root = make_babylm(tmp_path, {"train/childes.train": "more juice\n", "train/wikipedia.txt": "a long article\n",
+                                  "train/notes": "no suffix\n", "train/.DS_Store": b"\x00\x01",
+                                  "train/old/x.train": "in a sub-folder\n", "dev/a.dev": "bye\n"})
+    (root / "train" / "gutenberg.train.gz").write_bytes(gzip.compress(b"call me ishmael\n"))
+    corpus = read_babylm(root)
+    assert corpus.splits["train"] == {"childes": ["more juice"], "wikipedia": ["a long article"],
+                                      "notes": ["no suffix"], "gutenberg": ["call me ishmael"]}
+    assert "train/.DS_Store: hidden, not read" in corpus.notes
+    assert any(n.startswith("train/old/: a sub-folder, not read") for n in corpus.notes)
+    clash = make_babylm(tmp_path / "clash", {"train/a.train": "one\n", "train/a.txt": "two\n"})
+    assert set(read_babylm(clash).splits["train"]) == {"a.train", "a.txt"}
+
+
+def test_the_babylm_release_layouts_are_recognised(tmp_path):
+    release = make_babylm(tmp_path / "r2025", {"train_10M/childes.train": "hi there\n", "dev/childes.dev": "bye\n",
+                                               "test/childes.test": "ok\n"})
+    corpus = read_babylm(release)
+    assert corpus.lines("train") == ["hi there"] and "train: reading train_10M/ (BabyLM's release layout)" in corpus.notes
+    old = make_babylm(tmp_path / "r2023", {"babylm_10M/aochildes.train": "hi\n", "babylm_dev/aochildes.dev": "bye\n",
+                                           "babylm_test/aochildes.test": "ok\n"})
+    assert read_babylm(old).lines("dev") == ["bye"] and read_babylm(old).lines("test") == ["ok"]
+    both = make_babylm(tmp_path / "both", {"train_10M/a.train": "small\n", "train_100M/a.train": "large\n"})
+    with pytest.raises(DataError, match="several training folders .* data.train_folder=train_100M"):
+        read_babylm(both)
+    assert read_babylm(both, train_folder="train_10M").lines("train") == ["small"]
+    with pytest.raises(DataError, match="data.train_folder: no folder 'train_1M'"):
+        read_babylm(both, train_folder="train_1M")

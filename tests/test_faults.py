@@ -123,7 +123,7 @@ BAD_DATA = [
     ("non-UTF-8 bytes", {"train/a.train": GOOD_LINES + b"caf\xe9 \xff\n", "dev/a.dev": GOOD_LINES}, "a.train: line 401"),
     ("one enormous line", {"train/a.train": b"word " * 300_000, "dev/a.dev": GOOD_LINES}, "data.max_line_chars"),
     ("smaller than one block", {"train/a.train": b"hi .\n", "dev/a.dev": b"hi .\n"}, "data.seq_len"),
-    ("no train folder", {"dev/a.dev": GOOD_LINES}, "no train/*.train"),
+    ("no train folder", {"dev/a.dev": GOOD_LINES}, "no training files"),
 ]
 
 

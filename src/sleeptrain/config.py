@@ -92,6 +92,9 @@ class DataConfig:
     packing: str = help_field("blocks (consecutive packed blocks) | windows (random windows over the token tape)", default="blocks")
     windows: Optional[int] = help_field("packing=windows: number of windows (default: tokens // seq_len)", default=None)
     dev_fraction: float = help_field("fraction of train held out as dev when the data has no dev split", default=0.02)
+    train_folder: Optional[str] = help_field("babylm: the training folder under data.path when it holds several "
+                                             "(e.g. train_10M; default: train/, or the only train_*/ there)",
+                                             default=None)
     max_lines: Optional[int] = help_field("read at most this many lines per split and source (quick looks)", default=None)
     max_line_chars: Optional[int] = help_field("babylm: refuse a file with a line longer than this (a wrong file; "
                                                "null: no limit)", default=1_000_000)

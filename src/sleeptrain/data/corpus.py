@@ -1,8 +1,14 @@
 """Corpora as plain text: split -> source -> lines (one utterance or document per line).
 
-Three sources feed the same shape: the built-in grammar (`generated`), a BabyLM-layout folder (`babylm`:
-`train/*.train`, `dev/*.dev`, `test/*.test`) and a Hugging Face `datasets` dataset (`hf`). Everything downstream
-(tokenizer, token store) only sees `Corpus`.
+Three sources feed the same shape: the built-in grammar (`generated`), a BabyLM-layout folder (`babylm`) and a
+Hugging Face `datasets` dataset (`hf`). Everything downstream (tokenizer, token store) only sees `Corpus`.
+
+A BabyLM-layout folder: `train/`, `dev/`, `test/` — or a BabyLM release's own names: `train_10M/` / `train_100M/`
+(2024-2025) or `babylm_10M/` / `babylm_100M/`, `babylm_dev/`, `babylm_test/` (2023); with several training folders
+`data.train_folder` names the one to read. In each split folder **every regular file is a source** (UTF-8 text, one
+utterance or paragraph per line; `.gz` files are decompressed), named by its stem (`childes.train` -> `childes`,
+`wikipedia.txt` -> `wikipedia`; the whole file name where two stems collide). The one rule for what is not read:
+hidden files (`.DS_Store`, `.gitkeep`) and sub-folders — each named in a note.
 """
 
 from __future__ import annotations
@@ -80,9 +86,65 @@ def _check_line_lengths(file: Path, lines: list[str], limit: int) -> None:
                             f"{limit:,} (one utterance per line expected; raise the limit if this is intended)")
 
 
+# a split's folder names: sleeptrain's / BabyLM 2024-2025's, then BabyLM 2023's
+SPLIT_FOLDERS = {"train": ("train",), "dev": ("dev", "babylm_dev"), "test": ("test", "babylm_test")}
+TRAIN_RELEASES = re.compile(r"^(train_.+|babylm_\d+M)$")
+
+
+def split_folder(root: Path, split: str, train_folder: str | None = None) -> tuple[Path | None, list[str]]:
+    """The folder of `split` under `root` (None: the data has none), and a note when it is a release's own name."""
+    if split == "train" and train_folder:
+        folder = root / train_folder
+        if not folder.is_dir():
+            raise DataError(f"data.train_folder: no folder {train_folder!r} in {str(root)!r}")
+        return folder, []
+    for name in SPLIT_FOLDERS[split]:
+        if (root / name).is_dir():
+            return root / name, ([] if name == split else [f"{split}: reading {name}/ (BabyLM's release layout)"])
+    if split != "train":
+        return None, []
+    releases = sorted(d.name for d in root.iterdir() if d.is_dir() and TRAIN_RELEASES.match(d.name))
+    if len(releases) > 1:
+        raise DataError(f"data.path: {str(root)!r} holds several training folders ({', '.join(releases)}); choose "
+                        f"one with data.train_folder={releases[0]}")
+    if releases:
+        return root / releases[0], [f"train: reading {releases[0]}/ (BabyLM's release layout)"]
+    return None, []
+
+
+def split_files(folder: Path, split: str) -> tuple[dict[str, Path], list[str]]:
+    """Source name -> file for every regular file of a split folder, and a note for each entry not read."""
+    files, notes = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            notes.append(f"{split}/{entry.name}: hidden, not read")
+        elif entry.is_dir():
+            notes.append(f"{split}/{entry.name}/: a sub-folder, not read (sources are the files directly in "
+                         f"{folder.name}/)")
+        elif entry.is_file():
+            files.append(entry)
+    stems = [Path(f.name.removesuffix(".gz")).stem for f in files]
+    names = {f: (stem if stems.count(stem) == 1 else f.name) for f, stem in zip(files, stems)}
+    return {names[f]: f for f in files}, notes
+
+
+def read_text_file(file: Path) -> str:
+    import gzip
+
+    data = gzip.decompress(file.read_bytes()) if file.name.endswith(".gz") else file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{file}: line {line_no} is not valid UTF-8 (every file in a split folder is read as "
+                        "text; move other files out)") from None
+
+
 def read_babylm(path: str | Path, strip_speaker_tags: bool = True, dev_fraction: float = 0.02,
-                max_lines: int | None = None, max_line_chars: int | None = None) -> Corpus:
-    """Read `train/*.train`, `dev/*.dev`, `test/*.test` under `path`; the file stem is the source name."""
+                max_lines: int | None = None, max_line_chars: int | None = None,
+                train_folder: str | None = None) -> Corpus:
+    """Read every file of the split folders under `path` (the module docstring has the rule); the file stem is the
+    source name."""
     root = Path(path)
     if not root.exists():
         raise DataError(f"data.path: folder {str(root)!r} does not exist")
@@ -90,30 +152,30 @@ def read_babylm(path: str | Path, strip_speaker_tags: bool = True, dev_fraction:
         raise DataError(f"data.path: {str(root)!r} is a file; expected a folder with train/ dev/ test/")
     splits: dict[str, dict[str, list[str]]] = {}
     empty: list[str] = []
+    notes: list[str] = []
     for split in SPLITS:
-        files = sorted((root / split).glob(f"*.{split}")) if (root / split).is_dir() else []
+        folder, found = split_folder(root, split, train_folder)
+        notes += found
+        files, skipped = split_files(folder, split) if folder is not None else ({}, [])
+        notes += skipped
         sources = {}
-        for file in files:
-            try:
-                text = file.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                line_no = file.read_bytes()[: exc.start].count(b"\n") + 1
-                raise DataError(f"{file}: line {line_no} is not valid UTF-8") from None
-            lines = text.splitlines()
+        for name, file in files.items():
+            lines = read_text_file(file).splitlines()
             if max_lines:
                 lines = lines[:max_lines]
             if max_line_chars:
                 _check_line_lengths(file, lines, max_line_chars)
-            sources[file.stem] = _clean(lines, strip_speaker_tags)
-            if not sources[file.stem]:
+            sources[name] = _clean(lines, strip_speaker_tags)
+            if not sources[name]:
                 empty.append(f"{split}/{file.name}")
         if sources:
             splits[split] = sources
     if "train" not in splits:
-        raise DataError(f"data.path: no train/*.train files in {str(root)!r} (expected the BabyLM layout)")
+        raise DataError(f"data.path: no training files in {str(root)!r} (expected train/ — or BabyLM's train_10M/, "
+                        "train_100M/ — with one text file per source)")
     if not any(splits["train"].values()):
         raise DataError(f"data.path: the training files in {str(root)!r} are empty")
-    notes: list[str] = [f"{name} holds no text lines: it adds nothing" for name in empty]
+    notes += [f"{name} holds no text lines: it adds nothing" for name in empty]
     if not any(splits.get("dev", {}).values()):
         _hold_out_dev(splits, dev_fraction, notes)
     return Corpus(splits, _fingerprint(splits), f"babylm folder {root}", notes)
@@ -176,7 +238,8 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     if cfg.source == "generated":
         corpus = generated_corpus(cfg)
     elif cfg.source == "babylm":
-        corpus = read_babylm(cfg.path, cfg.strip_speaker_tags, cfg.dev_fraction, cfg.max_lines, cfg.max_line_chars)
+        corpus = read_babylm(cfg.path, cfg.strip_speaker_tags, cfg.dev_fraction, cfg.max_lines, cfg.max_line_chars,
+                             cfg.train_folder)
     else:
         corpus = read_hf_dataset(cfg)
     if not corpus.lines("dev"):

@@ -131,9 +131,31 @@ def make_plan(cfg: Config, n_samples: int) -> PhasePlan:
                       sleep_after_last=sc.sleep_after_last, max_steps=cfg.train.max_steps)
 
 
-def write_run_start(run_dir: Path, cfg: Config, presets: dict[str, str], overrides: list[str]) -> None:
+def source_table(corpus, stores: dict) -> dict[str, dict[str, dict[str, int]]]:
+    """split -> source -> its lines, words (whitespace-delimited) and tokens (document wrappers included): what the
+    run reads, for the start record, run.json and the console."""
+    table = {}
+    for split, sources in corpus.splits.items():
+        store = stores.get(split)
+        table[split] = {}
+        for name, lines in sorted(sources.items()):
+            first, end = store.sources.get(name, (0, 0)) if store is not None else (0, 0)
+            tokens = int(store.doc_offsets[end] - store.doc_offsets[first]) if store is not None else 0
+            table[split][name] = {"lines": len(lines), "words": sum(len(line.split()) for line in lines),
+                                  "tokens": tokens}
+    return table
+
+
+def describe_sources(table: dict) -> list[str]:
+    """One console line per split: each source with its words and tokens."""
+    return [f"{split}: " + "; ".join(f"{name} {v['words']:,} words ({v['tokens']:,} tokens)" for name, v in by.items())
+            for split, by in table.items()]
+
+
+def write_run_start(run_dir: Path, cfg: Config, presets: dict[str, str], overrides: list[str],
+                    sources: dict | None = None) -> None:
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
-    record = {"presets": presets, "overrides": overrides, **environment_record()}
+    record = {"presets": presets, "overrides": overrides, **environment_record(), "sources": sources or {}}
     atomic_write_text(run_dir / "run.json", json.dumps(record, indent=1))
 
 

@@ -30,6 +30,7 @@ from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
 from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
 from sleeptrain.lm.progress import LoopState
 from sleeptrain.lm.run_setup import (check_new_run_dir, check_processes, check_runtime, default_run_dir,
+                                     describe_sources, source_table,
                                      final_evaluation, load_run_data, make_accelerator, prepare_run_dir,
                                      save_final, write_demo_pairs, write_run_start)
 from sleeptrain.presets import config_to_yaml, flat_config
@@ -102,17 +103,21 @@ def set_up(cfg: Config, presets: dict[str, str], overrides: list[str], resume_fr
     data = load_run_data(cfg, process)
     check_processes(cfg, process.num_processes)
     babylm_guard(cfg, data.plan, data.stores["train"].n_tokens, process.is_main_process)
+    sources = source_table(data.corpus, data.stores)
     if process.is_main_process:
         for note in data.corpus.notes:  # e.g. an empty source file, a dev split held out of train
             print(f"sleeptrain: note: {note}", file=sys.stderr, flush=True)
-    run_dir, lock = (open_new_run(cfg, process, presets, overrides) if resume_from is None
+        for line in describe_sources(sources):  # every source the run reads, with its words and tokens (stdout:
+            print(f"data: {line}", flush=True)   # stderr stays for warnings and the one-line errors)
+    run_dir, lock = (open_new_run(cfg, process, presets, overrides, sources) if resume_from is None
                      else open_resumed_run(Path(resume_from), process))
     pairs_dir = run_dir / "minimal_pairs" if cfg.data.source == "generated" else None
     blimp_path = Path(cfg.eval.blimp_path) if cfg.eval.blimp_path else pairs_dir
     return Session(cfg, presets, overrides, resume_from, process, data, run_dir, lock, pairs_dir, blimp_path)
 
 
-def open_new_run(cfg: Config, process, presets: dict[str, str], overrides: list[str]) -> tuple[Path, RunLock | None]:
+def open_new_run(cfg: Config, process, presets: dict[str, str], overrides: list[str],
+                 sources: dict | None = None) -> tuple[Path, RunLock | None]:
     run_dir = Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
     check_new_run_dir(run_dir)
     process.wait_for_everyone()
@@ -125,7 +130,7 @@ def open_new_run(cfg: Config, process, presets: dict[str, str], overrides: list[
         except ConfigError:
             lock.release()
             raise
-        write_run_start(run_dir, cfg, presets, overrides)
+        write_run_start(run_dir, cfg, presets, overrides, sources)
         write_demo_pairs(cfg, run_dir)
     process.wait_for_everyone()
     return run_dir, lock
@@ -193,6 +198,7 @@ def write_start_record(loop: TrainingLoop, session: Session, params: dict, notes
         "train_tokens": data.stores["train"].n_tokens, "dev_tokens": data.stores["dev"].n_tokens,
         "parameters": params["total"], "non_embedding_parameters": params["non_embedding"],
         "vocab_size": len(data.tokenizer), "corpus": data.corpus.description, "notes": data.corpus.notes,
+        "sources": source_table(data.corpus, data.stores),
         "processes": loop.world, "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages],
         "truncated": plan.truncated, "precision": state.precision, "precision_note": notes["precision_note"],
         "compiled": state.compiled, "compile_note": notes["compile_note"], "attention": state.attention,
