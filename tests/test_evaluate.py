@@ -142,7 +142,7 @@ def test_plain_save_pretrained_folder_is_evaluated(tmp_path, tokenizer):
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["model_type"] == "causal" and results["blimp"]["paradigms"] == 7
     assert 0 <= results["blimp"]["overall"] <= 1 and results["perplexity"]["by_source"]["kids"]["tokens"] > 0
-    assert len((tmp_path / "pairs.jsonl").read_text().splitlines()) == 70
+    assert len((tmp_path / "r.pairs.jsonl").read_text().splitlines()) == 70
 
 
 @pytest.mark.parametrize("setup,expected", [
@@ -220,7 +220,7 @@ def test_lm_eval_backend_agrees_with_the_native_scorer(tmp_path, tokenizer):
                   "backend=lm-eval", f"out={out}", "blimp.per_pair=true", "progress=false")
     assert run.returncode == 0, run.stderr
     harness = json.loads(out.read_text())["blimp"]
-    harness_pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    harness_pairs = [json.loads(line) for line in (tmp_path / "lm-eval.pairs.jsonl").read_text().splitlines()]
     pairs = load_minimal_pairs(pairs_dir)
     results, tasks = evaluate_model(LoadedModel(model.eval(), tokenizer, False, tmp_path / "m"),
                                     EvalCommandConfig(progress=False), {"blimp": (pairs, str(pairs_dir))})

@@ -18,7 +18,7 @@ class BlimpEvalConfig:
     method: str = help_field("masked-LM scoring: pll | pll_word_l2r (causal LMs always sum token log-probs)",
                              default="pll")
     max_pairs: Optional[int] = help_field("at most this many pairs per paradigm", default=None)
-    per_pair: bool = help_field("also write per-pair scores (pairs.jsonl beside the results)", default=False)
+    per_pair: bool = help_field("also write per-pair scores (RESULTS.pairs.jsonl beside the results file)", default=False)
 
     def __post_init__(self) -> None:
         check_choice("blimp.method", self.method, MLM_METHODS)
@@ -54,7 +54,11 @@ BACKENDS = ("native", "lm-eval")
 
 @dataclass
 class EvalCommandConfig:
-    out: Optional[str] = help_field("results file (default: MODEL_DIR/eval/results.json)", default=None)
+    out: Optional[str] = help_field("results file (default: MODEL_DIR/eval/results-<what it scores>.json, e.g. "
+                                    "results-blimp-blimp-perplexity-dev.json; a training run's own results.json is "
+                                    "never the default)", default=None)
+    overwrite: bool = help_field("replace an existing results file (otherwise refused before any scoring)",
+                                 default=False)
     backend: str = help_field("who scores the minimal pairs: native (sleeptrain's batched scorer) | lm-eval "
                               "(lm-evaluation-harness's hf model on the same pairs, causal LMs; pip install "
                               "'sleeptrain[lm-eval]'); perplexity is always native", default="native")

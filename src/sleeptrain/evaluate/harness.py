@@ -36,7 +36,9 @@ def is_masked_lm_config(config) -> bool:
 
 def load_model_folder(path: str | Path, device: str = "auto") -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: noise before a one-line error or a table
     folder = Path(path)
     if not folder.is_dir():
         raise DataError(f"MODEL_DIR: {str(folder)!r} is not a folder")
@@ -108,9 +110,47 @@ def evaluate_in_run(loaded: LoadedModel, opts, preloaded: dict[str, Any], seq_le
     return results
 
 
+def results_name(opts, data: dict[str, Any]) -> str:
+    """The default results file of an evaluation, named from what it scores: `results-blimp-DIR-perplexity-dev.json`
+    (each task with data, its data folder's name or split, a pair cap when set) — another evaluation of the same model
+    gets another file, and a training run's own `results.json` is never the default."""
+    import re
+
+    parts = []
+    for name, found in data.items():
+        if not found:
+            continue
+        options = getattr(opts, name)
+        if name == "blimp":
+            parts += ["blimp", Path(found[1]).name] + ([f"max{options.max_pairs}"] if options.max_pairs else [])
+        elif name == "perplexity":
+            parts += ["perplexity", options.split]
+        else:
+            parts.append(name)
+    return "results-" + re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)) + ".json"
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Before any scoring: the results file may be written, and does not hold an earlier evaluation (unless
+    `overwrite`)."""
+    import tempfile
+
+    if out.exists() and not overwrite:
+        raise ConfigError(f"out: {str(out)!r} exists (an earlier evaluation); give out=ANOTHER_FILE, or "
+                          "overwrite=true to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"out: cannot write {str(out)!r} ({exc.strerror or exc}); give out=PATH in a writable "
+                          "folder") from None
+
+
 def run_eval(model_dir: str | Path, opts) -> tuple[dict, Path]:
-    """The `sleeptrain eval` command: load, let every enabled task find its data (all user errors before any
-    scoring), score, write the results JSON (and the tasks' extra files)."""
+    """The `sleeptrain eval` command: load, let every enabled task find its data and check the results file (all
+    user errors before any scoring), score, write the results JSON (and the tasks' extra files); results that cannot
+    be written after all are printed to stdout before the error."""
     loaded = load_model_folder(model_dir, opts.device)
     ctx = TaskContext(opts, loaded.path)
     tasks = {cls.name: cls() for cls in task_classes()}
@@ -123,11 +163,16 @@ def run_eval(model_dir: str | Path, opts) -> tuple[dict, Path]:
                 skipped[name] = getattr(task, "skipped", "nothing to score")
     if not any(data.values()):
         raise ConfigError("perplexity.path: nothing to evaluate (give blimp.path and/or perplexity.path)")
+    out = Path(opts.out) if opts.out else loaded.path / "eval" / results_name(opts, data)
+    check_output(out, opts.overwrite)
     results, tasks = evaluate_model(loaded, opts, data, tasks=tasks)
     for name, reason in skipped.items():
         results[name] = {"skipped": reason}
-    out = Path(opts.out) if opts.out else loaded.path / "eval" / "results.json"
-    atomic_write_text(out, json.dumps(results, indent=1))
+    try:
+        atomic_write_text(out, json.dumps(results, indent=1))
+    except OSError as exc:
+        print(json.dumps(results, indent=1))
+        raise DataError(f"out: cannot write {str(out)!r} ({exc.strerror or exc}); the results are printed above") from None
     for name, task in tasks.items():
         if data.get(name):
             task.write_files(out, getattr(opts, name))

@@ -48,11 +48,11 @@ class BlimpTask(EvalTask):
         return {"path": origin, "backend": opts.backend, **blimp}
 
     def write_files(self, results_path: Path, options: BlimpEvalConfig) -> None:
-        """`blimp.per_pair`: pairs.jsonl beside the results, one line per pair with both scores."""
+        """`blimp.per_pair`: RESULTS.pairs.jsonl beside the results file, one line per pair with both scores."""
         if not options.per_pair or not hasattr(self, "scores"):
             return
         pairs, good, bad = self.scores
         lines = [json.dumps({"paradigm": p.paradigm, "pair_id": p.pair_id, "sentence_good": p.good,
                              "sentence_bad": p.bad, "score_good": float(g), "score_bad": float(b)})
                  for p, g, b in zip(pairs, good, bad)]
-        atomic_write_text(results_path.with_name("pairs.jsonl"), "\n".join(lines) + "\n")
+        atomic_write_text(results_path.with_name(f"{results_path.stem}.pairs.jsonl"), "\n".join(lines) + "\n")

@@ -91,9 +91,6 @@ def score_point(folder: Path, cfg, data, pairs, max_pairs: int) -> None:
     from sleeptrain.fsutil import atomic_write_text
     from sleeptrain.lm.validation import validation_loss
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # one "Loading weights" bar per point would bury compare's own lines
     loaded = load_model_folder(folder, "cpu" if cfg.train.device == "cpu" else "auto")
     out = {"model": str(folder), "test_loss": None, "blimp": None, "pairs": None, "max_pairs_per_paradigm": max_pairs}
     with torch.no_grad():
