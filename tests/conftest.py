@@ -78,3 +78,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" not in item.keywords and _trains_end_to_end(item):
             item.add_marker(pytest.mark.slow)
+
+
+def save_tiny_llama(folder: Path) -> Path:
+    """A 1-layer Llama with its own 300-token BPE, saved as a model folder (for evaluation tests)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sleeptrain.data.tokenizer import train_bpe
+
+    tokenizer = train_bpe(["the dog runs .", "a cat sleeps .", "the birds sing ."] * 50, vocab_size=300)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import save_tiny_llama
+
 from sleeptrain.config import help_field
 from sleeptrain.data.grammar import generate_minimal_pairs, write_minimal_pairs
 from sleeptrain.errors import ConfigError
@@ -55,17 +57,7 @@ def length_task():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from sleeptrain.data.tokenizer import train_bpe
-
-    out = tmp_path_factory.mktemp("model")
-    tokenizer = train_bpe(["the dog runs .", "a cat sleeps .", "the birds sing ."] * 50, vocab_size=300)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64))
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_tiny_llama(tmp_path_factory.mktemp("model"))
 
 
 def test_a_registered_task_runs_with_its_own_section(length_task, model_dir, tmp_path):

@@ -44,7 +44,7 @@ from sleeptrain.config import ModelConfig  # noqa: E402
 from sleeptrain.errors import ConfigError, SleeptrainError  # noqa: E402
 from sleeptrain.experiments.compare import continuation_conflict, parse_args, run_compare  # noqa: E402
 from sleeptrain.experiments.plot import plot_arms, run_curve  # noqa: E402
-from sleeptrain.experiments.paired import adjust_family, paired_comparison  # noqa: E402
+from sleeptrain.experiments.paired import adjust_family, paired_comparison, table_cells  # noqa: E402
 from sleeptrain.experiments.records import METRICS, TEST_METRICS, run_record  # noqa: E402
 from sleeptrain.fsutil import atomic_write_text  # noqa: E402
 from sleeptrain.presets import load_yaml  # noqa: E402
@@ -395,13 +395,10 @@ def baseline_lines(summary: dict) -> list[str]:
             for name, cmp in row.items():
                 if cmp.get("n", 0) == 0:
                     continue
-                ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}]" if cmp.get("ci95") else "—"
-                p = f"{cmp['p_value']:.3f}" if cmp.get("p_value") is not None else "—"
+                c = table_cells(cmp, with_method=False)
                 dz = f"{cmp['effect_size_dz']:+.2f}" if cmp.get("effect_size_dz") is not None else "—"
-                holm_p = f"{cmp['p_holm']:.3f}" if cmp.get("p_holm") is not None else "—"
-                mde = f"{cmp['mde_family']:.4f}" if cmp.get("mde_family") is not None else "—"
-                lines.append(f"| {arm} | {name} | {len(cmp['seeds'])} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {holm_p} "
-                             f"| {dz} | {mde} | {cmp['verdict']} |")
+                lines.append(f"| {arm} | {name} | {len(cmp['seeds'])} | {cmp['mean_diff']:+.4f} | {c['ci']} | {c['p']} | "
+                             f"{c['p_holm']} | {dz} | {c['mde']} | {cmp['verdict']} |")
     return lines
 
 

@@ -77,3 +77,14 @@ def adjust_family(comparisons: list[dict]) -> int:
         cmp["verdict"] = verdict(cmp, adjusted, mde)
     return m
 
+
+
+def table_cells(cmp: dict, with_method: bool = True) -> dict[str, str]:
+    """A comparison's figures as table cells: ci (with how it was computed), p, p_holm, mde ("—" where absent)."""
+    def num(key: str, fmt: str) -> str:
+        return format(cmp[key], fmt) if cmp.get(key) is not None else "—"
+
+    ci = "—"
+    if cmp.get("ci95"):
+        ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}]" + (f" ({cmp['ci_method']})" if with_method else "")
+    return {"ci": ci, "p": num("p_value", ".3f"), "p_holm": num("p_holm", ".3f"), "mde": num("mde_family", ".4f")}

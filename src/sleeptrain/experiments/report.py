@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 
 from sleeptrain.errors import DataError
-from sleeptrain.experiments.paired import ALPHA, MIN_VERDICT_PAIRS, adjust_family, paired_comparison  # noqa: F401
+from sleeptrain.experiments.paired import (ALPHA, MIN_VERDICT_PAIRS, adjust_family, paired_comparison,  # noqa: F401
+                                           table_cells)
 from sleeptrain.experiments.records import (DEV_VERDICT_METRICS, METRICS, TEST_METRICS, VERDICT_MODELS,  # noqa: F401
                                             run_record)
 from sleeptrain.experiments.tuning import tuning_section
@@ -178,12 +179,9 @@ def verdict_section(summary: dict) -> list[str]:
         for key, cmp in row.get("vs_baseline", {}).items():
             if cmp.get("n", 0) == 0:
                 continue
-            ci = f"[{cmp['ci95'][0]:+.4f}, {cmp['ci95'][1]:+.4f}] ({cmp['ci_method']})" if cmp.get("ci95") else "—"
-            p = f"{cmp['p_value']:.3f}" if cmp.get("p_value") is not None else "—"
-            holm_p = f"{cmp['p_holm']:.3f}" if cmp.get("p_holm") is not None else "—"
-            mde = f"{cmp['mde_family']:.4f}" if cmp.get("mde_family") is not None else "—"
-            lines.append(f"| {arm} | {labels[key][0]} | {cmp['n']} | {cmp['mean_diff']:+.4f} | {ci} | {p} | {holm_p} "
-                         f"| {mde} | {cmp['verdict']} |")
+            c = table_cells(cmp)
+            lines.append(f"| {arm} | {labels[key][0]} | {cmp['n']} | {cmp['mean_diff']:+.4f} | {c['ci']} | {c['p']} | "
+                         f"{c['p_holm']} | {c['mde']} | {cmp['verdict']} |")
     return lines
 
 
