@@ -217,7 +217,9 @@ def test_the_continuation_rule_lets_a_ledger_leave_arms_out_but_never_change_one
     assert continuation_conflict(before, fewer, arms_may_drop=True) is None
     assert continuation_conflict(before, {**fewer, "arms": {"a": ["x"]}}, arms_may_drop=True) == \
         "arm(s) a with other overrides; arms may only be added"
-    assert continuation_conflict(before, {**before, "common": []}) == "other common settings"
+    assert continuation_conflict(before, {**before, "common": []}) == "other common settings (no longer model=tiny)"
+    assert continuation_conflict(before, {**before, "common": ["model=small"]}) == \
+        "other common settings (now model=small; no longer model=tiny)"
 
 
 def test_runs_the_caller_recorded_elsewhere_are_skipped_and_each_finished_run_is_handed_back(tmp_path):

@@ -227,7 +227,7 @@ def test_records_of_another_study_are_refused_and_added_arms_extend_them(tmp_pat
                                          "budget": {"budget_positions": 100, "arms": {"b": {"budget_positions": 100}}}})
     assert list(extended["arms"]) == ["a", "b"] and extended["seeds"] == 5 and set(extended["budget"]["arms"]) == {"a", "b"}
     assert tool.open_ledger(ledger, study)["arms"] == extended["arms"]  # a subset of the arms takes the records too
-    with pytest.raises(ConfigError, match="--results: .* another study \\(other common settings\\)"):
+    with pytest.raises(ConfigError, match="--results: .* another study \\(other common settings \\(now model=small"):
         tool.open_ledger(ledger, {**study, "common": ["model=small"]})
     with pytest.raises(ConfigError, match="budget 100 token positions, now 200"):
         tool.open_ledger(ledger, {**study, "budget": {"budget_positions": 200, "arms": {}}})

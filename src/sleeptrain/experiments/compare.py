@@ -337,7 +337,11 @@ def continuation_conflict(before: dict, record: dict, arms_may_drop: bool = Fals
     Arms may be added; with `arms_may_drop` (a ledger of records that outlives one command) also left out. The one
     rule behind `compare dir=` and `tools/lm_study.py --results`; each caller names its own field in the message."""
     if before.get("common") != record.get("common"):
-        return "other common settings"
+        was, now = before.get("common") or [], record.get("common") or []
+        dropped, added = [w for w in was if w not in now], [w for w in now if w not in was]
+        what = "; ".join(part for part in (f"now {', '.join(added)}" if added else "",
+                                            f"no longer {', '.join(dropped)}" if dropped else "") if part)
+        return f"other common settings ({what or 'the same words in another order'})"
     if before.get("tune") != record.get("tune"):
         return "other tuning (tune: keys, seeds, objective or skip)"
     was, now = (r.get("budget", {}).get("budget_positions") for r in (before, record))
