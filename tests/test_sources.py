@@ -26,3 +26,22 @@ def test_a_run_lists_every_source_with_its_words_and_tokens(tmp_path):
     assert train["wikipedia"]["tokens"] > train["wikipedia"]["lines"]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["sources"] == start["sources"]
     assert "data: train: childes 1,600 words" in result.stdout and "wikipedia 2,400 words" in result.stdout
+
+
+def test_train_threads_is_set_and_recorded(tmp_path):
+    import torch
+
+    from sleeptrain.lm.run_setup import resolve_threads
+    from sleeptrain.lm.train import train
+    from sleeptrain.presets import load_config
+
+    before = torch.get_num_threads()
+    try:
+        cfg = load_config([*TINY_RUN, "train.threads=1", "train.max_steps=2", "eval.final=false", "run.plot=false",
+                           f"run.dir={tmp_path / 'run'}"]).config
+        train(cfg)
+        start = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+        assert start["threads"] == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert resolve_threads(3) == 3 and resolve_threads(None, local_processes=64) == 1

@@ -219,6 +219,9 @@ class TrainConfig:
                                 "than fp32, else fp32; the choice is logged) | fp32 | bf16 (autocast, CPU or GPU) | "
                                 "fp16 (GPU only)", default="auto")
     device: str = help_field("auto | cpu | cuda", default="auto")
+    threads: Optional[int] = help_field("CPU threads torch uses in this process (default: the cores this process may "
+                                        "use, shared among this machine's processes of the run; on a CPU another busy "
+                                        "program shares, fewer — e.g. 1 — avoids oversubscription)", default=None)
     log_every: int = help_field("steps between training records in metrics.jsonl", default=10)
     eval_every: int = help_field("steps between validation-loss evaluations (0: only at the end)", default=100)
     eval_max_batches: Optional[int] = help_field("cap on validation batches per evaluation (null: whole dev split)", default=None)
@@ -258,6 +261,7 @@ class TrainConfig:
         check_choice("train.attention", self.attention, ("auto", "sdpa", "eager"))
         check_choice("train.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        check_positive("train.threads", self.threads, allow_none=True)
         check_positive("train.log_every", self.log_every)
         check_positive("train.eval_every", self.eval_every, allow_zero=True)
         check_positive("train.eval_max_batches", self.eval_max_batches, allow_none=True)

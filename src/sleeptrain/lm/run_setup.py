@@ -71,6 +71,23 @@ def check_trackers(trackers: list[str]) -> None:
             raise ConfigError(f"train.trackers: {name} is not installed (pip install {name}, or drop it)")
 
 
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice (physical cores), before any run sets it
+
+
+def resolve_threads(setting: int | None, local_processes: int = 1) -> int:
+    """`train.threads`, or the cores this process may use (its CPU affinity, at most torch's own default) shared
+    among the run's processes on this machine."""
+    import os
+
+    if setting:
+        return setting
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform (macOS)
+        allowed = os.cpu_count() or 1
+    return max(1, min(allowed, TORCH_DEFAULT_THREADS) // max(1, local_processes))
+
+
 def check_runtime(cfg: Config) -> None:
     """Settings that depend on this machine: device, precision, installed trackers."""
     if cfg.train.device == "cuda" and not torch.cuda.is_available():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -30,7 +31,7 @@ from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
 from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
 from sleeptrain.lm.progress import LoopState
 from sleeptrain.lm.run_setup import (check_new_run_dir, check_processes, check_runtime, default_run_dir,
-                                     describe_sources, source_table,
+                                     describe_sources, resolve_threads, source_table,
                                      final_evaluation, load_run_data, make_accelerator, prepare_run_dir,
                                      save_final, write_demo_pairs, write_run_start)
 from sleeptrain.presets import config_to_yaml, flat_config
@@ -100,6 +101,8 @@ def set_up(cfg: Config, presets: dict[str, str], overrides: list[str], resume_fr
     # the process group (accelerate launch / torchrun; gloo on CPU), or a single process
     process = PartialState(cpu=cfg.train.device == "cpu" or not torch.cuda.is_available())
     check_runtime(cfg)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", process.num_processes))
+    torch.set_num_threads(resolve_threads(cfg.train.threads, local))  # in the start record; numbers depend on it
     data = load_run_data(cfg, process)
     check_processes(cfg, process.num_processes)
     babylm_guard(cfg, data.plan, data.stores["train"].n_tokens, process.is_main_process)
@@ -202,6 +205,7 @@ def write_start_record(loop: TrainingLoop, session: Session, params: dict, notes
         "processes": loop.world, "stages": [[s.phase, s.cycle, s.start, s.steps] for s in plan.stages],
         "truncated": plan.truncated, "precision": state.precision, "precision_note": notes["precision_note"],
         "compiled": state.compiled, "compile_note": notes["compile_note"], "attention": state.attention,
+        "threads": torch.get_num_threads(),
         "attention_note": notes["attention_note"]})
     if plan.truncated:
         say(loop.acc, f"note: {describe_truncation(plan.truncated)}")
