@@ -65,3 +65,15 @@ def test_registration_makes_the_method_a_choice_and_unregistering_refuses_it(hal
         load_continual_config(["method=halve_sleep"])
     unregister_method("src")  # built-in methods stay
     assert "src" in METHODS
+
+
+def test_the_patches_summary_tells_forgetting_from_a_task_not_learned():
+    from sleeptrain.continual.runner import patches_summary
+
+    by_overlap = {"9": {"after_t1": 0.5, "after_t2": 1.0, "after_sleep": 1.0},
+                  "10": {"after_t1": 0.75, "after_t2": 0.65, "after_sleep": 1.0},
+                  "12": {"after_t1": 0.5, "after_t2": 0.5, "after_sleep": 1.0}}
+    line = patches_summary(by_overlap)[0]
+    assert "below 1.00 at overlaps 10, 12" in line and "lower than after T1 at 10 (forgetting)" in line
+    assert "not lower than after T1 at 12 (T2 not fully learned, nothing forgotten)" in line and "by +0.42" in line
+    assert patches_summary({"9": by_overlap["9"]}) == []

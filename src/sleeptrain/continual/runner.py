@@ -281,6 +281,22 @@ def best_src_yaml(results: dict, run_dir: Path) -> str:
     return header + yaml.safe_dump({"src": section}, sort_keys=False)
 
 
+def patches_summary(by_overlap: dict) -> list[str]:
+    """Where accuracy after T2 is below 1: forgetting (lower than after T1) or T2 not learned (not lower) — Fig. 1C
+    tells them apart, and the paper's narrative is the first."""
+    short = {o: v for o, v in by_overlap.items() if "after_sleep" in v and v["after_t2"] < 0.99}
+    if not short:
+        return []
+    forgot = [o for o, v in short.items() if v["after_t2"] < v["after_t1"] - 1e-9]
+    unlearned = [o for o in short if o not in forgot]
+    gain = np.mean([v["after_sleep"] - v["after_t2"] for v in short.values()])
+    parts = ([f"lower than after T1 at {', '.join(forgot)} (forgetting)"] if forgot else []) + \
+        ([f"not lower than after T1 at {', '.join(unlearned)} (T2 not fully learned, nothing forgotten)"]
+         if unlearned else [])
+    return [f"  after T2 accuracy is below 1.00 at overlaps {', '.join(short)}: {'; '.join(parts)}; the sleep changed "
+            f"accuracy there by {gain:+.2f} on average (the paper's Fig. 1B; at 16 the four images are identical)"]
+
+
 def describe(results: dict, run_dir: Path) -> str:
     if results.get("method") == "search":
         best = results["best"]
@@ -294,11 +310,7 @@ def describe(results: dict, run_dir: Path) -> str:
         for overlap, v in results["by_overlap"].items():
             parts = [f"{k} {v[k]:.2f}±{v['sd'][k]:.2f}" for k in ("after_t1", "after_t2", "after_sleep") if k in v]
             lines.append(f"  overlap {overlap:>2}: " + ", ".join(parts))
-        lost = {o: v for o, v in results["by_overlap"].items() if "after_sleep" in v and v["after_t2"] < 0.99}
-        if lost:
-            gain = np.mean([v["after_sleep"] - v["after_t2"] for v in lost.values()])
-            lines.append(f"  training T2 cost accuracy at overlaps {', '.join(lost)}; the sleep changed accuracy there "
-                         f"by {gain:+.2f} on average (the paper's Fig. 1B; at 16 the four images are identical)")
+        lines += patches_summary(results["by_overlap"])
     else:
         for key in ("average_accuracy", "forgetting", "bwt", "nme_average_accuracy"):
             if key not in results:

@@ -89,6 +89,10 @@ def get_tokenizer(cfg: TokenizerConfig, corpus: Corpus, data_cfg: DataConfig, ne
             print(f"sleeptrain: training a {cfg.vocab_size}-token BPE on {len(lines):,} lines (cached for later runs)",
                   file=sys.stderr, flush=True)
         tokenizer = train_bpe(lines, cfg.vocab_size, cfg.min_frequency, progress)
+        if progress and len(tokenizer) < cfg.vocab_size:
+            print(f"sleeptrain: note: the BPE has {len(tokenizer):,} tokens, fewer than tokenizer.vocab_size="
+                  f"{cfg.vocab_size:,}: the training text holds no more merges (with tokenizer.min_frequency="
+                  f"{cfg.min_frequency})", file=sys.stderr, flush=True)
         with atomic_dir(folder) as tmp:
             tokenizer.save_pretrained(str(tmp))
     return load_tokenizer(folder, need_mask=need_mask)

@@ -29,8 +29,9 @@ class BlimpTask(EvalTask):
             if found and (found[0] / "minimal_pairs").is_dir():
                 path = found[0] / "minimal_pairs"
         if path is None:
-            raise ConfigError("blimp.path: required (the model was not trained on the generated corpus); "
-                              "or blimp.enabled=false")
+            raise ConfigError("blimp.path: required — no minimal pairs are known for this folder (it is not the "
+                              "final/ or a checkpoint of a run with minimal_pairs/, or was moved out of its run); give "
+                              "blimp.path=DIR, or blimp.enabled=false")
         return load_minimal_pairs(path, options.max_pairs), str(path)
 
     def run(self, model: LoadedModel, options: BlimpEvalConfig, data: tuple[list, str],
