@@ -82,3 +82,13 @@ def test_every_arm_is_tuned_alike_then_judged_on_test(tmp_path):
 
     again = run_cli("compare", *words, timeout=600)
     assert again.returncode == 0 and "0 run, 10 skipped" in again.stdout
+
+
+def test_a_failed_run_stops_the_experiment_before_the_next_run_starts(tmp_path):
+    """A run that fails (here: it diverges) ends the compare with its one-line error; no further run starts (the
+    same holds for Ctrl-C, which reaches the run in progress too): the finished runs stay, re-running resumes."""
+    exp_dir = tmp_path / "exp"
+    result = run_cli("compare", "boom=schedule=single_pass,train.lr=1.0e4,train.clip_grad=null", "single_pass",
+                     *COMMON, "seeds=1", "budget.tokens=12000", f"dir={exp_dir}", timeout=300)
+    assert result.returncode == 2 and "compare: boom seed 0 failed" in result.stderr, result.stderr[-2000:]
+    assert not (exp_dir / "runs" / "single_pass").exists()

@@ -420,10 +420,18 @@ def run_jobs(exp: Experiment, exp_dir: Path, jobs: list[tuple[Arm, int, Path]], 
     lock = threading.Lock()
     start = time.time()
 
+    stop = threading.Event()  # set by a failed run (or Ctrl-C): no further run starts
+
     def one(job):
         arm, seed, run_dir = job
+        if stop.is_set():
+            return {"arm": arm.name, "seed": seed, "status": "not started"}
         t0 = time.time()
-        result = run_one(exp, exp_dir, arm, seed, budgets["arms"][arm.name], log, recorded, run_dir)
+        try:
+            result = run_one(exp, exp_dir, arm, seed, budgets["arms"][arm.name], log, recorded, run_dir)
+        except BaseException:
+            stop.set()
+            raise
         if result["status"] != "skipped":
             if curves:
                 score_curves(exp_dir, [run_dir], log)  # while the run's folders are surely there
@@ -440,8 +448,15 @@ def run_jobs(exp: Experiment, exp_dir: Path, jobs: list[tuple[Arm, int, Path]], 
             log(f"  [{progress['finished']}/{len(jobs)} runs, {(time.time() - start) / 60:.1f} min{eta}]")
         return result
 
-    with ThreadPoolExecutor(max_workers=exp.parallel) as pool:
-        return list(pool.map(one, jobs))
+    pool = ThreadPoolExecutor(max_workers=exp.parallel)
+    futures = [pool.submit(one, job) for job in jobs]
+    try:
+        return [future.result() for future in futures]
+    except BaseException:  # a failed run, or Ctrl-C: no further run starts (the ones in progress end or checkpoint)
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_tuning(exp: Experiment, exp_dir: Path, budgets: dict, log, recorded: frozenset = frozenset(),
