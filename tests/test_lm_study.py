@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -324,3 +325,19 @@ def test_a_tuned_study_records_its_tuning_and_resumes_on_a_clone_without_run_fol
     assert proc.stdout.count("(kept in the caller's records), skipped") == 8, proc.stdout
     again = json.loads((results / "summary.json").read_text())
     assert again["tuning"] == first["tuning"] and again["vs_best_baseline"] == first["vs_best_baseline"]
+
+
+def test_sync_records_a_tuning_trial_and_passes_over_its_log(tmp_path):
+    """A tuning trial's folder sits beside its `seedK.log` (compare's per-run log): syncing the records takes the
+    finished trial and leaves the log alone (the first fair study's restart stopped on `seed100.log`)."""
+    tool = _tool()
+    exp_dir = tmp_path / "exp"
+    _fake_experiment(exp_dir)
+    trial = exp_dir / "tuning" / "epochs" / "t00" / "seed100"
+    shutil.copytree(exp_dir / "runs" / "epochs" / "seed0", trial)
+    (trial.parent / "seed100.log").write_text("training ...\n")
+    ledger = tmp_path / "records"
+    tool.sync_ledger(ledger, exp_dir)
+    record = json.loads((ledger / "tuning" / "epochs" / "t00" / "seed100.json").read_text())
+    assert record["arm"] == "epochs/t00" and record["seed"] == 100
+    assert "tuning/epochs/t00/seed100" in tool.recorded_runs(ledger) and "runs/epochs/seed0" in tool.recorded_runs(ledger)

@@ -144,7 +144,9 @@ def sync_ledger(ledger: Path, exp_dir: Path) -> None:
         for seed in range(experiment["seeds"]):
             if not (ledger / arm / f"seed{seed}.json").is_file():
                 record_run(ledger, arm, seed, exp_dir / "runs" / arm / f"seed{seed}")
-    for run_dir in sorted((exp_dir / TUNING).glob("*/t*/seed*")):  # ARM/tNN/seedK
+    for run_dir in sorted((exp_dir / TUNING).glob("*/t*/seed*")):  # ARM/tNN/seedK (beside it: seedK.log)
+        if not run_dir.is_dir() or not run_dir.name.removeprefix("seed").isdigit():
+            continue
         label, seed = f"{run_dir.parent.parent.name}/{run_dir.parent.name}", int(run_dir.name.removeprefix("seed"))
         if not record_path(ledger, label, seed).is_file():
             record_run(ledger, label, seed, run_dir)
