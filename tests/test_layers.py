@@ -29,8 +29,8 @@ LAYERS = [
     {"presets"},                                # words and YAML -> Config (asks the sleep registries)
     {"evaluate"},                               # evaluation tasks and the `eval` harness
     {"lm"},                                     # models, the loop, train(): composes data, sleep and evaluate
-    {"experiments", "export", "integrations", "continual"},
-    {"cli", "__main__"},
+    {"experiments", "export", "model_card", "integrations", "continual"},
+    {"cli", "api", "__main__"},
 ]
 
 

@@ -61,7 +61,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained({str(final)!r})
 tok = AutoTokenizer.from_pretrained({str(final)!r})
-ids = tok("the dog", return_tensors="pt")["input_ids"][:, :-1]  # drop </s> to continue the sentence
+ids = tok("the dog", return_tensors="pt")["input_ids"]  # <s> the dog: no </s>, so generation continues it
+assert ids[0, -1].item() != tok.eos_token_id
 out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
 assert out.shape[1] > ids.shape[1]
 print(tok.decode(out[0], skip_special_tokens=True))

@@ -84,11 +84,13 @@ examples:
 
 EXPORT_DESCRIPTION = """Lay out a run's model folders as a model repository the BabyLM organisers expect: DEST
 becomes a git repository whose `main` branch holds RUN_DIR/final and whose branches chck_1M, chck_2M, ... hold the
-word-count checkpoints (checkpoint.words), each with a model card. --push REPO_ID uploads the same branches to the
-Hugging Face Hub with huggingface_hub (a token from `huggingface-cli login` or HF_TOKEN).
+word-count checkpoints (checkpoint.words), history in word order, each with a model card (config, data, words seen,
+results, licence). Weights are stored through Git LFS (needs git-lfs; --no-lfs for a plain local repository).
+--push REPO_ID uploads the same branches to the Hugging Face Hub with huggingface_hub (a token from
+`huggingface-cli login` or HF_TOKEN; no git-lfs needed).
 
 examples:
-  sleeptrain export runs/babylm-10m export/babylm-10m
+  sleeptrain export runs/babylm-10m export/babylm-10m --license cc-by-4.0
   sleeptrain export runs/babylm-10m --push my-name/babylm-sleep-10m
 """
 
@@ -149,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--push", metavar="REPO_ID", default=None,
                         help="also upload to this Hugging Face model repository (needs a token)")
     export.add_argument("--private", action="store_true", help="with --push: create the repository private")
+    export.add_argument("--no-lfs", action="store_true", help="DEST without Git LFS: weights as plain git blobs "
+                                                              "(a local repository; the Hub refuses it)")
+    export.add_argument("--license", default="unknown", metavar="ID",
+                        help="the model card's licence (a Hub licence id, e.g. mit, cc-by-4.0; default: unknown)")
     plot = sub.add_parser("plot", help="plot loss curves of runs, sleep phases shaded",
                           description="Training and validation loss against tokens seen for one or more runs "
                                       "(overlaid), sleep phases shaded.")
@@ -226,16 +232,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import re
+
     from sleeptrain.export import ExportError, export_repository, push
 
     if args.dest is None and args.push is None:
         raise ExportError("export: give DEST (a new folder for the repository), --push REPO_ID, or both")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", args.license):
+        raise ExportError(f"--license: {args.license!r} is not a licence id (lower-case letters, digits, '.', '+', "
+                          "'-': e.g. mit, apache-2.0, cc-by-4.0, other)")
     if args.dest is not None:
-        branches = export_repository(args.run_dir, args.dest)
-        print(f"{args.dest}: git repository with branches {', '.join(branches)} (git push needs git-lfs for the "
-              "weights; or use --push)")
+        branches = export_repository(args.run_dir, args.dest, lfs=not args.no_lfs, license_id=args.license)
+        how = "weights as plain git blobs (--no-lfs)" if args.no_lfs else "weights as Git LFS objects"
+        print(f"{args.dest}: git repository with branches {', '.join(branches)}, {how}")
     if args.push is not None:
-        branches = push(args.run_dir, args.push, private=args.private)
+        branches = push(args.run_dir, args.push, private=args.private, license_id=args.license)
         print(f"https://huggingface.co/{args.push}: uploaded {', '.join(branches)}")
     return 0
 

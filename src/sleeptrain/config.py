@@ -8,6 +8,7 @@ schema lives in `presets.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from sleeptrain.errors import ConfigError
@@ -156,9 +157,16 @@ class ModelConfig:
     init_std: float = help_field("std of the normal weight init", default=0.02)
     max_positions: Optional[int] = help_field("position embeddings (default: data.seq_len)", default=None)
     mlm_probability: float = help_field("masked LMs: fraction of tokens masked (80% <mask>, 10% random, 10% kept)", default=0.15)
+    init_from: Optional[str] = help_field("a pretrained HF model folder (save_pretrained) to start from: its weights, "
+                                          "architecture and sizes (model.arch must name its family; the other "
+                                          "model.* sizes are not used) and, unless tokenizer.path is given, its "
+                                          "tokenizer", default=None)
 
     def __post_init__(self) -> None:
         check_choice("model.arch", self.arch, MODEL_ARCHS)
+        if self.init_from is not None and not (Path(self.init_from) / "config.json").is_file():
+            raise ConfigError(f"model.init_from: {self.init_from!r} is not a model folder (no config.json; expected a "
+                              "save_pretrained folder such as a run's final/)")
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
             check_positive(f"model.{name}", getattr(self, name))
         check_positive("model.num_kv_heads", self.num_kv_heads, allow_none=True)
@@ -455,6 +463,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ConfigError(f"seed: must be >= 0, got {self.seed}")
+        if self.model.init_from and not self.tokenizer.path:  # a pretrained model continues with its own tokenizer
+            self.tokenizer.path = self.model.init_from
         if self.model.max_positions is not None and self.model.max_positions < self.data.seq_len:
             raise ConfigError(
                 f"model.max_positions: {self.model.max_positions} is smaller than data.seq_len={self.data.seq_len}"

@@ -1,12 +1,17 @@
 """`sleeptrain export RUN_DIR DEST [--push REPO_ID]`: a run's model folders as a model repository, one branch each.
 
 The BabyLM organisers expect the final model on `main` and the word-count checkpoints as branches `chck_1M`, ...,
-`chck_100M` of one Hugging Face model repository. DEST becomes a git repository laid out that way: `main` holds
-RUN_DIR/final, and each RUN_DIR/chck_<N> folder is a branch of that name (made from `main`, its files replacing the
-model's), in order of words seen; a model card (README.md) on every branch says what it is. `.gitattributes` routes
-weights through Git LFS as the Hub does, so `git push` to the Hub needs git-lfs; `--push REPO_ID` uploads the same
-branches over HTTP with `huggingface_hub` instead (a token from `huggingface-cli login` or $HF_TOKEN; never needed
-for the local layout).
+`chck_100M` of one Hugging Face model repository. DEST becomes a git repository laid out that way, its history in
+order of words seen: the first commit is the smallest RUN_DIR/chck_<N> folder on branch `chck_<N>`, each later
+checkpoint a commit on top of the one before (its own files replacing the model's), and `main` — RUN_DIR/final — the
+last. Every branch carries a model card (model_card.py: the run's config, data, words seen, results, licence).
+
+Weights go through Git LFS, as the Hub requires: `.gitattributes` routes them to LFS and the repository's LFS filter
+is installed before anything is added, so the commits hold LFS pointers (checked after the last commit). Without
+git-lfs the export is refused before anything is written — install it, build a plain local repository with
+`--no-lfs` (weights as ordinary git blobs, no LFS routing: fine locally, refused by the Hub), or use `--push REPO_ID`
+alone, which uploads the same branches over HTTP with `huggingface_hub` (a token from `huggingface-cli login` or
+$HF_TOKEN).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 from sleeptrain.errors import SleeptrainError
+from sleeptrain.model_card import model_card
 
 MILESTONE = re.compile(r"^chck_(\d+)([KM]?)$")
 UNITS = {"": 1, "K": 1_000, "M": 1_000_000}
@@ -50,16 +56,6 @@ def model_folders(run_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def model_card(run_dir: Path, branch: str, branches: list[str]) -> str:
-    words = "the end of training" if branch == "main" else f"{branch[5:]} words of training text"
-    others = ", ".join(f"`{b}`" for b in branches)
-    return (f"---\nlibrary_name: transformers\ntags: [babylm, sleeptrain]\n---\n\n# {run_dir.name} — `{branch}`\n\n"
-            f"Trained with sleeptrain and laid out by `sleeptrain export`. This revision is the model at "
-            f"{words}. Revisions of this repository: {others}.\n\n```python\nfrom transformers import AutoModel, "
-            f"AutoTokenizer\nmodel = AutoModel.from_pretrained(REPO, revision=\"{branch}\")\ntokenizer = "
-            f"AutoTokenizer.from_pretrained(REPO, revision=\"{branch}\")\n```\n")
-
-
 def git_env(dest: Path) -> dict[str, str]:
     """The environment for git in `dest`: the user's identity when git has one (config or environment), else ours."""
     configured = subprocess.run(["git", "-C", str(dest), "config", "user.email"], capture_output=True, text=True)
@@ -74,8 +70,16 @@ def _git(dest: Path, env: dict[str, str], *args: str) -> None:
         raise ExportError(f"git {' '.join(args[:2])} failed in {dest}: {detail[0] if detail else 'no output'}")
 
 
-def _fill(dest: Path, folder: Path, card: str) -> None:
-    """DEST's working tree := the files of `folder` + the model card + .gitattributes."""
+def lfs_available() -> bool:
+    """Whether `git lfs` runs here."""
+    try:
+        return subprocess.run(["git", "lfs", "version"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def _fill(dest: Path, folder: Path, card: str, lfs: bool) -> None:
+    """DEST's working tree := the files of `folder` + the model card (+ .gitattributes routing weights to LFS)."""
     for item in dest.iterdir():
         if item.name != ".git":
             shutil.rmtree(item) if item.is_dir() else item.unlink()
@@ -83,33 +87,61 @@ def _fill(dest: Path, folder: Path, card: str) -> None:
         if item.is_file():
             shutil.copy2(item, dest / item.name)
     (dest / "README.md").write_text(card)
-    (dest / ".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS))
+    if lfs:
+        (dest / ".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n"
+                                                     for p in LFS_PATTERNS))
 
 
-def export_repository(run_dir: Path, dest: Path) -> list[str]:
-    """Lay RUN_DIR's model folders out in DEST as a git repository, one branch each; returns the branches."""
+def word_order(folders: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """The commits' order: every chck_<N> by words seen, then `main` (final/)."""
+    return folders[1:] + folders[:1]
+
+
+def export_repository(run_dir: Path, dest: Path, lfs: bool = True, license_id: str = "unknown") -> list[str]:
+    """Lay RUN_DIR's model folders out in DEST as a git repository, one branch each, history in word order; returns
+    the branches (`main` first). `lfs=False`: weights as plain blobs, no LFS routing (a local repository only)."""
     if shutil.which("git") is None:
         raise ExportError("export: git is not installed (it builds the branches); install git, or use --push alone")
+    if lfs and not lfs_available():
+        raise ExportError("export: git-lfs is not installed, and the Hub takes weights only through LFS; install it "
+                          "(https://git-lfs.com, e.g. apt install git-lfs), pass --no-lfs for a plain local "
+                          "repository, or use --push REPO_ID alone (nothing was written)")
     folders = model_folders(run_dir)
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise ExportError(f"DEST: {str(dest)!r} exists and is not empty; choose a new folder (nothing was changed)")
     dest.mkdir(parents=True, exist_ok=True)
     branches = [b for b, _ in folders]
+    ordered = word_order(folders)
     env = git_env(dest)
-    _git(dest, env, "init", "-q", "-b", "main")
-    for branch, folder in folders:
-        if branch != "main":
-            _git(dest, env, "checkout", "-q", "-B", branch, "main")
-        _fill(dest, folder, model_card(Path(run_dir), branch, branches))
+    _git(dest, env, "init", "-q", "-b", ordered[0][0])
+    if lfs:
+        _git(dest, env, "lfs", "install", "--local")
+    for i, (branch, folder) in enumerate(ordered):
+        if i:
+            _git(dest, env, "checkout", "-q", "-b", branch)
+        _fill(dest, folder, model_card(Path(run_dir), branch, branches, folder, license_id), lfs)
         _git(dest, env, "add", "-A")
         _git(dest, env, "commit", "-q", "-m", f"{branch}: {folder.name} of {Path(run_dir).name}")
-    _git(dest, env, "checkout", "-q", "main")
+    if lfs:
+        check_pointers(dest)
     return branches
 
 
-def push(run_dir: Path, repo_id: str, private: bool = False, api=None) -> list[str]:
-    """Upload final/ to `main` of REPO_ID and every chck_<N> folder to a branch of its name (huggingface_hub)."""
+def check_pointers(dest: Path) -> None:
+    """Every weight file of `main` is an LFS pointer in the commit, not a raw blob."""
+    listed = subprocess.run(["git", "-C", str(dest), "lfs", "ls-files", "--name-only"], capture_output=True,
+                            text=True).stdout.split()
+    weights = [p.name for p in dest.iterdir() if any(p.match(pattern) for pattern in LFS_PATTERNS)]
+    missing = sorted(set(weights) - set(listed))
+    if missing:
+        raise ExportError(f"export: {', '.join(missing)} went into {dest} as raw git blobs, not LFS pointers (is the "
+                          f"git-lfs filter disabled in your git config?); remove {dest} and export again")
+
+
+def push(run_dir: Path, repo_id: str, private: bool = False, api=None, license_id: str = "unknown") -> list[str]:
+    """Upload every chck_<N> folder to a branch of its name, each branch made from the one before (word order), then
+    final/ to `main` of REPO_ID (huggingface_hub)."""
     folders = model_folders(run_dir)
     if api is None:
         from huggingface_hub import HfApi, get_token
@@ -120,11 +152,13 @@ def push(run_dir: Path, repo_id: str, private: bool = False, api=None) -> list[s
         api = HfApi()
     branches = [b for b, _ in folders]
     api.create_repo(repo_id, private=private, exist_ok=True)
-    for branch, folder in folders:
+    previous = None
+    for branch, folder in word_order(folders):
         if branch != "main":
-            api.create_branch(repo_id, branch=branch, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=branch,
+            api.create_branch(repo_id, branch=branch, revision=previous, exist_ok=True)
+            previous = branch
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=branch, ignore_patterns=["eval/*"],
                           commit_message=f"{branch}: {folder.name} of {Path(run_dir).name}")
-        api.upload_file(path_or_fileobj=model_card(Path(run_dir), branch, branches).encode(), path_in_repo="README.md",
-                        repo_id=repo_id, revision=branch)
+        card = model_card(Path(run_dir), branch, branches, folder, license_id)
+        api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id, revision=branch)
     return branches

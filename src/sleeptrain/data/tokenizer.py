@@ -1,8 +1,14 @@
 """Byte-level BPE trained with `tokenizers` on the training split (cached), or an existing tokenizer folder.
 
 Special tokens follow RoBERTa's ids (`<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, `<mask>`=4) so one tokenizer serves
-causal and masked models. The post-processor wraps a single text as `<s> text </s>`: exactly how documents are laid
-out on the training tape, so `tokenizer(text)` at evaluation time sees what training saw.
+causal and masked models. The post-processor (what `tokenizer(text)` adds) depends on the model:
+- masked LM: `<s> text </s>`, RoBERTa's layout, which the masked-LM scorers and the BabyLM pipeline's `mlm` backend
+  expect;
+- causal LM: `<s> text` — BOS and no end token, so `model.generate(**tokenizer("the dog"))` continues the sentence and
+  a scorer that reads the prediction at the last position of `tokenizer(sentence)` (the BabyLM pipeline's reading
+  task) reads it after the sentence's last word, not after an end of document.
+The training tape does not use the post-processor: every document is laid out as `<s> text </s>` (token_store), and
+the causal scorers prepend BOS themselves, so the choice changes no training and no score.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from sleeptrain.fsutil import atomic_dir
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 TOKENIZER_VERSION = 1  # bump when training changes (invalidates caches)
+MASKED_TEMPLATE = "<s> $A </s>"  # what train_bpe's tokenizer adds to one text (the cached folder keeps it)
+CAUSAL_TEMPLATE = "<s> $A"
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -44,7 +52,7 @@ def train_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2, progres
     tok.train_from_iterator(lines, trainer, length=len(lines))
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+        single=MASKED_TEMPLATE, pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
@@ -74,9 +82,31 @@ def load_tokenizer(path: str | Path, need_mask: bool = False):
     return tokenizer
 
 
+def use_causal_template(tokenizer):
+    """Switch sleeptrain's own BPE (post-processor `<s> $A </s>`) to the causal template `<s> $A`; any other
+    tokenizer (a `tokenizer.path` of the user's) is returned as it is."""
+    from tokenizers import processors
+
+    single = [next(iter(piece.values()))["id"] for piece in _post_processor(tokenizer).get("single", [])]
+    if single != ["<s>", "A", "</s>"] or tokenizer.bos_token != "<s>" or tokenizer.eos_token != "</s>":
+        return tokenizer
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=CAUSAL_TEMPLATE, pair="<s> $A </s> <s> $B", special_tokens=[("<s>", bos), ("</s>", eos)])
+    return tokenizer
+
+
+def _post_processor(tokenizer) -> dict:
+    import json
+
+    found = json.loads(tokenizer.backend_tokenizer.to_str()).get("post_processor") or {}
+    return found if found.get("type") == "TemplateProcessing" else {}
+
+
 def get_tokenizer(cfg: TokenizerConfig, corpus: Corpus, data_cfg: DataConfig, need_mask: bool = False,
                   progress: bool = False):
-    """The configured tokenizer: loaded from `cfg.path`, or trained on the corpus (cached by content)."""
+    """The configured tokenizer: loaded from `cfg.path`, or trained on the corpus (cached by content); sleeptrain's
+    own BPE gets the causal template unless the model is a masked LM (`need_mask`)."""
     if cfg.path:
         return load_tokenizer(cfg.path, need_mask=need_mask)
     key = hashlib.sha256(
@@ -95,7 +125,8 @@ def get_tokenizer(cfg: TokenizerConfig, corpus: Corpus, data_cfg: DataConfig, ne
                   f"{cfg.min_frequency})", file=sys.stderr, flush=True)
         with atomic_dir(folder) as tmp:
             tokenizer.save_pretrained(str(tmp))
-    return load_tokenizer(folder, need_mask=need_mask)
+    tokenizer = load_tokenizer(folder, need_mask=need_mask)
+    return tokenizer if need_mask else use_causal_template(tokenizer)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -42,7 +42,6 @@ is set.
 from __future__ import annotations
 
 import bisect
-import math
 import os
 import warnings
 from typing import Any
@@ -52,80 +51,15 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from sleeptrain.errors import ConfigError
-from sleeptrain.integrations.hf_replay import SCORE_FREE, ReplayStream, SleepPlan
-from sleeptrain.sleep import REPLAY, SleepContext, inner_optimizer, op_class
+from sleeptrain.integrations.hf_replay import ReplayStream, SleepPlan
+from sleeptrain.integrations.sleep_common import (  # noqa: F401 — CycleLR and the rest are this module's API too
+    ALLOWED_SECTIONS, CycleLR, adopt_in_place, load_sleep_config, shape_factor, sleep_steps,
+)
+from sleeptrain.sleep import REPLAY, SleepContext
 from sleeptrain.sleep.cycle import SleepCycle, lr_effects
 
 STATE_FILE = "sleeptrain_callback.safetensors"
 LR_SHAPES = ("linear", "cosine", "constant", "constant_with_warmup")
-ALLOWED_SECTIONS = ("schedule", "sleep", "replay")
-
-
-def shape_factor(kind: str, step: int, length: int, warmup: int) -> float:
-    """The multiplier of `transformers.get_scheduler(kind)` at `step` of a `length`-step run (the formulas of
-    transformers.optimization, so that a run without restarts keeps the Trainer's LR exactly)."""
-    if step < warmup and kind != "constant":
-        return step / max(1, warmup)
-    if kind in ("constant", "constant_with_warmup"):
-        return 1.0
-    progress = (step - warmup) / max(1, length - warmup)
-    if kind == "linear":
-        return max(0.0, (length - step) / max(1, length - warmup))
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-class CycleLR:
-    """step -> LR multiplier: `kind` restarted at every step in `starts` (the first is 0), cycle i warming up for
-    `warmups[i]` steps; from the i-th step of `sleeps` on, the peak is `peaks[i + 1]` (`peaks[0]` before any sleep).
-    Plain values only: its `__dict__` is what LambdaLR puts in the Trainer's scheduler.pt."""
-
-    def __init__(self, kind: str, starts: list[int], total: int, warmups: list[int], sleeps: list[int],
-                 peaks: list[float]):
-        self.kind, self.starts, self.total, self.warmups = kind, list(starts), total, list(warmups)
-        self.sleeps, self.peaks = list(sleeps), list(peaks)
-
-    def __call__(self, step: int) -> float:
-        i = bisect.bisect_right(self.starts, step) - 1
-        end = self.starts[i + 1] if i + 1 < len(self.starts) else self.total
-        peak = self.peaks[bisect.bisect_right(self.sleeps, step)]
-        return peak * shape_factor(self.kind, step - self.starts[i], end - self.starts[i], self.warmups[i])
-
-
-def sleep_steps(max_steps: int, cycles: int, every_steps: int | None, after_last: bool) -> list[int]:
-    """The optimizer steps after which a sleep runs."""
-    if every_steps:
-        steps = list(range(every_steps, max_steps, every_steps))
-    else:
-        steps = sorted({round(k * max_steps / cycles) for k in range(1, cycles)} - {0, max_steps})
-    return steps + ([max_steps] if after_last else [])
-
-
-def load_sleep_config(overrides: list[str]):
-    """The validated run config of `overrides` (words as `sleeptrain train` takes them), refusing what a Trainer
-    callback cannot honour."""
-    from sleeptrain.presets import load_config
-
-    for word in overrides:
-        key = word.split("=", 1)[0]
-        if key != "schedule" and key.split(".", 1)[0] not in ALLOWED_SECTIONS:
-            raise ConfigError(f"SleepCallback: {word!r} has no effect in a Trainer (the model, data, optimizer and LR "
-                              f"come from TrainingArguments); only schedule=<preset>, schedule.*, sleep.* and replay.* apply")
-    cfg = load_config(overrides).config
-    if REPLAY in cfg.sleep.ops and cfg.replay.strategy not in SCORE_FREE:
-        raise ConfigError(f"replay.strategy: {cfg.replay.strategy!r} ranks samples by their training loss, which a "
-                          f"Trainer callback never sees; use one of {', '.join(SCORE_FREE)} in SleepCallback")
-    if REPLAY in cfg.sleep.ops and cfg.replay.context_augment:
-        raise ConfigError("replay.context_augment: re-packing replayed documents needs sleeptrain's token store; "
-                          "add replay.context_augment=false (the samples are replayed as the dataset gives them)")
-    for name in cfg.sleep.ops:  # the one hook a Trainer cannot serve: it never hands a callback the step's batch
-        why = op_class(name).uses_step_batch(cfg) if name != REPLAY else None
-        if why:
-            raise ConfigError(f"sleep.ops: {name!r} needs on_step_batch (each step's batch), which a Trainer "
-                              f"callback never sees: {why}")
-    if cfg.schedule.controller:
-        raise ConfigError("schedule.controller: the FORGETTER controller is not available in SleepCallback (it needs a "
-                          "validation loss at every sleep); add schedule.controller=false for fixed light sleeps")
-    return cfg
 
 
 class SleepCallback(TrainerCallback, ExportableState):
@@ -288,15 +222,3 @@ def find_stream(dataloader) -> ReplayStream | None:
             return data
         data = getattr(data, "dataset", None)
     return None
-
-
-@torch.no_grad()
-def adopt_in_place(ctx: SleepContext, model: torch.nn.Module, optimizer) -> None:
-    """An op replaced the model or optimizer (`deep_reset`): the Trainer keeps its objects, so copy the new model's
-    parameters and buffers into its model and discard its optimizer's state."""
-    if ctx.model is not model:
-        fresh = dict(ctx.model.named_parameters()) | dict(ctx.model.named_buffers())
-        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-            tensor.copy_(fresh[name])
-    if ctx.optimizer is not optimizer:
-        inner_optimizer(optimizer).state.clear()

@@ -24,6 +24,7 @@ import torch
 
 from sleeptrain.errors import SleeptrainError
 from sleeptrain.fsutil import atomic_dir
+from sleeptrain.lm.hf_folder import save_model_folder
 
 STATE_JSON = "trainer_state.json"
 
@@ -73,8 +74,7 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, tokenizer, confi
     final = Path(run_dir) / "checkpoints" / f"step-{step:08d}"
     try:
         with atomic_dir(final, replace=True) as tmp:
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
+            save_model_folder(model, tokenizer, tmp)
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(tensors, tmp / "trainer_state.pt")
             (tmp / "config.yaml").write_text(config_yaml)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from sleeptrain.config import ModelConfig
+from sleeptrain.errors import ConfigError
 
 
 def build_hf_config(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]):
@@ -76,6 +77,34 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[s
     hf_config = build_hf_config(cfg, vocab_size, seq_len, special)
     auto = AutoModelForMaskedLM if cfg.is_masked_lm else AutoModelForCausalLM
     return auto.from_config(hf_config, attn_implementation="sdpa")
+
+
+HF_MODEL_TYPES = {"llama": "llama", "gemma": "gemma", "gpt2": "gpt2", "roberta": "roberta",
+                  "roberta-prelayernorm": "roberta_prelayernorm"}  # config.json model_type -> model.arch
+
+
+def initial_model(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]) -> torch.nn.Module:
+    """The model a run starts from: `model.init_from`'s pretrained weights (float32), or a fresh `build_model`."""
+    if not cfg.init_from:
+        return build_model(cfg, vocab_size, seq_len, special)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    hf_config = AutoConfig.from_pretrained(cfg.init_from, local_files_only=True)
+    arch = HF_MODEL_TYPES.get(hf_config.model_type)
+    if arch != cfg.arch:
+        raise ConfigError(f"model.init_from: {cfg.init_from!r} holds a {hf_config.model_type!r} model; "
+                          + (f"add model.arch={arch}" if arch else f"sleeptrain trains {', '.join(HF_MODEL_TYPES)}"))
+    auto = AutoModelForMaskedLM if cfg.is_masked_lm else AutoModelForCausalLM
+    model = auto.from_pretrained(cfg.init_from, local_files_only=True, dtype=torch.float32, attn_implementation="sdpa")
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < vocab_size:
+        raise ConfigError(f"model.init_from: its embeddings have {rows} rows, fewer than the tokenizer's {vocab_size} "
+                          "tokens (give the model's own tokenizer: leave tokenizer.path unset)")
+    positions = getattr(hf_config, "max_position_embeddings", None) or getattr(hf_config, "n_positions", None)
+    if positions is not None and positions - (2 if cfg.is_masked_lm else 0) < seq_len:
+        raise ConfigError(f"model.init_from: the model has {positions} positions, fewer than data.seq_len={seq_len} "
+                          "needs; lower data.seq_len")
+    return model
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:

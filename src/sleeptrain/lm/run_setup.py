@@ -21,6 +21,7 @@ from sleeptrain.data.token_store import get_token_stores
 from sleeptrain.data.tokenizer import get_tokenizer
 from sleeptrain.errors import ConfigError, DataError
 from sleeptrain.fsutil import atomic_dir, atomic_write_text, timestamped_dir
+from sleeptrain.lm.hf_folder import save_model_folder
 from sleeptrain.lm.metrics_log import environment_record
 from sleeptrain.lm.phases import PhasePlan, build_epoch_plan, build_plan
 from sleeptrain.presets import config_to_yaml
@@ -185,14 +186,14 @@ def write_demo_pairs(cfg: Config, run_dir: Path) -> Path | None:
 
 
 def save_final(model, tokenizer, final_dir: Path, seq_len: int) -> None:
-    """`save_pretrained` model (safetensors) + tokenizer: a folder the HF Auto classes load as it is."""
+    """`save_pretrained` model (safetensors) + tokenizer: a folder the HF Auto classes of transformers 4 and 5 load
+    as it is (lm/hf_folder)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     tokenizer.model_max_length = seq_len
     with atomic_dir(final_dir, replace=True) as tmp:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+        save_model_folder(model, tokenizer, tmp)
 
 
 

@@ -28,7 +28,7 @@ from sleeptrain.lm.precision import resolve_precision
 from sleeptrain.lm.loop import RunInterrupted, TrainingLoop
 from sleeptrain.lm.guards import TrainingDiverged  # noqa: F401  (re-exported)
 from sleeptrain.lm.metrics_log import MetricsLog, code_version, rewind_metrics
-from sleeptrain.lm.models import build_model, count_parameters, special_token_ids
+from sleeptrain.lm.models import count_parameters, initial_model, special_token_ids
 from sleeptrain.lm.progress import LoopState
 from sleeptrain.lm.run_setup import (check_new_run_dir, check_processes, check_runtime, default_run_dir,
                                      describe_sources, resolve_threads, source_table,
@@ -167,7 +167,7 @@ def build_loop(session: Session, t_start: float) -> tuple[TrainingLoop, dict]:
     if cfg.train.precision == "auto" or precision_note.startswith("warning"):
         say(accelerator, f"{'' if precision_note.startswith('warning') else 'note: '}{precision_note}")
     set_seed(cfg.seed)
-    model = build_model(cfg.model, len(data.tokenizer), cfg.data.seq_len, special_token_ids(data.tokenizer))
+    model = initial_model(cfg.model, len(data.tokenizer), cfg.data.seq_len, special_token_ids(data.tokenizer))
     params = count_parameters(model)
     attention, attention_note = resolve_attention(cfg.train.attention, precision, on_cuda,
                                                   started.get("attention", "sdpa") if started is not None else None)
