@@ -92,6 +92,9 @@ def test_compare_two_arms_two_seeds_killed_resumed_and_skipped(tmp_path):
     report = (exp_dir / "report.md").read_text()
     assert "| strict | test loss | 2 |" in report and "![loss](loss.png)" in report
     assert "underpowered: 2 seed pairs" in report and "on the **test** split" in report
+    # the generated corpus's own agreement pairs are not BLiMP, and the report does not call them that
+    assert summary["pairs_label"] == "agreement pairs (generated)" and "BLiMP overall" not in report
+    assert "| strict | agreement pairs (generated) | 2 |" in report
     assert (exp_dir / "loss.png").exists() and (exp_dir / "blimp_by_phenomenon.png").exists()
 
     again = run_cli("compare", *words, timeout=600)

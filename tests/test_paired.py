@@ -56,3 +56,11 @@ def test_verdicts_follow_the_holm_adjusted_p():
         # the family's MDE: the paired t-test's d_z at alpha 0.05 / 2, times the sd of the differences
         assert cmp["mde_family"] == pytest.approx(detectable_dz(5, 0.025) * cmp["sd_diff"])
         assert cmp["mde_family"] > cmp["mde"]
+
+
+def test_the_pairs_label_says_what_blimp_overall_measured():
+    from sleeptrain.experiments.records import GENERATED_PAIRS_LABEL, pairs_label
+
+    assert pairs_label([{"generated_pairs": True}] * 2) == GENERATED_PAIRS_LABEL
+    assert pairs_label([{"generated_pairs": False}, {}]) == "BLiMP overall"  # records written before the field
+    assert "mixed" in pairs_label([{"generated_pairs": True}, {"generated_pairs": False}])

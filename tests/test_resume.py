@@ -169,9 +169,10 @@ def _safe_metrics(run_dir: Path) -> list[dict]:
     return out
 
 
-def test_resuming_a_finished_run_says_so(reference):
+def test_resuming_a_finished_run_says_so_and_is_not_an_error(reference):
     result = run_cli("train", f"resume={reference['sleep']}")
-    assert result.returncode == 2 and "already finished" in result.stderr
+    assert result.returncode == 0 and "already finished" in result.stdout and "nothing to resume" in result.stdout
+    assert result.stderr.strip() == ""
 
 
 def test_resume_errors_are_one_line(tmp_path):

@@ -167,11 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sleeptrain.presets import load_config
-    from sleeptrain.lm.resume import plan_resume, wants_resume
+    from sleeptrain.lm.resume import RunFinished, plan_resume, wants_resume
     from sleeptrain.lm.train import describe, train
 
     if wants_resume(args.overrides):
-        plan = plan_resume(args.overrides)
+        try:
+            plan = plan_resume(args.overrides)
+        except RunFinished as done:
+            print(f"sleeptrain: {done}")
+            return 0
         print(f"resuming {plan.run_dir} from {plan.checkpoint.name}"
               + (f" (changed: {', '.join(plan.changed)})" if plan.changed else ""), file=sys.stderr)
         result = train(plan.config, overrides=plan.overrides, resume_from=plan.checkpoint)

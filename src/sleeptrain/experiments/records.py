@@ -16,6 +16,15 @@ METRICS = {"final_val_loss": ("final val loss", False), "best_val_loss": ("best 
 TEST_METRICS = {"test_loss": ("test loss", False), "blimp_overall": ("BLiMP overall", True)}
 DEV_VERDICT_METRICS = {"final_val_loss": METRICS["final_val_loss"], "blimp_overall": METRICS["blimp_overall"]}
 VERDICT_MODELS = ("final", "pre_end_ops")
+GENERATED_PAIRS_LABEL = "agreement pairs (generated)"  # blimp_overall of runs scored on the generated corpus's pairs
+
+
+def pairs_label(records: list[dict]) -> str:
+    """What `blimp_overall` measured: BLiMP, or the generated corpus's own agreement pairs (the demo)."""
+    generated = {bool(r.get("generated_pairs")) for r in records}
+    if generated == {True}:
+        return GENERATED_PAIRS_LABEL
+    return "BLiMP overall" if generated != {True, False} else "minimal pairs (BLiMP and generated: mixed)"
 
 
 def run_record(run_dir: Path) -> dict | None:
@@ -38,7 +47,8 @@ def run_record(run_dir: Path) -> dict | None:
            "pre_end_ops": {"val_loss": pre.get("val_loss"), "test_loss": pre.get("test_loss"),
                            "blimp_overall": pre.get("blimp_overall"), "step": pre.get("step")} if pre else None,
            "positions": positions, "tokens": summary["tokens"],
-           "seconds": summary["seconds"] if whole_time else None, "steps": summary["steps"], "by_phenomenon": {}}
+           "seconds": summary["seconds"] if whole_time else None, "steps": summary["steps"], "by_phenomenon": {},
+           "generated_pairs": bool(summary.get("minimal_pairs"))}  # scored on the generated corpus's own pairs
     results = run_dir / "final" / "eval" / "results.json"
     if results.is_file():
         blimp = json.loads(results.read_text()).get("blimp") or {}

@@ -20,7 +20,7 @@ from sleeptrain.errors import DataError
 from sleeptrain.experiments.paired import (ALPHA, MIN_VERDICT_PAIRS, adjust_family, paired_comparison,  # noqa: F401
                                            table_cells)
 from sleeptrain.experiments.records import (DEV_VERDICT_METRICS, METRICS, TEST_METRICS, VERDICT_MODELS,  # noqa: F401
-                                            run_record)
+                                            pairs_label, run_record)
 from sleeptrain.experiments.tuning import tuning_section
 from sleeptrain.stats import mean_sd
 
@@ -50,6 +50,7 @@ def collect(exp_dir: Path) -> dict:
     on_test = bool(finished) and all(r["test_loss"] is not None for r in finished)
     model = exp.get("verdict", {}).get("model", "final")
     summary = {"arms": {}, "baseline": arms[0], "paired_seeds": seeds, "budget": exp["budget"],
+               "pairs_label": pairs_label(finished),
                "verdict": {"split": "test" if on_test else "dev", "model": model,
                            "metrics": list(TEST_METRICS if on_test else DEV_VERDICT_METRICS)},
                "accounting": "positions = optimizer steps x batch x seq_len (wake and replay, padding included); "
@@ -144,7 +145,8 @@ def curves_section(exp_dir: Path, summary: dict, arms: list[str], plots: list[Pa
 
 
 def arms_table(summary: dict) -> list[str]:
-    lines = ["| arm | runs | final val loss (dev) | best val loss (dev) | test loss | BLiMP overall | positions | "
+    pairs = summary.get("pairs_label", "BLiMP overall")
+    lines = [f"| arm | runs | final val loss (dev) | best val loss (dev) | test loss | {pairs} | positions | "
              "real tokens | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for arm, row in summary["arms"].items():
         lines.append(f"| {arm} | {row['runs']} | {_fmt(row['final_val_loss'])} | {_fmt(row['best_val_loss'])} | "
@@ -154,7 +156,7 @@ def arms_table(summary: dict) -> list[str]:
     if pre:
         lines += ["", "Just before the last sleep's end ops (a final shrink or reset has no training after it to "
                   "recover), against the final model above:", "",
-                  "| arm | val loss (dev) before | test loss before | BLiMP before |", "|---|---|---|---|"]
+                  f"| arm | val loss (dev) before | test loss before | {pairs} before |", "|---|---|---|---|"]
         lines += [f"| {arm} | {_fmt(p['val_loss'])} | {_fmt(p['test_loss'])} | {_fmt(p['blimp_overall'])} |"
                   for arm, p in pre.items()]
     return lines
@@ -174,7 +176,7 @@ def verdict_section(summary: dict) -> list[str]:
              "is not \"equal\").", "",
              "| arm | metric | pairs | mean diff | 95 % CI | p | p (Holm) | MDE | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
-    labels = {**METRICS, **TEST_METRICS}
+    labels = {**METRICS, **TEST_METRICS, "blimp_overall": (summary.get("pairs_label", "BLiMP overall"), True)}
     for arm, row in summary["arms"].items():
         for key, cmp in row.get("vs_baseline", {}).items():
             if cmp.get("n", 0) == 0:

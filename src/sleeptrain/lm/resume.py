@@ -38,6 +38,11 @@ def is_harmless(key: str) -> bool:
     return key.startswith(HARMLESS) or key in {h.rstrip(".") for h in HARMLESS}
 
 
+class RunFinished(ConfigError):
+    """`resume=RUN_DIR` of a run that has finished: nothing to do. The CLI prints it and exits 0 (a script that
+    resumes until done stops there); from Python it is raised, as there is no new result to return."""
+
+
 def wants_resume(args: list[str]) -> bool:
     return any(a.split("=", 1)[0] in ("resume", "resume.dir") for a in args)
 
@@ -73,7 +78,7 @@ def plan_resume(args: list[str]) -> ResumePlan:
     summary = run_dir / "summary.json"
     if summary.is_file():
         done = json.loads(summary.read_text())
-        raise ConfigError(f"resume: {str(run_dir)!r} already finished ({done.get('steps')} of "
+        raise RunFinished(f"resume: {str(run_dir)!r} already finished ({done.get('steps')} of "
                           f"{done.get('planned_steps')} steps; final model in {done.get('final_dir')}); "
                           "nothing to resume")
     checkpoint = latest_checkpoint(run_dir)
