@@ -133,5 +133,6 @@ def test_train_through_the_api_and_continue_a_saved_model_with_init_from(tmp_pat
     with pytest.raises(ConfigError, match="model.arch=llama"):
         sleeptrain.train(*TINY_RUN, "model=gpt2-tiny", train={"max_steps": 2}, run={"dir": str(tmp_path / "c")},
                          model={"init_from": str(first.final_dir)})
+    assert not (tmp_path / "c").exists()  # refused before anything was written
     summary = json.loads((again.run_dir / "summary.json").read_text())
     assert summary["steps"] == 4

@@ -83,28 +83,35 @@ HF_MODEL_TYPES = {"llama": "llama", "gemma": "gemma", "gpt2": "gpt2", "roberta":
                   "roberta-prelayernorm": "roberta_prelayernorm"}  # config.json model_type -> model.arch
 
 
-def initial_model(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]) -> torch.nn.Module:
-    """The model a run starts from: `model.init_from`'s pretrained weights (float32), or a fresh `build_model`."""
-    if not cfg.init_from:
-        return build_model(cfg, vocab_size, seq_len, special)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+def check_init_from(cfg: ModelConfig, vocab_size: int, seq_len: int) -> None:
+    """Refuse a `model.init_from` folder the run cannot start from (its config.json only: before anything is
+    written): another architecture than `model.arch`, fewer embedding rows than the tokenizer's tokens, fewer
+    positions than `data.seq_len`."""
+    from transformers import AutoConfig
 
     hf_config = AutoConfig.from_pretrained(cfg.init_from, local_files_only=True)
     arch = HF_MODEL_TYPES.get(hf_config.model_type)
     if arch != cfg.arch:
         raise ConfigError(f"model.init_from: {cfg.init_from!r} holds a {hf_config.model_type!r} model; "
                           + (f"add model.arch={arch}" if arch else f"sleeptrain trains {', '.join(HF_MODEL_TYPES)}"))
-    auto = AutoModelForMaskedLM if cfg.is_masked_lm else AutoModelForCausalLM
-    model = auto.from_pretrained(cfg.init_from, local_files_only=True, dtype=torch.float32, attn_implementation="sdpa")
-    rows = model.get_input_embeddings().weight.shape[0]
-    if rows < vocab_size:
-        raise ConfigError(f"model.init_from: its embeddings have {rows} rows, fewer than the tokenizer's {vocab_size} "
-                          "tokens (give the model's own tokenizer: leave tokenizer.path unset)")
+    if hf_config.vocab_size < vocab_size:
+        raise ConfigError(f"model.init_from: its embeddings have {hf_config.vocab_size} rows, fewer than the "
+                          f"tokenizer's {vocab_size} tokens (give the model's own tokenizer: leave tokenizer.path unset)")
     positions = getattr(hf_config, "max_position_embeddings", None) or getattr(hf_config, "n_positions", None)
     if positions is not None and positions - (2 if cfg.is_masked_lm else 0) < seq_len:
         raise ConfigError(f"model.init_from: the model has {positions} positions, fewer than data.seq_len={seq_len} "
                           "needs; lower data.seq_len")
-    return model
+
+
+def initial_model(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]) -> torch.nn.Module:
+    """The model a run starts from: `model.init_from`'s pretrained weights (float32; checked by `check_init_from`
+    when the run's data was loaded), or a fresh `build_model`."""
+    if not cfg.init_from:
+        return build_model(cfg, vocab_size, seq_len, special)
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    auto = AutoModelForMaskedLM if cfg.is_masked_lm else AutoModelForCausalLM
+    return auto.from_pretrained(cfg.init_from, local_files_only=True, dtype=torch.float32, attn_implementation="sdpa")
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:

@@ -23,6 +23,7 @@ from sleeptrain.errors import ConfigError, DataError
 from sleeptrain.fsutil import atomic_dir, atomic_write_text, timestamped_dir
 from sleeptrain.lm.hf_folder import save_model_folder
 from sleeptrain.lm.metrics_log import environment_record
+from sleeptrain.lm.models import check_init_from
 from sleeptrain.lm.phases import PhasePlan, build_epoch_plan, build_plan
 from sleeptrain.presets import config_to_yaml
 
@@ -225,6 +226,8 @@ def load_run_data(cfg: Config, state=None) -> RunData:
         show = cfg.run.progress and (state is None or state.is_main_process)
         tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data, need_mask=cfg.model.is_masked_lm, progress=show)
         stores = get_token_stores(corpus, tokenizer, cfg.data, progress=show)
+    if cfg.model.init_from:
+        check_init_from(cfg.model, len(tokenizer), cfg.data.seq_len)
     if stores["train"].n_tokens < cfg.data.seq_len:
         raise DataError(f"data: the training split has {stores['train'].n_tokens} tokens, fewer than "
                         f"data.seq_len={cfg.data.seq_len}")
