@@ -33,6 +33,8 @@ examples:
   sleeptrain eval runs/DEMO/final
   sleeptrain eval runs/RUN/final blimp.path=../shared/data/blimp perplexity.path=../shared/data/corpus-mini
   sleeptrain eval my-roberta blimp.path=pairs/ blimp.method=pll_word_l2r perplexity.enabled=false
+  sleeptrain eval runs/RUN/final suite=babylm-full data=evaluation_data     # the BabyLM pipeline's zero-shot tasks,
+  sleeptrain eval runs/RUN/chck_1M suite=babylm-fast data=evaluation_data   #   its rules and predictions.json files
 """
 
 
@@ -192,7 +194,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sleeptrain.evaluate.harness import describe_results, run_eval
     from sleeptrain.presets import load_overrides
 
-    opts = load_overrides(eval_command_schema(), args.overrides)
+    from sleeptrain.evaluate.task_babylm import expand_suite_words
+
+    opts = load_overrides(eval_command_schema(), expand_suite_words(args.overrides))
     results, out = run_eval(args.model_dir, opts)
     print(describe_results(results))
     print(f"results: {out}")

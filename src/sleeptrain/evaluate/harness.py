@@ -17,6 +17,7 @@ import torch
 
 from sleeptrain.errors import ConfigError, DataError
 from sleeptrain.evaluate import task_blimp, task_perplexity  # noqa: F401  (the built-in tasks register, in order)
+from sleeptrain.evaluate import task_babylm  # noqa: F401  (the BabyLM pipeline's zero-shot tasks: off unless asked)
 from sleeptrain.evaluate.tasks import (BUILT_IN, EvalTask, LoadedModel, TaskContext, run_config_of,  # noqa: F401
                                        task_classes)
 from sleeptrain.fsutil import atomic_write_text
@@ -125,6 +126,8 @@ def results_name(opts, data: dict[str, Any]) -> str:
             parts += ["blimp", Path(found[1]).name] + ([f"max{options.max_pairs}"] if options.max_pairs else [])
         elif name == "perplexity":
             parts += ["perplexity", options.split]
+        elif name == "babylm":
+            parts += ["babylm", options.suite]
         else:
             parts.append(name)
     return "results-" + re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)) + ".json"
@@ -162,7 +165,8 @@ def run_eval(model_dir: str | Path, opts) -> tuple[dict, Path]:
             if not data[name]:
                 skipped[name] = getattr(task, "skipped", "nothing to score")
     if not any(data.values()):
-        raise ConfigError("perplexity.path: nothing to evaluate (give blimp.path and/or perplexity.path)")
+        raise ConfigError("perplexity.path: nothing to evaluate (give blimp.path and/or perplexity.path, or "
+                          "suite=babylm-full data=EVALUATION_DATA)")
     out = Path(opts.out) if opts.out else loaded.path / "eval" / results_name(opts, data)
     check_output(out, opts.overwrite)
     results, tasks = evaluate_model(loaded, opts, data, tasks=tasks)
@@ -187,6 +191,11 @@ def describe_results(results: dict) -> str:
                      f"{blimp['paradigms']} paradigms, ties {blimp['tie_rate']:.2%}, half a point each)")
         for name, v in blimp["by_phenomenon"].items():
             lines.append(f"  {name:<40} {v['accuracy']:.1%}  ({v['n']} pairs)")
+    babylm = results.get("babylm")
+    if babylm and "datasets" in babylm:
+        from sleeptrain.evaluate.task_babylm import describe
+
+        lines += describe(babylm)
     ppl = results.get("perplexity")
     if ppl and "overall" in ppl:
         lines.append(f"perplexity ({ppl['split']}): {ppl['overall']['ppl']:.2f} over {ppl['overall']['tokens']:,} "

@@ -1,0 +1,169 @@
+"""Task `babylm`: the BabyLM evaluation pipeline's zero-shot tasks, scored and written as the pipeline does.
+
+    sleeptrain eval MODEL_DIR suite=babylm-full data=evaluation_data     # blimp, supplement, ewok, entity tracking,
+    sleeptrain eval RUN/chck_1M suite=babylm-fast data=evaluation_data   #   wug (both), comps — fast: no comps
+
+Reading (`evaluation_data/babylm_data.py` lists the folders), scoring (`completion_ranking.py`) and the rules follow
+`babylm/evaluation-pipeline-2025`: completion ranking by summed log-probability (causal) or PLL (masked, the `mlm`
+backend), ties counted as the pipeline counts them (`babylm.ties=correct`; `half` gives 1/m), temperatures as its
+--min/--max_temperature grid picks the best on the data, the average over UIDs. A dataset folder that is missing is
+skipped with one line naming it. Beside the results file, the pipeline's own files for every dataset —
+`OUT/<model>/<revision>/zero_shot/<backend>/<task>/<data folder>/predictions.json` and `best_temperature_report.txt`
+— so `collate_preds.py` reads a sleeptrain evaluation as its own (`babylm.out`, default MODEL_DIR/eval/babylm).
+Not here yet (the pipeline's other zero-shot parts): reading (eye-tracking / self-paced ΔR²) and AoA.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from sleeptrain.config import check_choice, check_positive, help_field
+from sleeptrain.errors import ConfigError
+from sleeptrain.evaluate.babylm_data import SUITES, read_dataset, suite_root
+from sleeptrain.evaluate.completion_ranking import best_temperature, rank, report_text, score_dataset
+from sleeptrain.evaluate.tasks import EvalTask, LoadedModel, TaskContext, register_task
+from sleeptrain.fsutil import atomic_write_text
+
+CHECKPOINT = re.compile(r"^chck_\d+[KM]?$")
+
+
+@dataclass
+class BabyLMEvalConfig:
+    enabled: bool = help_field("run the BabyLM pipeline's zero-shot tasks (suite=babylm-fast|babylm-full sets it)",
+                               default=False)
+    suite: str = help_field("full (final models: full_eval/) | fast (checkpoints: fast_eval/)", default="full")
+    data: Optional[str] = help_field("the pipeline's evaluation_data/ folder (or its full_eval/ / fast_eval/)",
+                                     default=None)
+    ties: str = help_field("correct (the pipeline: the first of tied candidates wins, and the correct one is listed "
+                           "first) | half (1/m of a point for m tied candidates)", default="correct")
+    temperatures: list[float] = help_field("logit temperatures tried; the best average is reported, as the "
+                                           "pipeline's --min/--max_temperature grid (default: 1.0 only)",
+                                           default_factory=lambda: [1.0])
+    tasks: list[str] = help_field("only these pipeline tasks (blimp, ewok, entity_tracking, wug_adj, wug_past, "
+                                  "comps; default: the suite's all)", default_factory=list)
+    out: Optional[str] = help_field("root of the pipeline's output layout (default: MODEL_DIR/eval/babylm)",
+                                    default=None)
+    model_name: Optional[str] = help_field("<model> level of the layout (default: the run's folder name for a run's "
+                                           "final/ or chck_*, else the model folder's name)", default=None)
+    revision: Optional[str] = help_field("<revision> level (default: chck_<N> for a word checkpoint, else main)",
+                                         default=None)
+
+    def __post_init__(self) -> None:
+        check_choice("babylm.suite", self.suite, tuple(SUITES))
+        check_choice("babylm.ties", self.ties, ("correct", "half"))
+        if not self.temperatures:
+            raise ConfigError("babylm.temperatures: give at least one temperature, e.g. [1.0]")
+        for t in self.temperatures:
+            check_positive("babylm.temperatures", t)
+        known = {task for suite in SUITES.values() for task, _ in suite}
+        for name in self.tasks:
+            check_choice("babylm.tasks", name, tuple(sorted(known)))
+
+
+@register_task
+class BabyLMTask(EvalTask):
+    name = "babylm"
+    description = "the BabyLM pipeline's zero-shot tasks (completion ranking, WUG), its rules and output files"
+    options = BabyLMEvalConfig
+
+    def prepare(self, options: BabyLMEvalConfig, ctx: TaskContext) -> dict | None:
+        """The suite's dataset folders that exist (each missing one named on stderr and recorded as skipped)."""
+        if not options.data:
+            raise ConfigError("babylm.data: required — the pipeline's evaluation_data/ folder (from OSF, see the "
+                              "pipeline's README); e.g. sleeptrain eval MODEL suite=babylm-full data=evaluation_data")
+        root = suite_root(Path(options.data), options.suite)
+        found, skipped = [], {}
+        for task, folder in SUITES[options.suite]:
+            if options.tasks and task not in options.tasks:
+                continue
+            path = root / folder
+            if path.is_dir():
+                found.append(read_dataset(task, path))
+            else:
+                skipped[folder] = f"no folder {path}"
+                print(f"babylm: {folder} skipped: no folder {path}", file=sys.stderr)
+        for dataset in found:
+            for note in dataset.notes:
+                print(f"babylm: note: {note}", file=sys.stderr)
+        return {"root": root, "datasets": found, "skipped": skipped} if found or skipped else None
+
+    def run(self, model: LoadedModel, options: BabyLMEvalConfig, data: dict, ctx: TaskContext) -> dict[str, Any]:
+        if not getattr(model.tokenizer, "is_fast", False):
+            raise ConfigError("babylm: the model's tokenizer is not a fast tokenizer (the pipeline's span rule needs "
+                              "its character offsets); save it with tokenizers' fast class")
+        backend = "mlm" if model.masked else "causal"
+        self.layout = layout_root(options, ctx.model_dir) / "zero_shot" / backend
+        self.files: list[tuple[Path, str]] = []
+        out = {"suite": options.suite, "data": str(data["root"]), "backend": backend, "ties": options.ties,
+               "temperatures": options.temperatures, "layout": str(self.layout), "datasets": {},
+               "skipped": data["skipped"]}
+        for dataset in data["datasets"]:
+            scores = score_dataset(model.model, model.tokenizer, model.masked, dataset, options.temperatures,
+                                   ctx.opts.batch_size, ctx.opts.progress)
+            by_t = {t: rank(dataset.task, dataset.items, s, options.ties) for t, s in scores.items()}
+            t = best_temperature(by_t)
+            best = by_t[t]
+            folder = self.layout / dataset.task / dataset.name
+            self.files += [(folder / "predictions.json", json.dumps(best["predictions"])),
+                           (folder / "best_temperature_report.txt", report_text(dataset.task, t, best))]
+            out["datasets"][dataset.name] = {
+                "task": dataset.task, "items": len(dataset.items), "temperature": t, "average": best["average"],
+                "metric": "spearman_rho" if "wug" in dataset.task else "accuracy_percent",
+                "tie_rate": best["tie_rate"], "by": best["accuracies"]}
+        return out
+
+    def write_files(self, results_path: Path, options: BabyLMEvalConfig) -> None:
+        for path, text in getattr(self, "files", []):
+            atomic_write_text(path, text)
+
+
+def layout_root(options: BabyLMEvalConfig, model_dir: Path) -> Path:
+    """OUT/<model>/<revision>: a run's final/ is <run>/main, its chck_<N> folders <run>/chck_<N>."""
+    model_dir = Path(model_dir)
+    in_run = model_dir.name == "final" or CHECKPOINT.match(model_dir.name)
+    name = options.model_name or (model_dir.parent.name if in_run else model_dir.name)
+    revision = options.revision or (model_dir.name if CHECKPOINT.match(model_dir.name) else "main")
+    root = Path(options.out) if options.out else model_dir / "eval" / "babylm"
+    return root / name / revision
+
+
+def describe(result: dict) -> list[str]:
+    """The console table: one line per dataset."""
+    lines = [f"BabyLM {result['suite']} suite ({result['backend']}, ties {result['ties']}; pipeline files under "
+             f"{result['layout']}):"]
+    for name, d in result["datasets"].items():
+        value = f"ρ {d['average']:+.3f}" if d["metric"] == "spearman_rho" else f"{d['average']:.2f} %"
+        lines.append(f"  {d['task']:<16} {name:<26} {value:>10}  ({d['items']:,} items, T {d['temperature']:.2f}, "
+                     f"ties {d['tie_rate']:.2%})")
+    lines += [f"  skipped {name}: {why}" for name, why in result["skipped"].items()]
+    return lines
+
+
+SUITE_WORDS = {"babylm-full": "full", "babylm-fast": "fast"}
+
+
+def expand_suite_words(words: list[str]) -> list[str]:
+    """`suite=babylm-full|babylm-fast` and `data=DIR` (the command's short forms) as babylm.* keys; with a suite, the
+    plain BLiMP and perplexity tasks are off unless the words switch them on."""
+    out, suite = [], None
+    for word in words:
+        key, _, value = word.partition("=")
+        if key == "suite":
+            if value not in SUITE_WORDS:
+                raise ConfigError(f"suite: {value!r}; choose one of {', '.join(SUITE_WORDS)}")
+            suite = SUITE_WORDS[value]
+            out += ["babylm.enabled=true", f"babylm.suite={suite}"]
+        elif key == "data":
+            out.append(f"babylm.data={value}")
+        else:
+            out.append(word)
+    if suite is not None:
+        for task in ("blimp", "perplexity"):
+            if not any(w.startswith(f"{task}.enabled=") for w in words):
+                out.append(f"{task}.enabled=false")
+    return out

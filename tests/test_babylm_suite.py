@@ -1,0 +1,170 @@
+"""The BabyLM pipeline's zero-shot tasks (issue 39): the official data layout, completion-ranking scores against a
+plain-PyTorch reference, the pipeline's tie rule, its averages, its output files and the suite command."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sleeptrain.config import ModelConfig
+from sleeptrain.data.grammar import generate_splits
+from sleeptrain.data.tokenizer import train_bpe, use_causal_template
+from sleeptrain.evaluate.babylm_data import read_dataset
+from sleeptrain.evaluate.completion_ranking import rank, report_text, score_dataset
+from sleeptrain.evaluate.scoring import naive_causal_logprob, naive_masked_pll
+from sleeptrain.evaluate.task_babylm import expand_suite_words
+from sleeptrain.lm.models import build_model, special_token_ids
+from sleeptrain.lm.run_setup import save_final
+
+TIE = {"sentence_good": "the dog runs .", "sentence_bad": "the dog runs ."}   # identical: a tie
+FIRST_WORD = {"sentence_good": "the dog runs .", "sentence_bad": "a dog runs ."}  # differ in the first word only
+
+
+def write_jsonl(path: Path, rows: list[dict], packed: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if packed:
+        with gzip.open(path.with_name(path.name + ".gz"), "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+
+
+def fake_evaluation_data(root: Path) -> Path:
+    """A tiny evaluation_data/ in the pipeline's layout and each task's exact record format."""
+    full = root / "full_eval"
+    blimp_row = {"field": "morphology", "UID": "det_noun", "linguistics_term": "agreement"}
+    write_jsonl(full / "blimp_filtered" / "det_noun.jsonl", [{**TIE, **blimp_row}, {**FIRST_WORD, **blimp_row},
+                                                             {"sentence_good": "a cat sleeps .",
+                                                              "sentence_bad": "a cat sleep .", **blimp_row}])
+    write_jsonl(full / "supplement_filtered" / "turn_taking.jsonl", [FIRST_WORD])
+    write_jsonl(full / "ewok_filtered" / "social.jsonl", [
+        {"Domain": "social-relations", "Context1": "the dog sees the cat .", "Context2": "the cat sees the dog .",
+         "Target1": "the dog runs .", "Target2": "the cat runs .", "ContextType": "x", "ContextDiff": "y",
+         "TargetDiff": "z"}])
+    write_jsonl(full / "entity_tracking" / "regular.jsonl", [
+        {"input_prefix": "the box has a ball . the box has", "options": [" a ball .", " a cat .", " the dog ."],
+         "numops": 0}])
+    write_jsonl(full / "comps" / "comps_base.jsonl", [
+        {"prefix_acceptable": "a dog", "prefix_unacceptable": "a ball", "property_phrase": "can run ."}],
+                packed=True)  # gzipped: read here, with a note (the pipeline skips it)
+    write_jsonl(full / "wug_adj_nominalization" / "wug.jsonl", [
+        {"sentences": "the dog runs .\tthe dogs run .", "ratio": 0.7},
+        {"sentences": "a cat sleeps .\ta cat sleep .", "ratio": 0.2},
+        {"sentences": "the birds sing .\tthe bird sing .", "ratio": 0.9}])
+    return root  # wug_past_tense is missing: skipped with one line
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("babylm-models")
+    lines = generate_splits(1500, 10, 10, seed=0)["train"]
+    out = {}
+    for arch in ("llama", "roberta"):
+        tokenizer = train_bpe(lines, vocab_size=350)
+        if arch == "llama":
+            tokenizer = use_causal_template(tokenizer)
+        torch.manual_seed(0)
+        cfg = ModelConfig(arch=arch, hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2)
+        model = build_model(cfg, len(tokenizer), 64, special_token_ids(tokenizer)).eval()
+        save_final(model, tokenizer, root / arch / "final", seq_len=64)
+        out[arch] = (model, tokenizer, root / arch / "final")
+    return out
+
+
+def reference(model, tokenizer, masked: bool, sentence: str, completion: str) -> float:
+    """The span's score by plain per-sentence forward passes: log P(sentence) - log P(prefix) (causal), or the PLL of
+    the sentence's tokens after the prefix's (masked)."""
+    prefix = sentence[: len(sentence) - len(completion)]
+    if not masked:
+        return naive_causal_logprob(model, tokenizer, sentence) - (
+            naive_causal_logprob(model, tokenizer, prefix.rstrip()) if prefix.strip() else 0.0)
+    ids = tokenizer(sentence)["input_ids"]
+    skip = len(tokenizer(prefix.rstrip())["input_ids"]) - 1 if prefix.strip() else 1  # <s> prefix (no </s>)
+    total = 0.0
+    with torch.no_grad():
+        for i in range(skip, len(ids) - 1):
+            masked_ids = list(ids)
+            masked_ids[i] = tokenizer.mask_token_id
+            logits = model(input_ids=torch.tensor([masked_ids])).logits[0, i]
+            total += float(torch.log_softmax(logits, -1)[ids[i]])
+    return total
+
+
+@pytest.mark.parametrize("arch", ["llama", "roberta"])
+def test_completion_scores_equal_a_plain_reference(models, tmp_path, arch):
+    model, tokenizer, _ = models[arch]
+    data = fake_evaluation_data(tmp_path) / "full_eval"
+    for task, folder in (("blimp", "blimp_filtered"), ("ewok", "ewok_filtered"), ("entity_tracking", "entity_tracking")):
+        dataset = read_dataset(task, data / folder)
+        scores = score_dataset(model, tokenizer, arch == "roberta", dataset, [1.0], batch_size=2)[1.0]
+        for item, got in zip(dataset.items, scores):
+            want = [reference(model, tokenizer, arch == "roberta", s, c) for s, c in zip(item.sentences, item.completions)]
+            assert np.allclose(got, want, atol=1e-4), (task, got, want)
+    if arch == "roberta":
+        assert naive_masked_pll(model, tokenizer, "the dog runs .") == pytest.approx(
+            reference(model, tokenizer, True, "the dog runs .", "the dog runs ."), abs=1e-4)
+
+
+def test_ties_count_as_the_pipeline_counts_them_and_the_averages_are_over_uids(models, tmp_path):
+    model, tokenizer, _ = models["llama"]
+    dataset = read_dataset("blimp", fake_evaluation_data(tmp_path) / "full_eval" / "blimp_filtered")
+    scores = score_dataset(model, tokenizer, False, dataset, [1.0], batch_size=4)[1.0]
+    assert scores[0][0] == scores[0][1]  # the identical pair ties
+    correct, half = rank("blimp", dataset.items, scores, "correct"), rank("blimp", dataset.items, scores, "half")
+    wins = sum(float(s[0] > s[1]) for s in scores[1:])
+    assert correct["accuracies"]["UID"]["det_noun"] == pytest.approx(100 * (1 + wins) / 3)
+    assert half["accuracies"]["UID"]["det_noun"] == pytest.approx(100 * (0.5 + wins) / 3)
+    assert correct["tie_rate"] == pytest.approx(1 / 3)
+    assert correct["predictions"]["det_noun"]["predictions"][0] == {"id": "det_noun_0", "pred": "the dog runs ."}
+    assert set(correct["accuracies"]) == {"field", "UID", "linguistics_term"}
+    text = report_text("blimp", 1.0, correct)
+    assert text.startswith("TEMPERATURE: 1.00\n\n### FIELD ACCURACY\nmorphology: ") and "### AVERAGE ACCURACY" in text
+
+
+def test_the_suite_command_writes_the_pipelines_files_and_skips_a_missing_folder(models, tmp_path, capsys):
+    from sleeptrain.cli import main
+
+    _, _, folder = models["llama"]
+    data = fake_evaluation_data(tmp_path / "evaluation_data")
+    out = tmp_path / "results"
+    assert main(["eval", str(folder), "suite=babylm-full", f"data={data}", f"babylm.out={out}",
+                 "babylm.temperatures=[1.0,2.0]", f"out={tmp_path / 'r.json'}", "progress=false"]) == 0
+    captured = capsys.readouterr()
+    assert "babylm: wug_past_tense skipped: no folder" in captured.err and ".jsonl.gz" in captured.err
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert "blimp" not in results and "perplexity" not in results  # a suite runs the suite
+    got = results["babylm"]
+    assert set(got["datasets"]) == {"blimp_filtered", "supplement_filtered", "ewok_filtered", "entity_tracking",
+                                    "comps", "wug_adj_nominalization"}
+    assert got["skipped"] == {"wug_past_tense": f"no folder {data / 'full_eval' / 'wug_past_tense'}"}
+    base = out / folder.parent.name / "main" / "zero_shot" / "causal"
+    for task, name in (("blimp", "blimp_filtered"), ("blimp", "supplement_filtered"), ("ewok", "ewok_filtered"),
+                       ("entity_tracking", "entity_tracking"), ("comps", "comps"), ("wug_adj", "wug_adj_nominalization")):
+        predictions = json.loads((base / task / name / "predictions.json").read_text())
+        for uid, entry in predictions.items():
+            assert [p["id"] for p in entry["predictions"]] == [f"{uid}_{i}" for i in range(len(entry["predictions"]))]
+        assert (base / task / name / "best_temperature_report.txt").read_text().startswith("TEMPERATURE: ")
+    comps = json.loads((base / "comps" / "comps" / "predictions.json").read_text())
+    assert comps["base"]["predictions"][0]["pred"] in ("a dog can run .", "a ball can run .")  # the full sentence
+    assert "prob" in json.loads((base / "wug_adj" / "wug_adj_nominalization" / "predictions.json").read_text())[
+        "wug_adj"]["predictions"][0]
+    entity = got["datasets"]["entity_tracking"]
+    assert "regular" in entity["by"]["UID"] and entity["average"] == entity["by"]["UID"]["regular"]
+    assert "BabyLM full suite" in captured.out and "ewok_filtered" in captured.out
+
+
+def test_suite_words_and_errors():
+    assert expand_suite_words(["suite=babylm-fast", "data=/d", "batch_size=8"]) == [
+        "babylm.enabled=true", "babylm.suite=fast", "babylm.data=/d", "batch_size=8", "blimp.enabled=false",
+        "perplexity.enabled=false"]
+    assert "blimp.enabled=false" not in expand_suite_words(["suite=babylm-full", "blimp.enabled=true"])
+    from sleeptrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="suite"):
+        expand_suite_words(["suite=babylm"])
