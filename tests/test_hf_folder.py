@@ -84,3 +84,21 @@ def test_every_architecture_loads_the_same_under_the_babylm_pipelines_transforme
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.startswith("transformers 4.51.3")
     assert done.stdout.count(" ok") == 5, done.stdout
+
+
+def test_export_rewrites_an_older_causal_tokenizer_and_says_so(tmp_path, capsys):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from sleeptrain.export import export_repository
+
+    old = train_bpe(LINES, vocab_size=300)  # the template runs saved before 2026-12-02: <s> $A </s>
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(old), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2))
+    model.save_pretrained(tmp_path / "run" / "final")
+    old.save_pretrained(tmp_path / "run" / "final")
+    export_repository(tmp_path / "run", tmp_path / "repo", lfs=False)
+    assert "adds <s> only" in capsys.readouterr().out
+    tok = AutoTokenizer.from_pretrained(tmp_path / "repo")
+    assert tok.convert_ids_to_tokens(tok("the dog")["input_ids"]) == ["<s>", "Ġthe", "Ġdog"]
+    before = AutoTokenizer.from_pretrained(tmp_path / "run" / "final")
+    assert before("the dog")["input_ids"][-1] == before.eos_token_id  # the run's own folder is untouched

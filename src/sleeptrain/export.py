@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 from sleeptrain.errors import SleeptrainError
+from sleeptrain.lm.hf_folder import causal_template, make_portable
 from sleeptrain.model_card import model_card
 
 MILESTONE = re.compile(r"^chck_(\d+)([KM]?)$")
@@ -86,6 +87,10 @@ def _fill(dest: Path, folder: Path, card: str, lfs: bool) -> None:
     for item in folder.iterdir():
         if item.is_file():
             shutil.copy2(item, dest / item.name)
+    make_portable(dest)  # a folder saved before these keys existed: readable by transformers 4 as well
+    if causal_template(dest):
+        print(f"export: {folder.name}: its tokenizer appended </s> to every text (saved before 2026-12-02); the "
+              "exported copy adds <s> only, as causal runs save it now (the run's own folder is unchanged)")
     (dest / "README.md").write_text(card)
     if lfs:
         (dest / ".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n"

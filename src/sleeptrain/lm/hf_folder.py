@@ -37,6 +37,29 @@ def make_portable(folder: Path) -> None:
         _rewrite(tokenizer_file, lambda cfg: _portable_tokenizer_config(cfg, pre_tokenizer))
 
 
+def causal_template(folder: Path) -> bool:
+    """A causal model's tokenizer.json whose post-processor appends an end token (`<s> $A </s>`, sleeptrain's before
+    2026-12-02): rewritten to `<s> $A` as runs save it now (the training tape never used the post-processor, so this
+    changes no training and no score of sleeptrain's; `tokenizer(text)` then ends with the text). True if rewritten."""
+    config, tok_file = folder / "config.json", folder / "tokenizer.json"
+    if not (config.is_file() and tok_file.is_file()):
+        return False
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    if not architectures or any(a.endswith("ForMaskedLM") for a in architectures):
+        return False
+    data = json.loads(tok_file.read_text())
+    post = data.get("post_processor") or {}
+    single = post.get("single") or [] if post.get("type") == "TemplateProcessing" else []
+    names = [next(iter(piece.values())).get("id") for piece in single]
+    if names != ["<s>", "A", "</s>"]:
+        return False
+    bos, seq_a, eos = single
+    post["single"] = [bos, seq_a]
+    post["pair"] = [bos, seq_a, eos, bos, {"Sequence": {"id": "B", "type_id": 1}}]
+    tok_file.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    return True
+
+
 def _rewrite(path: Path, change) -> None:
     data = json.loads(path.read_text())
     path.write_text(json.dumps(change(data), indent=2, sort_keys=True) + "\n")
