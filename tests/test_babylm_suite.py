@@ -142,7 +142,8 @@ def test_the_suite_command_writes_the_pipelines_files_and_skips_a_missing_folder
     got = results["babylm"]
     assert set(got["datasets"]) == {"blimp_filtered", "supplement_filtered", "ewok_filtered", "entity_tracking",
                                     "comps", "wug_adj_nominalization"}
-    assert got["skipped"] == {"wug_past_tense": f"no folder {data / 'full_eval' / 'wug_past_tense'}"}
+    assert got["skipped"] == {"wug_past_tense": f"no folder {data / 'full_eval' / 'wug_past_tense'}",
+                              "reading": f"no file {data / 'full_eval' / 'reading' / 'reading_data.csv'}"}
     base = out / folder.parent.name / "main" / "zero_shot" / "causal"
     for task, name in (("blimp", "blimp_filtered"), ("blimp", "supplement_filtered"), ("ewok", "ewok_filtered"),
                        ("entity_tracking", "entity_tracking"), ("comps", "comps"), ("wug_adj", "wug_adj_nominalization")):
@@ -168,3 +169,82 @@ def test_suite_words_and_errors():
 
     with pytest.raises(ConfigError, match="suite"):
         expand_suite_words(["suite=babylm"])
+
+
+def fake_reading_csv(path: Path, rows: int = 60) -> Path:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    words = ["dog", "cat", "runs", "sleeps", "ball", "the", "a", "happy", "little", "sees"]
+    contexts = ["the dog", "a cat", "the little dog", "my cat sees", "the happy baby"]
+    data = []
+    for i in range(rows):
+        item, word = contexts[i % len(contexts)], words[i % len(words)]
+        data.append({"item": item, "word": word, "prev_item": None if i % 7 == 0 else contexts[(i + 1) % len(contexts)],
+                     "prev_word": words[(i + 3) % len(words)], "Subtlex_log10": rng.normal(3, 1),
+                     "length": len(word), "context_length": len(item.split()), "prev_length": rng.integers(1, 8),
+                     **{m: rng.normal(300, 30) for m in ("RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound",
+                                                         "self_paced_reading_time")},
+                     **{m: rng.normal(0, 1) for m in ("ELAN", "LAN", "N400", "P600", "EPNP", "PNP")}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(data).to_csv(path, index=False)
+    return path
+
+
+def test_reading_scores_the_word_after_the_sentence_and_fits_the_pipelines_regressions(models, tmp_path, capsys):
+    from sleeptrain.evaluate.reading import fit, read_reading, surprisals, warn_if_end_token
+
+    model, tokenizer, _ = models["llama"]
+    df = read_reading(fake_reading_csv(tmp_path / "reading" / "reading_data.csv"))
+    assert warn_if_end_token(tokenizer, masked=False) is None  # sleeptrain's causal tokenizer: <s> only
+    pred, prev = surprisals(model, tokenizer, df.head(6), masked=False)
+    for (_, row), got in zip(df.head(6).iterrows(), pred):
+        ids = [tokenizer.bos_token_id] + tokenizer(row["item"], add_special_tokens=False)["input_ids"]
+        target = tokenizer(row["word"], add_special_tokens=False)["input_ids"]
+        logp, text_ids = 0.0, list(ids)
+        for i, token in enumerate(target):  # the word's own tokens, read after the sentence's last word
+            scored = token if i == 0 else tokenizer(tokenizer.decode(token), add_special_tokens=False)["input_ids"][0]
+            with torch.no_grad():
+                logp += float(torch.log_softmax(model(input_ids=torch.tensor([text_ids])).logits[0, -1], -1)[scored])
+            text_ids.append(token)
+        assert got == pytest.approx(-logp, abs=1e-4)
+    assert np.isnan(prev[0])  # row 0 has no previous item
+    old = train_bpe(generate_splits(1500, 10, 10, seed=0)["train"], vocab_size=350)  # appends </s>
+    assert "end token" in warn_if_end_token(old, masked=False)
+    wrong, _ = surprisals(model, old, df.head(1), masked=False)
+    assert wrong[0] != pytest.approx(pred[0], abs=1e-3)  # after </s> the model predicts another word
+
+    df = df.copy()
+    df["pred"], df["prev_pred"] = np.random.default_rng(1).normal(5, 1, len(df)), np.nan
+    row = fit(df, "RTfirstfix", ["Subtlex_log10", "length", "context_length"])
+    x = df[["Subtlex_log10", "length", "context_length"]].to_numpy(float)
+    inter = np.column_stack([x[:, 0] * x[:, 1], x[:, 0] * x[:, 2], x[:, 1] * x[:, 2]])
+    base = np.column_stack([np.ones(len(df)), x, inter])
+    full = np.column_stack([base, df["pred"].to_numpy(float)])
+    y = df["RTfirstfix"].to_numpy(float)
+
+    def r2(design):
+        resid = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+        return 1 - resid @ resid / ((y - y.mean()) @ (y - y.mean()))
+
+    assert row["Change in R2 from baseline"] == pytest.approx(r2(full) - r2(base), abs=1e-10)
+
+
+def test_the_suite_writes_the_reading_files_where_collate_preds_looks(models, tmp_path):
+    from sleeptrain.cli import main
+
+    _, _, folder = models["llama"]
+    data = tmp_path / "evaluation_data"
+    fake_reading_csv(data / "fast_eval" / "reading" / "reading_data.csv")
+    assert main(["eval", str(folder), "suite=babylm-fast", f"data={data}", f"babylm.out={tmp_path / 'results'}",
+                 f"out={tmp_path / 'r.json'}", "progress=false"]) == 0
+    base = tmp_path / "results" / folder.parent.name / "main" / "zero_shot" / "causal" / "reading"
+    predictions = json.loads((base / "predictions.json").read_text())
+    assert len(predictions["reading"]["predictions"]) == 60 and predictions["reading"]["predictions"][0]["id"] == 0
+    report = (base / "report.txt").read_text().splitlines()
+    assert report[0].startswith("EYE TRACKING SCORE: ") and report[1].startswith("SELF-PACED READING SCORE: ")
+    assert len((base / "predictive_power.jsonl").read_text().splitlines()) == 11
+    results = json.loads((tmp_path / "r.json").read_text())["babylm"]
+    assert set(results["skipped"]) == {"blimp_fast", "supplement_fast", "ewok_fast", "entity_tracking_fast",
+                                       "wug_adj_nominalization", "wug_past_tense"}
+    assert results["reading"]["rows"] == 60 and results["reading"]["warning"] is None

@@ -10,7 +10,8 @@ backend), ties counted as the pipeline counts them (`babylm.ties=correct`; `half
 skipped with one line naming it. Beside the results file, the pipeline's own files for every dataset —
 `OUT/<model>/<revision>/zero_shot/<backend>/<task>/<data folder>/predictions.json` and `best_temperature_report.txt`
 — so `collate_preds.py` reads a sleeptrain evaluation as its own (`babylm.out`, default MODEL_DIR/eval/babylm).
-Not here yet (the pipeline's other zero-shot parts): reading (eye-tracking / self-paced ΔR²) and AoA.
+The reading task (`reading/reading_data.csv`: surprisal's ΔR² for eye tracking and self-paced reading) is scored as
+the pipeline's `reading/run.py` does (`reading.py`). Not here yet: AoA (surprisal curves over the chck_* revisions).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class BabyLMEvalConfig:
                                            "pipeline's --min/--max_temperature grid (default: 1.0 only)",
                                            default_factory=lambda: [1.0])
     tasks: list[str] = help_field("only these pipeline tasks (blimp, ewok, entity_tracking, wug_adj, wug_past, "
-                                  "comps; default: the suite's all)", default_factory=list)
+                                  "comps, reading; default: the suite's all)", default_factory=list)
     out: Optional[str] = help_field("root of the pipeline's output layout (default: MODEL_DIR/eval/babylm)",
                                     default=None)
     model_name: Optional[str] = help_field("<model> level of the layout (default: the run's folder name for a run's "
@@ -60,7 +61,7 @@ class BabyLMEvalConfig:
             raise ConfigError("babylm.temperatures: give at least one temperature, e.g. [1.0]")
         for t in self.temperatures:
             check_positive("babylm.temperatures", t)
-        known = {task for suite in SUITES.values() for task, _ in suite}
+        known = {task for suite in SUITES.values() for task, _ in suite} | {"reading"}
         for name in self.tasks:
             check_choice("babylm.tasks", name, tuple(sorted(known)))
 
@@ -90,7 +91,19 @@ class BabyLMTask(EvalTask):
         for dataset in found:
             for note in dataset.notes:
                 print(f"babylm: note: {note}", file=sys.stderr)
-        return {"root": root, "datasets": found, "skipped": skipped} if found or skipped else None
+        reading = None
+        if not options.tasks or "reading" in options.tasks:
+            csv = root / "reading" / "reading_data.csv"
+            if csv.is_file():
+                from sleeptrain.evaluate.reading import read_reading
+
+                reading = read_reading(csv)
+            else:
+                skipped["reading"] = f"no file {csv}"
+                print(f"babylm: reading skipped: no file {csv}", file=sys.stderr)
+        if not (found or skipped or reading is not None):
+            return None
+        return {"root": root, "datasets": found, "skipped": skipped, "reading": reading}
 
     def run(self, model: LoadedModel, options: BabyLMEvalConfig, data: dict, ctx: TaskContext) -> dict[str, Any]:
         if not getattr(model.tokenizer, "is_fast", False):
@@ -115,7 +128,35 @@ class BabyLMTask(EvalTask):
                 "task": dataset.task, "items": len(dataset.items), "temperature": t, "average": best["average"],
                 "metric": "spearman_rho" if "wug" in dataset.task else "accuracy_percent",
                 "tie_rate": best["tie_rate"], "by": best["accuracies"]}
+        if data.get("reading") is not None:
+            out["reading"] = self._reading(model, data["reading"], ctx)
         return out
+
+    def _reading(self, model: LoadedModel, df, ctx: TaskContext) -> dict:
+        """The reading task: surprisals, the pipeline's regressions and its files under <backend>/reading/."""
+        from sleeptrain.evaluate.reading import reading_scores, surprisals, warn_if_end_token
+
+        warning = warn_if_end_token(model.tokenizer, model.masked)
+        df = df.copy()
+        df["pred"], df["prev_pred"] = surprisals(model.model, model.tokenizer, df, model.masked, ctx.opts.progress)
+        scores = reading_scores(df)
+        folder = self.layout / "reading"
+        rows = list(df.iterrows())
+        self.files += [
+            (folder / "predictions.json", json.dumps({"reading": {"predictions": [
+                {"id": i, "pred": r["pred"], "prev_pred": r["prev_pred"]} for i, r in rows]}})),
+            (folder / "prediction.jsonl", "".join(json.dumps({"Index": i, "Sentence": r["item"], "Word": r["word"],
+                                                              "Logprob": r["pred"], "Prev_Logprob": r["prev_pred"]})
+                                                  + "\n" for i, r in rows)),
+            (folder / "correlations.txt", "".join(f"{m}\t{v:.4f}\n" for m, v in scores["correlations"].items())),
+            (folder / "predictive_power.jsonl", "".join(json.dumps(x) + "\n" for x in scores["predictive_power"])),
+            (folder / "predictive_power_spillover.jsonl",
+             "".join(json.dumps(x) + "\n" for x in scores["predictive_power_spillover"])),
+            (folder / "report.txt", f"EYE TRACKING SCORE: {scores['eye_tracking_score']:.2f}\n"
+                                    f"SELF-PACED READING SCORE: {scores['self_paced_reading_score']:.2f}\n")]
+        return {"rows": len(df), "eye_tracking_score": scores["eye_tracking_score"],
+                "self_paced_reading_score": scores["self_paced_reading_score"], "warning": warning,
+                "predictive_power": scores["predictive_power"]}
 
     def write_files(self, results_path: Path, options: BabyLMEvalConfig) -> None:
         for path, text in getattr(self, "files", []):
@@ -140,6 +181,10 @@ def describe(result: dict) -> list[str]:
         value = f"ρ {d['average']:+.3f}" if d["metric"] == "spearman_rho" else f"{d['average']:.2f} %"
         lines.append(f"  {d['task']:<16} {name:<26} {value:>10}  ({d['items']:,} items, T {d['temperature']:.2f}, "
                      f"ties {d['tie_rate']:.2%})")
+    if "reading" in result:
+        r = result["reading"]
+        lines.append(f"  {'reading':<16} {'reading_data.csv':<26} eye tracking {r['eye_tracking_score']:.2f}, "
+                     f"self-paced {r['self_paced_reading_score']:.2f}  ({r['rows']:,} words; ΔR² × 100 / (1 − R²))")
     lines += [f"  skipped {name}: {why}" for name, why in result["skipped"].items()]
     return lines
 
