@@ -248,3 +248,40 @@ def test_the_suite_writes_the_reading_files_where_collate_preds_looks(models, tm
     assert set(results["skipped"]) == {"blimp_fast", "supplement_fast", "ewok_fast", "entity_tracking_fast",
                                        "wug_adj_nominalization", "wug_past_tense"}
     assert results["reading"]["rows"] == 60 and results["reading"]["warning"] is None
+
+
+@pytest.mark.slow
+def test_eval_suite_scores_every_word_checkpoint_during_training_without_changing_it(tmp_path):
+    from conftest import TINY_RUN, run_cli
+    from sleeptrain.lm.metrics_log import read_metrics
+
+    data = tmp_path / "evaluation_data"
+    write_jsonl(data / "fast_eval" / "blimp_fast" / "det_noun.jsonl", [
+        {**FIRST_WORD, "field": "morphology", "UID": "det_noun", "linguistics_term": "agreement"}] * 3)
+    fake_reading_csv(data / "fast_eval" / "reading" / "reading_data.csv", rows=30)
+    common = [*TINY_RUN, "schedule=single_pass", "train.max_steps=20", "checkpoint.words=[2000,4000]",
+              "eval.final=false"]
+    plain = run_cli("train", *common, f"run.dir={tmp_path / 'plain'}")
+    scored = run_cli("train", *common, f"run.dir={tmp_path / 'scored'}", "eval.suite=babylm-fast",
+                     f"eval.suite_data={data}")
+    assert plain.returncode == 0 and scored.returncode == 0, scored.stderr[-2000:]
+    records = read_metrics(tmp_path / "scored" / "metrics.jsonl")
+    events = [r for r in records if r["event"] == "babylm"]
+    assert [e["dir"].rsplit("/", 1)[1] for e in events] == ["chck_2K", "chck_4K"]
+    assert set(events[0]["averages"]) == {"blimp_fast"} and "eye_tracking_score" in events[0]["reading"]
+    base = tmp_path / "scored" / "chck_2K" / "eval" / "babylm" / "scored" / "chck_2K" / "zero_shot" / "causal"
+    assert (base / "blimp" / "blimp_fast" / "predictions.json").is_file() and (base / "reading" / "report.txt").is_file()
+    losses = lambda run: [r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["event"] == "train"]  # noqa: E731
+    assert losses("plain") == losses("scored")  # scoring a checkpoint leaves the training untouched
+
+
+def test_eval_suite_needs_its_data_and_word_checkpoints(tmp_path):
+    import sleeptrain
+    from sleeptrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.suite_data: required"):
+        sleeptrain.load_config(eval={"suite": "babylm-fast"})
+    with pytest.raises(ConfigError, match="checkpoint.words"):
+        sleeptrain.load_config(eval={"suite": "babylm-fast", "suite_data": str(tmp_path)}, checkpoint={"words": []})
+    with pytest.raises(ConfigError, match="eval.suite"):
+        sleeptrain.load_config(eval={"suite": "babylm-full", "suite_data": str(tmp_path)})

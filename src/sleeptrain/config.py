@@ -425,8 +425,18 @@ class EvalConfig:
                                                 default=None)
     method: str = help_field("masked-LM scoring: pll | pll_word_l2r", default="pll")
     batch_size: int = help_field("sentences (or masked copies) per scoring batch", default=64)
+    suite: Optional[str] = help_field("babylm-fast: score every word checkpoint (checkpoint.words) as it is written "
+                                      "with the BabyLM pipeline's fast zero-shot suite (event 'babylm' in "
+                                      "metrics.jsonl; the pipeline's files in chck_<N>/eval/babylm)", default=None)
+    suite_data: Optional[str] = help_field("the pipeline's evaluation_data/ folder (or its fast_eval/) for "
+                                           "eval.suite", default=None)
 
     def __post_init__(self) -> None:
+        check_choice("eval.suite", self.suite, (None, "babylm-fast"))
+        if self.suite and not self.suite_data:
+            raise ConfigError("eval.suite_data: required with eval.suite (the pipeline's evaluation_data/ folder)")
+        if self.suite_data and not Path(self.suite_data).is_dir():
+            raise ConfigError(f"eval.suite_data: {self.suite_data!r} is not a folder")
         check_positive("eval.final_max_pairs", self.final_max_pairs, allow_none=True)
         check_positive("eval.blimp_every", self.blimp_every, allow_zero=True)
         check_positive("eval.blimp_n", self.blimp_n)
@@ -474,6 +484,9 @@ class Config:
                               "without sleep use schedule.n_cycles=1")
         if self.train.precision == "fp16" and self.train.device == "cpu":
             raise ConfigError("train.precision: fp16 needs a GPU; use bf16 on CPU")
+        if self.eval.suite and not self.checkpoint.words:
+            raise ConfigError("eval.suite: scores each word checkpoint, and checkpoint.words is empty; give "
+                              "checkpoint.words=[...] (e.g. the BabyLM milestones)")
         if self.train.loss == "chunked" and self.model.is_masked_lm:
             raise ConfigError("train.loss: chunked needs a causal LM (model.arch llama, gemma or gpt2); masked LMs use "
                               "plain (or auto)")

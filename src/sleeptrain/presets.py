@@ -25,7 +25,7 @@ from sleeptrain.errors import ConfigError
 
 GROUPS = ("data", "model", "schedule")
 DEFAULT_PRESETS = {"data": "demo", "model": "tiny", "schedule": "sleep"}
-PATH_KEYS = ("run.dir", "data.cache_dir", "tokenizer.path", "eval.blimp_path", "model.init_from")
+PATH_KEYS = ("run.dir", "data.cache_dir", "tokenizer.path", "eval.blimp_path", "model.init_from", "eval.suite_data")
 
 
 @dataclass

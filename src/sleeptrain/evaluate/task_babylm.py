@@ -69,7 +69,7 @@ class BabyLMEvalConfig:
 @register_task
 class BabyLMTask(EvalTask):
     name = "babylm"
-    description = "the BabyLM pipeline's zero-shot tasks (completion ranking, WUG), its rules and output files"
+    description = "the BabyLM pipeline's zero-shot tasks (completion ranking, WUG, reading), its rules and files"
     options = BabyLMEvalConfig
 
     def prepare(self, options: BabyLMEvalConfig, ctx: TaskContext) -> dict | None:

@@ -5,6 +5,7 @@ the last sleep's end ops, the model as it was then (`event: "pre_end_ops"`). Onl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -94,3 +95,32 @@ class Evaluator:
         self.log({"event": "blimp", "step": step, "tokens": tokens, "overall": result["overall"],
                   "pairs": result["pairs"], "tie_rate": result["tie_rate"],
                   "by_phenomenon": {k: v["accuracy"] for k, v in result["by_phenomenon"].items()}})
+
+    def suite(self, model: torch.nn.Module, folder: Path, state) -> None:
+        """`eval.suite=babylm-fast` on the word checkpoint just written to `folder`: the `babylm` task (the one
+        `sleeptrain eval ... suite=babylm-fast` runs) on the current weights, its files under folder/eval/babylm, one
+        record (event 'babylm') with each dataset's average; `state`: the run's LoopState (read only). The data is
+        read once per run."""
+        from sleeptrain.evaluate.config import run_eval_options
+        from sleeptrain.evaluate.task_babylm import BabyLMTask
+        from sleeptrain.evaluate.tasks import LoadedModel, TaskContext
+        from sleeptrain.fsutil import atomic_write_text
+
+        opts = run_eval_options(self.cfg, progress=False)
+        opts.babylm.enabled, opts.babylm.suite, opts.babylm.data = True, "fast", self.cfg.eval.suite_data
+        task, ctx = BabyLMTask(), TaskContext(opts, folder)
+        if getattr(self, "suite_data", None) is None:
+            self.suite_data = task.prepare(opts.babylm, ctx)
+        was_training = model.training
+        model.eval()
+        result = task.run(LoadedModel(model, self.tokenizer, self.masked, folder), opts.babylm, self.suite_data, ctx)
+        model.train(was_training)
+        out = folder / "eval" / "results-babylm-fast.json"
+        atomic_write_text(out, json.dumps({"babylm": result}, indent=1))
+        task.write_files(out, opts.babylm)
+        self.log({"event": "babylm", "step": state.step, "tokens": state.tokens, "words": state.words,
+                  "dir": str(folder),
+                  "averages": {name: d["average"] for name, d in result["datasets"].items()},
+                  **({"reading": {k: result["reading"][k] for k in ("eye_tracking_score", "self_paced_reading_score")}}
+                     if "reading" in result else {})})
+

@@ -135,13 +135,16 @@ class TrainingLoop:
         self.bar.update(1)
         self.after_step(lr)
 
-    def save_model(self, folder: Path) -> None:
-        """A complete HF model folder (weights, config, tokenizer) of the current weights."""
+    def save_model(self, folder: Path, milestone: bool = False) -> None:
+        """A complete HF model folder of the current weights; a word milestone's is scored with `eval.suite`."""
         save_final(self.acc.unwrap_model(self.model), self.tokenizer, folder, self.cfg.data.seq_len)
+        if milestone and self.cfg.eval.suite:
+            self.evaluator.suite(self.acc.unwrap_model(self.model), folder, self.state)
 
     def after_step(self, lr: float) -> None:
         tc = self.cfg.train
-        self.words.save_due(self.state.words, self.save_model, self.metrics.write, self.state.step)  # BabyLM word-count checkpoints
+        self.words.save_due(self.state.words, functools.partial(self.save_model, milestone=True), self.metrics.write,
+                            self.state.step)  # BabyLM word-count checkpoints
         if self.state.step % tc.log_every == 0 or self.state.step == self.plan.total_steps or self._stage_ends_now():
             self.log_train(lr)
         if tc.eval_every and self.state.step % tc.eval_every == 0 and self.state.step != self.plan.total_steps:
