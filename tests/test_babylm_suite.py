@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -285,3 +286,44 @@ def test_eval_suite_needs_its_data_and_word_checkpoints(tmp_path):
         sleeptrain.load_config(eval={"suite": "babylm-fast", "suite_data": str(tmp_path)}, checkpoint={"words": []})
     with pytest.raises(ConfigError, match="eval.suite"):
         sleeptrain.load_config(eval={"suite": "babylm-full", "suite_data": str(tmp_path)})
+
+
+# The zero-shot files collate_preds.py's _check_validity_of_dir asserts for a revision (evaluation_pipeline/
+# collate_preds.py of babylm/evaluation-pipeline-2025), relative to results/<model>/<revision>/zero_shot/<backend>/;
+# the fine-tuning, AoA and DevBench files it also asks for are not sleeptrain's to write.
+COLLATE_FULL = ["blimp/blimp_filtered", "blimp/supplement_filtered", "ewok/ewok_filtered",
+                "entity_tracking/entity_tracking", "wug_adj/wug_adj_nominalization", "wug_past/wug_past_tense",
+                "comps/comps", "reading"]
+COLLATE_FAST = ["blimp/blimp_fast", "blimp/supplement_fast", "ewok/ewok_fast", "entity_tracking/entity_tracking_fast",
+                "wug_adj/wug_adj_nominalization", "wug_past/wug_past_tense", "reading"]
+
+
+def test_a_submission_tree_has_every_zero_shot_file_collate_preds_checks(models, tmp_path):
+    from sleeptrain.cli import main
+
+    _, _, final = models["llama"]
+    run = final.parent
+    data = fake_evaluation_data(tmp_path / "evaluation_data")
+    write_jsonl(data / "full_eval" / "wug_past_tense" / "wug.jsonl", [
+        {"sentences": "the dog ran .\tthe dog runned .", "ratio": r} for r in (0.2, 0.5, 0.8)])
+    fake_reading_csv(data / "full_eval" / "reading" / "reading_data.csv", rows=30)
+    fast = data / "fast_eval"
+    for name in ("blimp_fast", "supplement_fast", "ewok_fast", "entity_tracking_fast", "wug_adj_nominalization",
+                 "wug_past_tense", "reading"):
+        source = {"blimp_fast": "blimp_filtered", "supplement_fast": "supplement_filtered", "ewok_fast": "ewok_filtered",
+                  "entity_tracking_fast": "entity_tracking"}.get(name, name)
+        shutil.copytree(data / "full_eval" / source, fast / name)
+    chck = run / "chck_1M"
+    if not chck.exists():
+        shutil.copytree(final, chck)
+    results = tmp_path / "results"
+    assert main(["eval", str(final), "suite=babylm-full", f"data={data}", f"babylm.out={results}",
+                 f"out={tmp_path / 'full.json'}", "progress=false"]) == 0
+    assert main(["eval", str(chck), "suite=babylm-fast", f"data={data}", f"babylm.out={results}",
+                 f"out={tmp_path / 'fast.json'}", "progress=false"]) == 0
+    for revision, expected in (("main", COLLATE_FULL), ("chck_1M", COLLATE_FAST)):
+        root = results / run.name / revision / "zero_shot" / "causal"
+        for path in expected:
+            predictions = json.loads((root / path / "predictions.json").read_text())
+            for uid, entry in predictions.items():  # collate's shape: {UID: {"predictions": [{"id", "pred"}, ...]}}
+                assert set(entry) == {"predictions"} and all({"id", "pred"} <= set(p) for p in entry["predictions"])
