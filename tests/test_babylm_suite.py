@@ -327,3 +327,20 @@ def test_a_submission_tree_has_every_zero_shot_file_collate_preds_checks(models,
             predictions = json.loads((root / path / "predictions.json").read_text())
             for uid, entry in predictions.items():  # collate's shape: {UID: {"predictions": [{"id", "pred"}, ...]}}
                 assert set(entry) == {"predictions"} and all({"id", "pred"} <= set(p) for p in entry["predictions"])
+
+
+def test_the_mntp_backend_reads_each_masked_token_one_position_earlier(models):
+    from sleeptrain.evaluate.completion_ranking import masked_scores, span_tokens
+
+    model, tokenizer, _ = models["roberta"]
+    sentence = "the dog runs ."
+    ids, span = span_tokens(tokenizer, sentence, sentence, causal=False)
+    want = 0.0
+    for i in [j for j, inside in enumerate(span) if inside]:
+        masked = list(ids)
+        masked[i] = tokenizer.mask_token_id
+        with torch.no_grad():
+            want += float(torch.log_softmax(model(input_ids=torch.tensor([masked])).logits[0, i - 1], -1)[ids[i]])
+    got = masked_scores(model, tokenizer, [(sentence, sentence)], [1.0], 8, mntp=True)[1.0][0]
+    assert got == pytest.approx(want, abs=1e-4)
+    assert got != pytest.approx(masked_scores(model, tokenizer, [(sentence, sentence)], [1.0], 8)[1.0][0], abs=1e-3)

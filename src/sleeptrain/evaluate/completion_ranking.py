@@ -8,7 +8,9 @@ LMs) — special tokens have empty offsets, so they are never scored.
 - causal: log P(token | everything before it), summed over the span, from one forward pass per candidate (inputs
   `tokens[:-1]`, targets `tokens[1:]`: a first token with no BOS before it cannot be scored, as in the pipeline);
 - masked (`mlm`): each span token masked in turn in the full sentence, its log-probability at its own position,
-  summed (PLL over the completion);
+  summed (PLL over the completion); `mntp` (masked next-token prediction, e.g. GPT-BERT): the same masked copies,
+  the masked token's log-probability read one position earlier (the first token is scored only when the tokenizer
+  has a BOS or CLS token before it);
 
 at every temperature T (logits / T). The prediction is the highest-scoring candidate, the first one on a tie
 (`torch.max`): with the correct candidate listed first, the pipeline counts a tie as correct (`ties=correct`);
@@ -65,18 +67,19 @@ def causal_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: 
 
 @torch.no_grad()
 def masked_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: list[float], batch_size: int,
-                  progress: bool = False) -> dict[float, np.ndarray]:
-    """PLL of every completion span (each span token masked in turn), per temperature."""
+                  progress: bool = False, mntp: bool = False) -> dict[float, np.ndarray]:
+    """PLL of every completion span (each span token masked in turn), per temperature; `mntp`: read one earlier."""
     device, mask_id = _device_of(model), tokenizer.mask_token_id
     if mask_id is None:
         raise ValueError("the tokenizer has no mask token, which masked-LM scoring needs")
+    first_ok = not mntp or tokenizer.cls_token_id is not None or tokenizer.bos_token_id is not None
     copies, owner, position, target = [], [], [], []
     for n, (s, c) in enumerate(texts):
         ids, span = span_tokens(tokenizer, s, c, causal=False)
-        for i in (j for j, inside in enumerate(span) if inside):
+        for i in (j for j, inside in enumerate(span) if inside and (j != 0 or first_ok)):
             masked = list(ids)
             masked[i] = mask_id
-            copies.append(masked), owner.append(n), position.append(i), target.append(ids[i])
+            copies.append(masked), owner.append(n), position.append(i - 1 if mntp else i), target.append(ids[i])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     padded, lengths = _pad(copies, pad) if copies else (np.zeros((0, 0), np.int64), np.zeros(0, np.int64))
     owner_a, pos_a, tgt_a = np.array(owner, np.int64), np.array(position, np.int64), np.array(target, np.int64)
@@ -96,11 +99,13 @@ def masked_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: 
 
 
 def score_dataset(model, tokenizer, masked: bool, data: Dataset, temperatures: list[float], batch_size: int,
-                  progress: bool = False) -> dict[float, list[np.ndarray]]:
-    """temperature -> per item, the scores of its candidates."""
+                  progress: bool = False, mntp: bool = False) -> dict[float, list[np.ndarray]]:
+    """temperature -> per item, the scores of its candidates (`mntp`: a masked model read as the pipeline's mntp)."""
     texts = [(s, c) for item in data.items for s, c in zip(item.sentences, item.completions)]
-    scorer = masked_scores if masked else causal_scores
-    flat = scorer(model, tokenizer, texts, temperatures, batch_size, progress)
+    if masked:
+        flat = masked_scores(model, tokenizer, texts, temperatures, batch_size, progress, mntp=mntp)
+    else:
+        flat = causal_scores(model, tokenizer, texts, temperatures, batch_size, progress)
     out = {}
     for t, values in flat.items():
         cuts = np.cumsum([len(item.sentences) for item in data.items])[:-1]

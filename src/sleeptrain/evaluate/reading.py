@@ -52,19 +52,20 @@ def read_reading(path: Path):
 
 
 @torch.no_grad()
-def next_token_probs(model, tokenizer, text: str, masked: bool) -> torch.Tensor:
-    """P(next token) after `text` as the pipeline reads it."""
+def next_token_probs(model, tokenizer, text: str, masked: bool, mntp: bool = False) -> torch.Tensor:
+    """P(next token) after `text` as the pipeline reads it (mntp: one position earlier than mlm)."""
     device = next(model.parameters()).device
     if masked:
         ids = tokenizer(text + tokenizer.mask_token * MASKS_APPENDED, return_tensors="pt")["input_ids"]
         at = -MASKS_APPENDED if ids[0, -1] == tokenizer.mask_token_id else -(MASKS_APPENDED + 1)
+        at -= 1 if mntp else 0
     else:
         ids, at = tokenizer(text, return_tensors="pt")["input_ids"], -1
     logits = model(input_ids=ids.to(device)).logits[0, at].float().cpu()
     return torch.softmax(logits, dim=-1)
 
 
-def word_probability(model, tokenizer, context: str, word: str, masked: bool) -> float:
+def word_probability(model, tokenizer, context: str, word: str, masked: bool, mntp: bool = False) -> float:
     """The pipeline's get_p2: P(word | context), a multi-token word token by token on the growing text. As there, a
     continuation token is looked up again from its decoded text (`get_p` re-tokenizes it and takes the first id):
     with a prefix-space tokenizer that is the id of the piece *with* a leading space, not the token itself — a quirk
@@ -74,7 +75,7 @@ def word_probability(model, tokenizer, context: str, word: str, masked: bool) ->
     for i, token in enumerate(target):
         piece = tokenizer.decode(token)
         scored = token if i == 0 else tokenizer(piece, add_special_tokens=False)["input_ids"][0]
-        p *= float(next_token_probs(model, tokenizer, text, masked)[scored])
+        p *= float(next_token_probs(model, tokenizer, text, masked, mntp)[scored])
         text = text + piece
     return p
 
@@ -93,13 +94,14 @@ def warn_if_end_token(tokenizer, masked: bool) -> str | None:
     return None
 
 
-def surprisals(model, tokenizer, df, masked: bool, progress: bool = False) -> tuple[list[float], list[float]]:
+def surprisals(model, tokenizer, df, masked: bool, progress: bool = False,
+               mntp: bool = False) -> tuple[list[float], list[float]]:
     from sleeptrain.evaluate.scoring import batch_progress
 
     pred, prev = [], []
     for _, row in batch_progress(df.iterrows(), progress, f"reading: {len(df):,} words"):
-        pred.append(-math.log(word_probability(model, tokenizer, row["item"], row["word"], masked)))
-        prev.append(-math.log(word_probability(model, tokenizer, row["prev_item"], row["prev_word"], masked))
+        pred.append(-math.log(word_probability(model, tokenizer, row["item"], row["word"], masked, mntp)))
+        prev.append(-math.log(word_probability(model, tokenizer, row["prev_item"], row["prev_word"], masked, mntp))
                     if isinstance(row["prev_item"], str) else float("nan"))
     return pred, prev
 

@@ -45,6 +45,8 @@ class BabyLMEvalConfig:
     temperatures: list[float] = help_field("logit temperatures tried; the best average is reported, as the "
                                            "pipeline's --min/--max_temperature grid (default: 1.0 only)",
                                            default_factory=lambda: [1.0])
+    backend: str = help_field("auto (causal or mlm, by the model) | mntp (a masked model trained with masked next-"
+                              "token prediction, as the pipeline's mntp backend reads it)", default="auto")
     tasks: list[str] = help_field("only these pipeline tasks (blimp, ewok, entity_tracking, wug_adj, wug_past, "
                                   "comps, reading; default: the suite's all)", default_factory=list)
     out: Optional[str] = help_field("root of the pipeline's output layout (default: MODEL_DIR/eval/babylm)",
@@ -57,6 +59,7 @@ class BabyLMEvalConfig:
     def __post_init__(self) -> None:
         check_choice("babylm.suite", self.suite, tuple(SUITES))
         check_choice("babylm.ties", self.ties, ("correct", "half"))
+        check_choice("babylm.backend", self.backend, ("auto", "mntp"))
         if not self.temperatures:
             raise ConfigError("babylm.temperatures: give at least one temperature, e.g. [1.0]")
         for t in self.temperatures:
@@ -109,7 +112,9 @@ class BabyLMTask(EvalTask):
         if not getattr(model.tokenizer, "is_fast", False):
             raise ConfigError("babylm: the model's tokenizer is not a fast tokenizer (the pipeline's span rule needs "
                               "its character offsets); save it with tokenizers' fast class")
-        backend = "mlm" if model.masked else "causal"
+        if options.backend == "mntp" and not model.masked:
+            raise ConfigError("babylm.backend: mntp reads a masked model; this one is causal (leave babylm.backend=auto)")
+        backend = options.backend if options.backend != "auto" else ("mlm" if model.masked else "causal")
         self.layout = layout_root(options, ctx.model_dir) / "zero_shot" / backend
         self.files: list[tuple[Path, str]] = []
         out = {"suite": options.suite, "data": str(data["root"]), "backend": backend, "ties": options.ties,
@@ -117,7 +122,7 @@ class BabyLMTask(EvalTask):
                "skipped": data["skipped"]}
         for dataset in data["datasets"]:
             scores = score_dataset(model.model, model.tokenizer, model.masked, dataset, options.temperatures,
-                                   ctx.opts.batch_size, ctx.opts.progress)
+                                   ctx.opts.batch_size, ctx.opts.progress, mntp=backend == "mntp")
             by_t = {t: rank(dataset.task, dataset.items, s, options.ties) for t, s in scores.items()}
             t = best_temperature(by_t)
             best = by_t[t]
@@ -129,16 +134,17 @@ class BabyLMTask(EvalTask):
                 "metric": "spearman_rho" if "wug" in dataset.task else "accuracy_percent",
                 "tie_rate": best["tie_rate"], "by": best["accuracies"]}
         if data.get("reading") is not None:
-            out["reading"] = self._reading(model, data["reading"], ctx)
+            out["reading"] = self._reading(model, data["reading"], ctx, backend)
         return out
 
-    def _reading(self, model: LoadedModel, df, ctx: TaskContext) -> dict:
+    def _reading(self, model: LoadedModel, df, ctx: TaskContext, backend: str) -> dict:
         """The reading task: surprisals, the pipeline's regressions and its files under <backend>/reading/."""
         from sleeptrain.evaluate.reading import reading_scores, surprisals, warn_if_end_token
 
         warning = warn_if_end_token(model.tokenizer, model.masked)
         df = df.copy()
-        df["pred"], df["prev_pred"] = surprisals(model.model, model.tokenizer, df, model.masked, ctx.opts.progress)
+        df["pred"], df["prev_pred"] = surprisals(model.model, model.tokenizer, df, model.masked, ctx.opts.progress,
+                                                 mntp=backend == "mntp")
         scores = reading_scores(df)
         folder = self.layout / "reading"
         rows = list(df.iterrows())
