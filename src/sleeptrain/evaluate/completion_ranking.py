@@ -137,7 +137,11 @@ def rank(task: str, items: list[Item], scores: list[np.ndarray], ties: str) -> d
             pred["prob"] = probs[-1]
         predictions[item.uid].append(pred)
     if task in ("wug_adj", "wug_past"):
-        rho = float(spearmanr(probs, [item.ratio for item in items])[0])
+        import warnings
+
+        with warnings.catch_warnings():  # a constant input (e.g. one item, or equal ratios): ρ is undefined -> NaN
+            warnings.simplefilter("ignore")
+            rho = float(spearmanr(probs, [item.ratio for item in items])[0])
         accuracies, average = {"UID": {"avg": rho}}, rho
     else:
         accuracies = {key: {v: 100.0 * correct[key][v] / total[key][v] for v in total[key]} for key in total}
