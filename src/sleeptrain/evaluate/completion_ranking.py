@@ -41,6 +41,16 @@ def span_tokens(tokenizer, sentence: str, completion: str, causal: bool) -> tupl
     return ids, [1 if end > start else 0 for _, end in offsets]
 
 
+def _batches_by_length(padded: np.ndarray, lengths: np.ndarray, batch_size: int, device, progress: bool, desc: str):
+    """(row indices, ids, attention mask) of batches of similar length, longest first, cut to each batch's width."""
+    order = np.argsort(-lengths, kind="stable")
+    for i in batch_progress(range(0, len(order), batch_size), progress, desc):
+        batch = order[i:i + batch_size]
+        width = int(lengths[batch].max())
+        attention = (np.arange(width)[None, :] < lengths[batch][:, None]).astype(np.int64)
+        yield batch, torch.from_numpy(padded[batch, :width]).to(device), torch.from_numpy(attention).to(device)
+
+
 @torch.no_grad()
 def causal_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: list[float], batch_size: int,
                   progress: bool = False) -> dict[float, np.ndarray]:
@@ -51,14 +61,10 @@ def causal_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: 
     ids, lengths = _pad([e[0] for e in encoded], pad)
     masks, _ = _pad([e[1] for e in encoded], 0)
     out = {t: np.zeros(len(texts)) for t in temperatures}
-    order = np.argsort(-lengths, kind="stable")
-    for i in batch_progress(range(0, len(order), batch_size), progress, f"scoring {len(texts):,} candidates"):
-        batch = order[i:i + batch_size]
-        width = int(lengths[batch].max())
-        x = torch.from_numpy(ids[batch, :width]).to(device)
-        attention = torch.from_numpy((np.arange(width)[None, :] < lengths[batch][:, None]).astype(np.int64))
-        logits = model(input_ids=x[:, :-1], attention_mask=attention[:, :-1].to(device)).logits.float()
-        span = torch.from_numpy(masks[batch, 1:width]).to(device)
+    for batch, x, attention in _batches_by_length(ids, lengths, batch_size, device, progress,
+                                                  f"scoring {len(texts):,} candidates"):
+        logits = model(input_ids=x[:, :-1], attention_mask=attention[:, :-1]).logits.float()
+        span = torch.from_numpy(masks[batch, 1:x.shape[1]]).to(device)
         for t in temperatures:
             logp = torch.log_softmax(logits / t, dim=-1).gather(-1, x[:, 1:, None])[..., 0]
             out[t][batch] = (logp * span).sum(dim=1, dtype=torch.float64).cpu().numpy()
@@ -84,13 +90,9 @@ def masked_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: 
     padded, lengths = _pad(copies, pad) if copies else (np.zeros((0, 0), np.int64), np.zeros(0, np.int64))
     owner_a, pos_a, tgt_a = np.array(owner, np.int64), np.array(position, np.int64), np.array(target, np.int64)
     out = {t: np.zeros(len(texts)) for t in temperatures}
-    order = np.argsort(-lengths, kind="stable")
-    for i in batch_progress(range(0, len(order), batch_size), progress, f"scoring {len(copies):,} masked copies"):
-        batch = order[i:i + batch_size]
-        width = int(lengths[batch].max())
-        x = torch.from_numpy(padded[batch, :width]).to(device)
-        attention = torch.from_numpy((np.arange(width)[None, :] < lengths[batch][:, None]).astype(np.int64))
-        logits = model(input_ids=x, attention_mask=attention.to(device)).logits.float()
+    for batch, x, attention in _batches_by_length(padded, lengths, batch_size, device, progress,
+                                                  f"scoring {len(copies):,} masked copies"):
+        logits = model(input_ids=x, attention_mask=attention).logits.float()
         at = logits[torch.arange(len(batch), device=device), torch.from_numpy(pos_a[batch]).to(device)]
         for t in temperatures:
             logp = torch.log_softmax(at / t, dim=-1).gather(-1, torch.from_numpy(tgt_a[batch]).to(device)[:, None])
