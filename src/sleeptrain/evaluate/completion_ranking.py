@@ -67,7 +67,7 @@ def causal_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: 
         span = torch.from_numpy(masks[batch, 1:x.shape[1]]).to(device)
         for t in temperatures:
             logp = torch.log_softmax(logits / t, dim=-1).gather(-1, x[:, 1:, None])[..., 0]
-            out[t][batch] = (logp * span).sum(dim=1, dtype=torch.float64).cpu().numpy()
+            out[t][batch] = (logp * span).sum(dim=1).cpu().numpy()  # float32, as the pipeline sums
     return out
 
 
@@ -89,15 +89,18 @@ def masked_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     padded, lengths = _pad(copies, pad) if copies else (np.zeros((0, 0), np.int64), np.zeros(0, np.int64))
     owner_a, pos_a, tgt_a = np.array(owner, np.int64), np.array(position, np.int64), np.array(target, np.int64)
-    out = {t: np.zeros(len(texts)) for t in temperatures}
+    per_copy = {t: torch.zeros(len(copies)) for t in temperatures}  # float32, as the pipeline keeps them
     for batch, x, attention in _batches_by_length(padded, lengths, batch_size, device, progress,
                                                   f"scoring {len(copies):,} masked copies"):
         logits = model(input_ids=x, attention_mask=attention).logits.float()
         at = logits[torch.arange(len(batch), device=device), torch.from_numpy(pos_a[batch]).to(device)]
         for t in temperatures:
             logp = torch.log_softmax(at / t, dim=-1).gather(-1, torch.from_numpy(tgt_a[batch]).to(device)[:, None])
-            np.add.at(out[t], owner_a[batch], logp[:, 0].double().cpu().numpy())
-    return out
+            per_copy[t][torch.from_numpy(batch)] = logp[:, 0].cpu()
+    # each sentence's copies are contiguous: summed in float32 in token order, as the pipeline's torch.sum (near-ties
+    # of order-insensitive models resolve like its scores do, not by a more exact sum)
+    bounds = np.searchsorted(owner_a, np.arange(len(texts) + 1))
+    return {t: np.array([float(torch.sum(v[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]) for t, v in per_copy.items()}
 
 
 def score_dataset(model, tokenizer, masked: bool, data: Dataset, temperatures: list[float], batch_size: int,
