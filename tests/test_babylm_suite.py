@@ -144,7 +144,8 @@ def test_the_suite_command_writes_the_pipelines_files_and_skips_a_missing_folder
     assert set(got["datasets"]) == {"blimp_filtered", "supplement_filtered", "ewok_filtered", "entity_tracking",
                                     "comps", "wug_adj_nominalization"}
     assert got["skipped"] == {"wug_past_tense": f"no folder {data / 'full_eval' / 'wug_past_tense'}",
-                              "reading": f"no file {data / 'full_eval' / 'reading' / 'reading_data.csv'}"}
+                              "reading": f"no file {data / 'full_eval' / 'reading' / 'reading_data.csv'}",
+                              "aoa": f"no file {data / 'full_eval' / 'aoa' / 'cdi_childes.json'}"}
     base = out / folder.parent.name / "main" / "zero_shot" / "causal"
     for task, name in (("blimp", "blimp_filtered"), ("blimp", "supplement_filtered"), ("ewok", "ewok_filtered"),
                        ("entity_tracking", "entity_tracking"), ("comps", "comps"), ("wug_adj", "wug_adj_nominalization")):

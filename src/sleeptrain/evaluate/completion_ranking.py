@@ -53,10 +53,11 @@ def _batches_by_length(padded: np.ndarray, lengths: np.ndarray, batch_size: int,
 
 @torch.no_grad()
 def causal_scores(model, tokenizer, texts: list[tuple[str, str]], temperatures: list[float], batch_size: int,
-                  progress: bool = False) -> dict[float, np.ndarray]:
-    """Summed span log-probabilities of every (sentence, completion), per temperature."""
+                  progress: bool = False, first_offset: bool = True) -> dict[float, np.ndarray]:
+    """Summed span log-probabilities of every (sentence, completion), per temperature. `first_offset=False`: the
+    span starts at `len(sentence) - len(completion)` exactly (the pipeline's AoA_word rule)."""
     device = _device_of(model)
-    encoded = [span_tokens(tokenizer, s, c, causal=True) for s, c in texts]
+    encoded = [span_tokens(tokenizer, s, c, causal=first_offset) for s, c in texts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
     ids, lengths = _pad([e[0] for e in encoded], pad)
     masks, _ = _pad([e[1] for e in encoded], 0)

@@ -11,7 +11,10 @@ skipped with one line naming it. Beside the results file, the pipeline's own fil
 `OUT/<model>/<revision>/zero_shot/<backend>/<task>/<data folder>/predictions.json` and `best_temperature_report.txt`
 — so `collate_preds.py` reads a sleeptrain evaluation as its own (`babylm.out`, default MODEL_DIR/eval/babylm).
 The reading task (`reading/reading_data.csv`: surprisal's ΔR² for eye tracking and self-paced reading) is scored as
-the pipeline's `reading/run.py` does (`reading.py`). Not here yet: AoA (surprisal curves over the chck_* revisions).
+the pipeline's `reading/run.py` does (`reading.py`). AoA (full suite; `aoa/cdi_childes.json`): the surprisal of each
+CDI word in its contexts on every chck_* folder of the run (MODEL_DIR's, when it is RUN/final; else
+`babylm.checkpoints=RUN_DIR`), written as the pipeline's `AoA_word/surprisal.json`, scored against `aoa/cdi_human.csv`
+as its AoAEvaluator does (`aoa.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Optional
 
 from sleeptrain.config import check_choice, check_positive, help_field
 from sleeptrain.errors import ConfigError
+from sleeptrain.evaluate.aoa import TRACK_REVISIONS
 from sleeptrain.evaluate.babylm_data import SUITES, read_dataset, suite_root
 from sleeptrain.evaluate.completion_ranking import best_temperature, rank, report_text, score_dataset
 from sleeptrain.evaluate.tasks import EvalTask, LoadedModel, TaskContext, register_task
@@ -48,7 +52,11 @@ class BabyLMEvalConfig:
     backend: str = help_field("auto (causal or mlm, by the model) | mntp (a masked model trained with masked next-"
                               "token prediction, as the pipeline's mntp backend reads it)", default="auto")
     tasks: list[str] = help_field("only these pipeline tasks (blimp, ewok, entity_tracking, wug_adj, wug_past, "
-                                  "comps, reading; default: the suite's all)", default_factory=list)
+                                  "comps, reading, aoa; default: the suite's all)", default_factory=list)
+    checkpoints: Optional[str] = help_field("AoA: the run folder whose chck_* model folders it reads (default: "
+                                            "MODEL_DIR's run when MODEL_DIR is RUN_DIR/final)", default=None)
+    track: str = help_field("AoA: strict-small (checkpoints chck_1M ... chck_100M) | strict (... chck_1000M): the "
+                            "revisions collate_preds expects, named when some are missing", default="strict-small")
     out: Optional[str] = help_field("root of the pipeline's output layout (default: MODEL_DIR/eval/babylm)",
                                     default=None)
     model_name: Optional[str] = help_field("<model> level of the layout (default: the run's folder name for a run's "
@@ -60,11 +68,12 @@ class BabyLMEvalConfig:
         check_choice("babylm.suite", self.suite, tuple(SUITES))
         check_choice("babylm.ties", self.ties, ("correct", "half"))
         check_choice("babylm.backend", self.backend, ("auto", "mntp"))
+        check_choice("babylm.track", self.track, tuple(TRACK_REVISIONS))
         if not self.temperatures:
             raise ConfigError("babylm.temperatures: give at least one temperature, e.g. [1.0]")
         for t in self.temperatures:
             check_positive("babylm.temperatures", t)
-        known = {task for suite in SUITES.values() for task, _ in suite} | {"reading"}
+        known = {task for suite in SUITES.values() for task, _ in suite} | {"reading", "aoa"}
         for name in self.tasks:
             check_choice("babylm.tasks", name, tuple(sorted(known)))
 
@@ -104,9 +113,10 @@ class BabyLMTask(EvalTask):
             else:
                 skipped["reading"] = f"no file {csv}"
                 print(f"babylm: reading skipped: no file {csv}", file=sys.stderr)
-        if not (found or skipped or reading is not None):
+        aoa = prepare_aoa(options, ctx.model_dir, root, skipped)
+        if not (found or skipped or reading is not None or aoa):
             return None
-        return {"root": root, "datasets": found, "skipped": skipped, "reading": reading}
+        return {"root": root, "datasets": found, "skipped": skipped, "reading": reading, "aoa": aoa}
 
     def run(self, model: LoadedModel, options: BabyLMEvalConfig, data: dict, ctx: TaskContext) -> dict[str, Any]:
         if not getattr(model.tokenizer, "is_fast", False):
@@ -135,6 +145,34 @@ class BabyLMTask(EvalTask):
                 "tie_rate": best["tie_rate"], "by": best["accuracies"]}
         if data.get("reading") is not None:
             out["reading"] = self._reading(model, data["reading"], ctx, backend)
+        if data.get("aoa"):
+            out["aoa"] = self._aoa(model, data["aoa"], options, ctx, backend)
+        return out
+
+    def _aoa(self, model: LoadedModel, aoa: dict, options: BabyLMEvalConfig, ctx: TaskContext, backend: str) -> dict:
+        """AoA: every checkpoint's surprisals (the pipeline's AoA_word/surprisal.json), then the curve fitness."""
+        from sleeptrain.evaluate.aoa import curve_fitness, surprisal_file, surprisal_rows, surprisals
+        from sleeptrain.evaluate.harness import load_model_folder
+
+        rows = []
+        for revision, folder in aoa["checkpoints"]:
+            loaded = load_model_folder(folder, ctx.opts.device)
+            if loaded.masked != model.masked:
+                raise ConfigError(f"babylm.checkpoints: {folder} is a {'masked' if loaded.masked else 'causal'} "
+                                  f"model, the evaluated model is not: give the run's own chck_* folders")
+            values = surprisals(loaded.model, loaded.tokenizer, loaded.masked, aoa["words"], ctx.opts.batch_size,
+                                ctx.opts.progress, mntp=backend == "mntp")
+            rows += surprisal_rows(revision, aoa["words"], values)
+            del loaded
+        name = options.model_name or layout_root(options, ctx.model_dir).parent.name
+        self.files.append((self.layout / "AoA_word" / "surprisal.json",
+                           json.dumps(surprisal_file(name, rows), indent=2)))
+        out = {"words": len(aoa["words"]), "contexts": sum(len(c) for _, c in aoa["words"]),
+               "revisions": [r for r, _ in aoa["checkpoints"]], "missing_for_collate": aoa["missing"],
+               "checkpoint_dir": aoa["run_dir"]}
+        if aoa["human"] is not None:
+            fit = curve_fitness(rows, aoa["human"])
+            out.update(curve_fitness=fit["curve_fitness"], fitted_words=fit["n_words"], p_value=fit.get("p_value"))
         return out
 
     def _reading(self, model: LoadedModel, df, ctx: TaskContext, backend: str) -> dict:
@@ -169,6 +207,35 @@ class BabyLMTask(EvalTask):
             atomic_write_text(path, text)
 
 
+def prepare_aoa(options: BabyLMEvalConfig, model_dir: Path, root: Path, skipped: dict) -> dict | None:
+    """The AoA words and the run's checkpoints (full suite only), or None with the reason in `skipped`."""
+    from sleeptrain.evaluate.aoa import HUMAN_FILE, checkpoint_folders, find_words_file, read_words
+
+    if options.suite != "full" or (options.tasks and "aoa" not in options.tasks):
+        return None
+    words_file = find_words_file(root)
+    run_dir = Path(options.checkpoints) if options.checkpoints else (
+        Path(model_dir).parent if Path(model_dir).name == "final" else None)
+    if words_file is None:
+        why = f"no file {root / 'aoa' / 'cdi_childes.json'}"
+    elif run_dir is None:
+        why = f"{model_dir} is not a run's final/ folder: give babylm.checkpoints=RUN_DIR (its chck_* folders)"
+    elif not run_dir.is_dir() or not checkpoint_folders(run_dir):
+        why = f"no chck_* model folders in {run_dir} (train with checkpoint.words, see docs/BABYLM.md)"
+    else:
+        checkpoints = checkpoint_folders(run_dir)
+        names = {r for r, _ in checkpoints}
+        human = root / HUMAN_FILE
+        if not human.is_file():
+            print(f"babylm: aoa: no {human}: surprisals written, not scored", file=sys.stderr)
+        return {"words": read_words(words_file), "checkpoints": checkpoints, "run_dir": str(run_dir),
+                "human": human if human.is_file() else None,
+                "missing": [r for r in TRACK_REVISIONS[options.track] if r not in names]}
+    skipped["aoa"] = why
+    print(f"babylm: aoa skipped: {why}", file=sys.stderr)
+    return None
+
+
 def layout_root(options: BabyLMEvalConfig, model_dir: Path) -> Path:
     """OUT/<model>/<revision>: a run's final/ is <run>/main, its chck_<N> folders <run>/chck_<N>."""
     model_dir = Path(model_dir)
@@ -191,6 +258,15 @@ def describe(result: dict) -> list[str]:
         r = result["reading"]
         lines.append(f"  {'reading':<16} {'reading_data.csv':<26} eye tracking {r['eye_tracking_score']:.2f}, "
                      f"self-paced {r['self_paced_reading_score']:.2f}  ({r['rows']:,} words; ΔR² × 100 / (1 − R²))")
+    if "aoa" in result:
+        a = result["aoa"]
+        score = (f"r {a['curve_fitness']:+.3f} over {a['fitted_words']} fitted words" if "curve_fitness" in a
+                 else "not scored (no cdi_human.csv)")
+        lines.append(f"  {'aoa':<16} {'cdi_childes.json':<26} {score}  ({a['words']:,} words, {a['contexts']:,} "
+                     f"contexts, {len(a['revisions'])} checkpoints)")
+        if a["missing_for_collate"]:
+            lines.append(f"  aoa: collate_preds expects {len(a['missing_for_collate'])} more checkpoint(s): "
+                         f"{', '.join(a['missing_for_collate'][:4])}{' ...' if len(a['missing_for_collate']) > 4 else ''}")
     lines += [f"  skipped {name}: {why}" for name, why in result["skipped"].items()]
     return lines
 
