@@ -121,6 +121,11 @@ def test_table2_tool_writes_the_table_and_the_savings_curve(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "res" / "split_mnist-icarl.json").read_text())
     assert set(summary["table"]) == {"10"} and set(summary["curve"]) == {"1"}  # the curve reuses the table runs
-    assert summary["table"]["10"]["src_minus_icarl"]["n"] == 2
+    row = summary["table"]["10"]
+    assert row["src_minus_icarl"]["n"] == 2 and row["src_minus_icarl_nme"]["n"] == 2   # paired on NME, net beside
+    assert row["icarl"]["seeds"] == [0, 1] and len(row["icarl_src"]["nme_per_seed"]) == 2
+    assert row["icarl"]["nme_average_accuracy"]["mean"] == pytest.approx(sum(row["icarl"]["nme_per_seed"]) / 2)
+    assert "p_holm" in row["src_minus_icarl_nme"] or row["src_minus_icarl_nme"].get("p_value") is None
     assert (tmp_path / "res" / "split_mnist-icarl-savings.png").stat().st_size > 1000
-    assert "| 10 |" in (tmp_path / "res" / "split_mnist-icarl.md").read_text()
+    md = (tmp_path / "res" / "split_mnist-icarl.md").read_text()
+    assert "| 10 |" in md and "- K = 10: seed 0: " in md

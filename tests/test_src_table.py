@@ -45,3 +45,23 @@ def test_a_table_written_before_the_protocol_was_stored_is_read_back_from_its_co
     path.write_text(json.dumps(old))
     proc = table(tmp_path / "out2", results, "sequential")
     assert "kept from" in proc.stdout and not (tmp_path / "out2" / "split_digits-sequential").exists()
+
+
+def test_the_tuned_block_tunes_every_method_alike_and_is_kept_like_the_rest(tmp_path):
+    results = tmp_path / "results"
+    proc = table(tmp_path / "out1", results, "sequential,ewc,src", "--tuned-validation", "3", "--search-trials", "2")
+    saved = json.loads((results / "split_digits.json").read_text())
+    tuned = saved["tuned"]["methods"]
+    assert set(tuned) == {"sequential", "ewc", "src"} and saved["tuned"]["validation"] == 3
+    assert tuned["ewc"]["choice"] is not None and "ewc_strength" in tuned["ewc"]["choice"]
+    assert tuned["sequential"]["tuned"] == "nothing to tune" and tuned["src"]["tuned"].startswith("SRC vector searched")
+    ewc_run = json.loads((tmp_path / "out1" / "split_digits-tuned-ewc" / "results.json").read_text())
+    assert ewc_run["config"]["validation"] == 3 and ewc_run["tuning"]["seeds"] == [100]
+    search = json.loads((tmp_path / "out1" / "split_digits-tuned-src-search" / "search.json").read_text())
+    assert search["score_key"] == "validation_accuracy" and search["seeds"] == [100]
+    assert tuned["ewc"]["vs_sequential"]["n"] == 2 and "vs_src" in tuned["ewc"] and "vs_src" not in tuned["src"]
+    md = (results / "split_digits.md").read_text()
+    assert "## Every method tuned alike (validation = 3" in md and "| ewc |" in md.split("tuned alike")[1]
+    again = table(tmp_path / "out2", results, "sequential,ewc,src", "--tuned-validation", "3", "--search-trials", "2")
+    assert "split_digits-tuned-ewc: kept from the committed table" in again.stdout
+    assert not (tmp_path / "out2" / "split_digits-tuned-ewc").exists()

@@ -7,7 +7,8 @@ Each (method, K, epochs per task) is one `sleeptrain continual benchmark=split_m
 OUT/split_mnist-icarl-k<K>-e<E>-<method>/ (skipped when its results.json exists: a killed study continues). Table 2
 uses `--table-epochs` (10, the paper's "after 10 epochs/task"). Writes RESULTS/split_mnist-icarl.json and .md (mean ±
 sd over seeds of the network's own accuracy — the figure `run_icarl_sleep.m` stores — and of the nearest-mean-of-
-exemplars accuracy, icarl_src minus icarl paired by seed, the paper's values) and split_mnist-icarl-savings.png.
+exemplars accuracy, per seed; icarl_src minus icarl paired by seed on NME — the metric the paper's values match — and
+on the network's output, Holm over the memories; the paper's values) and split_mnist-icarl-savings.png.
 Extra `key=value` words go to every run.
 """
 
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tools"))
 
-from sleeptrain.experiments.paired import paired_comparison  # noqa: E402
+from sleeptrain.experiments.paired import adjust_family, paired_comparison  # noqa: E402
 from src_table import run  # noqa: E402
 
 # Table 2 values the paper's text states for MNIST (percent after 10 epochs per task); the others are in its table
@@ -39,11 +40,20 @@ def p_text(cmp: dict) -> str:
     return "—" if cmp.get("p_value") is None else f"{cmp['p_value']:.3g}"
 
 
+def holm_text(cmp: dict) -> str:
+    return "—" if cmp.get("p_holm") is None else f"{cmp['p_holm']:.3g}"
+
+
 def summarise(runs: dict) -> dict:
-    per_seed = {m: [s["average_accuracy"] for s in r["per_seed"]] for m, r in runs.items()}
+    """Per method: both accuracies over seeds and per seed (the seeds listed), and + SRC minus iCaRL paired by seed
+    on NME (`src_minus_icarl_nme`, the metric the paper's values match) and on the network's own output."""
+    net = {m: [s["average_accuracy"] for s in r["per_seed"]] for m, r in runs.items()}
+    nme = {m: [s.get("nme_average_accuracy") for s in r["per_seed"]] for m, r in runs.items()}
     row = {m: {"average_accuracy": r["average_accuracy"], "nme_average_accuracy": r.get("nme_average_accuracy"),
-               "per_seed": per_seed[m], "seconds": r["seconds"]} for m, r in runs.items()}
-    row["src_minus_icarl"] = paired_comparison(per_seed["icarl_src"], per_seed["icarl"], higher_is_better=True)
+               "seeds": [s["seed"] for s in r["per_seed"]], "per_seed": net[m], "nme_per_seed": nme[m],
+               "seconds": r["seconds"]} for m, r in runs.items()}
+    row["src_minus_icarl_nme"] = paired_comparison(nme["icarl_src"], nme["icarl"], higher_is_better=True)
+    row["src_minus_icarl"] = paired_comparison(net["icarl_src"], net["icarl"], higher_is_better=True)
     return row
 
 
@@ -89,6 +99,8 @@ def main() -> None:
         return {m: run("split_mnist", m, args.seeds, out, words, tag=f"icarl-k{memory}-e{epochs}") for m in METHODS}
 
     table = {str(k): summarise(runs_for(k, args.table_epochs)) for k in map(int, args.memories.split(","))}
+    adjust_family([row["src_minus_icarl_nme"] for row in table.values()])   # Holm over the memories, per metric
+    adjust_family([row["src_minus_icarl"] for row in table.values()])
     curve = {e: summarise(runs_for(args.curve_memory, int(e))) for e in args.curve_epochs.split(",") if e}
     command = (f"tools/src_icarl.py --memories {args.memories} --table-epochs {args.table_epochs} --seeds {args.seeds}"
                + (f" --curve-memory {args.curve_memory} --curve-epochs {args.curve_epochs}" if curve else "")
@@ -99,14 +111,24 @@ def main() -> None:
     (results_dir / "split_mnist-icarl.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# Split-MNIST, iCaRL and iCaRL + SRC after {args.table_epochs} epochs per task ({args.seeds} seeds)", "",
              f"Command: `{command}`", "",
-             "| K | iCaRL | iCaRL + SRC | + SRC minus iCaRL, paired | p | paper iCaRL → + SRC | NME: iCaRL / + SRC |",
-             "|---|---|---|---|---|---|---|"]
+             "NME (nearest mean of exemplars, the metric the paper's values match) first, paired by seed, Holm over the "
+             "memories; the network's own output beside it.", "",
+             "| K | NME iCaRL | NME iCaRL + SRC | NME diff | p (Holm) | paper iCaRL → + SRC | network iCaRL / + SRC |"
+             " network diff | p (Holm) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for k, row in table.items():
-        cmp, paper = row["src_minus_icarl"], PAPER.get(int(k))
-        nme = " / ".join(cell(row[m]["nme_average_accuracy"]) for m in METHODS)
-        lines.append(f"| {k} | {cell(row['icarl']['average_accuracy'])} | {cell(row['icarl_src']['average_accuracy'])}"
-                     f" | {cmp['mean_diff']:+.3f} | {p_text(cmp)} | "
-                     f"{f'{paper[METHODS[0]]:.3f} → {paper[METHODS[1]]:.3f}' if paper else '—'} | {nme} |")
+        cmp, nme_cmp, paper = row["src_minus_icarl"], row["src_minus_icarl_nme"], PAPER.get(int(k))
+        net = " / ".join(cell(row[m]["average_accuracy"]) for m in METHODS)
+        lines.append(f"| {k} | {cell(row['icarl']['nme_average_accuracy'])} | "
+                     f"{cell(row['icarl_src']['nme_average_accuracy'])} | {nme_cmp['mean_diff']:+.3f} | "
+                     f"{p_text(nme_cmp)} ({holm_text(nme_cmp)}) | "
+                     f"{f'{paper[METHODS[0]]:.3f} → {paper[METHODS[1]]:.3f}' if paper else '—'} | {net} | "
+                     f"{cmp['mean_diff']:+.3f} | {p_text(cmp)} ({holm_text(cmp)}) |")
+    lines += ["", "Per seed (NME, iCaRL → + SRC):", ""]
+    for k, row in table.items():
+        pairs = ", ".join(f"seed {s}: {a:.3f} → {b:.3f}" for s, a, b in zip(
+            row["icarl"]["seeds"], row["icarl"]["nme_per_seed"], row["icarl_src"]["nme_per_seed"]))
+        lines.append(f"- K = {k}: {pairs}")
     if curve:
         lines += ["", f"Training savings, K = {args.curve_memory}: average accuracy by epochs per task", "",
                   "| epochs | iCaRL | iCaRL + SRC | paired difference | p |", "|---|---|---|---|---|"]

@@ -8,6 +8,14 @@ a killed study continues with the next unfinished method). Writes RESULTS/<bench
 sd of the average accuracy over seeds (task orders), the paper's value where its text gives one, and each method
 minus sequential paired by seed. Extra `key=value` words go to every run.
 
+`--tuned-validation N` adds a second block, every method tuned alike: each one runs with `validation=N` (N training
+images per class held out, the same for every method, sequential and joint included) and, where the method has a
+documented grid, `tune=default` (continual/tuning.py: EWC λ, SI c, OWM α, rehearsal's lr), chosen on validation over
+the tuning seeds; src and rehearsal_src get their SRC vector from the search scored on validation
+(`search_trials=--search-trials seed=100 seeds=1 validation=N`, run in OUT/<name>-tuned-<method>-search/), then run
+with `src=that/best_src.yaml`. Each tuned row records its choice; paired tests against sequential and against src
+(both tuned), Holm within each family. Results on the test split only; nothing that chose saw it.
+
 The committed table is a ledger too: a method whose row is already in RESULTS/<benchmark>.json, written under the same
 protocol (benchmark, tag, seeds and the same extra words, in order), is taken from there and not run again, even where
 OUT is gone (a fresh clone has the table but not the runs). So adding a method to a committed table runs that method
@@ -73,6 +81,77 @@ def table_row(method: str, row: dict) -> str:
     return f"| {method} | {acc['mean']:.3f} ± {acc['sd']:.3f} | {paper} | {diff} | {ci} | {p} |"
 
 
+def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: Path, name: str,
+                extra: list[str]) -> tuple[list[str], str]:
+    """The words of a method's tuned run, and how it was tuned (running the SRC search first where it needs one)."""
+    from sleeptrain.continual.runner import load_continual_config
+    from sleeptrain.continual.tuning import default_grid
+
+    words = [*extra, f"validation={validation}"]
+    if method in ("src", "rehearsal_src"):
+        search_dir = out / f"{name}-tuned-{method}-search"
+        if not (search_dir / "search.json").exists():
+            subprocess.run([sys.executable, "-m", "sleeptrain", "continual", f"benchmark={benchmark}",
+                            f"method={method}", f"search_trials={trials}", "seed=100", "seeds=1",
+                            f"run.dir={search_dir}", *words], stdout=subprocess.DEVNULL, check=True)
+        best = json.loads((search_dir / "search.json").read_text())["best"]
+        return [*words, f"src={search_dir / 'best_src.yaml'}"], f"SRC vector searched on validation: {best['as_overrides']}"
+    grid = default_grid(load_continual_config([f"benchmark={benchmark}", f"method={method}", *words]))
+    return ([*words, "tune=default"], f"grid {grid}") if grid else (words, "nothing to tune")
+
+
+def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict) -> dict:
+    """Every method tuned alike (see the module docstring): rows with their choices and the paired tests. A row of
+    the committed table's tuned block under the same validation and search is kept, as the untuned rows are."""
+    from sleeptrain.experiments.paired import adjust_family
+
+    before = earlier.get("tuned") or {}
+    same = before.get("validation") == args.tuned_validation and before.get("search_trials") == args.search_trials
+    rows = {}
+    for m in methods:
+        tag = (args.tag + "-" if args.tag else "") + "tuned"
+        if same and m in before.get("methods", {}) and not (out / f"{args.benchmark}-{tag}-{m}" / "results.json").exists():
+            rows[m] = {k: v for k, v in before["methods"][m].items() if not k.startswith("vs_")}
+            print(f"{name}-tuned-{m}: kept from the committed table (same protocol)", flush=True)
+            continue
+        words, how = tuned_words(args.benchmark, m, args.tuned_validation, args.search_trials, out, name, args.extra)
+        result = run(args.benchmark, m, args.seeds, out, words, tag=tag)
+        rows[m] = {"average_accuracy": result["average_accuracy"], "seeds": result["seeds"],
+                   "per_seed": [s["average_accuracy"] for s in result["per_seed"]], "tuned": how,
+                   "choice": result.get("tuning", {}).get("choice"),
+                   "choice_on_edge": result.get("tuning", {}).get("choice_on_edge", [])}
+    for ref in ("sequential", "src"):
+        if ref not in rows:
+            continue
+        family = []
+        for m, row in rows.items():
+            if m != ref:
+                row[f"vs_{ref}"] = paired_comparison(row["per_seed"], rows[ref]["per_seed"], higher_is_better=True)
+                family.append(row[f"vs_{ref}"])
+        adjust_family(family)
+    return rows
+
+
+def tuned_lines(rows: dict, validation: int) -> list[str]:
+    def vs(row: dict, ref: str) -> str:
+        c = row.get(f"vs_{ref}")
+        if not c or "mean_diff" not in c:
+            return "—"
+        p = f"p {c['p_value']:.3g}, Holm {c['p_holm']:.3g}" if c.get("p_holm") is not None else "no test"
+        return f"{c['mean_diff']:+.3f} ({p})"
+
+    lines = ["", f"## Every method tuned alike (validation = {validation} images per class, chosen on validation, "
+             "scored on test)", "", "| method | tuned (mean ± sd) | minus sequential | minus src | choice |",
+             "|---|---|---|---|---|"]
+    for m, row in rows.items():
+        acc = row["average_accuracy"]
+        choice = row["choice"] if row["choice"] is not None else row["tuned"]
+        edge = f" (edge: {', '.join(row['choice_on_edge'])})" if row["choice_on_edge"] else ""
+        lines.append(f"| {m} | {acc['mean']:.3f} ± {acc['sd']:.3f} | {vs(row, 'sequential')} | {vs(row, 'src')} | "
+                     f"{choice}{edge} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", required=True)
@@ -82,6 +161,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tag", default="", help="names another protocol: runs in OUT/<benchmark>-<tag>-<method>, "
                                                   "results in <benchmark>-<tag>.md")
+    parser.add_argument("--tuned-validation", type=int, default=0,
+                        help="> 0: also the block of every method tuned alike on this many validation images per class")
+    parser.add_argument("--search-trials", type=int, default=20, help="tuned block: trials of the SRC vector search")
     parser.add_argument("extra", nargs="*", help="key=value words for every run")
     args = parser.parse_args()
     out, results_dir = Path(args.out), Path(args.results)
@@ -109,8 +191,13 @@ def main() -> None:
     first = next(iter(runs.values())) if runs else earlier
     command = (f"tools/src_table.py --benchmark {args.benchmark}" + (f" --tag {args.tag}" if args.tag else "")
                + f" --methods {args.methods} --seeds {args.seeds} " + " ".join(args.extra)).strip()
+    if args.tuned_validation:
+        command += f" --tuned-validation {args.tuned_validation} --search-trials {args.search_trials}"
+    tuned = tuned_block(args, methods, out, name, earlier) if args.tuned_validation else None
     summary = {"benchmark": args.benchmark, "seeds": first["seeds"], "data": first.get("data"),
-               "notes": first.get("notes"), "command": command, "protocol": protocol_of(args), "methods": rows}
+               "notes": first.get("notes"), "command": command, "protocol": protocol_of(args), "methods": rows,
+               **({"tuned": {"validation": args.tuned_validation, "search_trials": args.search_trials,
+                             "methods": tuned}} if tuned else {})}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# {name}: average test accuracy after the last stage ({len(first['seeds'])} seeds)", "",
@@ -118,6 +205,8 @@ def main() -> None:
              "| method | ours (mean ± sd) | paper | minus sequential, paired | 95 % CI | p |", "|---|---|---|---|---|---|"]
     for m, row in rows.items():
         lines.append(table_row(m, row))
+    if tuned:
+        lines += tuned_lines(tuned, args.tuned_validation)
     (results_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from sleeptrain.config import check_choice, check_fraction, check_positive, help_field
 from sleeptrain.continual.methods import METHODS
@@ -104,6 +104,16 @@ class ContinualConfig:
                                       "narrowing)", default="random")
     search_sleep_length: bool = help_field("search: also search a factor on src.iterations and src.growth",
                                            default=True)
+    validation: int = help_field("hold this many training images per class out as a validation split (seeded; "
+                                 "never trained or slept on; continual/validation.py); 0: none", default=0)
+    tune: dict[str, Any] = help_field("a grid per key, each method tuned alike on the validation split "
+                                      "(`tune=KEY:[v1,v2]` on the command line, `tune=default`: the method's "
+                                      "documented grid; continual/tuning.py)", default_factory=dict)
+    tune_seeds: list[int] = help_field("the seeds the grid is run on (their own task orders; the reported seeds "
+                                       "are run once, at the choice)", default_factory=lambda: [100])
+    eval_every: int = help_field("> 0: every this many SGD iterations (and before and after each sleep) evaluate "
+                                 "every task seen so far: the curve, min-ACC and WC-ACC (continual/curve.py)",
+                                 default=0)
     run: ContinualRunConfig = field(default_factory=ContinualRunConfig)
     net: NetConfig = field(default_factory=NetConfig)
     sgd: SGDSection = field(default_factory=SGDSection)
@@ -127,6 +137,18 @@ class ContinualConfig:
                 raise ConfigError(f"overlaps: each overlap must be in [0, {MAX_OVERLAP}] (a 10x10 patch image has "
                                   f"{MAX_OVERLAP} - overlap pixels of its own), got {overlap}")
         check_positive("search_trials", self.search_trials, allow_zero=True)
+        check_positive("validation", self.validation, allow_zero=True)
+        check_positive("eval_every", self.eval_every, allow_zero=True)
+        if self.validation and self.benchmark == "patches":
+            raise ConfigError("validation: patches has one image per class, none to hold out; use a split benchmark")
+        if self.tune and not self.validation:
+            raise ConfigError("tune: choices are made on a validation split; add validation=N (images per class "
+                              "held out of training, e.g. validation=500)")
+        if self.eval_every and (self.benchmark == "patches" or self.method == "joint"):
+            raise ConfigError(f"eval_every: continual evaluation follows a task sequence; not with "
+                              f"{'benchmark=patches' if self.benchmark == 'patches' else 'method=joint'}")
+        if not self.tune_seeds:
+            raise ConfigError("tune_seeds: give at least one seed, e.g. [100]")
         if self.search_spread <= 1:
             raise ConfigError(f"search_spread: must be > 1, got {self.search_spread}")
         check_choice("search_strategy", self.search_strategy, ("random", "evolve"))

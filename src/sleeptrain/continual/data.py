@@ -31,6 +31,8 @@ class Task:
     y_test: torch.Tensor
     x_seen: torch.Tensor | None = None
     y_seen: torch.Tensor | None = None
+    x_val: torch.Tensor | None = None   # `validation=N`: images held out of the training set (continual/validation.py)
+    y_val: torch.Tensor | None = None
 
     @property
     def seen(self) -> torch.Tensor:

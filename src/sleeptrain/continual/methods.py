@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from sleeptrain.continual.curve import Curve
 from sleeptrain.continual.data import Benchmark
 from sleeptrain.continual.ewc import EWC
 from sleeptrain.continual.icarl import ICaRL
@@ -35,6 +36,7 @@ class MethodResult:
     sleep_info: list[dict]
     probe: list[list[float]] = field(default_factory=list)  # per stage: output-layer input for task 1's first test image
     nme: list[list[float]] = field(default_factory=list)    # icarl: per stage, nearest-mean-of-exemplars accuracy
+    curve: list[dict] = field(default_factory=list)         # eval_every: the continual evaluation's points (curve.py)
 
 
 @torch.no_grad()
@@ -47,10 +49,16 @@ def _probe(net: BiaslessMLP, bench: Benchmark) -> list[float]:
     return z[0].tolist()
 
 
-def _evaluate(net: BiaslessMLP, bench: Benchmark, on: str = "test") -> list[float]:
+def _evaluate(net: BiaslessMLP, bench: Benchmark, on: str = "test", tasks: int | None = None) -> list[float]:
+    """Accuracy on each task's `on` split (test | train | validation), the first `tasks` tasks only when given."""
+    chosen = bench.tasks[:tasks] if tasks is not None else bench.tasks
     if on == "train":
-        return [net.accuracy(t.x_train, t.y_train) for t in bench.tasks]
-    return [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
+        return [net.accuracy(t.x_train, t.y_train) for t in chosen]
+    if on == "validation":
+        if any(t.x_val is None for t in chosen):
+            raise ValueError("evaluate_on='validation' needs a benchmark with a validation split (validation=N)")
+        return [net.accuracy(t.x_val, t.y_val) for t in chosen]
+    return [net.accuracy(t.x_test, t.y_test) for t in chosen]
 
 
 def run_method(bench: Benchmark, method: str, cfg: ContinualConfig, seed: int, evaluate_on: str = "test") -> MethodResult:
@@ -69,13 +77,18 @@ def run_method(bench: Benchmark, method: str, cfg: ContinualConfig, seed: int, e
     run = TaskRun(net, bench, cfg, seed, np.random.default_rng([seed, 0x4E4]), evaluate_on)
     result = MethodResult([], np.zeros(0), [], [])
     rows: list[list[float]] = []
+    curve = Curve(cfg.eval_every, lambda n: _evaluate(net, bench, evaluate_on, tasks=n)) if cfg.eval_every else None
     for t, task in enumerate(bench.tasks):
         run.t, run.task, run.x, run.y, run.replay = t, task, task.x_train, task.y_train, None
         for part in parts:
             part.before_task(run)
-        fit_task(trainer, run, parts)
+        if curve is not None:
+            curve.task = t
+        fit_task(trainer, run, parts, on_step=curve.step if curve is not None else None)
         for part in parts:
             part.after_fit(run)
+        if curve is not None:
+            curve.add("after_train")
         record_stage(result, rows, run, f"train_{task.name}")
         result.learned.append(len(rows) - 1)
         run.seen_inputs.append(task.seen)
@@ -86,9 +99,12 @@ def run_method(bench: Benchmark, method: str, cfg: ContinualConfig, seed: int, e
             if info is not None:
                 result.sleep_info.append(info)
                 record_stage(result, rows, run, f"sleep_{task.name}")
+                if curve is not None:
+                    curve.add("after_sleep")
                 for other in parts:
                     other.after_sleep_stage(run)
     result.matrix, result.nme = np.array(rows), run.nme
+    result.curve = curve.points if curve is not None else []
     return result
 
 
@@ -99,7 +115,7 @@ def build_net(cfg: ContinualConfig, bench: Benchmark, generator: torch.Generator
                        init_range=n.init_range, output_grad=n.output_grad, generator=generator)
 
 
-def fit_task(trainer: Trainer, run: TaskRun, parts: list[Part]) -> None:
+def fit_task(trainer: Trainer, run: TaskRun, parts: list[Part], on_step=None) -> None:
     """Train the task's set with the parts' penalty, observer and projection (at most one of each); a diverged run
     is a one-line error saying what to lower."""
     cfg = run.cfg
@@ -107,7 +123,7 @@ def fit_task(trainer: Trainer, run: TaskRun, parts: list[Part]) -> None:
     first = lambda attr: next((getattr(p, attr) for p in parts if getattr(p, attr) is not None), None)  # noqa: E731
     try:
         trainer.fit(run.x, run.y, sgd, penalty=first("penalty"), observe=first("observe"), project=first("project"),
-                    replay=run.replay)
+                    replay=run.replay, on_step=on_step)
     except FloatingPointError:
         hint = next((h for h in (p.diverged_hint(cfg) for p in parts) if h), "lower sgd.lr")
         raise ConfigError(f"sgd.lr: training diverged (non-finite loss) on {run.task.name} with lr {sgd.lr:g}; "

@@ -116,13 +116,15 @@ class Trainer:
     def fit(self, x: torch.Tensor, y: torch.Tensor, cfg: SGDConfig,
             penalty: Callable[[Sequence[torch.Tensor]], torch.Tensor] | None = None,
             observe: Callable[[list[torch.Tensor], list[torch.Tensor]], None] | None = None,
-            project=None, replay: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> list[float]:
+            project=None, replay: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+            on_step: Callable[[], None] | None = None) -> list[float]:
         """`penalty(weights)`, if given, is added to every mini-batch loss (EWC, SI); `observe(grads, updates)` sees
         every step's gradients and the weight changes they caused (SI's path integral); `project(inputs, grads,
         progress)` may replace the gradients before the update, given each layer's batch input and the fraction of
         the task done (OWM). `replay=(x_old, y_old, w)`: every mini-batch of `x` is paired with a mini-batch of the
         same size drawn at random from the stored `x_old` (all of them when fewer), and the loss is
-        `(1 - w) * loss(new) + w * loss(old)` (the weighted rehearsal loss; epochs count passes over `x`)."""
+        `(1 - w) * loss(new) + w * loss(old)` (the weighted rehearsal loss; epochs count passes over `x`).
+        `on_step()` after every update (continual evaluation; it must not draw from the trainer's generators)."""
         losses = []
         n = len(y)
         steps_per_epoch = -(-n // cfg.batch_size)
@@ -156,4 +158,6 @@ class Trainer:
                 losses.append(float(loss.detach()))
                 if not math.isfinite(losses[-1]):
                     raise FloatingPointError(f"training diverged: loss {losses[-1]} in epoch {epoch + 1}")
+                if on_step is not None:
+                    on_step()
         return losses

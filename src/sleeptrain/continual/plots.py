@@ -84,3 +84,33 @@ def plot_fig1c(results: dict, out: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+def plot_curve(points: list[dict], out: Path, title: str, n_tasks: int) -> None:
+    """Continual evaluation (one seed): accuracy on each task against SGD iterations, from the iteration it starts
+    training; sleeps as vertical dotted lines, each sleep's result as a marker (its drop or recovery in place)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k in range(n_tasks):
+        mine = [p for p in points if len(p["accuracy"]) > k]
+        ax.plot([p["iteration"] for p in mine], [p["accuracy"][k] for p in mine], lw=1.1,
+                color=colors[k % len(colors)], label=f"t{k + 1}")
+        slept = [p for p in mine if p["kind"] == "after_sleep"]
+        ax.scatter([p["iteration"] for p in slept], [p["accuracy"][k] for p in slept], s=14, marker="o",
+                   color=colors[k % len(colors)], zorder=3)
+    for p in points:
+        if p["kind"] == "after_sleep":
+            ax.axvline(p["iteration"], color="0.5", ls=":", lw=0.8)
+    ax.set_xlabel("SGD iterations (dotted: a sleep; dots: accuracy after it)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=min(n_tasks, 5), loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from sleeptrain.continual.data import (Benchmark, cross_modal, feature_tasks, pa
                                       split_mnist)
 from sleeptrain.continual.methods import run_method
 from sleeptrain.continual.metrics import average_accuracy, backward_transfer, forgetting
-from sleeptrain.continual.plots import plot_fig1c, plot_patches, plot_split
+from sleeptrain.continual.curve import worst_case
+from sleeptrain.continual.plots import plot_curve, plot_fig1c, plot_patches, plot_split
 from sleeptrain.continual.src import MNIST_PUBLISHED
 from sleeptrain.errors import ConfigError
 from sleeptrain.fsutil import atomic_write_text, timestamped_dir
@@ -68,8 +70,10 @@ def icarl_layer(benchmark: str, method: str, args: list[str]) -> tuple[tuple[dic
 def load_continual_config(args: list[str]) -> ContinualConfig:
     """`benchmark=NAME` picks the preset `conf/continual/NAME.yaml`, `src=NAME|PATH.yaml` a set of SRC parameters
     over it; the other words are key=value overrides."""
+    from sleeptrain.continual.tuning import default_grid, parse_tune_words
     from sleeptrain.presets import load_overrides
 
+    args, grid = parse_tune_words(args)
     benchmark = next((a.split("=", 1)[1] for a in args if a.startswith("benchmark=")),
                      ContinualConfig.__dataclass_fields__["benchmark"].default)
     preset = Path(str(resources.files("sleeptrain") / "conf" / "continual" / f"{benchmark}.yaml"))
@@ -78,8 +82,20 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
     src_choices = [a.split("=", 1)[1] for a in args if a.startswith("src=")]
     method = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("method=")), "")
     extra = icarl_layer(benchmark, method, args) + tuple(load_src_preset(name) for name in src_choices[-1:])
-    return load_overrides(ContinualConfig, [a for a in args if not a.startswith(("benchmark=", "src="))], preset,
-                          f"benchmark={benchmark}", path_keys=("data_path", "fashion_path", "features_path", "run.dir"), extra=extra)
+    if isinstance(grid, dict):
+        extra += (({"tune": grid}, "tune="),)
+    cfg = load_overrides(ContinualConfig, [a for a in args if not a.startswith(("benchmark=", "src="))], preset,
+                         f"benchmark={benchmark}", path_keys=("data_path", "fashion_path", "features_path", "run.dir"),
+                         extra=extra)
+    if grid == "default":
+        found = default_grid(cfg)
+        if not found:
+            raise ConfigError(f"tune: method {cfg.method} has no default grid (tuned ones: ewc, si, owm, rehearsal, "
+                              f"rehearsal_src; src's vector: search_trials=N validation=M)")
+        if not cfg.validation:
+            raise ConfigError("tune: choices are made on a validation split; add validation=N (e.g. validation=500)")
+        cfg = replace(cfg, tune=found)
+    return cfg
 
 
 def class_order(seed: int, task_orders: str = "permuted", n_classes: int = 10) -> list[int]:
@@ -94,6 +110,16 @@ def class_order(seed: int, task_orders: str = "permuted", n_classes: int = 10) -
 
 
 def build_benchmark(cfg: ContinualConfig, seed: int, overlap: int | None = None) -> Benchmark:
+    """The seed's benchmark, with `validation` images per class held out of its training sets when set."""
+    bench = _benchmark(cfg, seed, overlap)
+    if cfg.validation:
+        from sleeptrain.continual.validation import hold_out_validation
+
+        bench = hold_out_validation(bench, cfg.validation, seed)
+    return bench
+
+
+def _benchmark(cfg: ContinualConfig, seed: int, overlap: int | None = None) -> Benchmark:
     if cfg.benchmark == "patches":
         return patches(overlap, seed=seed, copies=cfg.copies)
     if cfg.benchmark == "split_mnist":
@@ -122,6 +148,9 @@ def run_split(cfg: ContinualConfig) -> dict:
                          "forgetting": forgetting(result.matrix, result.learned),
                          "bwt": backward_transfer(result.matrix, result.learned),
                          "seconds": time.time() - start, "sleeps": result.sleep_info})
+        if result.curve:  # eval_every: the continual evaluation and its worst-case metrics
+            per_seed[-1]["curve"] = result.curve
+            per_seed[-1].update(worst_case(result.curve, len(bench.tasks)))
         if result.nme:  # icarl: nearest-mean-of-exemplars accuracies beside the network's own
             per_seed[-1]["nme_matrix"] = result.nme
             per_seed[-1]["nme_average_accuracy"] = average_accuracy(np.array(result.nme))
@@ -131,7 +160,10 @@ def run_split(cfg: ContinualConfig) -> dict:
     nme = {"nme_average_accuracy": mean_sd([r["nme_average_accuracy"] for r in per_seed]),
            "nme_note": "nearest-mean-of-exemplars accuracy (nnpredict_iCarl); average_accuracy is the network's own "
                        "output, the figure the authors' run_icarl_sleep.m stores"} if "nme_matrix" in per_seed[0] else {}
+    worst = {key: mean_sd([r[key] for r in per_seed]) for key in ("min_acc", "wc_acc")
+             if per_seed[0].get(key) is not None}
     return {
+        **worst,
         "stages": stages, "tasks": [f"t{i + 1}" for i in range(matrices.shape[2])],
         "accuracy_matrix": {"mean": matrices.mean(0).tolist(),
                             "sd": (matrices.std(0, ddof=1) if len(per_seed) > 1 else 0 * matrices[0]).tolist()},
@@ -204,9 +236,16 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
     start = time.time()
     if cfg.search_trials:
         return run_search(cfg, run_dir, start), run_dir
+    tuning = {}
+    if cfg.tune:
+        from sleeptrain.continual.tuning import tune
+
+        cfg, record = tune(cfg, build_benchmark, run_method)
+        tuning = {"tuning": record}
+        print(f"  tuned on validation (seeds {record['seeds']}): {record['choice']}", file=sys.stderr, flush=True)
     body = run_patches(cfg) if cfg.benchmark == "patches" else run_split(cfg)
     results = {"benchmark": cfg.benchmark, "method": cfg.method, "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)),
-               **body, "seconds": time.time() - start, "config": flat_config(cfg)}
+               **tuning, **body, "seconds": time.time() - start, "config": flat_config(cfg)}
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1))
     if cfg.run.plot:
         title = f"{cfg.benchmark} / {cfg.method} ({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''})"
@@ -215,6 +254,10 @@ def run_continual(cfg: ContinualConfig) -> tuple[dict, Path]:
             plot_fig1c(results, run_dir / "fig1c_inputs.png", title)
         else:
             plot_split(results, run_dir / "accuracy_matrix.png", title)
+            if results.get("per_seed") and "curve" in results["per_seed"][0]:
+                first = results["per_seed"][0]
+                plot_curve(first["curve"], run_dir / "continual_eval.png",
+                           f"{title}: seed {first['seed']}, every {cfg.eval_every} iterations", len(results["tasks"]))
     return results, run_dir
 
 
@@ -241,11 +284,11 @@ def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
     from sleeptrain.presets import flat_config
 
     def record(found: dict, complete: bool) -> dict:
-        best = found["trials"][0]
+        best, score = found["trials"][0], found["score_key"]
         results = {"benchmark": cfg.benchmark, "method": "search", "searched_method": cfg.method,
                    "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)), "strategy": cfg.search_strategy,
                    "complete": complete, "trials": found["trials"], "reference": found["reference"],
-                   "best": {key: best[key] for key in ("x", "train_accuracy", "as_overrides")},
+                   "score_key": score, "best": {key: best[key] for key in ("x", score, "as_overrides")},
                    "seconds": time.time() - start, "config": flat_config(cfg)}
         atomic_write_text(run_dir / "search.json", json.dumps(results, indent=1))
         atomic_write_text(run_dir / "best_src.yaml", best_src_yaml(results, run_dir))
@@ -253,15 +296,16 @@ def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
 
     def progress(trial: dict, found: dict) -> None:
         record(found, complete=False)
-        print(f"  trial {trial['trial']:>3}: training accuracy {trial['train_accuracy']:.4f} "
-              f"(best {found['trials'][0]['train_accuracy']:.4f}, {found['reference']['method']} "
-              f"{found['reference']['train_accuracy']:.4f}; {time.time() - start:.0f} s)  {trial['as_overrides']}",
+        key = found["score_key"]
+        print(f"  trial {trial['trial']:>3}: {key.replace('_', ' ')} {trial[key]:.4f} "
+              f"(best {found['trials'][0][key]:.4f}, {found['reference']['method']} "
+              f"{found['reference'][key]:.4f}; {time.time() - start:.0f} s)  {trial['as_overrides']}",
               file=sys.stderr, flush=True)
 
     benches = [build_benchmark(cfg, cfg.seed + k) for k in range(cfg.seeds)]  # seed k > 0: another task order
     found = search(benches, cfg, cfg.search_trials, cfg.seed, cfg.search_spread,
                    method=cfg.method, strategy=cfg.search_strategy, sleep_length=cfg.search_sleep_length,
-                   on_trial=progress)
+                   on_trial=progress, evaluate_on="validation" if cfg.validation else "train")
     return record(found, complete=True)
 
 
@@ -269,15 +313,15 @@ def best_src_yaml(results: dict, run_dir: Path) -> str:
     """The best trial as an `src=` preset file: `sleeptrain continual ... src=RUN_DIR/best_src.yaml`."""
     import yaml
 
-    best = results["best"]
+    best, score = results["best"], results["score_key"]
     section = {}
     for word in best["as_overrides"].split():
         key, value = word.split("=", 1)
         section[key.removeprefix("src.")] = yaml.safe_load(value)
     ref = results["reference"]
     header = (f"# SRC fitted by search ({results['strategy']}, {len(results['trials'])} trials, "
-              f"{results['searched_method']}, {results['benchmark']}, seeds {results['seeds']}): training accuracy "
-              f"{best['train_accuracy']:.4f} vs {ref['method']} {ref['train_accuracy']:.4f} ({run_dir.name})\n")
+              f"{results['searched_method']}, {results['benchmark']}, seeds {results['seeds']}): "
+              f"{score.replace('_', ' ')} {best[score]:.4f} vs {ref['method']} {ref[score]:.4f} ({run_dir.name})\n")
     return header + yaml.safe_dump({"src": section}, sort_keys=False)
 
 
@@ -299,20 +343,25 @@ def patches_summary(by_overlap: dict) -> list[str]:
 
 def describe(results: dict, run_dir: Path) -> str:
     if results.get("method") == "search":
-        best = results["best"]
+        best, key = results["best"], results["score_key"]
         return (f"search: {len(results['trials'])} trials in {results['seconds']:.0f} s -> {run_dir / 'search.json'}\n"
-                f"  best training accuracy {best['train_accuracy']:.3f} ({results['reference']['method']} without "
-                f"sleep: {results['reference']['train_accuracy']:.3f}) with\n  {best['as_overrides']}\n"
+                f"  best {key.replace('_', ' ')} {best[key]:.3f} ({results['reference']['method']} without "
+                f"sleep: {results['reference'][key]:.3f}) with\n  {best['as_overrides']}\n"
                 f"  as a preset: src={run_dir / 'best_src.yaml'}")
     lines = [f"{results['benchmark']} / {results['method']}: {len(results['seeds'])} seed(s) in "
              f"{results['seconds']:.0f} s -> {run_dir / 'results.json'}"]
+    if "tuning" in results:
+        t = results["tuning"]
+        edge = f" (on the grid's edge: {', '.join(t['choice_on_edge'])})" if t["choice_on_edge"] else ""
+        lines.append(f"  tuned on validation over {len(t['trials'])} point(s), seeds {t['seeds']}: {t['choice']} "
+                     f"(validation accuracy {t['choice_validation_accuracy']:.3f}){edge}; test below")
     if results["benchmark"] == "patches":
         for overlap, v in results["by_overlap"].items():
             parts = [f"{k} {v[k]:.2f}±{v['sd'][k]:.2f}" for k in ("after_t1", "after_t2", "after_sleep") if k in v]
             lines.append(f"  overlap {overlap:>2}: " + ", ".join(parts))
         lines += patches_summary(results["by_overlap"])
     else:
-        for key in ("average_accuracy", "forgetting", "bwt", "nme_average_accuracy"):
+        for key in ("average_accuracy", "forgetting", "bwt", "nme_average_accuracy", "min_acc", "wc_acc"):
             if key not in results:
                 continue
             lines.append(f"  {key:<20} {results[key]['mean']:.3f} ± {results[key]['sd']:.3f}")

@@ -1,0 +1,146 @@
+"""Every continual method tuned alike: a grid per key, run on the tuning seeds, chosen on validation accuracy.
+
+    sleeptrain continual benchmark=split_mnist method=ewc validation=500 tune=ewc_strength:[1,10,100,1000,10000]
+    sleeptrain continual benchmark=split_mnist method=si validation=500 tune=default
+
+Each point of the grid (the product of the keys' values, in order) trains the method on every seed of `tune_seeds`
+(their own task orders) and is scored by the average accuracy over all tasks on the validation split after the last
+stage; the first best point is the choice (a point whose training diverges is recorded and never chosen). The
+reported seeds then run once at the choice, on the test split — nothing that chose saw it. `results.json` holds
+the grid, every point's validation scores and the choice, so an untuned row and a tuned one can be tabled side by
+side (tools/src_table.py).
+
+Default grids (`tune=default`), each the method's one strength knob on a log grid around the project's default,
+wide enough that both ends are visibly worse on Split-MNIST at the authors' SGD:
+- ewc: ewc_strength λ ∈ {1, 10, 100, 1e3, 1e4} (Kirkpatrick et al. 2017 tuned λ per benchmark and give no grid;
+  with SGD at lr 0.1 λ · max F must stay below 2 / lr, so larger λ diverges — recorded as such);
+- si: si_strength c ∈ {0.01, 0.1, 1, 10} (Zenke et al. 2017 searched c on a log grid per benchmark);
+- owm: owm_alphas = the OWM code's vector (0.9 decaying, 0.6, ...) × {0.01, 0.1, 1, 10} (α sets how strongly the
+  projector shuts old input directions; Zeng et al. 2019 set it per benchmark);
+- rehearsal, rehearsal_src: sgd.lr ∈ {0.03, 0.1, 0.3} (the replayed images change the loss landscape the
+  authors' lr was set for);
+- src, icarl_src: the SRC vector is tuned by the search (`search_trials=N validation=M`: scored on validation),
+  then run with `src=RUN/best_src.yaml`; sequential, joint, icarl: nothing to tune at the authors' settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from typing import Any
+
+import yaml
+
+from sleeptrain.errors import ConfigError
+
+GRID_SOURCES = {
+    "ewc": {"ewc_strength": [1.0, 10.0, 100.0, 1000.0, 10000.0]},
+    "si": {"si_strength": [0.01, 0.1, 1.0, 10.0]},
+    "owm": {"owm_alphas": "scaled"},
+    "rehearsal": {"sgd.lr": [0.03, 0.1, 0.3]},
+    "rehearsal_src": {"sgd.lr": [0.03, 0.1, 0.3]},
+}
+OWM_SCALES = (0.01, 0.1, 1.0, 10.0)
+
+
+def parse_tune_words(args: list[str]) -> tuple[list[str], dict[str, Any] | str | None]:
+    """Split `tune=KEY:[v1,...]` (repeatable) and `tune=default` off the command's words."""
+    rest, grid, default = [], {}, False
+    for word in args:
+        if not word.startswith("tune="):
+            rest.append(word)
+            continue
+        value = word[len("tune="):]
+        if value == "default":
+            default = True
+            continue
+        key, sep, values = value.partition(":")
+        try:
+            parsed = yaml.safe_load(values) if sep else None
+        except yaml.YAMLError:
+            parsed = None
+        if not key or not isinstance(parsed, list) or not parsed:
+            raise ConfigError(f"tune: {value!r}; write tune=KEY:[v1,v2,...] (e.g. tune=ewc_strength:[10,100]) or "
+                              f"tune=default")
+        grid[key] = parsed
+    if default and grid:
+        raise ConfigError("tune: give tune=default or tune=KEY:[...], not both")
+    return rest, ("default" if default else grid or None)
+
+
+def default_grid(cfg) -> dict[str, list]:
+    """The documented grid of `cfg.method` (empty when it has nothing to tune here)."""
+    grid = dict(GRID_SOURCES.get(cfg.method, {}))
+    if grid.get("owm_alphas") == "scaled":
+        n_layers = len(cfg.net.hidden) + 1
+        base = cfg.owm_alphas or [0.9] + [0.6] * (n_layers - 1)
+        grid["owm_alphas"] = [[round(a * s, 10) for a in base] for s in OWM_SCALES]
+    return grid
+
+
+def flatten(tune: dict) -> dict[str, list]:
+    """{sgd: {lr: [...]}} and {"sgd.lr": [...]} alike -> {"sgd.lr": [...]}."""
+    out = {}
+    for key, value in tune.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in flatten(value).items()})
+        else:
+            out[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def with_values(cfg, point: dict[str, Any]):
+    """`cfg` with the point's keys set, validated like any config (a bad value is a one-line error)."""
+    from omegaconf import OmegaConf
+
+    from sleeptrain.continual.config import ContinualConfig
+    from sleeptrain.presets import flat_config, to_config
+
+    known = flat_config(cfg)
+    merged = OmegaConf.structured(cfg)
+    for key, value in point.items():
+        if key not in known or key.startswith(("tune", "seed", "run.")):
+            raise ConfigError(f"tune: {key!r} is not a setting a grid may tune (a key of `sleeptrain continual "
+                              f"--help`, not tune/seed/run)")
+        OmegaConf.update(merged, key, value, merge=False)
+    OmegaConf.update(merged, "tune", {}, merge=False)
+    return to_config(merged, ContinualConfig)
+
+
+def tune(cfg, build_benchmark, run_method) -> tuple[Any, dict]:
+    """Run the grid; returns (cfg at the choice, the record for results.json)."""
+    from sleeptrain.presets import flat_config
+
+    given = flatten(cfg.tune)  # each value as the config types it ("1e-6" -> 1e-06), checked before anything trains
+    grid = {k: [flat_config(with_values(cfg, {k: v}))[k] for v in values] for k, values in given.items()}
+    points = grid_points(grid)
+    configs = [with_values(cfg, p) for p in points]
+    trials = []
+    for point, point_cfg in zip(points, configs):
+        scores, note = [], None
+        for seed in cfg.tune_seeds:
+            try:
+                result = run_method(build_benchmark(point_cfg, seed), cfg.method, point_cfg, seed,
+                                    evaluate_on="validation")
+            except ConfigError as exc:   # diverged: recorded, never chosen
+                scores, note = None, str(exc)
+                break
+            scores.append(float(result.matrix[-1].mean()))
+        mean = None if scores is None else sum(scores) / len(scores)
+        trials.append({"values": point, "validation_accuracy": mean, "per_seed": scores, "note": note})
+        shown = "diverged" if mean is None else f"{mean:.4f}"
+        print(f"  tune {point}: validation accuracy {shown}", file=sys.stderr, flush=True)
+    usable = [t for t in trials if t["validation_accuracy"] is not None]
+    if not usable:
+        raise ConfigError(f"tune: every point of the grid diverged ({grid}); lower sgd.lr or the grid's values")
+    best = max(usable, key=lambda t: t["validation_accuracy"])  # the first of equals
+    edge = [k for k, values in grid.items() if len(values) > 1 and best["values"][k] in (values[0], values[-1])]
+    record = {"grid": grid, "seeds": list(cfg.tune_seeds), "scored_on": "validation (mean over tasks, last stage)",
+              "trials": trials, "choice": best["values"], "choice_validation_accuracy": best["validation_accuracy"],
+              "choice_on_edge": edge}
+    return configs[trials.index(best)], record
