@@ -79,6 +79,31 @@ def plot_savings(curve: dict, memory: int, path: Path) -> None:
     plt.close(fig)
 
 
+def table_lines(table: dict, table_epochs: int, seeds: int, command: str) -> list[str]:
+    """Table 2 in markdown: NME paired first, the network beside, then each seed's NME."""
+    lines = [f"# Split-MNIST, iCaRL and iCaRL + SRC after {table_epochs} epochs per task ({seeds} seeds)", "",
+             f"Command: `{command}`", "",
+             "NME (nearest mean of exemplars, the metric the paper's values match) first, paired by seed, Holm over the "
+             "memories; the network's own output beside it.", "",
+             "| K | NME iCaRL | NME iCaRL + SRC | NME diff | p (Holm) | paper iCaRL → + SRC | network iCaRL / + SRC |"
+             " network diff | p (Holm) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for k, row in table.items():
+        cmp, nme_cmp, paper = row["src_minus_icarl"], row["src_minus_icarl_nme"], PAPER.get(int(k))
+        net = " / ".join(cell(row[m]["average_accuracy"]) for m in METHODS)
+        lines.append(f"| {k} | {cell(row['icarl']['nme_average_accuracy'])} | "
+                     f"{cell(row['icarl_src']['nme_average_accuracy'])} | {nme_cmp['mean_diff']:+.3f} | "
+                     f"{p_text(nme_cmp)} ({holm_text(nme_cmp)}) | "
+                     f"{f'{paper[METHODS[0]]:.3f} → {paper[METHODS[1]]:.3f}' if paper else '—'} | {net} | "
+                     f"{cmp['mean_diff']:+.3f} | {p_text(cmp)} ({holm_text(cmp)}) |")
+    lines += ["", "Per seed (NME, iCaRL → + SRC):", ""]
+    for k, row in table.items():
+        pairs = ", ".join(f"seed {s}: {a:.3f} → {b:.3f}" for s, a, b in zip(
+            row["icarl"]["seeds"], row["icarl"]["nme_per_seed"], row["icarl_src"]["nme_per_seed"]))
+        lines.append(f"- K = {k}: {pairs}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder of the runs")
@@ -109,26 +134,7 @@ def main() -> None:
                "curve_memory": args.curve_memory, "curve": curve, "paper": {str(k): v for k, v in PAPER.items()}}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "split_mnist-icarl.json").write_text(json.dumps(summary, indent=1))
-    lines = [f"# Split-MNIST, iCaRL and iCaRL + SRC after {args.table_epochs} epochs per task ({args.seeds} seeds)", "",
-             f"Command: `{command}`", "",
-             "NME (nearest mean of exemplars, the metric the paper's values match) first, paired by seed, Holm over the "
-             "memories; the network's own output beside it.", "",
-             "| K | NME iCaRL | NME iCaRL + SRC | NME diff | p (Holm) | paper iCaRL → + SRC | network iCaRL / + SRC |"
-             " network diff | p (Holm) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for k, row in table.items():
-        cmp, nme_cmp, paper = row["src_minus_icarl"], row["src_minus_icarl_nme"], PAPER.get(int(k))
-        net = " / ".join(cell(row[m]["average_accuracy"]) for m in METHODS)
-        lines.append(f"| {k} | {cell(row['icarl']['nme_average_accuracy'])} | "
-                     f"{cell(row['icarl_src']['nme_average_accuracy'])} | {nme_cmp['mean_diff']:+.3f} | "
-                     f"{p_text(nme_cmp)} ({holm_text(nme_cmp)}) | "
-                     f"{f'{paper[METHODS[0]]:.3f} → {paper[METHODS[1]]:.3f}' if paper else '—'} | {net} | "
-                     f"{cmp['mean_diff']:+.3f} | {p_text(cmp)} ({holm_text(cmp)}) |")
-    lines += ["", "Per seed (NME, iCaRL → + SRC):", ""]
-    for k, row in table.items():
-        pairs = ", ".join(f"seed {s}: {a:.3f} → {b:.3f}" for s, a, b in zip(
-            row["icarl"]["seeds"], row["icarl"]["nme_per_seed"], row["icarl_src"]["nme_per_seed"]))
-        lines.append(f"- K = {k}: {pairs}")
+    lines = table_lines(table, args.table_epochs, args.seeds, command)
     if curve:
         lines += ["", f"Training savings, K = {args.curve_memory}: average accuracy by epochs per task", "",
                   "| epochs | iCaRL | iCaRL + SRC | paired difference | p |", "|---|---|---|---|---|"]
