@@ -317,6 +317,9 @@ def test_a_submission_tree_has_every_zero_shot_file_collate_preds_checks(models,
     chck = run / "chck_1M"
     if not chck.exists():
         shutil.copytree(final, chck)
+    aoa = data / "full_eval" / "aoa"
+    aoa.mkdir(parents=True)
+    (aoa / "cdi_childes.json").write_text(json.dumps({"dog": [{"context": "the cat sees the"}]}))
     results = tmp_path / "results"
     assert main(["eval", str(final), "suite=babylm-full", f"data={data}", f"babylm.out={results}",
                  f"out={tmp_path / 'full.json'}", "progress=false"]) == 0
@@ -328,6 +331,10 @@ def test_a_submission_tree_has_every_zero_shot_file_collate_preds_checks(models,
             predictions = json.loads((root / path / "predictions.json").read_text())
             for uid, entry in predictions.items():  # collate's shape: {UID: {"predictions": [{"id", "pred"}, ...]}}
                 assert set(entry) == {"predictions"} and all({"id", "pred"} <= set(p) for p in entry["predictions"])
+    # AoA: under main, one row per (checkpoint, word, context) with the keys _check_size_aoa reads
+    surprisal = json.loads((results / run.name / "main" / "zero_shot" / "causal" / "AoA_word" / "surprisal.json")
+                           .read_text())
+    assert {r["step"] for r in surprisal["results"]} == {"chck_1M"} and len(surprisal["results"]) == 1
 
 
 def test_the_mntp_backend_reads_each_masked_token_one_position_earlier(models):
