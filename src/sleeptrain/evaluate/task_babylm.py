@@ -152,7 +152,7 @@ class BabyLMTask(EvalTask):
     def _aoa(self, model: LoadedModel, aoa: dict, options: BabyLMEvalConfig, ctx: TaskContext, backend: str) -> dict:
         """AoA: every checkpoint's surprisals (the pipeline's AoA_word/surprisal.json), then the curve fitness."""
         from sleeptrain.evaluate.aoa import curve_fitness, surprisal_file, surprisal_rows, surprisals
-        from sleeptrain.evaluate.harness import load_model_folder
+        from sleeptrain.evaluate.model_folder import load_model_folder
 
         rows = []
         for revision, folder in aoa["checkpoints"]:
