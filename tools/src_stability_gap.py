@@ -98,13 +98,14 @@ def main() -> None:
     cell = lambda v: f"{v['mean']:.3f} ± {v['sd']:.3f}"  # noqa: E731
     lines = [f"# {args.benchmark}: continual evaluation every {args.eval_every} SGD iterations ({args.seeds} seeds)",
              "", f"Command: `{command}`", "",
-             "| method | ACC | min-ACC | WC-ACC | gap per earlier task (mean) | min-ACC − sequential (Holm p) | "
-             "min-ACC − src (Holm p) |", "|---|---|---|---|---|---|---|"]
+             "| method | ACC | min-ACC | WC-ACC | gap per earlier task (mean) | min-ACC − sequential (Holm p, MDE) | "
+             "min-ACC − src (Holm p, MDE) |", "|---|---|---|---|---|---|---|"]
     for m, row in rows.items():
         gaps = ", ".join(f"{g['mean']:.2f}" for g in row["gap_by_task"])
         vs = {ref: row.get(f"vs_{ref}", {}).get("min_acc") for ref in ("sequential", "src")}
         text = {ref: "—" if not c or "mean_diff" not in c else
-                f"{c['mean_diff']:+.3f} ({c['p_holm']:.3g})" if c.get("p_holm") is not None else f"{c['mean_diff']:+.3f}"
+                f"{c['mean_diff']:+.3f} (p {c['p_holm']:.3g}, MDE {c['mde_family']:.3f})" if c.get("p_holm") is not None
+                else f"{c['mean_diff']:+.3f}"
                 for ref, c in vs.items()}
         lines.append(f"| {m} | {cell(row['average_accuracy'])} | {cell(row['min_acc'])} | {cell(row['wc_acc'])} | "
                      f"{gaps} | {text['sequential']} | {text['src']} |")

@@ -46,11 +46,14 @@ def split_task(task: Task, per_class: int, rng: np.random.Generator) -> Task:
     keep = np.setdiff1d(np.arange(n_train), val)
     out = replace(task, x_train=task.x_train[keep], y_train=task.y_train[keep],
                   x_val=task.x_train[val], y_val=task.y_train[val])
-    if task.x_seen is not None:  # drop the same images from x_seen (matched by value: the sets may be ordered apart)
+    if task.x_seen is None:
+        return out
+    if len(seen_y) >= n_train and torch.equal(seen_x[:n_train], task.x_train):  # x_train leads x_seen: same indices
+        keep_seen = np.setdiff1d(np.arange(len(seen_y)), val)
+    else:  # unrelated orders: match by value
         drop = {tuple(row) for row in task.x_train[val].numpy().round(6).tolist()}
-        mask = np.array([tuple(row) not in drop for row in task.x_seen.numpy().round(6).tolist()])
-        out = replace(out, x_seen=task.x_seen[mask], y_seen=task.y_seen[mask])
-    return out
+        keep_seen = np.flatnonzero([tuple(row) not in drop for row in seen_x.numpy().round(6).tolist()])
+    return replace(out, x_seen=seen_x[keep_seen], y_seen=seen_y[keep_seen])
 
 
 def hold_out_validation(bench: Benchmark, per_class: int, seed: int) -> Benchmark:
