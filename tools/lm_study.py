@@ -69,7 +69,8 @@ def open_ledger(ledger: Path, experiment: dict) -> dict:
                               "changed arm a new name, or choose another --results")
         arms = {**before["arms"], **experiment["arms"]}
         budgets = {**before["budget"]["arms"], **experiment["budget"]["arms"]}
-        experiment = {**before, "arms": arms, "seeds": max(before["seeds"], experiment["seeds"]),
+        tune = {"tune": experiment["tune"]} if "tune" in experiment else {}  # the same, or with `widen` changed
+        experiment = {**before, **tune, "arms": arms, "seeds": max(before["seeds"], experiment["seeds"]),
                       "budget": {**experiment["budget"], "arms": budgets},
                       "natural": sorted(set(before.get("natural", [])) | set(experiment.get("natural", [])))}
     ledger.mkdir(parents=True, exist_ok=True)
@@ -259,7 +260,7 @@ def study_tuning(study: dict, ledger: Path | None) -> dict:
     spec = study.get("tune")
     if not spec or ledger is None:
         return {}
-    tune = TuneSpec(spec["keys"], spec.get("arm_keys", {}), spec["seeds"], spec["objective"], spec.get("skip", []))
+    tune = TuneSpec.from_record(spec)
 
     def from_ledger(path: Path) -> dict | None:  # choose() asks for EXP/tuning/ARM/tNN/seedK: here LEDGER/...
         record = path.with_suffix(".json")

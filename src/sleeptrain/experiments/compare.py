@@ -40,8 +40,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sleeptrain.errors import ConfigError
-from sleeptrain.experiments.tuning import (TUNE_SETTINGS, TuneSpec, apply_tune_settings, arm_grid, check_grid, choose,
-                                           parse_tune_block, trial_dir, trials, value_word, write_tuning)
+from sleeptrain.experiments.tuning import (TUNE_SETTINGS, TuneSpec, apply_tune_settings, arm_grid, arm_trials,
+                                           check_grid, choose, parse_tune_block, trial_dir, trials, value_word,
+                                           write_tuning)
 from sleeptrain.fsutil import timestamp, timestamped_dir
 from sleeptrain.presets import GROUPS, all_keys, load_yaml, list_presets, load_config
 
@@ -141,7 +142,8 @@ def parse_args(words: list[str]) -> Experiment:
 
 
 def _apply_tune_words(exp: Experiment, words: list[str]) -> None:
-    """`tune.KEY=[v1,v2]` (a grid key for every arm), `tune.seeds=[...]`, `tune.objective=...`, `tune.skip=...`;
+    """`tune.KEY=[v1,v2]` (a grid key for every arm), `tune.seeds=[...]`, `tune.objective=...`, `tune.skip=...`,
+    `tune.widen=N`;
     values read as every override is (`3e-3` is a number)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -342,7 +344,7 @@ def continuation_conflict(before: dict, record: dict, arms_may_drop: bool = Fals
         what = "; ".join(part for part in (f"now {', '.join(added)}" if added else "",
                                             f"no longer {', '.join(dropped)}" if dropped else "") if part)
         return f"other common settings ({what or 'the same words in another order'})"
-    if before.get("tune") != record.get("tune"):
+    if tune_identity(before.get("tune")) != tune_identity(record.get("tune")):
         return "other tuning (tune: keys, seeds, objective or skip)"
     was, now = (r.get("budget", {}).get("budget_positions") for r in (before, record))
     if was != now:
@@ -354,6 +356,12 @@ def continuation_conflict(before: dict, record: dict, arms_may_drop: bool = Fals
         how = "with other overrides" if arms_may_drop else "missing or with other overrides"
         return f"arm(s) {', '.join(changed)} {how}; arms may only be added"
     return None
+
+
+def tune_identity(tune: dict | None) -> dict | None:
+    """What the finished tuning trials depend on: `widen` only adds trials after them (experiments/tuning.py), so a
+    tuning may gain or change it and continue."""
+    return None if tune is None else {k: v for k, v in tune.items() if k != "widen"}
 
 
 def added_arms(before: dict, record: dict, exp_dir: Path) -> list[str]:
@@ -398,7 +406,7 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
         f"positions per run -> {exp_dir}")
     done = []
     if exp.tune:
-        done += run_tuning(exp, exp_dir, budgets, log, recorded, on_finished)
+        done += run_tuning(exp, exp_dir, budgets, log, recorded, on_finished, record_of)
         exp = tuned_experiment(exp, exp_dir, budgets["budget_positions"], record_of)
         budgets = arm_budgets(exp)
     jobs = [(arm, seed, run_dir_of(exp_dir, arm.name, seed)) for arm, seed in job_order(exp)]
@@ -460,20 +468,30 @@ def run_jobs(exp: Experiment, exp_dir: Path, jobs: list[tuple[Arm, int, Path]], 
 
 
 def run_tuning(exp: Experiment, exp_dir: Path, budgets: dict, log, recorded: frozenset = frozenset(),
-               on_finished=None) -> list[dict]:
-    """Every tuned arm's grid on the tuning seeds, at the experiment's budget (`experiments/tuning.py`)."""
-    trial_arms, jobs = [], []
+               on_finished=None, record_of=None) -> list[dict]:
+    """Every tuned arm's grid on the tuning seeds, at the experiment's budget (`experiments/tuning.py`); with
+    `tune.widen`, rounds of the trials an edge choice adds, until no arm adds one."""
     ordered = [a for a in exp.arms if a.name in exp.priority] + [a for a in exp.arms if a.name not in exp.priority]
-    for arm in ordered:  # the `priority` arms' trials first, as their seeds
-        for i, values in enumerate(trials(arm_grid(exp.tune, arm.name))):
-            trial = Arm(f"{arm.name}/t{i:02d}", [*arm.overrides, *(value_word(k, v) for k, v in values.items())])
-            trial_arms.append(trial)
-            jobs += [(trial, seed, trial_dir(exp_dir, arm.name, i, seed)) for seed in exp.tune.seeds]
-    natural = [t.name for t in trial_arms if t.name.split("/")[0] in exp.natural]
-    trial_budgets = arm_budgets(Experiment(trial_arms, exp.common, budget_tokens=budgets["budget_positions"],
-                                           natural=natural))
-    log(f"compare: tuning {len(trial_arms)} trials x {len(exp.tune.seeds)} seed(s) on dev {exp.tune.objective}")
-    return run_jobs(exp, exp_dir, jobs, trial_budgets, log, recorded, on_finished, curves=False)
+    done, queued = [], set()
+    while True:
+        trial_arms, jobs = [], []
+        for arm in ordered:  # the `priority` arms' trials first, as their seeds
+            rows, _, _ = arm_trials(exp_dir, exp.tune, arm.name, record_of)
+            for i, values in enumerate(rows):
+                label = f"{arm.name}/t{i:02d}"
+                if label in queued:
+                    continue
+                queued.add(label)
+                trial_arms.append(Arm(label, [*arm.overrides, *(value_word(k, v) for k, v in values.items())]))
+                jobs += [(trial_arms[-1], seed, trial_dir(exp_dir, arm.name, i, seed)) for seed in exp.tune.seeds]
+        if not jobs:
+            return done
+        natural = [t.name for t in trial_arms if t.name.split("/")[0] in exp.natural]
+        trial_budgets = arm_budgets(Experiment(trial_arms, exp.common, budget_tokens=budgets["budget_positions"],
+                                               natural=natural))
+        log(f"compare: tuning {len(trial_arms)} {'more ' if done else ''}trials x {len(exp.tune.seeds)} seed(s) "
+            f"on dev {exp.tune.objective}" + (" (grid widened: tune.widen)" if done else ""))
+        done += run_jobs(exp, exp_dir, jobs, trial_budgets, log, recorded, on_finished, curves=False)
 
 
 def tuned_experiment(exp: Experiment, exp_dir: Path, budget_positions: int, record_of=None) -> Experiment:

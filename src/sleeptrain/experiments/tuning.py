@@ -9,6 +9,7 @@ In an arms file (the command line takes the common part as `tune.KEY=[v1,v2,...]
       seeds: [0]                                   # the tuning seeds (default [0])
       objective: final_val_loss                    # final_val_loss (default) | best_val_loss | blimp_overall
       skip: [single_pass]                          # arms that are not tuned (a floor); reported as such
+      widen: 1                                     # an edge choice extends its key's grid (default 0: flag only)
     arms:
       epochs: [schedule=epochs]
       sleep: {overrides: [schedule=sleep], tune: {replay.ratio: [0.1, 0.3]}}   # extra keys: extra tuning, reported
@@ -17,6 +18,13 @@ A trial's runs live in `EXP_DIR/tuning/ARM/tNN/seedS` (resumable like every run;
 values and scores). The objective is read from the dev split only (`experiments/report.METRICS`); BLiMP as the
 objective is the user's explicit choice, and the report says so. An arm's choice on the edge of its grid (the
 smallest or largest value of a key with 3 or more values) is flagged: the grid may not contain its optimum.
+
+`widen: N` (default 0) acts on that flag by one rule for every arm, decided before any trial ran: when an arm's
+choice lies on an edge of a key whose values are positive numbers in strictly monotone order, the key gains the next
+value of its geometric progression beyond that edge (3e-3, 6e-3, 1.2e-2 chosen at 3e-3: 1.5e-3; integer keys are
+rounded, and a value that rounds onto the grid is not added), one new trial per combination of the other keys, run
+on the same tuning seeds; then the choice is made again, up to N times. The added trials take the next trial numbers
+(`tNN` of the given grid keep theirs), so adding `widen` to a finished tuning runs only the new trials.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from pathlib import Path
 from sleeptrain.errors import ConfigError
 from sleeptrain.experiments.records import METRICS, run_record
 
-TUNE_SETTINGS = ("seeds", "objective", "skip")
+TUNE_SETTINGS = ("seeds", "objective", "skip", "widen")
+MAX_WIDEN = 5
 
 
 @dataclass
@@ -39,10 +48,17 @@ class TuneSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     objective: str = "final_val_loss"
     skip: list[str] = field(default_factory=list)
+    widen: int = 0                                                   # edge choices extend the grid this many times
 
     def record(self) -> dict:
-        return {"keys": self.keys, "arm_keys": self.arm_keys, "seeds": self.seeds, "objective": self.objective,
-                "skip": self.skip}
+        record = {"keys": self.keys, "arm_keys": self.arm_keys, "seeds": self.seeds, "objective": self.objective,
+                  "skip": self.skip}
+        return {**record, "widen": self.widen} if self.widen else record  # records from before `widen` stay equal
+
+    @classmethod
+    def from_record(cls, record: dict) -> "TuneSpec":
+        return cls(record["keys"], record.get("arm_keys", {}), record["seeds"], record["objective"],
+                   record.get("skip", []), record.get("widen", 0))
 
 
 def value_word(key: str, value) -> str:
@@ -101,6 +117,12 @@ def apply_tune_settings(spec: TuneSpec, settings: dict[str, str]) -> None:
         spec.objective = settings["objective"]
     if "skip" in settings:
         spec.skip = [n.strip() for n in settings["skip"].strip("[]").split(",") if n.strip()]
+    if "widen" in settings:
+        word = str(settings["widen"]).strip()
+        if not word.isdigit() or int(word) > MAX_WIDEN:
+            raise ConfigError(f"tune.widen: expected a whole number from 0 to {MAX_WIDEN} (how many times an edge "
+                              f"choice extends its grid), got {settings['widen']!r}")
+        spec.widen = int(word)
 
 
 def arm_grid(spec: TuneSpec, arm: str) -> dict[str, list]:
@@ -121,18 +143,23 @@ def trial_dir(exp_dir: Path, arm: str, index: int, seed: int) -> Path:
     return exp_dir / "tuning" / arm / f"t{index:02d}" / f"seed{seed}"
 
 
-def choose(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> dict | None:
-    """The arm's tuning: every trial with its values and per-seed objective, the chosen trial (best mean over the
-    tuning seeds; ties: the earlier trial), and the keys whose choice lies on an edge of the grid. None while a
-    tuning run is unfinished; {} for an arm without a grid. `record_of(run_dir)`: a run's figures (default: read from
-    its folder, `records.run_record`; a caller with its own records of runs whose folders are gone passes its own)."""
-    record_of = record_of or run_record
-    grid = arm_grid(spec, arm)
-    if not grid:
-        return {}
-    label, higher = METRICS[spec.objective]
-    rows = []
-    for i, values in enumerate(trials(grid)):
+def next_value(values: list, low: bool):
+    """The value beyond the low (or high) edge of a positive, strictly monotone grid, continuing its geometric
+    progression; None where the key's values are not such a grid or the step would land on the grid."""
+    if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        return None
+    steps = [b / a for a, b in zip(values, values[1:])]
+    if not (all(r > 1 for r in steps) or all(r < 1 for r in steps)):
+        return None
+    value = values[0] ** 2 / values[1] if low else values[-1] ** 2 / values[-2]
+    value = round(value) if all(isinstance(v, int) for v in values) else float(f"{value:.6g}")
+    return None if value in values or value <= 0 else value
+
+
+def score_trials(exp_dir: Path, spec: TuneSpec, arm: str, rows: list[dict], record_of) -> list[dict] | None:
+    """Each trial's per-seed objective and mean; None while one of its runs is unfinished."""
+    scored = []
+    for i, values in enumerate(rows):
         scores = []
         for seed in spec.seeds:
             record = record_of(trial_dir(exp_dir, arm, i, seed))
@@ -140,16 +167,67 @@ def choose(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> dict | No
                 return None
             scores.append(record[spec.objective])
         mean = sum(scores) / len(scores) if None not in scores else None
-        rows.append({"trial": f"t{i:02d}", "values": values, "scores": scores, "mean": mean})
+        scored.append({"trial": f"t{i:02d}", "values": values, "scores": scores, "mean": mean})
+    return scored
+
+
+def best_trial(rows: list[dict], spec: TuneSpec, arm: str) -> dict:
     scored = [r for r in rows if r["mean"] is not None]
     if not scored:
         raise ConfigError(f"tune.objective: no trial of arm {arm!r} has {spec.objective} (is eval.final off?)")
-    best = (max if higher else min)(scored, key=lambda r: r["mean"])
-    edges = [key for key, values in grid.items() if len(values) >= 3 and best["values"][key] in (values[0], values[-1])]
-    extra = sorted(spec.arm_keys.get(arm, {}))
-    return {"grid": grid, "extra_keys": extra, "objective": spec.objective, "objective_label": label,
-            "trials": rows, "chosen": best["values"], "chosen_trial": best["trial"], "on_edge": edges,
-            "runs": len(rows) * len(spec.seeds)}
+    return (max if METRICS[spec.objective][1] else min)(scored, key=lambda r: r["mean"])  # ties: the earlier
+
+
+def edge_keys(grid: dict[str, list], chosen: dict) -> list[str]:
+    return [key for key, values in grid.items() if len(values) >= 3 and chosen[key] in (values[0], values[-1])]
+
+
+def arm_trials(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> tuple[list[dict], dict[str, list], bool]:
+    """The arm's trials in run order (the grid's, then those `spec.widen` added), the grid they span, and whether
+    every one has finished. An unfinished trial stops the widening: what it adds depends on the scores."""
+    record_of = record_of or run_record
+    grid = {k: list(v) for k, v in arm_grid(spec, arm).items()}
+    rows = trials(grid)
+    for _ in range(spec.widen if grid else 0):
+        scored = score_trials(exp_dir, spec, arm, rows, record_of)
+        if scored is None:
+            return rows, grid, False
+        chosen = best_trial(scored, spec, arm)["values"]
+        added = False
+        for key in edge_keys(grid, chosen):
+            low = chosen[key] == grid[key][0]
+            value = next_value(grid[key], low)
+            if value is None:
+                continue
+            grid[key] = [value, *grid[key]] if low else [*grid[key], value]
+            others = {k: v for k, v in grid.items() if k != key}
+            rows += [{k: (value if k == key else combo[k]) for k in grid} for combo in trials(others) or [{}]]
+            added = True
+        if not added:
+            break
+    return rows, grid, score_trials(exp_dir, spec, arm, rows, record_of) is not None
+
+
+def choose(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> dict | None:
+    """The arm's tuning: every trial with its values and per-seed objective, the chosen trial (best mean over the
+    tuning seeds; ties: the earlier trial), the keys whose choice lies on an edge of the grid (after any widening)
+    and the values `widen` added. None while a tuning run is unfinished; {} for an arm without a grid.
+    `record_of(run_dir)`: a run's figures (default: read from its folder, `records.run_record`; a caller with its own
+    records of runs whose folders are gone passes its own)."""
+    record_of = record_of or run_record
+    given = arm_grid(spec, arm)
+    if not given:
+        return {}
+    rows, grid, finished = arm_trials(exp_dir, spec, arm, record_of)
+    if not finished:
+        return None
+    scored = score_trials(exp_dir, spec, arm, rows, record_of)
+    best = best_trial(scored, spec, arm)
+    label, _ = METRICS[spec.objective]
+    widened = {k: [v for v in grid[k] if v not in given[k]] for k in grid if len(grid[k]) > len(given[k])}
+    return {"grid": grid, "extra_keys": sorted(spec.arm_keys.get(arm, {})), "objective": spec.objective,
+            "objective_label": label, "trials": scored, "chosen": best["values"], "chosen_trial": best["trial"],
+            "on_edge": edge_keys(grid, best["values"]), "widened": widened, "runs": len(rows) * len(spec.seeds)}
 
 
 def write_tuning(exp_dir: Path, choices: dict[str, dict]) -> None:
@@ -174,7 +252,10 @@ def tuning_section(tuning: dict, spec: dict) -> list[str]:
         best = next(r for r in t["trials"] if r["trial"] == t["chosen_trial"])
         grid = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in t["grid"].items())
         chosen = ", ".join(f"{k}={v}" for k, v in t["chosen"].items())
-        notes = ([f"choice on the grid's edge ({', '.join(t['on_edge'])}): widen it"] if t["on_edge"] else []) + \
-                ([f"extra tuning: {', '.join(t['extra_keys'])}"] if t["extra_keys"] else [])
+        widened = t.get("widened") or {}
+        notes = ([f"grid widened (tune.widen) by {k}: {', '.join(map(str, v))}" for k, v in widened.items()]
+                 + ([f"choice on the grid's edge ({', '.join(t['on_edge'])}): "
+                     + ("still, after widening" if widened else "widen it")] if t["on_edge"] else [])
+                 + ([f"extra tuning: {', '.join(t['extra_keys'])}"] if t["extra_keys"] else []))
         lines.append(f"| {arm} | {grid} | {chosen} | {best['mean']:.4f} | {'; '.join(notes) or '—'} |")
     return lines
