@@ -65,3 +65,20 @@ def test_the_tuned_block_tunes_every_method_alike_and_is_kept_like_the_rest(tmp_
     again = table(tmp_path / "out2", results, "sequential,ewc,src", "--tuned-validation", "3", "--search-trials", "2")
     assert "split_digits-tuned-ewc: kept from the committed table" in again.stdout
     assert not (tmp_path / "out2" / "split_digits-tuned-ewc").exists()
+
+
+def test_a_flat_grid_is_called_flat_not_an_edge_choice():
+    sys.path.insert(0, str(REPO / "tools"))
+    import src_table
+
+    tied = {"trials": [{"validation_accuracy": 0.1908}, {"validation_accuracy": 0.1908},
+                       {"validation_accuracy": 0.1894}, {"validation_accuracy": None}]}
+    assert abs(src_table.validation_spread(tied) - 0.0014) < 1e-9 and src_table.validation_spread({}) is None
+    acc = {"mean": 0.2, "sd": 0.01}
+    rows = {"ewc": {"average_accuracy": acc, "choice": {"ewc_strength": 1.0}, "tuned": "grid",
+                    "choice_on_edge": ["ewc_strength"], "validation_spread": 0.0014},
+            "si": {"average_accuracy": acc, "choice": {"si_strength": 10.0}, "tuned": "grid",
+                   "choice_on_edge": ["si_strength"], "validation_spread": 0.05}}
+    lines = "\n".join(src_table.tuned_lines(rows, 500))
+    assert "| ewc |" in lines and "flat grid: every point within 0.0014 on validation" in lines
+    assert "(edge: si_strength)" in lines and lines.count("flat grid") == 1

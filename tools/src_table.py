@@ -119,7 +119,8 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict) -
         rows[m] = {"average_accuracy": result["average_accuracy"], "seeds": result["seeds"],
                    "per_seed": [s["average_accuracy"] for s in result["per_seed"]], "tuned": how,
                    "choice": result.get("tuning", {}).get("choice"),
-                   "choice_on_edge": result.get("tuning", {}).get("choice_on_edge", [])}
+                   "choice_on_edge": result.get("tuning", {}).get("choice_on_edge", []),
+                   "validation_spread": validation_spread(result.get("tuning", {}))}
     for ref in ("sequential", "src"):
         if ref not in rows:
             continue
@@ -130,6 +131,16 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict) -
                 family.append(row[f"vs_{ref}"])
         adjust_family(family)
     return rows
+
+
+def validation_spread(tuning: dict) -> float | None:
+    """Best minus worst validation accuracy over the grid's points that trained (None without a grid): near 0, the
+    grid made no difference and the choice, the first of equals, is on an edge by the order of the grid only."""
+    scores = [t["validation_accuracy"] for t in tuning.get("trials", []) if t.get("validation_accuracy") is not None]
+    return max(scores) - min(scores) if len(scores) > 1 else None
+
+
+FLAT = 0.005  # a grid whose points lie within this validation accuracy of each other is called flat in the table
 
 
 def tuned_lines(rows: dict, validation: int) -> list[str]:
@@ -146,7 +157,11 @@ def tuned_lines(rows: dict, validation: int) -> list[str]:
     for m, row in rows.items():
         acc = row["average_accuracy"]
         choice = row["choice"] if row["choice"] is not None else row["tuned"]
-        edge = f" (edge: {', '.join(row['choice_on_edge'])})" if row["choice_on_edge"] else ""
+        spread = row.get("validation_spread")
+        if spread is not None and spread < FLAT:
+            edge = f" (flat grid: every point within {spread:.4f} on validation)"
+        else:
+            edge = f" (edge: {', '.join(row['choice_on_edge'])})" if row["choice_on_edge"] else ""
         lines.append(f"| {m} | {acc['mean']:.3f} ± {acc['sd']:.3f} | {vs(row, 'sequential')} | {vs(row, 'src')} | "
                      f"{choice}{edge} |")
     return lines
