@@ -82,3 +82,33 @@ def test_a_flat_grid_is_called_flat_not_an_edge_choice():
     lines = "\n".join(src_table.tuned_lines(rows, 500))
     assert "| ewc |" in lines and "flat grid: every point within 0.0014 on validation" in lines
     assert "(edge: si_strength)" in lines and lines.count("flat grid") == 1
+
+
+def test_the_tuned_block_is_written_as_methods_finish_and_a_partial_one_resumes(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "tools"))
+    import argparse
+
+    import src_table
+
+    ran = []
+
+    def fake_run(benchmark, method, seeds, out, words, tag=""):
+        ran.append(method)
+        lift = {"src": [0.30, 0.25, 0.35], "ewc": [0.01, -0.02, 0.04]}.get(method, [0.0, 0.0, 0.0])
+        per = [0.2 + 0.1 * i + lift[i] for i in range(3)]
+        return {"average_accuracy": {"mean": sum(per) / 3, "sd": 0.1, "n": 3}, "seeds": [0, 1, 2],
+                "per_seed": [{"average_accuracy": a} for a in per]}
+
+    monkeypatch.setattr(src_table, "run", fake_run)
+    monkeypatch.setattr(src_table, "tuned_words", lambda *a: ([], "nothing to tune"))
+    args = argparse.Namespace(tag="", tuned_validation=5, search_trials=2, benchmark="split_digits", extra=[], seeds=3)
+    partial = []
+    block = src_table.tuned_block(args, ["sequential", "src", "ewc"], tmp_path, "split_digits", {}, partial.append)
+    assert [list(p) for p in partial] == [["sequential"], ["sequential", "src"]]   # written after each method
+    assert "vs_sequential" in partial[1]["src"] and "vs_src" in block["ewc"] and ran == ["sequential", "src", "ewc"]
+    # stopped after two methods: the committed partial block keeps them, only the third runs
+    ran.clear()
+    earlier = {"tuned": {"validation": 5, "search_trials": 2, "methods": partial[1]}}
+    again = src_table.tuned_block(args, ["sequential", "src", "ewc"], tmp_path / "fresh", "split_digits", earlier)
+    assert ran == ["ewc"] and again["src"]["per_seed"] == block["src"]["per_seed"]
+    assert again["ewc"]["vs_src"] == block["ewc"]["vs_src"]

@@ -20,6 +20,9 @@ The committed table is a ledger too: a method whose row is already in RESULTS/<b
 protocol (benchmark, tag, seeds and the same extra words, in order), is taken from there and not run again, even where
 OUT is gone (a fresh clone has the table but not the runs). So adding a method to a committed table runs that method
 only. To run a method again, delete its row (or the file).
+
+The tuned block is written after each of its methods (its tests on the rows so far, and a line naming the methods
+still to come): commit the table as rows land, and the command re-run on a fresh clone runs only the missing ones.
 """
 
 from __future__ import annotations
@@ -100,11 +103,11 @@ def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: 
     return ([*words, "tune=default"], f"grid {grid}") if grid else (words, "nothing to tune")
 
 
-def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict) -> dict:
+def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, on_rows=None) -> dict:
     """Every method tuned alike (see the module docstring): rows with their choices and the paired tests. A row of
-    the committed table's tuned block under the same validation and search is kept, as the untuned rows are."""
-    from sleeptrain.experiments.paired import adjust_family
-
+    the committed table's tuned block under the same validation and search is kept, as the untuned rows are.
+    `on_rows(rows)` receives the block (its tests on the rows so far) after each method, so the table can be written,
+    and committed, as methods finish: a study stopped midway keeps its finished rows."""
     before = earlier.get("tuned") or {}
     same = before.get("validation") == args.tuned_validation and before.get("search_trials") == args.search_trials
     rows = {}
@@ -121,6 +124,17 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict) -
                    "choice": result.get("tuning", {}).get("choice"),
                    "choice_on_edge": result.get("tuning", {}).get("choice_on_edge", []),
                    "validation_spread": validation_spread(result.get("tuning", {}))}
+        if on_rows is not None and len(rows) < len(methods):
+            on_rows(with_tests(rows))
+    return with_tests(rows)
+
+
+def with_tests(rows: dict) -> dict:
+    """The rows with each one's paired test against sequential and against src (where those rows exist), Holm
+    within each family."""
+    from sleeptrain.experiments.paired import adjust_family
+
+    rows = {m: {k: v for k, v in row.items() if not k.startswith("vs_")} for m, row in rows.items()}
     for ref in ("sequential", "src"):
         if ref not in rows:
             continue
@@ -208,22 +222,36 @@ def main() -> None:
                + f" --methods {args.methods} --seeds {args.seeds} " + " ".join(args.extra)).strip()
     if args.tuned_validation:
         command += f" --tuned-validation {args.tuned_validation} --search-trials {args.search_trials}"
-    tuned = tuned_block(args, methods, out, name, earlier) if args.tuned_validation else None
-    summary = {"benchmark": args.benchmark, "seeds": first["seeds"], "data": first.get("data"),
-               "notes": first.get("notes"), "command": command, "protocol": protocol_of(args), "methods": rows,
-               **({"tuned": {"validation": args.tuned_validation, "search_trials": args.search_trials,
-                             "methods": tuned}} if tuned else {})}
+    base = {"benchmark": args.benchmark, "seeds": first["seeds"], "data": first.get("data"),
+            "notes": first.get("notes"), "command": command, "protocol": protocol_of(args), "methods": rows}
+    if args.tuned_validation:
+        def partial(block: dict) -> None:
+            write_table(results_dir, name, base, block, args, methods, finished=False)
+
+        write_table(results_dir, name, base, tuned_block(args, methods, out, name, earlier, partial), args, methods)
+    else:
+        write_table(results_dir, name, base, None, args, methods)
+
+
+def write_table(results_dir: Path, name: str, base: dict, tuned: dict | None, args, methods: list[str],
+                finished: bool = True) -> None:
+    """RESULTS/<name>.json and .md: the untuned rows, and the tuned block where there is one (while it is being
+    run, with the rows finished so far and a line naming the ones still to come)."""
+    summary = {**base, **({"tuned": {"validation": args.tuned_validation, "search_trials": args.search_trials,
+                                     "methods": tuned}} if tuned else {})}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(summary, indent=1))
-    lines = [f"# {name}: average test accuracy after the last stage ({len(first['seeds'])} seeds)", "",
-             f"Command: `{command}`", "", f"Data: {first.get('data')}", "",
+    lines = [f"# {name}: average test accuracy after the last stage ({len(base['seeds'])} seeds)", "",
+             f"Command: `{base['command']}`", "", f"Data: {base.get('data')}", "",
              "| method | ours (mean ± sd) | paper | minus sequential, paired | 95 % CI | p |", "|---|---|---|---|---|---|"]
-    for m, row in rows.items():
-        lines.append(table_row(m, row))
+    lines += [table_row(m, row) for m, row in base["methods"].items()]
     if tuned:
         lines += tuned_lines(tuned, args.tuned_validation)
+        if not finished:
+            lines += ["", f"Not run yet: {', '.join(m for m in methods if m not in tuned)} (the command resumes)."]
     (results_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if finished:
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
