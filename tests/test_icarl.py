@@ -129,3 +129,13 @@ def test_table2_tool_writes_the_table_and_the_savings_curve(tmp_path):
     assert (tmp_path / "res" / "split_mnist-icarl-savings.png").stat().st_size > 1000
     md = (tmp_path / "res" / "split_mnist-icarl.md").read_text()
     assert "| 10 |" in md and "- K = 10: seed 0: " in md
+    # every run recorded as it finished: a fresh clone (no run folders) takes them from the records, trains nothing
+    records = sorted(p.name for p in (tmp_path / "res" / "split_mnist-icarl-runs").iterdir())
+    assert records == ["split_mnist-icarl-k10-e1-icarl.json", "split_mnist-icarl-k10-e1-icarl_src.json"]
+    again = subprocess.run([sys.executable, str(repo / "tools" / "src_icarl.py"), "--out", str(tmp_path / "runs2"),
+                            "--results", str(tmp_path / "res"), "--memories", "10", "--table-epochs", "1",
+                            "--seeds", "2", "--curve-memory", "10", "--curve-epochs", "1", *small],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("kept from") == 4, again.stderr[-2000:]  # table + curve
+    assert not (tmp_path / "runs2").exists() or not any((tmp_path / "runs2").iterdir())
+    assert json.loads((tmp_path / "res" / "split_mnist-icarl.json").read_text())["table"] == summary["table"]

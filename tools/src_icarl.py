@@ -10,6 +10,10 @@ sd over seeds of the network's own accuracy — the figure `run_icarl_sleep.m` s
 exemplars accuracy, per seed; icarl_src minus icarl paired by seed on NME — the metric the paper's values match — and
 on the network's output, Holm over the memories; the paper's values) and split_mnist-icarl-savings.png.
 Extra `key=value` words go to every run.
+
+Each finished run's per-seed figures are also recorded as it finishes, in RESULTS/split_mnist-icarl-runs/<run>.json
+with the words and seeds it ran with: commit them as they land, and the command on a fresh clone (no OUT) takes a
+run from its record instead of training it again — the study spans sessions.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tools"))
 
 from sleeptrain.experiments.paired import adjust_family, paired_comparison  # noqa: E402
-from src_table import run  # noqa: E402
+from src_table import run  # noqa: E402  (one subprocess per run, skipped where its results.json exists)
 
 # Table 2 values the paper's text states for MNIST (percent after 10 epochs per task); the others are in its table
 # image, which the seed text does not hold.
@@ -42,6 +46,28 @@ def p_text(cmp: dict) -> str:
 
 def holm_text(cmp: dict) -> str:
     return "—" if cmp.get("p_holm") is None else f"{cmp['p_holm']:.3g}"
+
+
+RECORD_KEYS = ("average_accuracy", "nme_average_accuracy", "seconds", "seeds")
+
+
+def recorded_run(results_dir: Path, out: Path, method: str, seeds: int, words: list[str], tag: str) -> dict:
+    """The run's results: from OUT where it ran (recording it), else from its committed record under the same words
+    and seeds, else trained now (and recorded)."""
+    record = results_dir / "split_mnist-icarl-runs" / f"split_mnist-{tag}-{method}.json"
+    protocol = {"seeds": seeds, "words": words}
+    if not (out / f"split_mnist-{tag}-{method}" / "results.json").exists() and record.is_file():
+        saved = json.loads(record.read_text())
+        if saved.get("protocol") == protocol:
+            print(f"split_mnist-{tag}-{method}: kept from {record} (same words and seeds)", flush=True)
+            return saved
+    result = run("split_mnist", method, seeds, out, words, tag=tag)
+    kept = {k: result.get(k) for k in RECORD_KEYS}
+    kept["per_seed"] = [{k: s.get(k) for k in ("seed", "average_accuracy", "nme_average_accuracy")}
+                        for s in result["per_seed"]]
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"protocol": protocol, **kept}, indent=1))
+    return kept
 
 
 def summarise(runs: dict) -> dict:
@@ -121,7 +147,7 @@ def main() -> None:
 
     def runs_for(memory: int, epochs: int) -> dict:
         words = [f"memory={memory}", f"sgd.epochs={epochs}", *args.extra]
-        return {m: run("split_mnist", m, args.seeds, out, words, tag=f"icarl-k{memory}-e{epochs}") for m in METHODS}
+        return {m: recorded_run(results_dir, out, m, args.seeds, words, f"icarl-k{memory}-e{epochs}") for m in METHODS}
 
     table = {str(k): summarise(runs_for(k, args.table_epochs)) for k in map(int, args.memories.split(","))}
     adjust_family([row["src_minus_icarl_nme"] for row in table.values()])   # Holm over the memories, per metric
