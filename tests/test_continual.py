@@ -125,6 +125,31 @@ def test_an_interrupted_search_keeps_its_finished_trials(tmp_path, monkeypatch):
     assert saved["reference"]["method"] == "sequential"
     assert load_continual_config([*FAST_DIGITS, f"src={tmp_path / 's' / 'best_src.yaml'}"]).src.inc > 0
 
+    # run again: trial 0 is taken from the record (same vector), trials 1-3 train, and a trial that diverges is
+    # recorded without a score and never chosen; the search goes on
+    calls.clear()
+
+    def trial_2_diverges(*args, **kwargs):   # reference, trial 1, then trial 2's run diverges
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConfigError("sgd.lr: training diverged (non-finite loss) on t2 with lr 0.1; lower sgd.lr")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "run_method", trial_2_diverges)
+    run_continual(cfg)
+    saved = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert saved["complete"] and sorted(t["trial"] for t in saved["trials"]) == [0, 1, 2, 3] and len(calls) == 4
+    diverged = next(t for t in saved["trials"] if t["trial"] == 2)
+    assert diverged["train_accuracy"] is None and diverged["note"].startswith("diverged: sgd.lr")
+    assert saved["trials"][-1]["trial"] == 2 and saved["best"]["train_accuracy"] is not None
+    with pytest.raises(ConfigError, match="already holds a finished search"):
+        run_continual(cfg)
+    other = load_continual_config([*FAST_DIGITS, "search_trials=4", "search_spread=2", f"run.dir={tmp_path / 'o'}"])
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "search.json").write_text(json.dumps({**saved, "complete": False}))
+    with pytest.raises(ConfigError, match="interrupted search with other settings"):
+        run_continual(other)
+
 
 def test_evolve_search_mutates_the_best_and_scales_the_sleep(tmp_path):
     """The sleep-length factor (last entry) reaches src.iterations/growth; the printed overrides reproduce a trial."""

@@ -93,7 +93,8 @@ def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: 
     words = [*extra, f"validation={validation}"]
     if method in ("src", "rehearsal_src"):
         search_dir = out / f"{name}-tuned-{method}-search"
-        if not (search_dir / "search.json").exists():
+        found = search_dir / "search.json"
+        if not found.exists() or not json.loads(found.read_text()).get("complete", True):  # absent or interrupted
             subprocess.run([sys.executable, "-m", "sleeptrain", "continual", f"benchmark={benchmark}",
                             f"method={method}", f"search_trials={trials}", "seed=100", "seeds=1",
                             f"run.dir={search_dir}", *words], stdout=subprocess.DEVNULL, check=True)

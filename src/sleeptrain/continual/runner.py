@@ -297,16 +297,39 @@ def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
     def progress(trial: dict, found: dict) -> None:
         record(found, complete=False)
         key = found["score_key"]
-        print(f"  trial {trial['trial']:>3}: {key.replace('_', ' ')} {trial[key]:.4f} "
+        shown = "diverged" if trial[key] is None else f"{trial[key]:.4f}"
+        print(f"  trial {trial['trial']:>3}: {key.replace('_', ' ')} {shown} "
               f"(best {found['trials'][0][key]:.4f}, {found['reference']['method']} "
               f"{found['reference'][key]:.4f}; {time.time() - start:.0f} s)  {trial['as_overrides']}",
               file=sys.stderr, flush=True)
 
+    earlier = earlier_search(cfg, run_dir)
     benches = [build_benchmark(cfg, cfg.seed + k) for k in range(cfg.seeds)]  # seed k > 0: another task order
     found = search(benches, cfg, cfg.search_trials, cfg.seed, cfg.search_spread,
                    method=cfg.method, strategy=cfg.search_strategy, sleep_length=cfg.search_sleep_length,
-                   on_trial=progress, evaluate_on="validation" if cfg.validation else "train")
+                   on_trial=progress, evaluate_on="validation" if cfg.validation else "train", earlier=earlier)
     return record(found, complete=True)
+
+
+def earlier_search(cfg: ContinualConfig, run_dir: Path) -> list[dict]:
+    """The trials of an interrupted search in `run_dir` (`complete` false) under the same settings, to resume; a
+    finished search there, or one with other settings, is refused (nothing is overwritten)."""
+    from sleeptrain.presets import flat_config
+
+    path = run_dir / "search.json"
+    if not path.is_file():
+        return []
+    before = json.loads(path.read_text())
+    if before.get("complete", True):
+        raise ConfigError(f"run.dir: {str(run_dir)!r} already holds a finished search; choose another run.dir")
+    free = ("run.dir", "search_trials")  # neither changes a trial: more trials extend the search, fewer take a prefix
+    same = {k: v for k, v in before.get("config", {}).items() if k not in free} == \
+        {k: v for k, v in flat_config(cfg).items() if k not in free}
+    if not same:
+        raise ConfigError(f"run.dir: {str(run_dir)!r} holds an interrupted search with other settings; choose "
+                          "another run.dir (or give the same settings to resume it)")
+    print(f"search: resuming {len(before['trials'])} earlier trial(s) from {path}", file=sys.stderr, flush=True)
+    return before["trials"]
 
 
 def best_src_yaml(results: dict, run_dir: Path) -> str:

@@ -15,6 +15,11 @@ The score is the average training accuracy over all tasks after the last stage, 
 (one per task order: a vector fitted on one order did not transfer to others on Split-MNIST, docs/LOG.md). The same
 method without its sleeps (`sequential` for `src`, `rehearsal` for `rehearsal_src`) is scored too, as the reference
 a sleep must beat.
+
+A trial whose run diverges (a sleep can leave weights the next task's SGD blows up on: seen on Split-MNIST with a
+validation split) is recorded with no score and a note, never chosen, and the search goes on. `earlier` resumes an
+interrupted search: the trials are drawn again from the same seed, and a trial whose vector equals the earlier
+run's trial of that number takes its recorded score instead of training again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import replace
 import numpy as np
 
 from sleeptrain.continual.data import Benchmark
+from sleeptrain.errors import ConfigError
 from sleeptrain.continual.config import ContinualConfig
 from sleeptrain.continual.methods import run_method
 
@@ -51,10 +57,10 @@ def as_overrides(cfg: ContinualConfig) -> str:
 
 def search(benches: Benchmark | list[Benchmark], cfg: ContinualConfig, trials: int, seed: int = 0, spread: float = 4.0,
            method: str = "src", strategy: str = "random", sleep_length: bool = True,
-           on_trial=None, evaluate_on: str = "train") -> dict:
+           on_trial=None, evaluate_on: str = "train", earlier: list[dict] | None = None) -> dict:
     """Run `trials` trials, each scored on every benchmark in `benches` (benchmark k trains with seed + k) on the
     `evaluate_on` split (train | validation); returns {"trials": best first, "reference": the method without sleep,
-    "score_key": the trials' score key}."""
+    "score_key": the trials' score key}. `earlier`: the trials of an interrupted run of the same search."""
     benches = benches if isinstance(benches, list) else [benches]
     key = f"{evaluate_on}_accuracy"
 
@@ -71,27 +77,47 @@ def search(benches: Benchmark | list[Benchmark], cfg: ContinualConfig, trials: i
     reference = {"method": WITHOUT_SLEEP[method], key: mean, "per_order": each}
     rng = np.random.default_rng([seed, 0x5EA6C])
     start = np.asarray(cfg.src.vector() + ([1.0] if sleep_length else []), dtype=np.float64)
-    log_spread = math.log(spread)
+    done = {r["trial"]: r for r in earlier or []}
     results: list[dict] = []
     best_x, best_score = start, -math.inf
     for trial in range(trials):
-        if trial == 0:
-            x = start
-        elif strategy == "random":
-            x = start * np.exp(rng.uniform(-log_spread, log_spread, start.shape))
+        x = draw(trial, trials, strategy, start, best_x, rng, math.log(spread))
+        before = done.get(trial)
+        if before is not None and np.allclose(before["x"], x, rtol=1e-9, atol=0.0):
+            results.append(before)
         else:
-            narrowing = 1.0 - 0.5 * (trial - 1) / max(1, trials - 2)   # spread -> sqrt(spread)
-            mutate = rng.random(start.shape) < 2.0 / start.size
-            mutate[rng.integers(start.size)] = True
-            step = rng.uniform(-log_spread * narrowing, log_spread * narrowing, start.shape)
-            x = best_x * np.exp(np.where(mutate, step, 0.0))
-        tcfg = trial_config(cfg, x.tolist(), sleep_length)
-        mean, each = score(method, tcfg)
-        results.append({"trial": trial, "x": x.tolist(), key: mean, "per_order": each,
-                        "as_overrides": as_overrides(tcfg)})
-        if mean > best_score:
-            best_x, best_score = x, mean
+            results.append(run_trial(trial, x, trial_config(cfg, x.tolist(), sleep_length), method, key, score))
+        if results[-1][key] is not None and results[-1][key] > best_score:
+            best_x, best_score = x, results[-1][key]
         if on_trial is not None:
-            on_trial(results[-1], {"trials": sorted(results, key=lambda r: -r[key]),
-                                   "reference": reference, "score_key": key})
-    return {"trials": sorted(results, key=lambda r: -r[key]), "reference": reference, "score_key": key}
+            on_trial(results[-1], {"trials": ranked(results, key), "reference": reference, "score_key": key})
+    if best_score == -math.inf:
+        raise ConfigError(f"search_trials: every one of the {trials} trials diverged; lower sgd.lr or search_spread")
+    return {"trials": ranked(results, key), "reference": reference, "score_key": key}
+
+
+def draw(trial: int, trials: int, strategy: str, start, best_x, rng, log_spread: float):
+    """Trial `trial`'s vector (the rng draws the same numbers whatever the scores, for `random`)."""
+    if trial == 0:
+        return start
+    if strategy == "random":
+        return start * np.exp(rng.uniform(-log_spread, log_spread, start.shape))
+    narrowing = 1.0 - 0.5 * (trial - 1) / max(1, trials - 2)   # spread -> sqrt(spread)
+    mutate = rng.random(start.shape) < 2.0 / start.size
+    mutate[rng.integers(start.size)] = True
+    step = rng.uniform(-log_spread * narrowing, log_spread * narrowing, start.shape)
+    return best_x * np.exp(np.where(mutate, step, 0.0))
+
+
+def run_trial(trial: int, x, tcfg: ContinualConfig, method: str, key: str, score) -> dict:
+    try:
+        mean, each, note = *score(method, tcfg), None
+    except ConfigError as exc:   # diverged: recorded without a score, never chosen
+        mean, each, note = None, None, f"diverged: {exc}"
+    return {"trial": trial, "x": x.tolist(), key: mean, "per_order": each, "as_overrides": as_overrides(tcfg),
+            **({"note": note} if note else {})}
+
+
+def ranked(results: list[dict], key: str) -> list[dict]:
+    """Best first; the diverged trials (no score) last."""
+    return sorted(results, key=lambda r: -r[key] if r[key] is not None else math.inf)
