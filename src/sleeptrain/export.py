@@ -105,16 +105,16 @@ def word_order(folders: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
 def export_repository(run_dir: Path, dest: Path, lfs: bool = True, license_id: str = "unknown") -> list[str]:
     """Lay RUN_DIR's model folders out in DEST as a git repository, one branch each, history in word order; returns
     the branches (`main` first). `lfs=False`: weights as plain blobs, no LFS routing (a local repository only)."""
+    folders = model_folders(run_dir)  # the user's arguments first, then the tools: the same error on every machine
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise ExportError(f"DEST: {str(dest)!r} exists and is not empty; choose a new folder (nothing was changed)")
     if shutil.which("git") is None:
         raise ExportError("export: git is not installed (it builds the branches); install git, or use --push alone")
     if lfs and not lfs_available():
         raise ExportError("export: git-lfs is not installed, and the Hub takes weights only through LFS; install it "
                           "(https://git-lfs.com, e.g. apt install git-lfs), pass --no-lfs for a plain local "
                           "repository, or use --push REPO_ID alone (nothing was written)")
-    folders = model_folders(run_dir)
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise ExportError(f"DEST: {str(dest)!r} exists and is not empty; choose a new folder (nothing was changed)")
     dest.mkdir(parents=True, exist_ok=True)
     branches = [b for b, _ in folders]
     ordered = word_order(folders)
