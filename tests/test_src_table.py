@@ -112,3 +112,7 @@ def test_the_tuned_block_is_written_as_methods_finish_and_a_partial_one_resumes(
     again = src_table.tuned_block(args, ["sequential", "src", "ewc"], tmp_path / "fresh", "split_digits", earlier)
     assert ran == ["ewc"] and again["src"]["per_seed"] == block["src"]["per_seed"]
     assert again["ewc"]["vs_src"] == block["ewc"]["vs_src"]
+    lines = "\n".join(src_table.tuned_lines(block, 5))
+    assert "Holm" in lines and ("MDE" in lines) == any(
+        c.get("p_holm") is None or c["p_holm"] >= 0.05 for row in block.values()
+        for c in (row.get("vs_sequential"), row.get("vs_src")) if c and "mean_diff" in c)
