@@ -129,6 +129,9 @@ def test_an_interrupted_search_keeps_its_finished_trials(tmp_path, monkeypatch):
     # recorded without a score and never chosen; the search goes on
     calls.clear()
 
+    def boom(*args, **kwargs):
+        raise ConfigError("sgd.lr: training diverged (non-finite loss) on t1 with lr 0.1; lower sgd.lr")
+
     def trial_2_diverges(*args, **kwargs):   # reference, trial 1, then trial 2's run diverges
         calls.append(1)
         if len(calls) == 3:
@@ -144,6 +147,14 @@ def test_an_interrupted_search_keeps_its_finished_trials(tmp_path, monkeypatch):
     assert saved["trials"][-1]["trial"] == 2 and saved["best"]["train_accuracy"] is not None
     with pytest.raises(ConfigError, match="already holds a finished search"):
         run_continual(cfg)
+    # the first trial diverging: nothing to call best yet, the search goes on to the next
+    calls.clear()
+    monkeypatch.setattr(search_module, "run_method",
+                        lambda *a, **k: (calls.append(1), (real if len(calls) != 2 else boom)(*a, **k))[1])
+    first = load_continual_config([*FAST_DIGITS, "search_trials=2", f"run.dir={tmp_path / 'f'}"])
+    run_continual(first)
+    saved_f = json.loads((tmp_path / "f" / "search.json").read_text())
+    assert saved_f["best"]["x"] == next(t for t in saved_f["trials"] if t["trial"] == 1)["x"]
     other = load_continual_config([*FAST_DIGITS, "search_trials=4", "search_spread=2", f"run.dir={tmp_path / 'o'}"])
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "search.json").write_text(json.dumps({**saved, "complete": False}))

@@ -291,15 +291,18 @@ def run_search(cfg: ContinualConfig, run_dir: Path, start: float) -> dict:
                    "score_key": score, "best": {key: best[key] for key in ("x", score, "as_overrides")},
                    "seconds": time.time() - start, "config": flat_config(cfg)}
         atomic_write_text(run_dir / "search.json", json.dumps(results, indent=1))
-        atomic_write_text(run_dir / "best_src.yaml", best_src_yaml(results, run_dir))
+        if best[score] is not None:  # while every trial so far diverged there is no best to write
+            atomic_write_text(run_dir / "best_src.yaml", best_src_yaml(results, run_dir))
         return results
 
     def progress(trial: dict, found: dict) -> None:
         record(found, complete=False)
         key = found["score_key"]
-        shown = "diverged" if trial[key] is None else f"{trial[key]:.4f}"
-        print(f"  trial {trial['trial']:>3}: {key.replace('_', ' ')} {shown} "
-              f"(best {found['trials'][0][key]:.4f}, {found['reference']['method']} "
+        def shown(value):
+            return "diverged" if value is None else f"{value:.4f}"
+
+        print(f"  trial {trial['trial']:>3}: {key.replace('_', ' ')} {shown(trial[key])} "
+              f"(best {shown(found['trials'][0][key])}, {found['reference']['method']} "
               f"{found['reference'][key]:.4f}; {time.time() - start:.0f} s)  {trial['as_overrides']}",
               file=sys.stderr, flush=True)
 
