@@ -71,8 +71,8 @@ def collect(exp_dir: Path) -> dict:
     if tuning.is_file():
         choices = json.loads(tuning.read_text())
         summary["tuning"] = {"spec": exp.get("tune", {}), "arms": {
-            arm: {k: c.get(k, {}) for k in ("grid", "chosen", "on_edge", "widened", "extra_keys", "runs")} if c
-            else {"not_tuned": True}
+            arm: {**{k: c[k] for k in ("grid", "chosen", "on_edge", "extra_keys", "runs")},
+                  "widened": c.get("widened", {})} if c else {"not_tuned": True}  # widened: absent before tune.widen
             for arm, c in choices.items()}}
     return summary
 

@@ -19,7 +19,7 @@ values and scores). The objective is read from the dev split only (`experiments/
 objective is the user's explicit choice, and the report says so. An arm's choice on the edge of its grid (the
 smallest or largest value of a key with 3 or more values) is flagged: the grid may not contain its optimum.
 
-`widen: N` (default 0) acts on that flag by one rule for every arm, decided before any trial ran: when an arm's
+`widen: N` (default 0) acts on that flag by one rule for every arm (decide it before looking at scores): when an arm's
 choice lies on an edge of a key whose values are positive numbers in strictly monotone order, the key gains the next
 value of its geometric progression beyond that edge (3e-3, 6e-3, 1.2e-2 chosen at 3e-3: 1.5e-3; integer keys are
 rounded, and a value that rounds onto the grid is not added), one new trial per combination of the other keys, run
@@ -182,16 +182,18 @@ def edge_keys(grid: dict[str, list], chosen: dict) -> list[str]:
     return [key for key, values in grid.items() if len(values) >= 3 and chosen[key] in (values[0], values[-1])]
 
 
-def arm_trials(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> tuple[list[dict], dict[str, list], bool]:
-    """The arm's trials in run order (the grid's, then those `spec.widen` added), the grid they span, and whether
-    every one has finished. An unfinished trial stops the widening: what it adds depends on the scores."""
+def arm_trials(exp_dir: Path, spec: TuneSpec, arm: str,
+               record_of=None) -> tuple[list[dict], dict[str, list], list[dict] | None]:
+    """The arm's trials in run order (the grid's, then those `spec.widen` added), the grid they span, and their
+    scores (`score_trials`; None while one is unfinished). An unfinished trial stops the widening: what it adds
+    depends on the scores."""
     record_of = record_of or run_record
     grid = {k: list(v) for k, v in arm_grid(spec, arm).items()}
     rows = trials(grid)
+    scored = score_trials(exp_dir, spec, arm, rows, record_of)
     for _ in range(spec.widen if grid else 0):
-        scored = score_trials(exp_dir, spec, arm, rows, record_of)
         if scored is None:
-            return rows, grid, False
+            break
         chosen = best_trial(scored, spec, arm)["values"]
         added = False
         for key in edge_keys(grid, chosen):
@@ -205,7 +207,8 @@ def arm_trials(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> tuple
             added = True
         if not added:
             break
-    return rows, grid, score_trials(exp_dir, spec, arm, rows, record_of) is not None
+        scored = score_trials(exp_dir, spec, arm, rows, record_of)
+    return rows, grid, scored
 
 
 def choose(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> dict | None:
@@ -218,10 +221,9 @@ def choose(exp_dir: Path, spec: TuneSpec, arm: str, record_of=None) -> dict | No
     given = arm_grid(spec, arm)
     if not given:
         return {}
-    rows, grid, finished = arm_trials(exp_dir, spec, arm, record_of)
-    if not finished:
+    rows, grid, scored = arm_trials(exp_dir, spec, arm, record_of)
+    if scored is None:
         return None
-    scored = score_trials(exp_dir, spec, arm, rows, record_of)
     best = best_trial(scored, spec, arm)
     label, _ = METRICS[spec.objective]
     widened = {k: [v for v in grid[k] if v not in given[k]] for k in grid if len(grid[k]) > len(given[k])}
