@@ -188,33 +188,50 @@ def by_phenomenon(arm: str, runs: dict[int, dict], study: dict) -> dict:
             for p in sorted({p for s in have for p in runs[s]["by_phenomenon"]})}
 
 
+def arm_row(arm: str, by_seed: dict[int, dict], study: dict) -> dict:
+    """One arm's row of summary.json from its finished runs' records."""
+    done = sorted(by_seed)
+    budget = study["budget"]
+    return {
+        "seeds": done, "blimp": [by_seed[s]["blimp_overall"] for s in done],
+        "val_loss": [by_seed[s]["final_val_loss"] for s in done],
+        "test_loss": [by_seed[s].get("test_loss") for s in done],
+        "pre_end_ops": [by_seed[s].get("pre_end_ops") for s in done],
+        "tokens": (round(sum(by_seed[s]["positions"] for s in done) / len(done)) if done
+                   else budget["arms"][arm]["budget_positions"]),
+        "tokens_planned": budget["arms"][arm]["budget_positions"],
+        "positions": [by_seed[s]["positions"] for s in done],
+        "real_tokens": [by_seed[s]["tokens"] for s in done],
+        "seconds": [by_seed[s]["seconds"] for s in done],
+        "by_phenomenon": by_phenomenon(arm, by_seed, study),
+        "loss_curves": sum(1 for s in done if by_seed[s].get("curve"))}
+
+
+def paired_with(arm_runs: dict[int, dict], best_runs: dict[int, dict], keys: dict[str, str]) -> dict:
+    """An arm against the best baseline on each metric, over the seeds both finished (paired)."""
+    common = sorted(set(arm_runs) & set(best_runs))
+    row = {}
+    for name, key in keys.items():
+        a = [arm_runs[s][key] for s in common]
+        b = [best_runs[s][key] for s in common]
+        row[name] = {**paired_comparison(a, b, {**METRICS, **TEST_METRICS}[key][1]), "seeds": common,
+                     "effect_size_dz": effect_size(a, b)}
+    return row
+
+
 def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, ledger: Path | None = None) -> dict:
     """summary.json from the study record and its runs' records (`read_ledger`; the tuning trials' records are read
     from `ledger`)."""
-    experiment = study
-    arms, seeds = list(experiment["arms"]), experiment["seeds"]
-    summary = {"arms": {}, "model": None, "data": None, "budget": experiment["budget"],
-               "seeds_planned": seeds, "common": experiment["common"]}
+    arms, seeds = list(study["arms"]), study["seeds"]
+    summary = {"arms": {}, "model": None, "data": None, "budget": study["budget"],
+               "seeds_planned": seeds, "common": study["common"]}
     for arm in arms:
-        done = sorted(runs[arm])
-        summary["arms"][arm] = {
-            "seeds": done, "blimp": [runs[arm][s]["blimp_overall"] for s in done],
-            "val_loss": [runs[arm][s]["final_val_loss"] for s in done],
-            "test_loss": [runs[arm][s].get("test_loss") for s in done],
-            "pre_end_ops": [runs[arm][s].get("pre_end_ops") for s in done],
-            "tokens": (round(sum(runs[arm][s]["positions"] for s in done) / len(done)) if done
-                       else experiment["budget"]["arms"][arm]["budget_positions"]),
-            "tokens_planned": experiment["budget"]["arms"][arm]["budget_positions"],
-            "positions": [runs[arm][s]["positions"] for s in done],
-            "real_tokens": [runs[arm][s]["tokens"] for s in done],
-            "seconds": [runs[arm][s]["seconds"] for s in done],
-            "by_phenomenon": by_phenomenon(arm, runs[arm], study),
-            "loss_curves": sum(1 for s in done if runs[arm][s].get("curve"))}
+        summary["arms"][arm] = arm_row(arm, runs[arm], study)
     first = next((runs[a][s] for a in arms for s in sorted(runs[a])), None)
     summary["model"], summary["data"] = (first["model"], first["data"]) if first else (None, None)
-    budget = experiment["budget"]["budget_positions"]
+    budget = study["budget"]["budget_positions"]
     summary["off_budget"] = {arm: row["tokens"] / budget - 1 for arm, row in summary["arms"].items()
-                             if arm not in experiment.get("natural", []) and abs(row["tokens"] / budget - 1) > 0.02}
+                             if arm not in study.get("natural", []) and abs(row["tokens"] / budget - 1) > 0.02}
     finished = [r for by_seed in runs.values() for r in by_seed.values()]
     on_test = bool(finished) and all(r.get("test_loss") is not None for r in finished)
     keys = TEST_METRIC_KEYS if on_test else METRIC_KEYS
@@ -229,18 +246,7 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, led
         best = (min(tied, key=lambda b: mean_sd(summary["arms"][b]["val_loss"])["mean"]) if on_test else
                 max(tied, key=lambda b: mean_sd(summary["arms"][b]["blimp"])["mean"]))
         summary["best_baseline"] = best
-        summary["vs_best_baseline"] = {}
-        for arm in arms:
-            if arm == best:
-                continue
-            common = sorted(set(runs[arm]) & set(runs[best]))
-            row = {}
-            for name, key in keys.items():
-                a = [runs[arm][s][key] for s in common]
-                b = [runs[best][s][key] for s in common]
-                row[name] = {**paired_comparison(a, b, {**METRICS, **TEST_METRICS}[key][1]), "seeds": common,
-                             "effect_size_dz": effect_size(a, b)}
-            summary["vs_best_baseline"][arm] = row
+        summary["vs_best_baseline"] = {arm: paired_with(runs[arm], runs[best], keys) for arm in arms if arm != best}
         # Holm over every comparison of the study (arms x metrics): the verdicts on the adjusted p
         summary["family_size"] = adjust_family([c for row in summary["vs_best_baseline"].values() for c in row.values()])
     summary["verdicts"] = verdicts(summary, spec.get("systems", {}))
@@ -312,6 +318,28 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     lines = ["# Does sleep help a small LM? The equal-budget study (issue 19)", "",
              "Command (resumable; `--report-only` re-writes this from the records of the finished runs): "
              f"`{command}`", ""]
+    lines += setting_lines(summary) + arm_table_lines(summary) + pre_end_lines(summary)
+    lines += ["", "Wall s: the run's training and final evaluation over all its sessions; runs resumed from a "
+              "checkpoint written before 2026-11-29 recorded their last session only and are left out of it. Each "
+              "session ran on the machine it was given, sometimes beside other work: a cost indication, not a speed "
+              "comparison between arms."]
+    lines += per_seed_lines(summary) + budget_note_lines(summary)
+    lines += baseline_lines(summary) + tuning_and_curve_lines(summary)
+    lines += ["", "## Verdict per seed system (at this scale)", ""]
+    for system, rows in summary["verdicts"].items():
+        lines.append(f"- **{system}**: " + "; ".join(f"`{arm}` — {v}" for arm, v in rows.items()))
+    if summary["published"]:
+        lines += ["", "## Published numbers (not this scale; for orientation)", ""]
+        lines += [f"- {k}: {v}" for k, v in summary["published"].items()]
+    lines += phenomenon_lines(summary) + plot_lines(summary)
+    out = results / "report.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def setting_lines(summary: dict) -> list[str]:
+    """The model, the data and the budget, in words."""
+    lines = []
     if summary["model"]:
         m, d = summary["model"], summary["data"]
         data_name = Path(d["path"]).name if d.get("path") else f"{d.get('source', 'generated')} data"
@@ -323,48 +351,54 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
                   f"{d['blimp_pairs_per_paradigm']} pairs each, scored by "
                   f"{d.get('blimp_scoring', 'sentence log-probability')}.", ""]
     budget = summary["budget"]
-    lines += [f"Budget: {budget['budget_positions']:,} token positions per run (optimizer steps × batch × window, "
-              "replay included); seeds planned: " + str(summary["seeds_planned"]) + ".", "",
-              "| arm | seeds done | BLiMP overall | final val loss (dev) | test loss | token positions (mean) | "
-              "wall s |", "|---|---|---|---|---|---|---|"]
+    return lines + [f"Budget: {budget['budget_positions']:,} token positions per run (optimizer steps × batch × "
+                    "window, replay included); seeds planned: " + str(summary["seeds_planned"]) + ".", ""]
+
+
+def arm_table_lines(summary: dict) -> list[str]:
+    lines = ["| arm | seeds done | BLiMP overall | final val loss (dev) | test loss | token positions (mean) | "
+             "wall s |", "|---|---|---|---|---|---|---|"]
     for arm, row in summary["arms"].items():
         lines.append(f"| {arm} | {row['seeds']} | {_ms(row['blimp'])} | {_ms(row['val_loss'])} | "
                      f"{_ms(row.get('test_loss', []))} | {row['tokens']:,} | {_ms(row['seconds'], 0)} |")
-    lines += pre_end_lines(summary)
-    lines += ["", "Wall s: the run's training and final evaluation over all its sessions; runs resumed from a "
-              "checkpoint written before 2026-11-29 recorded their last session only and are left out of it. Each "
-              "session ran on the machine it was given, sometimes beside other work: a cost indication, not a speed "
-              "comparison between arms."]
+    return lines
+
+
+def per_seed_lines(summary: dict) -> list[str]:
     columns = sorted(set(range(summary["seeds_planned"])).union(*(row["seeds"] for row in summary["arms"].values())))
-    lines += ["", "Per seed (BLiMP / final val loss / real tokens, i.e. positions minus padding):", "",
-              "| arm | " + " | ".join(f"seed {s}" for s in columns) + " |", "|---|" + "---|" * len(columns)]
+    lines = ["", "Per seed (BLiMP / final val loss / real tokens, i.e. positions minus padding):", "",
+             "| arm | " + " | ".join(f"seed {s}" for s in columns) + " |", "|---|" + "---|" * len(columns)]
     for arm, row in summary["arms"].items():
         done = {seed: (b, v, t) for seed, b, v, t in zip(row["seeds"], row["blimp"], row["val_loss"],
                                                           row["real_tokens"])}
         cells = [f"{done[s][0]:.3f} / {done[s][1]:.3f} / {done[s][2] / 1e6:.2f}M" if s in done else "—"
                  for s in columns]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    notes = [f"- {arm}: {info['note']}" for arm, info in budget["arms"].items() if info.get("note")]
+    return lines
+
+
+def budget_note_lines(summary: dict) -> list[str]:
+    notes = [f"- {arm}: {info['note']}" for arm, info in summary["budget"]["arms"].items() if info.get("note")]
     notes += [f"- {arm}: trained {100 * dev:+.1f} % off the budget (the acceptance allows 2 %)"
               for arm, dev in summary.get("off_budget", {}).items()]
-    if notes:
-        lines += ["", "Budget notes:", *notes]
-    lines += baseline_lines(summary) + tuning_and_curve_lines(summary)
-    lines += ["", "## Verdict per seed system (at this scale)", ""]
-    for system, rows in summary["verdicts"].items():
-        lines.append(f"- **{system}**: " + "; ".join(f"`{arm}` — {v}" for arm, v in rows.items()))
-    if summary["published"]:
-        lines += ["", "## Published numbers (not this scale; for orientation)", ""]
-        lines += [f"- {k}: {v}" for k, v in summary["published"].items()]
+    return ["", "Budget notes:", *notes] if notes else []
+
+
+def phenomenon_lines(summary: dict) -> list[str]:
     phenomena = sorted({p for row in summary["arms"].values() for p in row["by_phenomenon"]})
-    if phenomena:
-        arms = list(summary["arms"])
-        lines += ["", "## BLiMP by phenomenon (mean over finished seeds)", "",
-                  "| phenomenon | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
-        for p in phenomena:
-            cells = [summary["arms"][a]["by_phenomenon"].get(p, {}).get("mean") for a in arms]
-            lines.append(f"| {p} | " + " | ".join("—" if c is None else f"{c:.3f}" for c in cells) + " |")
-    lines += ["", "## Plots", ""]
+    if not phenomena:
+        return []
+    arms = list(summary["arms"])
+    lines = ["", "## BLiMP by phenomenon (mean over finished seeds)", "",
+             "| phenomenon | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for p in phenomena:
+        cells = [summary["arms"][a]["by_phenomenon"].get(p, {}).get("mean") for a in arms]
+        lines.append(f"| {p} | " + " | ".join("—" if c is None else f"{c:.3f}" for c in cells) + " |")
+    return lines
+
+
+def plot_lines(summary: dict) -> list[str]:
+    lines = ["", "## Plots", ""]
     finished = sum(len(row["seeds"]) for row in summary["arms"].values())
     curves = sum(row.get("loss_curves", 0) for row in summary["arms"].values())
     if curves < finished:
@@ -373,11 +407,8 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     if imported:
         lines += [f"Imported runs: {imported['note']}" + (f" Their loss curves: ![loss before the records]"
                                                           f"({imported['figure']})" if imported.get("figure") else "")]
-    lines += ["", "![training loss, sleep phases shaded](loss.png)", "",
-              "![BLiMP by phenomenon](blimp_by_phenomenon.png)"]
-    out = results / "report.md"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    return lines + ["", "![training loss, sleep phases shaded](loss.png)", "",
+                    "![BLiMP by phenomenon](blimp_by_phenomenon.png)"]
 
 
 def baseline_lines(summary: dict) -> list[str]:

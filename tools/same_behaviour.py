@@ -110,14 +110,23 @@ def main() -> int:
     if unknown:
         parser.error(f"--runs: unknown {unknown}; choose from {', '.join(RUNS)}")
     out = Path(args.out or tempfile.mkdtemp(prefix="same-behaviour-"))
+    env, sides = prepare(out, args.ref)
+    train_sides(sides, names, out, env)
+    print(f"\n{args.ref} vs working tree ({out}):")
+    ok = compare_sides(names, out, tuple(e for e in args.new.split(",") if e))
+    print("ALL IDENTICAL" if ok else "DIFFERENCES FOUND")
+    return 0 if ok else 1
+
+
+def prepare(out: Path, ref: str) -> tuple[dict, dict[str, Path]]:
+    """The ref's `src/` unpacked under `out`, the shared caches warmed; returns the environment and both sides."""
     ref_src = out / "ref"
     shutil.rmtree(ref_src, ignore_errors=True)
     ref_src.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", args.ref, "src"], capture_output=True, check=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "src"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(ref_src)], input=archive.stdout, check=True)
     env = {**os.environ, "SLEEPTRAIN_CACHE": str(out / "cache"), "PYTHONUNBUFFERED": "1",
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    sides = {"ref": ref_src / "src", "tree": REPO / "src"}
     # Tokenizers and token stores are cached first: a process that trains the tokenizer itself gets a first
     # validation loss (before any step) that differs in the 9th digit from a cached start (seen with the old code
     # too), so both sides must start from the same cache.
@@ -128,6 +137,10 @@ def main() -> int:
                         "run.plot=false", "checkpoint.every=0", "checkpoint.phase_boundaries=false",
                         f"run.dir={warm}"], env={**env, "PYTHONPATH": str(REPO / "src")}, cwd=out, check=True,
                        capture_output=True)
+    return env, {"ref": ref_src / "src", "tree": REPO / "src"}
+
+
+def train_sides(sides: dict[str, Path], names: list[str], out: Path, env: dict) -> None:
     for side, src in sides.items():
         for name in names:
             folder = out / side
@@ -140,15 +153,17 @@ def main() -> int:
                 print(f"{side:4s} {name:15s} FAILED (see {folder / name}.log)", flush=True)
                 continue
             print(f"{side:4s} {name:15s} {time.time() - start:5.0f} s", flush=True)
+
+
+def compare_sides(names: list[str], out: Path, new: tuple[str, ...]) -> bool:
+    """Print each run's comparison; True when every run's records and weights are identical."""
     ok = True
-    print(f"\n{args.ref} vs working tree ({out}):")
     for name in names:
         a, b = out / "ref" / name, out / "tree" / name
         if not ((a / "final").is_dir() and (b / "final").is_dir()):
             print(f"  {name:15s} did not finish on both sides")
             ok = False
             continue
-        new = tuple(e for e in args.new.split(",") if e)
         ra, rb = records(a / "metrics.jsonl"), records(b / "metrics.jsonl", new)
         if new:
             rb = drop_new_keys(ra, rb)
@@ -165,8 +180,7 @@ def main() -> int:
                     f"{rb[i] if i < len(rb) else None}"
         print(line)
         ok &= same_m and same_w
-    print("ALL IDENTICAL" if ok else "DIFFERENCES FOUND")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

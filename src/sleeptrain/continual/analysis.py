@@ -144,25 +144,46 @@ def firing_tests(rates: list[torch.Tensor], groups: list[dict], gen: torch.Gener
     return out
 
 
+def _train_both_tasks(cfg: ContinualConfig, bench, net: BiaslessMLP, weights: list[torch.Tensor]) -> dict:
+    """Task 1, the first sleep, task 2 (the split_mnist preset's run); the task accuracies after each."""
+    trainer = Trainer(net, cfg.seed)
+    t1, t2 = bench.tasks
+    trainer.fit(t1.x_train, t1.y_train, cfg.sgd)
+    accuracy = {"after_task1": [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]}
+    src_sleep(weights, t1.seen.mean(0), net.activation_maxima(t1.seen), cfg.src, seed=cfg.seed * 1000,
+              image_shape=bench.image_shape)
+    accuracy["after_sleep1"] = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
+    trainer.fit(t2.x_train, t2.y_train, cfg.sgd)
+    accuracy["after_task2"] = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
+    return accuracy
+
+
+def _task_neuron_input(groups: list[dict], zs_before: list, zs_after: list, y_test: torch.Tensor) -> list[dict]:
+    """Mean input to each task's neurons on that task's test images, before and after the sleep (Fig. 5)."""
+    task_inputs = []
+    for layer, by_class in enumerate(groups):
+        entry = {}
+        for task, ids, mask in (("task1", by_class[0] + by_class[1], y_test < 2),
+                                ("task2", by_class[2] + by_class[3], y_test >= 2)):
+            entry[task] = {"neurons": len(ids), "before": float(zs_before[layer][mask][:, ids].mean()),
+                           "after": float(zs_after[layer][mask][:, ids].mean())}
+        task_inputs.append(entry)
+    return task_inputs
+
+
 def analyse(cfg: ContinualConfig, run_dir: Path) -> dict:
     start, seed = time.time(), cfg.seed
     bench = split_mnist(cfg.data_path, CLASSES, cfg.train_per_task)
     t1, t2 = bench.tasks
     gen = torch.Generator().manual_seed(seed)
     net = build_net(cfg, bench, gen)
-    trainer = Trainer(net, seed)
     weights = [w.data for w in net.weights]
 
     def log(text: str) -> None:
         print(f"  {text} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
 
-    trainer.fit(t1.x_train, t1.y_train, cfg.sgd)
-    accuracy = {"after_task1": [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]}
+    accuracy = _train_both_tasks(cfg, bench, net, weights)
     shape = bench.image_shape
-    src_sleep(weights, t1.seen.mean(0), net.activation_maxima(t1.seen), cfg.src, seed=seed * 1000, image_shape=shape)
-    accuracy["after_sleep1"] = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
-    trainer.fit(t2.x_train, t2.y_train, cfg.sgd)
-    accuracy["after_task2"] = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
     log(f"trained: task accuracies after task 2 {accuracy['after_task2']}")
 
     seen = torch.cat([t1.seen, t2.seen])
@@ -188,14 +209,7 @@ def analyse(cfg: ContinualConfig, run_dir: Path) -> dict:
     accuracy["after_sleep2"] = [net.accuracy(t.x_test, t.y_test) for t in bench.tasks]
     zs_after, hs_after = hidden_inputs(weights, x_test, cfg.net.dropout)
 
-    task_inputs = []
-    for layer, by_class in enumerate(groups):
-        entry = {}
-        for task, ids, mask in (("task1", by_class[0] + by_class[1], y_test < 2),
-                                ("task2", by_class[2] + by_class[3], y_test >= 2)):
-            entry[task] = {"neurons": len(ids), "before": float(zs_before[layer][mask][:, ids].mean()),
-                           "after": float(zs_after[layer][mask][:, ids].mean())}
-        task_inputs.append(entry)
+    task_inputs = _task_neuron_input(groups, zs_before, zs_after, y_test)
     result = {
         "setting": "two-task MNIST: task 1 = digits 0/1, task 2 = 2/3 (first train_per_task images of each), the "
                    "split_mnist preset; the sleep after task 2 is analysed",

@@ -39,23 +39,35 @@ def _finish(plt, fig, path: Path, title: str | None = None) -> None:
     plt.close(fig)
 
 
-def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Tensor], out: Path) -> None:
-    plt = _pyplot()
-    digits = ["0", "1", "2", "3"]
+DIGITS = ["0", "1", "2", "3"]
 
+
+def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Tensor], out: Path) -> None:
+    """Write the five PNGs of one analysis into `out`."""
+    plt = _pyplot()
+    _plot_correlations(plt, result, out / "correlations.png")
+    _plot_task_neuron_input(plt, result["task_neuron_input"], out / "task_neuron_input.png")
+    _plot_firing_rates(plt, result["firing_rates"], out / "firing_rates.png")
+    _plot_confusion(plt, result["confusion"], out / "confusion.png")
+    _plot_weights(plt, before, after, out / "weights.png")
+
+
+def _plot_correlations(plt, result: dict, path: Path) -> None:
     corr = result["correlations"]
     layers = len(corr["before"])
     fig, axes = plt.subplots(layers, 2, figsize=(6.4, 3.1 * layers), squeeze=False)
     for layer in range(layers):
         for col, when in enumerate(("before", "after")):
             ax = axes[layer][col]
-            _annotated(ax, corr[when][layer], digits, digits, ".2f", vmin=-0.1, vmax=0.7)
+            _annotated(ax, corr[when][layer], DIGITS, DIGITS, ".2f", vmin=-0.1, vmax=0.7)
             sparse = result["active_fraction"][when][layer]
             ax.set_title(f"layer {layer + 1}, {when} SRC\n(active neurons per image {sparse:.0%})", fontsize=9)
-    _finish(plt, fig, out / "correlations.png", "Correlation of hidden activations by digit (Fig. 4)")
+    _finish(plt, fig, path, "Correlation of hidden activations by digit (Fig. 4)")
 
-    fig, axes = plt.subplots(1, layers, figsize=(3.4 * layers, 3.2), squeeze=False)
-    for layer, entry in enumerate(result["task_neuron_input"]):
+
+def _plot_task_neuron_input(plt, task_inputs: list[dict], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(task_inputs), figsize=(3.4 * len(task_inputs), 3.2), squeeze=False)
+    for layer, entry in enumerate(task_inputs):
         ax = axes[0][layer]
         x = np.arange(2)
         for k, (task, color) in enumerate((("task1", "tab:blue"), ("task2", "tab:orange"))):
@@ -66,10 +78,12 @@ def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Te
         ax.set_title(f"layer {layer + 1}", fontsize=9)
         ax.set_ylabel("mean input on the task's test images")
         ax.legend(fontsize=7)
-    _finish(plt, fig, out / "task_neuron_input.png", "Input to task-specific neurons (Fig. 5)")
+    _finish(plt, fig, path, "Input to task-specific neurons (Fig. 5)")
 
-    fig, axes = plt.subplots(1, layers, figsize=(3.4 * layers, 3.2), squeeze=False)
-    for layer, entry in enumerate(result["firing_rates"]):
+
+def _plot_firing_rates(plt, firing: list[dict], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(firing), figsize=(3.4 * len(firing), 3.2), squeeze=False)
+    for layer, entry in enumerate(firing):
         ax = axes[0][layer]
         names = [*entry["classes"], "random"]
         stats = [*entry["classes"].values(), entry["random"]]
@@ -80,17 +94,20 @@ def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Te
         test = entry.get("task2_vs_task1")
         note = f"\ntask 2 > task 1: t({test['df']}) = {test['t']:.2f}" if test else ""
         ax.set_title(f"layer {layer + 1}{note}", fontsize=9)
-    _finish(plt, fig, out / "firing_rates.png", "Firing of digit-specific neurons during a random-input sleep (Fig. 6)")
+    _finish(plt, fig, path, "Firing of digit-specific neurons during a random-input sleep (Fig. 6)")
 
-    conf = result["confusion"]
+
+def _plot_confusion(plt, conf: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.4))
     for ax, when in zip(axes, ("before", "after")):
-        _annotated(ax, conf[when], conf["labels"], digits, ".0f")
+        _annotated(ax, conf[when], conf["labels"], DIGITS, ".0f")
         ax.set_xlabel("prediction")
         ax.set_ylabel("actual")
         ax.set_title(f"{when} SRC", fontsize=9)
-    _finish(plt, fig, out / "confusion.png")
+    _finish(plt, fig, path)
 
+
+def _plot_weights(plt, before: list[torch.Tensor], after: list[torch.Tensor], path: Path) -> None:
     fig, axes = plt.subplots(len(before), 2, figsize=(7.6, 2.6 * len(before)), squeeze=False)
     for layer, (w0, w1) in enumerate(zip(before, after)):
         d = (w1 - w0).flatten().numpy()
@@ -108,4 +125,4 @@ def plot_analysis(result: dict, before: list[torch.Tensor], after: list[torch.Te
         ax.set_yscale("log")
         ax.set_title(f"layer {layer + 1}: weights before SRC, by the sign of their change", fontsize=8)
         ax.legend(fontsize=7)
-    _finish(plt, fig, out / "weights.png")
+    _finish(plt, fig, path)

@@ -120,6 +120,12 @@ class ContinualConfig:
     src: SRCSection = field(default_factory=SRCSection)
 
     def __post_init__(self) -> None:
+        self._check_protocol()
+        self._check_method_parameters()
+        self._check_net_and_data()
+
+    def _check_protocol(self) -> None:
+        """The benchmark, the seeds, validation, tuning, search and continual evaluation."""
         check_choice("benchmark", self.benchmark, BENCHMARKS)
         check_choice("method", self.method, METHODS)
         check_positive("seed", self.seed, allow_zero=True)
@@ -156,6 +162,9 @@ class ContinualConfig:
             raise ConfigError("search_trials: search a split benchmark (Patches has a parameter set per overlap)")
         if self.search_trials and self.method not in ("src", "rehearsal_src"):
             raise ConfigError(f"method: a search fits the sleep of src or rehearsal_src, got {self.method!r}")
+
+    def _check_method_parameters(self) -> None:
+        """Each method's own parameters (rehearsal, iCaRL, EWC, SI, OWM)."""
         check_fraction("rehearsal_fraction", self.rehearsal_fraction, closed_low=False)
         check_choice("rehearsal_draw", self.rehearsal_draw, ("fresh", "kept"))
         check_choice("rehearsal_loss", self.rehearsal_loss, ("concat", "weighted"))
@@ -174,6 +183,9 @@ class ContinualConfig:
                                   f"{self.net.hidden}), got {len(self.owm_alphas)}")
             for alpha in self.owm_alphas:
                 check_positive("owm_alphas", alpha)
+
+    def _check_net_and_data(self) -> None:
+        """SRC's thresholds against the network's layers; the data folders the benchmark needs."""
         n_layers = len(self.net.hidden) + 1
         if len(self.src.betas) != n_layers:
             raise ConfigError(f"src.betas: one threshold per layer ({n_layers} for net.hidden={self.net.hidden}), "

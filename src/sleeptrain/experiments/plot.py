@@ -41,29 +41,7 @@ def plot_arms(curves: dict[str, list[dict]], phenomena: dict[str, dict[str, list
     fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.6 * len(shown)), dpi=100, sharex=True, sharey=True,
                              squeeze=False)
     for i, arm in enumerate(shown):
-        ax, color = axes[i][0], colors[arms.index(arm) % len(colors)]
-        runs = curves.get(arm, [])
-        train = [(np.array([t for t, _ in c["train"]]), np.array([x for _, x in c["train"]])) for c in runs if c["train"]]
-        evals: dict[int, list] = {}
-        for c in runs:
-            for step, tokens, val in c["eval"]:
-                evals.setdefault(step, []).append((tokens, val))
-        for a, b in next((c["sleep"] for c in runs), []):
-            ax.axvspan(a, b, color=color, alpha=0.12, lw=0)
-        if train:
-            grid = np.linspace(max(x[0] for x, _ in train), min(x[-1] for x, _ in train), 200)
-            ys = np.stack([np.interp(grid, x, y) for x, y in train])
-            mean, sd = ys.mean(0), ys.std(0)
-            ax.plot(grid, mean, color=color, lw=1.4, label=f"{arm}: train, mean of {len(train)} seeds")
-            ax.fill_between(grid, mean - sd, mean + sd, color=color, alpha=0.25, lw=0, label="± 1 sd")
-        if evals:
-            pts = sorted((np.mean([t for t, _ in v]), np.mean([x for _, x in v])) for v in evals.values())
-            ax.plot([t for t, _ in pts], [x for _, x in pts], color="black", lw=1, ls="--", marker="o", ms=3,
-                    label="validation (mean)")
-        ax.set_ylabel("loss")
-        ax.grid(alpha=0.3)
-        if train or evals:  # an arm with no finished run yet has nothing to label
-            ax.legend(fontsize=7, loc="upper right")
+        _arm_panel(axes[i][0], arm, curves.get(arm, []), colors[arms.index(arm) % len(colors)])
     axes[-1][0].set_xlabel("tokens seen (replay included); shaded: sleep phases (first seed)")
     fig.tight_layout()
     paths = [Path(out_dir) / "loss.png"]
@@ -86,3 +64,30 @@ def plot_arms(curves: dict[str, list[dict]], phenomena: dict[str, dict[str, list
         fig.savefig(paths[-1])
         plt.close(fig)
     return paths
+
+
+def _arm_panel(ax, arm: str, runs: list[dict], color) -> None:
+    """One arm's panel of loss.png: training loss mean ± sd over its seeds, validation mean, sleeps shaded."""
+    import numpy as np
+
+    train = [(np.array([t for t, _ in c["train"]]), np.array([x for _, x in c["train"]])) for c in runs if c["train"]]
+    evals: dict[int, list] = {}
+    for c in runs:
+        for step, tokens, val in c["eval"]:
+            evals.setdefault(step, []).append((tokens, val))
+    for a, b in next((c["sleep"] for c in runs), []):
+        ax.axvspan(a, b, color=color, alpha=0.12, lw=0)
+    if train:
+        grid = np.linspace(max(x[0] for x, _ in train), min(x[-1] for x, _ in train), 200)
+        ys = np.stack([np.interp(grid, x, y) for x, y in train])
+        mean, sd = ys.mean(0), ys.std(0)
+        ax.plot(grid, mean, color=color, lw=1.4, label=f"{arm}: train, mean of {len(train)} seeds")
+        ax.fill_between(grid, mean - sd, mean + sd, color=color, alpha=0.25, lw=0, label="± 1 sd")
+    if evals:
+        pts = sorted((np.mean([t for t, _ in v]), np.mean([x for _, x in v])) for v in evals.values())
+        ax.plot([t for t, _ in pts], [x for _, x in pts], color="black", lw=1, ls="--", marker="o", ms=3,
+                label="validation (mean)")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    if train or evals:  # an arm with no finished run yet has nothing to label
+        ax.legend(fontsize=7, loc="upper right")
