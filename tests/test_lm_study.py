@@ -139,10 +139,13 @@ def test_effect_size_is_the_mean_over_the_sd_of_the_differences():
     assert tool.effect_size([1.0], [0.0]) is None and tool.effect_size([1.0, 1.0], [0.0, 0.0]) is None
 
 
-# committed spec -> the arms issue 19 requires in it
-SPECS = {"spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"},
-         "mlm/spec.yaml": {"single_pass", "epochs", "climb_sleep", "climb_sleep_strict", "climb_baseline_like"},
-         "gpu/spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"}}
+# committed spec (under docs/results) -> the arms its issue requires in it (19: the first study; 37: the fair one)
+FAIR_ARMS = {"single_pass", "epochs", "climb_sleep", "climb_sleep_no_shrink", "climb_sleep_sh_fisher",
+             "climb_baseline_like", "forgetter", "forgetter_scaled"}
+SPECS = {"lm-study/spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"},
+         "lm-study/mlm/spec.yaml": {"single_pass", "epochs", "climb_sleep", "climb_sleep_strict", "climb_baseline_like"},
+         "lm-study/gpu/spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"},
+         "lm-study-fair/spec.yaml": FAIR_ARMS, "lm-study-fair/gpu/spec.yaml": FAIR_ARMS}
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -150,17 +153,37 @@ def test_the_committed_specs_parse_as_compare_experiments(name, tmp_path):
     from sleeptrain.experiments.compare import parse_args
     from sleeptrain.presets import load_config
 
-    spec_file = REPO / "docs" / "results" / "lm-study" / name
-    exp = parse_args([str(spec_file)])
+    spec_file = REPO / "docs" / "results" / name
+    exp = parse_args([str(spec_file)], extra_file_keys=_tool().SPEC_KEYS)
     spec = yaml.safe_load(spec_file.read_text())
     names = [a.name for a in exp.arms]
     assert SPECS[name] <= set(names) and len(names) >= 5 and exp.seeds >= 5
     for arm in exp.arms:  # every arm resolves to a valid config (data.path swapped for a folder that exists)
         words = [w for w in exp.common if not w.startswith("data.path=")] + [f"data.path={tmp_path}"] + arm.overrides
         cfg = load_config(words).config
-        assert cfg.model.is_masked_lm == name.startswith("mlm/"), arm.name
+        assert cfg.model.is_masked_lm == ("/mlm/" in name), arm.name
     assert exp.natural == ["single_pass"] and set(spec["baselines"]) <= set(names)
     assert all(arm in names for arms in spec["systems"].values() for arm in arms)
+    if name.startswith("lm-study-fair/"):  # issue 37: one grid for every arm but the floor, widened alike
+        assert exp.tune.skip == ["single_pass"] and len(exp.tune.keys["train.lr"]) >= 3 and exp.tune.widen >= 1
+        assert spec["title"].endswith("(issue 37)")
+
+
+def test_an_arms_file_with_an_unknown_key_is_refused_naming_it(tmp_path):
+    from sleeptrain.errors import ConfigError
+    from sleeptrain.experiments.compare import parse_args
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("arms:\n  a: [schedule=epochs]\n  b: [schedule=single_pass]\nsed: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['sed'\]; an arms file holds arms, common, tune, seeds"):
+        parse_args([str(spec)])
+    spec.write_text("arms:\n  a: [schedule=epochs]\n  b: [schedule=single_pass]\nbudget:\n  natral: [b]\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['natral'\] under budget; allowed: tokens, natural"):
+        parse_args([str(spec)])
+    spec.write_text("arms:\n  a: [schedule=epochs]\n  b: [schedule=single_pass]\nsystems: {x: [a]}\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['systems'\]"):
+        parse_args([str(spec)])  # a study key is compare's error, and the study tool's to allow
+    assert [a.name for a in parse_args([str(spec)], extra_file_keys=("systems",)).arms] == ["a", "b"]
 
 
 def test_the_gpu_studys_tuning_sweep_parses_and_its_trials_are_valid_configs(tmp_path):

@@ -3,9 +3,10 @@
     .venv/bin/python tools/lm_study.py docs/results/lm-study/spec.yaml --dir experiments/lm-study \\
         --results docs/results/lm-study
 
-The spec is a `sleeptrain compare` arms file (arms, common, seeds, budget, priority) plus three study keys that
-compare ignores: `baselines` (the arms a sleep arm must beat), `systems` (seed system -> its arms, for the verdicts)
-and `published` (the seed papers' numbers, printed beside ours). The command trains every arm x seed that is not
+The spec is a `sleeptrain compare` arms file (arms, common, seeds, budget, priority, tune) plus four study keys that
+compare does not read: `baselines` (the arms a sleep arm must beat), `systems` (seed system -> its arms, for the
+verdicts), `published` (the seed papers' numbers, printed beside ours) and `title` (the report's heading); any other
+key is an error. The command trains every arm x seed that is not
 finished (a killed study resumes: finished runs are skipped, a run with a checkpoint continues from it), then writes
 to --results:
 
@@ -42,7 +43,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from sleeptrain.config import ModelConfig  # noqa: E402
 from sleeptrain.errors import ConfigError, SleeptrainError  # noqa: E402
-from sleeptrain.experiments.compare import continuation_conflict, parse_args, run_compare  # noqa: E402
+from sleeptrain.experiments.compare import (  # noqa: E402
+    check_arms_file_keys, continuation_conflict, parse_args, run_compare)
 from sleeptrain.experiments.plot import plot_arms, run_curve  # noqa: E402
 from sleeptrain.experiments.paired import adjust_family, paired_comparison, table_cells  # noqa: E402
 from sleeptrain.experiments.records import METRICS, TEST_METRICS, run_record  # noqa: E402
@@ -54,6 +56,8 @@ METRIC_KEYS = {"blimp": "blimp_overall", "val_loss": "final_val_loss"}   # studi
 TEST_METRIC_KEYS = {"blimp": "blimp_overall", "test_loss": "test_loss"}    # verdicts on the test split
 CURVE_POINTS = 300  # training-loss points kept per run in its record
 STUDY_KEYS = ("arms", "common", "seeds", "budget", "natural", "tune")  # what identifies the study's runs
+DEFAULT_TITLE = "Does sleep help a small LM? The equal-budget study (issue 19)"
+SPEC_KEYS = ("baselines", "systems", "published", "title")  # the spec's keys compare does not read
 TUNING = "tuning"  # records/tuning/<arm>/tNN/seed<k>.json: the tuning trials' runs (no arm may take this name)
 
 
@@ -254,6 +258,7 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, led
     summary["tune_spec"] = study.get("tune", {})
     summary["curves"] = curves_of(runs)
     summary["published"] = spec.get("published", {})
+    summary["title"] = spec.get("title", DEFAULT_TITLE)
     if study.get("imported"):
         summary["imported"] = {k: v for k, v in study["imported"].items() if k != "by_phenomenon"}
     return summary
@@ -315,7 +320,7 @@ def _ms(values: list[float], digits: int = 4) -> str:
 
 
 def write_study_report(summary: dict, results: Path, command: str) -> Path:
-    lines = ["# Does sleep help a small LM? The equal-budget study (issue 19)", "",
+    lines = [f"# {summary.get('title') or DEFAULT_TITLE}", "",
              "Command (resumable; `--report-only` re-writes this from the records of the finished runs): "
              f"`{command}`", ""]
     lines += setting_lines(summary) + arm_table_lines(summary) + pre_end_lines(summary)
@@ -498,12 +503,13 @@ def main() -> int:
     exp_dir = Path(args.dir) if args.dir else None
     try:
         spec = load_yaml(Path(args.spec), "spec")
+        check_arms_file_keys(Path(args.spec), spec, SPEC_KEYS)
         if exp_dir is not None and (exp_dir / "experiment.json").is_file():
             sync_ledger(ledger, exp_dir)  # runs finished before the records existed, or while they were not written
         if not args.report_only:
             if exp_dir is None:
                 raise ConfigError("--dir: needed to train (the folder for the run folders, e.g. experiments/lm-study)")
-            exp = parse_args([args.spec, f"dir={exp_dir}", *args.overrides])
+            exp = parse_args([args.spec, f"dir={exp_dir}", *args.overrides], extra_file_keys=SPEC_KEYS)
             if TUNING in {a.name for a in exp.arms}:
                 raise ConfigError(f"arms: {TUNING!r} is the records' folder of the tuning runs; rename that arm")
             run_compare(exp, recorded=recorded_runs(ledger), record_of=ledger_reader(ledger, exp_dir),

@@ -47,6 +47,9 @@ from sleeptrain.fsutil import timestamp, timestamped_dir
 from sleeptrain.presets import GROUPS, all_keys, load_yaml, list_presets, load_config
 
 EXPERIMENT_KEYS = ("seeds", "budget.tokens", "budget.natural", "priority", "dir", "parallel", "verdict.model")
+# what an arms file may hold at its top level and in its sections (a misspelt key is an error, not ignored)
+ARMS_FILE_KEYS = ("arms", "common", "tune", "seeds", "dir", "parallel", "priority", "budget", "verdict")
+ARMS_FILE_SECTIONS = {"budget": ("tokens", "natural"), "verdict": ("model",)}
 
 
 @dataclass
@@ -93,14 +96,16 @@ def _is_config_word(key: str) -> bool:
     return key in GROUPS or key.split(".")[0] in {k.split(".")[0] for k in all_keys()}
 
 
-def parse_args(words: list[str]) -> Experiment:
+def parse_args(words: list[str], extra_file_keys: tuple[str, ...] = ()) -> Experiment:
+    """An experiment from `sleeptrain compare` words. `extra_file_keys`: top-level keys an arms file may also hold
+    for a tool built on compare (tools/lm_study.py: its study keys); compare reads none of them."""
     exp = Experiment(arms=[])
     settings: dict[str, str] = {}
     tune_words = [w for w in words if w.startswith("tune.")]
     for word in (w for w in words if not w.startswith("tune.")):
         if "=" not in word:
             if word.endswith((".yaml", ".yml")):
-                _read_arms_file(Path(word), exp, settings)
+                _read_arms_file(Path(word), exp, settings, extra_file_keys)
             elif word in list_presets("schedule"):
                 exp.arms.append(Arm(word, [f"schedule={word}"]))
             else:
@@ -168,10 +173,24 @@ def _apply_tune_words(exp: Experiment, words: list[str]) -> None:
     apply_tune_settings(exp.tune, settings)
 
 
-def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> None:
+def check_arms_file_keys(path: Path, data: dict, extra: tuple[str, ...]) -> None:
+    unknown = sorted(set(map(str, data)) - set(ARMS_FILE_KEYS) - set(extra))
+    if unknown:
+        raise ConfigError(f"compare: {path}: unknown keys {unknown}; an arms file holds "
+                          f"{', '.join(ARMS_FILE_KEYS + tuple(extra))}")
+    for section, allowed in ARMS_FILE_SECTIONS.items():
+        if section in data and not isinstance(data[section], dict):
+            raise ConfigError(f"compare: {path}: {section} must be a mapping of {', '.join(allowed)}")
+        unknown = sorted(set(map(str, data.get(section) or {})) - set(allowed))
+        if unknown:
+            raise ConfigError(f"compare: {path}: unknown keys {unknown} under {section}; allowed: {', '.join(allowed)}")
+
+
+def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str], extra_keys: tuple[str, ...] = ()) -> None:
     if not path.is_file():
         raise ConfigError(f"compare: arms file {str(path)!r} does not exist")
     data = load_yaml(path, "compare")
+    check_arms_file_keys(path, data, extra_keys)
     arms = data.get("arms")
     if not isinstance(arms, dict) or not arms:
         raise ConfigError(f"compare: {path} needs `arms:` mapping arm names to lists of overrides")
@@ -191,8 +210,7 @@ def _read_arms_file(path: Path, exp: Experiment, settings: dict[str, str]) -> No
             overrides = split_overrides(overrides)
         exp.arms.append(Arm(str(name), [str(o) for o in overrides or []]))
     exp.common.extend(str(o) for o in data.get("common", []) or [])
-    budget = data.get("budget") if isinstance(data.get("budget"), dict) else {}
-    verdict = data.get("verdict") if isinstance(data.get("verdict"), dict) else {}
+    budget, verdict = data.get("budget") or {}, data.get("verdict") or {}
     found = {**{k: data[k] for k in ("seeds", "dir", "parallel", "priority") if k in data},
              **{f"budget.{k}": budget[k] for k in ("tokens", "natural") if k in budget},
              **{f"verdict.{k}": verdict[k] for k in ("model",) if k in verdict}}
