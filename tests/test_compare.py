@@ -120,6 +120,15 @@ def test_grid_covers_every_combination_and_random_is_seeded(tmp_path):
     space.write_text("method: grid\nspace:\n  train.lr: {low: 1.0e-4, high: 1.0e-2}\n")
     with pytest.raises(ConfigError, match="space.train.lr"):
         load_space(space, [])
+    space.write_text("method: random\ntrails: 5\nspace:\n  train.lr: [0.001]\n")  # misspelt: not 10 trials silently
+    with pytest.raises(ConfigError, match=r"unknown keys \['trails'\]; a search-space file holds method, objective"):
+        load_space(space, [])
+    space.write_text("method: random\nspace:\n  train.lr: {low: 1.0e-4, high: 1.0e-2, log_scale: true}\n")
+    with pytest.raises(ConfigError, match=r"space.train.lr: unknown keys \['log_scale'\]"):
+        load_space(space, [])
+    space.write_text("space:\n  train.lr: [0.001]\n")
+    with pytest.raises(ConfigError, match="sweep.seed: expected a whole number, got 'x'"):
+        load_space(space, ["seed=x"])
 
 
 def test_random_sweep_writes_table_best_preset_and_importance(tmp_path):

@@ -36,10 +36,16 @@ from sleeptrain.presets import load_yaml, load_config
 from sleeptrain.experiments.records import METRICS, run_record
 
 
+SWEEP_FILE_KEYS = ("method", "objective", "space", "common", "trials", "seed", "dir")
+
+
 def load_space(path: Path, overrides: list[str]) -> dict:
     if not path.is_file():
         raise ConfigError(f"sweep: search-space file {str(path)!r} does not exist")
     spec = load_yaml(path, "sweep")
+    unknown = sorted(set(map(str, spec)) - set(SWEEP_FILE_KEYS))
+    if unknown:
+        raise ConfigError(f"sweep: {path}: unknown keys {unknown}; a search-space file holds {', '.join(SWEEP_FILE_KEYS)}")
     settings = {}
     common = [str(c) for c in spec.get("common", []) or []]
     for word in overrides:
@@ -59,6 +65,9 @@ def load_space(path: Path, overrides: list[str]) -> dict:
         raise ConfigError(f"sweep: {path} needs `space:` mapping config keys to value lists or {{low, high}}")
     for key, dim in space.items():
         if isinstance(dim, dict):
+            if set(map(str, dim)) - {"low", "high", "log"}:
+                raise ConfigError(f"space.{key}: unknown keys {sorted(set(map(str, dim)) - {'low', 'high', 'log'})}; "
+                                  "a range holds low, high and log")
             if method == "grid":
                 raise ConfigError(f"space.{key}: a grid needs a list of values, not a range")
             if not {"low", "high"} <= set(dim) or not dim["low"] < dim["high"]:
@@ -73,9 +82,13 @@ def load_space(path: Path, overrides: list[str]) -> dict:
         raise ConfigError(f"sweep.trials: expected a whole number, got {settings['trials']!r}") from None
     if trials <= 0:
         raise ConfigError(f"sweep.trials: must be > 0, got {trials}")
+    try:
+        seed = int(settings.get("seed", spec.get("seed", 0)))
+    except ValueError:
+        raise ConfigError(f"sweep.seed: expected a whole number, got {settings.get('seed', spec.get('seed'))!r}") from None
     out_dir = Path(settings.get("dir", spec.get("dir") or timestamped_dir("sweeps")))
     return {"method": method, "objective": objective, "space": space, "common": common, "trials": trials,
-            "seed": int(settings.get("seed", spec.get("seed", 0))), "dir": out_dir.expanduser()}
+            "seed": seed, "dir": out_dir.expanduser()}
 
 
 def _value(v) -> str:
