@@ -53,6 +53,12 @@ def test_validation_and_tune_errors_are_one_line():
         load_continual_config([*FAST, "method=sequential", "validation=5", "tune=default"])
     with pytest.raises(ConfigError, match="validation: patches has one image per class"):
         load_continual_config(["benchmark=patches", "validation=1"])
+    with pytest.raises(ConfigError, match=r"^ewc_strength: expected float, got 'x' \[tune=ewc_strength\]$"):
+        load_continual_config([*FAST, "method=ewc", "validation=5", "tune=ewc_strength:[1,x]"])
+    with pytest.raises(ConfigError, match=r"^src.betas: expected list\[float\], got 1 \[tune=src.betas\]$"):
+        load_continual_config([*FAST, "method=src", "validation=5", "tune=src.betas:[1,2]"])
+    with pytest.raises(ConfigError, match="tune: 'seed' is not a setting a grid may tune"):
+        load_continual_config([*FAST, "method=ewc", "validation=5", "tune=seed:[1,2]"])
     cfg = load_continual_config([*FAST, "method=si", "validation=5", "tune=default"])
     assert cfg.tune == {"si_strength": [0.01, 0.1, 1.0, 10.0]}
 

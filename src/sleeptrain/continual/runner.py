@@ -70,7 +70,7 @@ def icarl_layer(benchmark: str, method: str, args: list[str]) -> tuple[tuple[dic
 def load_continual_config(args: list[str]) -> ContinualConfig:
     """`benchmark=NAME` picks the preset `conf/continual/NAME.yaml`, `src=NAME|PATH.yaml` a set of SRC parameters
     over it; the other words are key=value overrides."""
-    from sleeptrain.continual.tuning import default_grid, parse_tune_words
+    from sleeptrain.continual.tuning import check_grid_values, default_grid, parse_tune_words
     from sleeptrain.presets import load_overrides
 
     args, grid = parse_tune_words(args)
@@ -95,6 +95,8 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
         if not cfg.validation:
             raise ConfigError("tune: choices are made on a validation split; add validation=N (e.g. validation=500)")
         cfg = replace(cfg, tune=found)
+    if cfg.tune:
+        check_grid_values(cfg)  # a value the key cannot take is the command's error, before any data is read
     return cfg
 
 

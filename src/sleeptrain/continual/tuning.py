@@ -99,7 +99,7 @@ def with_values(cfg, point: dict[str, Any]):
     from omegaconf import OmegaConf
 
     from sleeptrain.continual.config import ContinualConfig
-    from sleeptrain.presets import flat_config, to_config
+    from sleeptrain.presets import flat_config, merge_config, to_config
 
     known = flat_config(cfg)
     merged = OmegaConf.structured(cfg)
@@ -107,9 +107,20 @@ def with_values(cfg, point: dict[str, Any]):
         if key not in known or key.startswith(("tune", "seed", "run.")):
             raise ConfigError(f"tune: {key!r} is not a setting a grid may tune (a key of `sleeptrain continual "
                               f"--help`, not tune/seed/run)")
-        OmegaConf.update(merged, key, value, merge=False)
+        update = value
+        for part in reversed(key.split(".")):
+            update = {part: update}
+        merged = merge_config(merged, update, f"tune={key}", user_key=key, schema=ContinualConfig)
     OmegaConf.update(merged, "tune", {}, merge=False)
     return to_config(merged, ContinualConfig)
+
+
+def check_grid_values(cfg) -> None:
+    """Every value of the grid as a config of its own: a key a grid may not tune, or a value the key cannot take,
+    is a one-line ConfigError naming it."""
+    for key, values in flatten(cfg.tune).items():
+        for value in values:
+            with_values(cfg, {key: value})
 
 
 def tune(cfg, build_benchmark, run_method) -> tuple[Any, dict]:
