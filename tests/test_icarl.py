@@ -129,6 +129,8 @@ def test_table2_tool_writes_the_table_and_the_savings_curve(tmp_path):
     assert (tmp_path / "res" / "split_mnist-icarl-savings.png").stat().st_size > 1000
     md = (tmp_path / "res" / "split_mnist-icarl.md").read_text()
     assert "| 10 |" in md and "- K = 10: seed 0: " in md
+    savings = md[md.index("Training savings"):]
+    assert "| NME iCaRL |" in savings and savings.count("\n| 1 |") == 1   # NME first in the curve too, net beside
     # every run recorded as it finished: a fresh clone (no run folders) takes them from the records, trains nothing
     records = sorted(p.name for p in (tmp_path / "res" / "split_mnist-icarl-runs").iterdir())
     assert records == ["split_mnist-icarl-k10-e1-icarl.json", "split_mnist-icarl-k10-e1-icarl_src.json"]
