@@ -22,7 +22,7 @@ PACKAGE = SRC / "sleeptrain"
 # Lowest first. A module may import from its own layer's packages and from lower layers, never from a higher one.
 # The README's "Concepts" states the same rule.
 LAYERS = [
-    {"__init__", "errors", "fsutil", "stats"},  # no sleeptrain imports but these
+    {"__init__", "errors", "fsutil", "stats", "grids"},  # no sleeptrain imports but these
     {"config"},                                 # the schema: imports nothing it configures
     {"data"},                                   # corpus -> tokenizer -> token store -> samples
     {"sleep"},                                  # sleep ops, replay, controller (they see a narrow context only)

@@ -101,7 +101,8 @@ def test_the_tuned_block_is_written_as_methods_finish_and_a_partial_one_resumes(
 
     monkeypatch.setattr(src_table, "run", fake_run)
     monkeypatch.setattr(src_table, "tuned_words", lambda *a: ([], "nothing to tune"))
-    args = argparse.Namespace(tag="", tuned_validation=5, search_trials=2, benchmark="split_digits", extra=[], seeds=3)
+    args = argparse.Namespace(tag="", tuned_validation=5, search_trials=2, tuned_widen=0, benchmark="split_digits",
+                              extra=[], seeds=3)
     partial = []
     block = src_table.tuned_block(args, ["sequential", "src", "ewc"], tmp_path, "split_digits", {}, partial.append)
     assert [list(p) for p in partial] == [["sequential"], ["sequential", "src"]]   # written after each method
@@ -116,3 +117,29 @@ def test_the_tuned_block_is_written_as_methods_finish_and_a_partial_one_resumes(
     assert "Holm" in lines and ("MDE" in lines) == any(
         c.get("p_holm") is None or c["p_holm"] >= 0.05 for row in block.values()
         for c in (row.get("vs_sequential"), row.get("vs_src")) if c and "mean_diff" in c)
+
+
+def test_tuned_widen_keeps_only_the_rows_it_cannot_change_and_names_what_it_added():
+    """`--tuned-widen N`: a committed tuned row under another widening stands where its choice lies inside its grid
+    (widening acts on an edge choice only); an edge row, or one an earlier widening changed, runs again."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO / "tools"))
+    import src_table
+
+    inside = {"choice": {"sgd.lr": 0.1}, "choice_on_edge": [], "vs_src": {}}
+    edge = {"choice": {"sgd.lr": 0.3}, "choice_on_edge": ["sgd.lr"]}
+    widened = {"choice": {"sgd.lr": 0.6}, "choice_on_edge": [], "widened": {"sgd.lr": [0.9]}}
+    before = {"validation": 500, "search_trials": 10,
+              "methods": {"ewc": inside, "rehearsal": edge, "owm": widened, "src": {"choice": None}}}
+    args = SimpleNamespace(tuned_validation=500, search_trials=10, tuned_widen=1)
+    assert src_table.kept_tuned_row(before, "ewc", args) == {"choice": {"sgd.lr": 0.1}, "choice_on_edge": []}
+    assert src_table.kept_tuned_row(before, "src", args) == {"choice": None}      # nothing to widen
+    assert src_table.kept_tuned_row(before, "rehearsal", args) is None
+    assert src_table.kept_tuned_row({**before, "widen": 1}, "rehearsal", args) is not None   # the same widening
+    assert src_table.kept_tuned_row({**before, "widen": 1}, "owm", SimpleNamespace(**{**vars(args), "tuned_widen": 0})) is None
+    assert src_table.kept_tuned_row(before, "ewc", SimpleNamespace(**{**vars(args), "search_trials": 20})) is None
+    acc = {"mean": 0.2, "sd": 0.01}
+    rows = {"rehearsal": {"average_accuracy": acc, "choice": {"sgd.lr": 0.6}, "tuned": "grid", "choice_on_edge": [],
+                          "validation_spread": 0.05, "widened": {"sgd.lr": [0.6]}}}
+    assert "| rehearsal |" in (line := src_table.tuned_lines(rows, 500)[-1]) and "(widened: sgd.lr + [0.6])" in line

@@ -14,7 +14,9 @@ documented grid, `tune=default` (continual/tuning.py: EWC λ, SI c, OWM α, rehe
 the tuning seeds; src and rehearsal_src get their SRC vector from the search scored on validation
 (`search_trials=--search-trials seed=100 seeds=1 validation=N`, run in OUT/<name>-tuned-<method>-search/), then run
 with `src=that/best_src.yaml`. Each tuned row records its choice; paired tests against sequential and against src
-(both tuned), Holm within each family. Results on the test split only; nothing that chose saw it.
+(both tuned), Holm within each family. Results on the test split only; nothing that chose saw it. `--tuned-widen N`
+passes `tune_widen=N` to every method with a grid (a choice on an edge extends that grid, one rule for all); rows
+of a committed block whose choice lies inside their grid are kept, since widening would not change them.
 
 The committed table is a ledger too: a method whose row is already in RESULTS/<benchmark>.json, written under the same
 protocol (benchmark, tag, seeds and the same extra words, in order), is taken from there and not run again, even where
@@ -85,7 +87,7 @@ def table_row(method: str, row: dict) -> str:
 
 
 def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: Path, name: str,
-                extra: list[str]) -> tuple[list[str], str]:
+                extra: list[str], widen: int = 0) -> tuple[list[str], str]:
     """The words of a method's tuned run, and how it was tuned (running the SRC search first where it needs one)."""
     from sleeptrain.continual.runner import load_continual_config
     from sleeptrain.continual.tuning import default_grid
@@ -101,7 +103,22 @@ def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: 
         best = json.loads((search_dir / "search.json").read_text())["best"]
         return [*words, f"src={search_dir / 'best_src.yaml'}"], f"SRC vector searched on validation: {best['as_overrides']}"
     grid = default_grid(load_continual_config([f"benchmark={benchmark}", f"method={method}", *words]))
-    return ([*words, "tune=default"], f"grid {grid}") if grid else (words, "nothing to tune")
+    if not grid:
+        return words, "nothing to tune"
+    return [*words, "tune=default", *([f"tune_widen={widen}"] if widen else [])], f"grid {grid}"
+
+
+def kept_tuned_row(before: dict, method: str, args) -> dict | None:
+    """The committed tuned row of `method` where it still stands: the same validation and search, and the same
+    `--tuned-widen` — or another one where the row's choice lies inside its grid (or it has none), since widening
+    acts on an edge choice only and would run the same trials to the same choice."""
+    row = (before.get("methods") or {}).get(method)
+    if row is None or before.get("validation") != args.tuned_validation or \
+            before.get("search_trials") != args.search_trials:
+        return None
+    if before.get("widen", 0) != args.tuned_widen and (row.get("choice_on_edge") or row.get("widened")):
+        return None
+    return {k: v for k, v in row.items() if not k.startswith("vs_")}
 
 
 def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, on_rows=None) -> dict:
@@ -110,21 +127,24 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, o
     `on_rows(rows)` receives the block (its tests on the rows so far) after each method, so the table can be written,
     and committed, as methods finish: a study stopped midway keeps its finished rows."""
     before = earlier.get("tuned") or {}
-    same = before.get("validation") == args.tuned_validation and before.get("search_trials") == args.search_trials
     rows = {}
     for m in methods:
-        tag = (args.tag + "-" if args.tag else "") + "tuned"
-        if same and m in before.get("methods", {}) and not (out / f"{args.benchmark}-{tag}-{m}" / "results.json").exists():
-            rows[m] = {k: v for k, v in before["methods"][m].items() if not k.startswith("vs_")}
+        tag = (args.tag + "-" if args.tag else "") + "tuned" + (f"-widen{args.tuned_widen}" if args.tuned_widen else "")
+        kept = kept_tuned_row(before, m, args) if not (out / f"{args.benchmark}-{tag}-{m}" / "results.json").exists() else None
+        if kept is not None:
+            rows[m] = kept
             print(f"{name}-tuned-{m}: kept from the committed table (same protocol)", flush=True)
             continue
-        words, how = tuned_words(args.benchmark, m, args.tuned_validation, args.search_trials, out, name, args.extra)
+        words, how = tuned_words(args.benchmark, m, args.tuned_validation, args.search_trials, out, name, args.extra,
+                                 args.tuned_widen)
         result = run(args.benchmark, m, args.seeds, out, words, tag=tag)
         rows[m] = {"average_accuracy": result["average_accuracy"], "seeds": result["seeds"],
                    "per_seed": [s["average_accuracy"] for s in result["per_seed"]], "tuned": how,
                    "choice": result.get("tuning", {}).get("choice"),
                    "choice_on_edge": result.get("tuning", {}).get("choice_on_edge", []),
-                   "validation_spread": validation_spread(result.get("tuning", {}))}
+                   "validation_spread": validation_spread(result.get("tuning", {})),
+                   **({"widened": result["tuning"].get("widened", {})} if args.tuned_widen and result.get("tuning")
+                      else {})}
         if on_rows is not None and len(rows) < len(methods):
             on_rows(with_tests(rows))
     return with_tests(rows)
@@ -180,8 +200,10 @@ def tuned_lines(rows: dict, validation: int) -> list[str]:
             edge = f" (flat grid: every point within {spread:.4f} on validation)"
         else:
             edge = f" (edge: {', '.join(row['choice_on_edge'])})" if row["choice_on_edge"] else ""
+        added = "; ".join(f"{k} + {v}" for k, v in (row.get("widened") or {}).items())
+        widened = f" (widened: {added})" if added else ""
         lines.append(f"| {m} | {acc['mean']:.3f} ± {acc['sd']:.3f} | {vs(row, 'sequential')} | {vs(row, 'src')} | "
-                     f"{choice}{edge} |")
+                     f"{choice}{edge}{widened} |")
     return lines
 
 
@@ -197,8 +219,13 @@ def main() -> None:
     parser.add_argument("--tuned-validation", type=int, default=0,
                         help="> 0: also the block of every method tuned alike on this many validation images per class")
     parser.add_argument("--search-trials", type=int, default=20, help="tuned block: trials of the SRC vector search")
+    parser.add_argument("--tuned-widen", type=int, default=0,
+                        help="tuned block: a choice on its grid's edge widens the grid up to this many times "
+                             "(tune_widen, the same rule for every method; 0: flagged only)")
     parser.add_argument("extra", nargs="*", help="key=value words for every run")
     args = parser.parse_args()
+    if not 0 <= args.tuned_widen <= 5:
+        parser.error(f"--tuned-widen: expected a whole number from 0 to 5, got {args.tuned_widen}")
     out, results_dir = Path(args.out), Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
@@ -226,6 +253,7 @@ def main() -> None:
                + f" --methods {args.methods} --seeds {args.seeds} " + " ".join(args.extra)).strip()
     if args.tuned_validation:
         command += f" --tuned-validation {args.tuned_validation} --search-trials {args.search_trials}"
+        command += f" --tuned-widen {args.tuned_widen}" if args.tuned_widen else ""
     base = {"benchmark": args.benchmark, "seeds": first["seeds"], "data": first.get("data"),
             "notes": first.get("notes"), "command": command, "protocol": protocol_of(args), "methods": rows}
     if args.tuned_validation:
@@ -241,8 +269,9 @@ def write_table(results_dir: Path, name: str, base: dict, tuned: dict | None, ar
                 finished: bool = True) -> None:
     """RESULTS/<name>.json and .md: the untuned rows, and the tuned block where there is one (while it is being
     run, with the rows finished so far and a line naming the ones still to come)."""
+    widen = {"widen": args.tuned_widen} if args.tuned_widen else {}   # tables from before --tuned-widen stay equal
     summary = {**base, **({"tuned": {"validation": args.tuned_validation, "search_trials": args.search_trials,
-                                     "methods": tuned}} if tuned else {})}
+                                     **widen, "methods": tuned}} if tuned else {})}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# {name}: average test accuracy after the last stage ({len(base['seeds'])} seeds)", "",

@@ -11,6 +11,7 @@ from sleeptrain.continual.options import SGDSection, SRCSection
 from sleeptrain.errors import ConfigError
 
 BENCHMARKS = ("patches", "split_mnist", "split_fashion", "cross_modal", "features", "split_digits")
+MAX_TUNE_WIDEN = 5      # as `sleeptrain compare`'s tune.widen
 MAX_OVERLAP = 100 // 6  # Patches: 10x10 images with 16 - overlap pixels of their own
 
 
@@ -111,6 +112,9 @@ class ContinualConfig:
                                       "documented grid; continual/tuning.py)", default_factory=dict)
     tune_seeds: list[int] = help_field("the seeds the grid is run on (their own task orders; the reported seeds "
                                        "are run once, at the choice)", default_factory=lambda: [100])
+    tune_widen: int = help_field("a choice on a grid's edge extends that key's grid by the next value of its "
+                                 "progression, up to this many times (0: flagged only; continual/tuning.py)",
+                                 default=0)
     eval_every: int = help_field("> 0: every this many SGD iterations (and before and after each sleep) evaluate "
                                  "every task seen so far: the curve, min-ACC and WC-ACC (continual/curve.py)",
                                  default=0)
@@ -155,6 +159,9 @@ class ContinualConfig:
                               f"{'benchmark=patches' if self.benchmark == 'patches' else 'method=joint'}")
         if not self.tune_seeds:
             raise ConfigError("tune_seeds: give at least one seed, e.g. [100]")
+        if not 0 <= self.tune_widen <= MAX_TUNE_WIDEN:
+            raise ConfigError(f"tune_widen: expected a whole number from 0 to {MAX_TUNE_WIDEN} (how many times an edge "
+                              f"choice extends its grid), got {self.tune_widen}")
         if self.search_spread <= 1:
             raise ConfigError(f"search_spread: must be > 1, got {self.search_spread}")
         check_choice("search_strategy", self.search_strategy, ("random", "evolve"))

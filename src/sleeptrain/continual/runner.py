@@ -95,6 +95,8 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
         if not cfg.validation:
             raise ConfigError("tune: choices are made on a validation split; add validation=N (e.g. validation=500)")
         cfg = replace(cfg, tune=found)
+    if cfg.tune_widen and not cfg.tune:
+        raise ConfigError("tune_widen: widens a grid; give one with tune=KEY:[...] or tune=default")
     if cfg.tune:
         check_grid_values(cfg)  # a value the key cannot take is the command's error, before any data is read
     return cfg

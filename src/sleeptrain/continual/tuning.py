@@ -6,7 +6,10 @@
 Each point of the grid (the product of the keys' values, in order) trains the method on every seed of `tune_seeds`
 (their own task orders) and is scored by the average accuracy over all tasks on the validation split after the last
 stage; the first best point is the choice (a point whose training diverges is recorded and never chosen). The
-reported seeds then run once at the choice, on the test split — nothing that chose saw it. `results.json` holds
+reported seeds then run once at the choice, on the test split — nothing that chose saw it. `tune_widen=N` (default
+0: the edge is only flagged, `choice_on_edge`) acts on a choice at a grid's edge by one rule for every method: the
+key gains the next value of its geometric progression beyond that edge (sleeptrain/grids.py; OWM's scaled vectors
+continue coordinate by coordinate), run on the same tuning seeds, and the choice is made again, up to N times. `results.json` holds
 the grid, every point's validation scores and the choice, so an untuned row and a tuned one can be tabled side by
 side (tools/src_table.py).
 
@@ -32,6 +35,7 @@ from typing import Any
 import yaml
 
 from sleeptrain.errors import ConfigError
+from sleeptrain.grids import next_value
 
 GRID_SOURCES = {
     "ewc": {"ewc_strength": [1.0, 10.0, 100.0, 1000.0, 10000.0]},
@@ -123,17 +127,11 @@ def check_grid_values(cfg) -> None:
             with_values(cfg, {key: value})
 
 
-def tune(cfg, build_benchmark, run_method) -> tuple[Any, dict]:
-    """Run the grid; returns (cfg at the choice, the record for results.json)."""
-    from sleeptrain.presets import flat_config
-
-    given = flatten(cfg.tune)  # each value as the config types it ("1e-6" -> 1e-06), checked before anything trains
-    grid = {k: [flat_config(with_values(cfg, {k: v}))[k] for v in values] for k, values in given.items()}
-    points = grid_points(grid)
-    configs = [with_values(cfg, p) for p in points]
+def run_points(cfg, points: list[dict], build_benchmark, run_method) -> list[dict]:
+    """Each point trained on every tuning seed and scored on validation (a diverging point: recorded, never chosen)."""
     trials = []
-    for point, point_cfg in zip(points, configs):
-        scores, note = [], None
+    for point in points:
+        point_cfg, scores, note = with_values(cfg, point), [], None
         for seed in cfg.tune_seeds:
             try:
                 result = run_method(build_benchmark(point_cfg, seed), cfg.method, point_cfg, seed,
@@ -146,12 +144,56 @@ def tune(cfg, build_benchmark, run_method) -> tuple[Any, dict]:
         trials.append({"values": point, "validation_accuracy": mean, "per_seed": scores, "note": note})
         shown = "diverged" if mean is None else f"{mean:.4f}"
         print(f"  tune {point}: validation accuracy {shown}", file=sys.stderr, flush=True)
+    return trials
+
+
+def best_of(trials: list[dict], grid: dict) -> dict:
     usable = [t for t in trials if t["validation_accuracy"] is not None]
     if not usable:
         raise ConfigError(f"tune: every point of the grid diverged ({grid}); lower sgd.lr or the grid's values")
-    best = max(usable, key=lambda t: t["validation_accuracy"])  # the first of equals
-    edge = [k for k, values in grid.items() if len(values) > 1 and best["values"][k] in (values[0], values[-1])]
+    return max(usable, key=lambda t: t["validation_accuracy"])  # the first of equals
+
+
+def on_edge(grid: dict, values: dict) -> list[str]:
+    return [k for k, vals in grid.items() if len(vals) > 1 and values[k] in (vals[0], vals[-1])]
+
+
+def widen_once(grid: dict, best: dict) -> list[dict]:
+    """`tune_widen`'s step (sleeptrain/grids.py, the rule `sleeptrain compare`'s `tune.widen` follows): every key
+    the choice sits on an edge of gains the next value of its progression beyond it; returns the new points (the
+    new value with every combination of the other keys' values); `grid` is extended in place."""
+    points = []
+    for key in on_edge(grid, best["values"]):
+        low = best["values"][key] == grid[key][0]
+        value = next_value(grid[key], low)
+        if value is None:
+            continue
+        grid[key] = [value, *grid[key]] if low else [*grid[key], value]
+        others = {k: v for k, v in grid.items() if k != key}
+        points += [{k: (value if k == key else combo[k]) for k in grid} for combo in grid_points(others)]
+    return points
+
+
+def tune(cfg, build_benchmark, run_method) -> tuple[Any, dict]:
+    """Run the grid (widened up to `cfg.tune_widen` times while the choice sits on an edge); returns (cfg at the
+    choice, the record for results.json)."""
+    from sleeptrain.presets import flat_config
+
+    given = flatten(cfg.tune)  # each value as the config types it ("1e-6" -> 1e-06), checked before anything trains
+    grid = {k: [flat_config(with_values(cfg, {k: v}))[k] for v in values] for k, values in given.items()}
+    first = {k: list(v) for k, v in grid.items()}
+    trials = run_points(cfg, grid_points(grid), build_benchmark, run_method)
+    best = best_of(trials, grid)
+    for _ in range(cfg.tune_widen):
+        added = widen_once(grid, best)
+        if not added:
+            break
+        trials += run_points(cfg, added, build_benchmark, run_method)
+        best = best_of(trials, grid)
+    widened = {k: [v for v in grid[k] if v not in first[k]] for k in grid if len(grid[k]) > len(first[k])}
     record = {"grid": grid, "seeds": list(cfg.tune_seeds), "scored_on": "validation (mean over tasks, last stage)",
               "trials": trials, "choice": best["values"], "choice_validation_accuracy": best["validation_accuracy"],
-              "choice_on_edge": edge}
-    return configs[trials.index(best)], record
+              "choice_on_edge": on_edge(grid, best["values"])}
+    if cfg.tune_widen:
+        record.update(widen=cfg.tune_widen, widened=widened)   # records from before tune_widen stay as they were
+    return with_values(cfg, best["values"]), record

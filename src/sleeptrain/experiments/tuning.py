@@ -21,7 +21,7 @@ smallest or largest value of a key with 3 or more values) is flagged: the grid m
 
 `widen: N` (default 0) acts on that flag by one rule for every arm (decide it before looking at scores): when an arm's
 choice lies on an edge of a key whose values are positive numbers in strictly monotone order, the key gains the next
-value of its geometric progression beyond that edge (3e-3, 6e-3, 1.2e-2 chosen at 3e-3: 1.5e-3; integer keys are
+value of its geometric progression beyond that edge (sleeptrain/grids.py, the rule `sleeptrain continual` shares) (3e-3, 6e-3, 1.2e-2 chosen at 3e-3: 1.5e-3; integer keys are
 rounded, and a value that rounds onto the grid is not added), one new trial per combination of the other keys, run
 on the same tuning seeds; then the choice is made again, up to N times. The added trials take the next trial numbers
 (`tNN` of the given grid keep theirs), so adding `widen` to a finished tuning runs only the new trials.
@@ -36,6 +36,7 @@ from pathlib import Path
 
 from sleeptrain.errors import ConfigError
 from sleeptrain.experiments.records import METRICS, run_record
+from sleeptrain.grids import next_value  # the widening rule, shared with `sleeptrain continual`
 
 TUNE_SETTINGS = ("seeds", "objective", "skip", "widen")
 MAX_WIDEN = 5
@@ -141,19 +142,6 @@ def trials(grid: dict[str, list]) -> list[dict]:
 
 def trial_dir(exp_dir: Path, arm: str, index: int, seed: int) -> Path:
     return exp_dir / "tuning" / arm / f"t{index:02d}" / f"seed{seed}"
-
-
-def next_value(values: list, low: bool):
-    """The value beyond the low (or high) edge of a positive, strictly monotone grid, continuing its geometric
-    progression; None where the key's values are not such a grid or the step would land on the grid."""
-    if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
-        return None
-    steps = [b / a for a, b in zip(values, values[1:])]
-    if not (all(r > 1 for r in steps) or all(r < 1 for r in steps)):
-        return None
-    value = values[0] ** 2 / values[1] if low else values[-1] ** 2 / values[-2]
-    value = round(value) if all(isinstance(v, int) for v in values) else float(f"{value:.6g}")
-    return None if value in values or value <= 0 else value
 
 
 def score_trials(exp_dir: Path, spec: TuneSpec, arm: str, rows: list[dict], record_of) -> list[dict] | None:
