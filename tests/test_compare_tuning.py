@@ -45,7 +45,7 @@ def test_tuning_words_and_blocks_are_parsed_and_checked(tmp_path):
 
 def test_every_arm_is_tuned_alike_then_judged_on_test(tmp_path):
     exp_dir = tmp_path / "exp"
-    words = [*ARMS, *COMMON, *TUNE, "seeds=3", "budget.tokens=12000", f"dir={exp_dir}"]
+    words = [*ARMS, *COMMON, *TUNE, "seeds=2", "budget.tokens=12000", f"dir={exp_dir}"]   # 2: plumbing, not power
     first = exp_dir / "tuning" / "single_pass" / "t00" / "seed0" / "summary.json"
     proc = subprocess.Popen([sys.executable, "-m", "sleeptrain", "compare", *words], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -70,18 +70,18 @@ def test_every_arm_is_tuned_alike_then_judged_on_test(tmp_path):
         for trial in t["trials"]:                            # scored on dev: the trial run's final val loss
             run = exp_dir / "tuning" / arm / trial["trial"] / "seed0" / "summary.json"
             assert trial["scores"] == [json.loads(run.read_text())["final_val_loss"]]
-        config = (exp_dir / "runs" / arm / "seed2" / "config.yaml").read_text()
+        config = (exp_dir / "runs" / arm / "seed1" / "config.yaml").read_text()
         assert f"lr: {t['chosen']['train.lr']}" in config  # the seeds ran at the arm's own choice
     summary = json.loads((exp_dir / "summary.json").read_text())
     assert summary["verdict"]["split"] == "test" and summary["multiple_comparisons"]["family_size"] == 2
     cmp = summary["arms"]["strict"]["vs_baseline"]["test_loss"]
-    assert cmp["n"] == 3 and {"p_holm", "mde_family", "ci95"} <= set(cmp) and cmp["ci_method"] == "t"
+    assert cmp["n"] == 2 and {"p_holm", "mde_family", "ci95"} <= set(cmp) and cmp["ci_method"] == "t"
     report = (exp_dir / "report.md").read_text()
     assert "## Tuning (every arm alike)" in report and "| strict | train.lr: 0.0005, 0.01 |" in report
     assert "p (Holm)" in report and "MDE" in report
 
     again = run_cli("compare", *words, timeout=600)
-    assert again.returncode == 0 and "0 run, 10 skipped" in again.stdout
+    assert again.returncode == 0 and "0 run, 8 skipped" in again.stdout
 
 
 def test_a_failed_run_stops_the_experiment_before_the_next_run_starts(tmp_path):
