@@ -137,7 +137,8 @@ def test_tuned_widen_keeps_only_the_rows_it_cannot_change_and_names_what_it_adde
     assert src_table.kept_tuned_row(before, "src", args) == {"choice": None}      # nothing to widen
     assert src_table.kept_tuned_row(before, "rehearsal", args) is None
     assert src_table.kept_tuned_row({**before, "widen": 1}, "rehearsal", args) is not None   # the same widening
-    assert src_table.kept_tuned_row({**before, "widen": 1}, "owm", SimpleNamespace(**{**vars(args), "tuned_widen": 0})) is None
+    unwidened = SimpleNamespace(**{**vars(args), "tuned_widen": 0})
+    assert src_table.kept_tuned_row({**before, "widen": 1}, "owm", unwidened) is None   # an earlier widening changed it
     assert src_table.kept_tuned_row(before, "ewc", SimpleNamespace(**{**vars(args), "search_trials": 20})) is None
     acc = {"mean": 0.2, "sd": 0.01}
     rows = {"rehearsal": {"average_accuracy": acc, "choice": {"sgd.lr": 0.6}, "tuned": "grid", "choice_on_edge": [],

@@ -10,7 +10,8 @@ import pytest
 from sleeptrain.errors import ConfigError
 from sleeptrain.experiments import compare
 from sleeptrain.experiments.compare import Arm, Experiment, continuation_conflict, parse_args
-from sleeptrain.experiments.tuning import TuneSpec, arm_trials, choose, next_value, tuning_section
+from sleeptrain.experiments.tuning import TuneSpec, arm_trials, choose, tuning_section
+from sleeptrain.grids import next_value
 from test_compare import ARMS, COMMON
 
 

@@ -130,10 +130,12 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, o
     rows = {}
     for m in methods:
         tag = (args.tag + "-" if args.tag else "") + "tuned" + (f"-widen{args.tuned_widen}" if args.tuned_widen else "")
-        kept = kept_tuned_row(before, m, args) if not (out / f"{args.benchmark}-{tag}-{m}" / "results.json").exists() else None
+        ran_here = (out / f"{args.benchmark}-{tag}-{m}" / "results.json").exists()
+        kept = None if ran_here else kept_tuned_row(before, m, args)
         if kept is not None:
             rows[m] = kept
-            print(f"{name}-tuned-{m}: kept from the committed table (same protocol)", flush=True)
+            why = "same protocol" if before.get("widen", 0) == args.tuned_widen else "its choice is inside its grid"
+            print(f"{name}-tuned-{m}: kept from the committed table ({why})", flush=True)
             continue
         words, how = tuned_words(args.benchmark, m, args.tuned_validation, args.search_trials, out, name, args.extra,
                                  args.tuned_widen)

@@ -9,6 +9,7 @@ that lands on the grid (or rounds to 0) is not added. A grid of vectors (OWM's �
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 
@@ -35,3 +36,21 @@ def next_value(values: list, low: bool) -> Any:
             return None          # every coordinate must run the same way (a scaled vector), each a progression
         return coords
     return _next_number(values, low)
+
+
+def widen_grid(grid: dict[str, list], chosen: dict, edge_keys: list[str]) -> list[dict]:
+    """Extend `grid` in place past the edge `chosen` sits on, for each of `edge_keys` whose values continue
+    (`next_value`); returns the new points — each new value with every combination of the other keys' values — in
+    the order they are to run (empty: nothing to widen)."""
+    points = []
+    for key in edge_keys:
+        low = chosen[key] == grid[key][0]
+        value = next_value(grid[key], low)
+        if value is None:
+            continue
+        grid[key] = [value, *grid[key]] if low else [*grid[key], value]
+        others = [k for k in grid if k != key]
+        for combo in itertools.product(*(grid[k] for k in others)):
+            point = dict(zip(others, combo))
+            points.append({k: (value if k == key else point[k]) for k in grid})
+    return points

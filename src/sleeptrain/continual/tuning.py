@@ -9,9 +9,9 @@ stage; the first best point is the choice (a point whose training diverges is re
 reported seeds then run once at the choice, on the test split — nothing that chose saw it. `tune_widen=N` (default
 0: the edge is only flagged, `choice_on_edge`) acts on a choice at a grid's edge by one rule for every method: the
 key gains the next value of its geometric progression beyond that edge (sleeptrain/grids.py; OWM's scaled vectors
-continue coordinate by coordinate), run on the same tuning seeds, and the choice is made again, up to N times. `results.json` holds
-the grid, every point's validation scores and the choice, so an untuned row and a tuned one can be tabled side by
-side (tools/src_table.py).
+continue coordinate by coordinate), run on the same tuning seeds, and the choice is made again, up to N times.
+`results.json` holds the grid, every point's validation scores and the choice, so an untuned row and a tuned one can
+be tabled side by side (tools/src_table.py).
 
 Default grids (`tune=default`), each the method's one strength knob on a log grid around the project's default,
 wide enough that both ends are visibly worse on Split-MNIST at the authors' SGD:
@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from sleeptrain.errors import ConfigError
-from sleeptrain.grids import next_value
+from sleeptrain.grids import widen_grid
 
 GRID_SOURCES = {
     "ewc": {"ewc_strength": [1.0, 10.0, 100.0, 1000.0, 10000.0]},
@@ -158,22 +158,6 @@ def on_edge(grid: dict, values: dict) -> list[str]:
     return [k for k, vals in grid.items() if len(vals) > 1 and values[k] in (vals[0], vals[-1])]
 
 
-def widen_once(grid: dict, best: dict) -> list[dict]:
-    """`tune_widen`'s step (sleeptrain/grids.py, the rule `sleeptrain compare`'s `tune.widen` follows): every key
-    the choice sits on an edge of gains the next value of its progression beyond it; returns the new points (the
-    new value with every combination of the other keys' values); `grid` is extended in place."""
-    points = []
-    for key in on_edge(grid, best["values"]):
-        low = best["values"][key] == grid[key][0]
-        value = next_value(grid[key], low)
-        if value is None:
-            continue
-        grid[key] = [value, *grid[key]] if low else [*grid[key], value]
-        others = {k: v for k, v in grid.items() if k != key}
-        points += [{k: (value if k == key else combo[k]) for k in grid} for combo in grid_points(others)]
-    return points
-
-
 def tune(cfg, build_benchmark, run_method) -> tuple[Any, dict]:
     """Run the grid (widened up to `cfg.tune_widen` times while the choice sits on an edge); returns (cfg at the
     choice, the record for results.json)."""
@@ -185,7 +169,7 @@ def tune(cfg, build_benchmark, run_method) -> tuple[Any, dict]:
     trials = run_points(cfg, grid_points(grid), build_benchmark, run_method)
     best = best_of(trials, grid)
     for _ in range(cfg.tune_widen):
-        added = widen_once(grid, best)
+        added = widen_grid(grid, best["values"], on_edge(grid, best["values"]))   # sleeptrain/grids.py
         if not added:
             break
         trials += run_points(cfg, added, build_benchmark, run_method)

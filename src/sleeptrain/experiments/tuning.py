@@ -36,7 +36,7 @@ from pathlib import Path
 
 from sleeptrain.errors import ConfigError
 from sleeptrain.experiments.records import METRICS, run_record
-from sleeptrain.grids import next_value  # the widening rule, shared with `sleeptrain continual`
+from sleeptrain.grids import widen_grid  # the widening rule, shared with `sleeptrain continual`
 
 TUNE_SETTINGS = ("seeds", "objective", "skip", "widen")
 MAX_WIDEN = 5
@@ -183,18 +183,10 @@ def arm_trials(exp_dir: Path, spec: TuneSpec, arm: str,
         if scored is None:
             break
         chosen = best_trial(scored, spec, arm)["values"]
-        added = False
-        for key in edge_keys(grid, chosen):
-            low = chosen[key] == grid[key][0]
-            value = next_value(grid[key], low)
-            if value is None:
-                continue
-            grid[key] = [value, *grid[key]] if low else [*grid[key], value]
-            others = {k: v for k, v in grid.items() if k != key}
-            rows += [{k: (value if k == key else combo[k]) for k in grid} for combo in trials(others) or [{}]]
-            added = True
+        added = widen_grid(grid, chosen, edge_keys(grid, chosen))
         if not added:
             break
+        rows += added
         scored = score_trials(exp_dir, spec, arm, rows, record_of)
     return rows, grid, scored
 
