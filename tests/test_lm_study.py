@@ -99,6 +99,10 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     assert "| sleep | [0, 1] | 0.5630 ± 0.0042" in text and "Against the best baseline (epochs" in text
     assert "| sleep | 0.560 / 4.250 / 1.20M | 0.566 / 4.270 / 1.20M | — |" in text  # per seed, the missing one marked
     assert "59.4" in text and "| binding |" in text and "scored by sentence log-probability" in text
+    tested = {**summary, "arms": {arm: {**row, "test_loss": [v + 0.1 for v in row["val_loss"]]}
+                                  for arm, row in summary["arms"].items()}}    # a study judged on test: its column
+    lines = "\n".join(tool.per_seed_lines(tested))
+    assert "dev) / test loss /" in lines and "| sleep | 0.560 / 4.250 / 4.350 / 1.20M | 0.566 / 4.270 / 4.370" in lines
 
 
 def test_wall_time_of_runs_resumed_before_it_summed_their_sessions_is_left_out(tmp_path):

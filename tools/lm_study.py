@@ -371,15 +371,22 @@ def arm_table_lines(summary: dict) -> list[str]:
 
 def per_seed_lines(summary: dict) -> list[str]:
     columns = sorted(set(range(summary["seeds_planned"])).union(*(row["seeds"] for row in summary["arms"].values())))
-    lines = ["", "Per seed (BLiMP / final val loss / real tokens, i.e. positions minus padding):", "",
+    tested = any(x is not None for row in summary["arms"].values() for x in row.get("test_loss") or [])   # studies judged on the test split
+    what = "BLiMP / final val loss (dev) / test loss" if tested else "BLiMP / final val loss"
+    lines = ["", f"Per seed ({what} / real tokens, i.e. positions minus padding):", "",
              "| arm | " + " | ".join(f"seed {s}" for s in columns) + " |", "|---|" + "---|" * len(columns)]
     for arm, row in summary["arms"].items():
-        done = {seed: (b, v, t) for seed, b, v, t in zip(row["seeds"], row["blimp"], row["val_loss"],
-                                                          row["real_tokens"])}
-        cells = [f"{done[s][0]:.3f} / {done[s][1]:.3f} / {done[s][2] / 1e6:.2f}M" if s in done else "—"
-                 for s in columns]
+        tests = row.get("test_loss") or [None] * len(row["seeds"])
+        done = {seed: (b, v, x, t) for seed, b, v, x, t in zip(row["seeds"], row["blimp"], row["val_loss"], tests,
+                                                                row["real_tokens"])}
+        cells = [_seed_cell(*done[s], tested) if s in done else "—" for s in columns]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _seed_cell(blimp: float, dev: float, test: float | None, real: int, tested: bool) -> str:
+    figures = [f"{blimp:.3f}", f"{dev:.3f}"] + ([f"{test:.3f}" if test is not None else "—"] if tested else [])
+    return " / ".join(figures + [f"{real / 1e6:.2f}M"])
 
 
 def budget_note_lines(summary: dict) -> list[str]:
