@@ -371,7 +371,8 @@ def arm_table_lines(summary: dict) -> list[str]:
 
 def per_seed_lines(summary: dict) -> list[str]:
     columns = sorted(set(range(summary["seeds_planned"])).union(*(row["seeds"] for row in summary["arms"].values())))
-    tested = any(x is not None for row in summary["arms"].values() for x in row.get("test_loss") or [])   # studies judged on the test split
+    # a study judged on the test split has a test loss per run (None where a run has none)
+    tested = any(x is not None for row in summary["arms"].values() for x in row.get("test_loss") or [])
     what = "BLiMP / final val loss (dev) / test loss" if tested else "BLiMP / final val loss"
     lines = ["", f"Per seed ({what} / real tokens, i.e. positions minus padding):", "",
              "| arm | " + " | ".join(f"seed {s}" for s in columns) + " |", "|---|" + "---|" * len(columns)]

@@ -21,9 +21,9 @@ smallest or largest value of a key with 3 or more values) is flagged: the grid m
 
 `widen: N` (default 0) acts on that flag by one rule for every arm (decide it before looking at scores): when an arm's
 choice lies on an edge of a key whose values are positive numbers in strictly monotone order, the key gains the next
-value of its geometric progression beyond that edge (sleeptrain/grids.py, the rule `sleeptrain continual` shares) (3e-3, 6e-3, 1.2e-2 chosen at 3e-3: 1.5e-3; integer keys are
-rounded, and a value that rounds onto the grid is not added), one new trial per combination of the other keys, run
-on the same tuning seeds; then the choice is made again, up to N times. The added trials take the next trial numbers
+value of its geometric progression beyond that edge (sleeptrain/grids.py, the rule `sleeptrain continual` shares;
+3e-3, 6e-3, 1.2e-2 chosen at 3e-3: 1.5e-3; integer keys are rounded, and a value that rounds onto the grid is not
+added), one new trial per combination of the other keys, run on the same tuning seeds; then the choice is made again, up to N times. The added trials take the next trial numbers
 (`tNN` of the given grid keep theirs), so adding `widen` to a finished tuning runs only the new trials.
 """
 
