@@ -5,9 +5,12 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -46,6 +49,40 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
     """Run `python -m sleeptrain ...` in a fresh process, as a user would."""
     return subprocess.run([sys.executable, "-m", "sleeptrain", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+# The end-to-end `sleeptrain compare` that test_compare, test_compare_tuning and test_curves check, each its own part
+# of it (run once per session: each run is a process, most of its seconds importing transformers). A floor on its
+# natural length and a sleep arm with end ops, both tuned on one grid, 2 seeds at each arm's choice, two word
+# milestones; killed after its first tuning run, resumed, then run once more (nothing left to do).
+COMPARE_COMMON = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + ["train.eval_every=8", "run.plot=false"]
+COMPARE_ARMS = ["single_pass", "nap=schedule=sleep,schedule.n_cycles=3,sleep.ops=[replay,downscale]"]
+COMPARE_TUNE = ["tune.train.lr=[0.0005,0.01]", "tune.seeds=[0]"]
+
+
+@pytest.fixture(scope="session")
+def compare_experiment(tmp_path_factory) -> SimpleNamespace:
+    exp_dir = tmp_path_factory.mktemp("compare") / "exp"
+    words = [*COMPARE_ARMS, *COMPARE_COMMON, *COMPARE_TUNE, "checkpoint.words=[5000,10000]", "seeds=2",
+             "budget.natural=single_pass", f"dir={exp_dir}"]   # 2 seeds: plumbing, not power
+    first = exp_dir / "tuning" / "single_pass" / "t00" / "seed0" / "summary.json"
+    proc = subprocess.Popen([sys.executable, "-m", "sleeptrain", "compare", *words], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 300
+    while not first.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "the first tuning run did not finish in 300 s"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the compare and the training it had started
+    proc.wait()
+    first_mtime = first.stat().st_mtime
+    resumed = run_cli("compare", *words, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    milestone = exp_dir / "runs" / "nap" / "seed1" / "chck_5K" / "eval" / "milestone.json"
+    milestone_mtime = milestone.stat().st_mtime
+    again = run_cli("compare", *words, timeout=600)
+    return SimpleNamespace(dir=exp_dir, words=words, first=first, first_mtime=first_mtime, resumed=resumed,
+                           again=again, milestone=milestone, milestone_mtime=milestone_mtime)
 
 
 # A test is `slow` when it (or a fixture it asks for) trains end to end or starts another process: calls train(),

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
 from conftest import TINY_RUN, run_cli
@@ -56,50 +50,37 @@ def test_paired_comparison_verdicts():
     assert four["verdict"].startswith("underpowered: 4 seed pairs") and four["ci_method"] == "t"
 
 
-def test_compare_two_arms_two_seeds_killed_resumed_and_skipped(tmp_path):
-    exp_dir = tmp_path / "exp"
-    words = [*ARMS, *COMMON, "seeds=2", "budget.tokens=12000", f"dir={exp_dir}"]
-    first_run = exp_dir / "runs" / "single_pass" / "seed0" / "summary.json"
-    proc = subprocess.Popen([sys.executable, "-m", "sleeptrain", "compare", *words], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 300
-    while not first_run.exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the compare and the training it had started
-    proc.wait()
-    first_mtime = first_run.stat().st_mtime
-
-    finished = run_cli("compare", *words, timeout=600)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    assert "single_pass seed 0: finished earlier, skipped" in finished.stdout
-    assert first_run.stat().st_mtime == first_mtime
+def test_compare_killed_resumed_and_skipped(compare_experiment):
+    """The shared experiment (conftest): killed after its first run, the re-run skips it, finishes, and reports on
+    test with Holm and the MDE; a third run trains nothing; `report` regenerates the same page."""
+    exp = compare_experiment
+    exp_dir = exp.dir
+    assert "single_pass/t00 seed 0: finished earlier, skipped" in exp.resumed.stdout
+    assert exp.first.stat().st_mtime == exp.first_mtime
 
     summary = json.loads((exp_dir / "summary.json").read_text())
-    assert set(summary["arms"]) == {"single_pass", "strict"} and summary["paired_seeds"] == [0, 1]
-    positions = [summary["arms"][a]["positions"]["mean"] for a in summary["arms"]]
-    assert abs(positions[0] - positions[1]) <= 16 * 32  # equal budgets within one batch
-    strict = summary["arms"]["strict"]
+    assert set(summary["arms"]) == {"single_pass", "nap"} and summary["paired_seeds"] == [0, 1]
+    budget = json.loads((exp_dir / "experiment.json").read_text())["budget"]
+    for arm in ("single_pass", "nap"):   # each arm ran the positions its budget gave it, to within one batch
+        assert abs(summary["arms"][arm]["positions"]["mean"] - budget["arms"][arm]["budget_positions"]) <= 16 * 32
+    nap = summary["arms"]["nap"]
     for key in ("final_val_loss", "best_val_loss", "test_loss", "blimp_overall"):
-        assert {"mean", "sd", "n"} <= set(strict[key]) and strict[key]["n"] == 2
+        assert {"mean", "sd", "n"} <= set(nap[key]) and nap[key]["n"] == 2
     assert summary["verdict"] == {"split": "test", "model": "final", "metrics": ["test_loss", "blimp_overall"]}
-    assert set(strict["vs_baseline"]) == {"test_loss", "blimp_overall"}
+    assert set(nap["vs_baseline"]) == {"test_loss", "blimp_overall"}
     assert summary["multiple_comparisons"] == {"method": "holm", "alpha": 0.05, "family_size": 2}
-    for cmp in strict["vs_baseline"].values():
+    for cmp in nap["vs_baseline"].values():
         assert {"mean_diff", "ci95", "p_value", "p_holm", "mde_family", "verdict"} <= set(cmp)
-    assert set(strict["per_seed"]["0"]) >= {"dev", "test"} and strict["per_seed"]["0"]["test"]["test_loss"] > 0
+    assert set(nap["per_seed"]["0"]) >= {"dev", "test"} and nap["per_seed"]["0"]["test"]["test_loss"] > 0
     report = (exp_dir / "report.md").read_text()
-    assert "| strict | test loss | 2 |" in report and "![loss](loss.png)" in report
+    assert "| nap | test loss | 2 |" in report and "![loss](loss.png)" in report
     assert "underpowered: 2 seed pairs" in report and "on the **test** split" in report
     # the generated corpus's own agreement pairs are not BLiMP, and the report does not call them that
     assert summary["pairs_label"] == "agreement pairs (generated)" and "BLiMP overall" not in report
-    assert "| strict | agreement pairs (generated) | 2 |" in report
+    assert "| nap | agreement pairs (generated) | 2 |" in report
     assert (exp_dir / "loss.png").exists() and (exp_dir / "blimp_by_phenomenon.png").exists()
 
-    again = run_cli("compare", *words, timeout=600)
-    assert again.returncode == 0 and again.stdout.count("skipped") >= 4
-    assert "0 run, 4 skipped" in again.stdout
+    assert exp.again.returncode == 0 and "0 run, 8 skipped" in exp.again.stdout
 
     (exp_dir / "report.md").unlink()
     regenerated = run_cli("report", str(exp_dir))

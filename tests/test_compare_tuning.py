@@ -5,11 +5,6 @@ and the MDE; killed after its first tuning run and re-run, nothing finished is r
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -43,26 +38,12 @@ def test_tuning_words_and_blocks_are_parsed_and_checked(tmp_path):
             parse_args([*ARMS, *COMMON, *words])
 
 
-def test_every_arm_is_tuned_alike_then_judged_on_test(tmp_path):
-    exp_dir = tmp_path / "exp"
-    words = [*ARMS, *COMMON, *TUNE, "seeds=2", "budget.tokens=12000", f"dir={exp_dir}"]   # 2: plumbing, not power
-    first = exp_dir / "tuning" / "single_pass" / "t00" / "seed0" / "summary.json"
-    proc = subprocess.Popen([sys.executable, "-m", "sleeptrain", "compare", *words], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 300
-    while not first.exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    mtime = first.stat().st_mtime
-
-    done = run_cli("compare", *words, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert first.stat().st_mtime == mtime and "single_pass/t00 seed 0: finished earlier, skipped" in done.stdout
+def test_every_arm_is_tuned_alike_then_judged_on_test(compare_experiment):
+    """The shared experiment (conftest) tunes both arms on one grid: each picks its own value on dev and its seeds
+    run at that choice (the kill after the first trial and the skipping re-run: test_compare)."""
+    exp_dir = compare_experiment.dir
     tuning = json.loads((exp_dir / "tuning.json").read_text())
-    for arm in ("single_pass", "strict"):
+    for arm in ("single_pass", "nap"):
         t = tuning[arm]
         assert t["grid"] == {"train.lr": [0.0005, 0.01]} and len(t["trials"]) == 2 and t["runs"] == 2
         best = min(t["trials"], key=lambda r: r["mean"])
@@ -74,14 +55,11 @@ def test_every_arm_is_tuned_alike_then_judged_on_test(tmp_path):
         assert f"lr: {t['chosen']['train.lr']}" in config  # the seeds ran at the arm's own choice
     summary = json.loads((exp_dir / "summary.json").read_text())
     assert summary["verdict"]["split"] == "test" and summary["multiple_comparisons"]["family_size"] == 2
-    cmp = summary["arms"]["strict"]["vs_baseline"]["test_loss"]
+    cmp = summary["arms"]["nap"]["vs_baseline"]["test_loss"]
     assert cmp["n"] == 2 and {"p_holm", "mde_family", "ci95"} <= set(cmp) and cmp["ci_method"] == "t"
     report = (exp_dir / "report.md").read_text()
-    assert "## Tuning (every arm alike)" in report and "| strict | train.lr: 0.0005, 0.01 |" in report
+    assert "## Tuning (every arm alike)" in report and "| nap | train.lr: 0.0005, 0.01 |" in report
     assert "p (Holm)" in report and "MDE" in report
-
-    again = run_cli("compare", *words, timeout=600)
-    assert again.returncode == 0 and "0 run, 8 skipped" in again.stdout
 
 
 def test_a_failed_run_stops_the_experiment_before_the_next_run_starts(tmp_path):

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
 from sleeptrain.experiments.curves import leader, milestone_words
-from test_compare import COMMON
-
-ARMS = ["single_pass", "nap=schedule=sleep,schedule.n_cycles=3,sleep.ops=[replay,downscale]"]
 
 
 def test_milestone_names_and_leaders():
@@ -20,17 +16,16 @@ def test_milestone_names_and_leaders():
     assert leader({}, min) == "—"
 
 
-def test_compare_scores_and_draws_the_learning_curves(tmp_path):
-    exp_dir = tmp_path / "exp"
-    words = [*ARMS, *COMMON, "checkpoint.words=[5000,10000]", "seeds=2", "budget.natural=single_pass",
-             f"dir={exp_dir}"]
-    done = run_cli("compare", *words, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Loading weights" not in done.stderr
+def test_compare_scores_and_draws_the_learning_curves(compare_experiment):
+    """The shared experiment (conftest) writes milestones at 5K and 10K words: each seed run's points are scored
+    (tuning trials' are not), tabled and drawn; the third run scores nothing again."""
+    exp_dir = compare_experiment.dir
+    assert "Loading weights" not in compare_experiment.resumed.stderr
     run = exp_dir / "runs" / "nap" / "seed1"
     scored = json.loads((run / "chck_5K" / "eval" / "milestone.json").read_text())
     assert scored["test_loss"] > 0 and 0 <= scored["blimp"] <= 1 and scored["max_pairs_per_paradigm"] == 200
     assert (run / "pre_end_ops" / "eval" / "milestone.json").is_file()
+    assert not list((exp_dir / "tuning").glob("*/*/seed0/chck_*/eval/milestone.json"))
     summary = json.loads((exp_dir / "summary.json").read_text())
     nap = summary["curves"]["nap"]
     assert [p["point"] for p in nap][:2] == ["chck_5K", "chck_10K"] and nap[-1]["point"] == "final"
@@ -39,7 +34,6 @@ def test_compare_scores_and_draws_the_learning_curves(tmp_path):
     report = (exp_dir / "report.md").read_text()
     assert "## Learning curves (by words seen)" in report and "| chck_5K | 5,000 |" in report
     assert "![curves](curves.png)" in report and (exp_dir / "curves.png").stat().st_size > 10_000
-    mtime = (run / "chck_5K" / "eval" / "milestone.json").stat().st_mtime
-    again = run_cli("compare", *words, timeout=600)
+    again = compare_experiment.again
     assert again.returncode == 0 and "learning-curve point" not in again.stdout
-    assert (run / "chck_5K" / "eval" / "milestone.json").stat().st_mtime == mtime
+    assert compare_experiment.milestone.stat().st_mtime == compare_experiment.milestone_mtime
