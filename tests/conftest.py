@@ -55,7 +55,8 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
 # of it (run once per session: each run is a process, most of its seconds importing transformers). A floor on its
 # natural length and a sleep arm with end ops, both tuned on one grid, 2 seeds at each arm's choice, two word
 # milestones; killed after its first tuning run, resumed, then run once more (nothing left to do).
-COMPARE_COMMON = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + ["train.eval_every=8", "run.plot=false"]
+COMPARE_COMMON = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + ["train.eval_every=8",
+                                                                                  "run.plot=false"]
 COMPARE_ARMS = ["single_pass", "nap=schedule=sleep,schedule.n_cycles=3,sleep.ops=[replay,downscale]"]
 COMPARE_TUNE = ["tune.train.lr=[0.0005,0.01]", "tune.seeds=[0]"]
 

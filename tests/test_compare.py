@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+
 import pytest
 
-from conftest import TINY_RUN, run_cli
+from conftest import COMPARE_COMMON as COMMON, run_cli
 from sleeptrain.experiments.compare import parse_args, split_overrides
 from sleeptrain.errors import ConfigError
 from sleeptrain.experiments.report import paired_comparison
 
-COMMON = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + ["train.eval_every=8", "run.plot=false"]
 ARMS = ["single_pass", "strict=schedule=sleep_strict,schedule.n_cycles=2,schedule.sleep_wake_ratio=0.5"]
 
 

@@ -278,51 +278,18 @@ def test_a_record_keeps_a_thinned_loss_curve_with_its_last_point_and_sleep_phase
     assert len(run_curve(run)["train"]) == 1000
 
 
-def test_the_tool_trains_records_each_run_and_a_rerun_trains_nothing(tmp_path):
+@pytest.fixture(scope="module")
+def tuned_study(tmp_path_factory):
+    """The fair study's shape (issue 37) at test scale, run once through the tool: a floor and a 2-epoch arm, both
+    tuned on one LR grid (seed 100), 2 seeds at each arm's choice, one word milestone, verdicts on test."""
     import subprocess
     import sys
+    from types import SimpleNamespace
 
     from conftest import TINY_RUN
 
-    spec = tmp_path / "spec.yaml"
-    common = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + ["train.eval_every=0", "run.plot=false"]
-    spec.write_text(yaml.safe_dump({"arms": {"single_pass": ["schedule=single_pass"],
-                                             "epochs": ["schedule=epochs", "schedule.epochs=2"]},
-                                    "common": common, "seeds": 1, "budget": {"natural": ["single_pass"]},
-                                    "baselines": ["epochs"]}))
-    exp_dir, results = tmp_path / "exp", tmp_path / "results"
-    command = [sys.executable, str(REPO / "tools" / "lm_study.py"), str(spec), "--dir", str(exp_dir),
-               "--results", str(results)]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    study = json.loads((results / "records" / "study.json").read_text())
-    assert set(study["arms"]) == {"single_pass", "epochs"} and study["budget"]["budget_positions"] > 0
-    assert {p.parent.name for p in (results / "records").glob("*/seed0.json")} == {"single_pass", "epochs"}
-    summary = json.loads((results / "summary.json").read_text())
-    assert summary["arms"]["epochs"]["tokens"] == 2 * summary["arms"]["single_pass"]["tokens"]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)  # all recorded: trains nothing
-    assert proc.returncode == 0 and proc.stdout.count("finished earlier, skipped") == 2, proc.stdout + proc.stderr
-    # a changed arm is refused by the run folders' experiment, and by the records with a fresh --dir: nothing trains
-    spec.write_text(spec.read_text().replace("schedule.epochs=2", "schedule.epochs=2\n  - train.lr=0.002"))
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.startswith("lm_study: dir: ") and "arm(s) epochs" in proc.stderr
-    command[command.index("--dir") + 1] = str(tmp_path / "exp2")
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert proc.stderr.startswith("lm_study: --results: ") and "(arm(s) epochs with other overrides" in proc.stderr
-    assert not (tmp_path / "exp2" / "runs").exists() and not (tmp_path / "exp2" / "experiment.json").exists()
-
-
-def test_a_tuned_study_records_its_tuning_and_resumes_on_a_clone_without_run_folders(tmp_path):
-    """The fair study (issue 37): the tuning trials are recorded beside the runs, so a fresh clone (no --dir folders)
-    trains nothing, still knows each arm's choice, and reports verdicts on test with the learning curves."""
-    import shutil
-    import subprocess
-    import sys
-
-    from conftest import TINY_RUN
-
-    spec = tmp_path / "spec.yaml"
+    root = tmp_path_factory.mktemp("lm_study")
+    spec = root / "spec.yaml"
     common = [w for w in TINY_RUN if not w.startswith("train.eval_every")] + [
         "train.eval_every=0", "run.plot=false", "checkpoint.words=[3000]"]
     spec.write_text(yaml.safe_dump({"arms": {"single_pass": ["schedule=single_pass"],
@@ -330,28 +297,62 @@ def test_a_tuned_study_records_its_tuning_and_resumes_on_a_clone_without_run_fol
                                     "tune": {"keys": {"train.lr": [0.001, 0.01]}, "seeds": [100]},
                                     "common": common, "seeds": 2, "budget": {"natural": ["single_pass"]},
                                     "baselines": ["single_pass"]}))
-    exp_dir, results = tmp_path / "exp", tmp_path / "results"
-    command = [sys.executable, str(REPO / "tools" / "lm_study.py"), str(spec), "--dir", str(exp_dir),
-               "--results", str(results)]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def tool(spec_path=spec, exp_dir=root / "exp", results=root / "results"):
+        return subprocess.run([sys.executable, str(REPO / "tools" / "lm_study.py"), str(spec_path), "--dir",
+                               str(exp_dir), "--results", str(results)], capture_output=True, text=True, cwd=root)
+
+    first = tool()
+    assert first.returncode == 0, first.stderr[-3000:]
+    return SimpleNamespace(root=root, spec=spec, exp_dir=root / "exp", results=root / "results", tool=tool)
+
+
+def test_the_tool_trains_and_records_each_run_and_its_tuning(tuned_study):
+    results, exp_dir = tuned_study.results, tuned_study.exp_dir
     ledger = results / "records"
+    study = json.loads((ledger / "study.json").read_text())
+    assert set(study["arms"]) == {"single_pass", "epochs"} and study["budget"]["budget_positions"] > 0
+    assert {p.parent.name for p in ledger.glob("*/seed1.json")} == {"single_pass", "epochs"}
     assert len(list((ledger / "tuning").glob("*/t*/seed100.json"))) == 4
     record = json.loads((ledger / "epochs" / "seed1.json").read_text())
     assert record["test_loss"] > 0 and [p["point"] for p in record["milestones"]][0] == "chck_3K"
-    first = json.loads((results / "summary.json").read_text())
-    assert first["verdict_split"] == "test" and set(first["vs_best_baseline"]["epochs"]) == {"blimp", "test_loss"}
-    assert first["tuning"]["epochs"]["chosen"] == json.loads((exp_dir / "tuning.json").read_text())["epochs"]["chosen"]
-    assert first["curves"]["epochs"][0]["point"] == "chck_3K"
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["arms"]["epochs"]["tokens"] == 2 * summary["arms"]["single_pass"]["tokens"]
+    assert summary["verdict_split"] == "test" and set(summary["vs_best_baseline"]["epochs"]) == {"blimp", "test_loss"}
+    chosen = json.loads((exp_dir / "tuning.json").read_text())["epochs"]["chosen"]
+    assert summary["tuning"]["epochs"]["chosen"] == chosen
+    assert summary["curves"]["epochs"][0]["point"] == "chck_3K"
     report = (results / "report.md").read_text()
-    assert "## Tuning (every arm alike)" in report and "## Learning curves" in report and (results / "curves.png").exists()
+    assert "## Tuning (every arm alike)" in report and "## Learning curves" in report
+    assert (results / "curves.png").exists()
 
-    shutil.rmtree(exp_dir)  # a fresh clone: the records only
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("(kept in the caller's records), skipped") == 8, proc.stdout
-    again = json.loads((results / "summary.json").read_text())
-    assert again["tuning"] == first["tuning"] and again["vs_best_baseline"] == first["vs_best_baseline"]
+
+def test_a_rerun_trains_nothing_and_a_fresh_clone_reports_from_the_records(tuned_study):
+    """With the run folders, every run is skipped as finished; on a fresh clone (the records only, no --dir folders)
+    every run is skipped as recorded, each arm's choice is still known and the verdicts are the same."""
+    again = tuned_study.tool()
+    assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 8, again.stdout + again.stderr
+    clone = tuned_study.root / "clone-results"
+    shutil.copytree(tuned_study.results, clone)
+    fresh = tuned_study.tool(exp_dir=tuned_study.root / "clone-exp", results=clone)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert fresh.stdout.count("(kept in the caller's records), skipped") == 8, fresh.stdout
+    first, now = (json.loads((r / "summary.json").read_text()) for r in (tuned_study.results, clone))
+    assert now["tuning"] == first["tuning"] and now["vs_best_baseline"] == first["vs_best_baseline"]
+
+
+def test_a_changed_arm_is_refused_by_the_run_folders_and_by_the_records(tuned_study):
+    changed = tuned_study.root / "changed.yaml"
+    changed.write_text(tuned_study.spec.read_text().replace("schedule.epochs=2",
+                                                            "schedule.epochs=2\n  - train.lr=0.002"))
+    assert yaml.safe_load(changed.read_text())["arms"]["epochs"][-1] == "train.lr=0.002"
+    proc = tuned_study.tool(spec_path=changed)
+    assert proc.returncode == 2 and proc.stderr.startswith("lm_study: dir: ") and "arm(s) epochs" in proc.stderr
+    other = tuned_study.root / "exp2"
+    proc = tuned_study.tool(spec_path=changed, exp_dir=other)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("lm_study: --results: ") and "(arm(s) epochs with other overrides" in proc.stderr
+    assert not (other / "runs").exists() and not (other / "experiment.json").exists()
 
 
 def test_sync_records_a_tuning_trial_and_passes_over_its_log(tmp_path):
