@@ -72,22 +72,11 @@ class StepTimer:
         return timed
 
 
-@contextlib.contextmanager
-def instrumented(timer: StepTimer):
-    """Patch the loop's collaborators with timed versions; restore them afterwards."""
-    import accelerate
-    import torch
-
-    from sleeptrain.lm import loop
-    from sleeptrain.sleep.cycle import SleepCycle
-    from sleeptrain.sleep.replay import Replay
-
-    saved = []
-
-    def patch(owner, name, new):
-        saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, new)
-
+def timed_loop_functions(timer: StepTimer, loop) -> dict:
+    """Timed versions of the training loop's own functions (the model body apart from the loss, the data wait,
+    batching, whole steps by phase), each calling the original."""
+    original_forward_losses, original_prefetched = loop.forward_losses, loop.prefetched
+    original_make_batcher, original_train_step = loop.make_batcher, loop.TrainingLoop.train_step
     body = {"seconds": 0.0}
     hooked: set[int] = set()
 
@@ -132,16 +121,34 @@ def instrumented(timer: StepTimer):
                 timer.phase_steps[self.stage.phase] += 1
             timer.steps += 1
 
-    original_forward_losses, original_prefetched = loop.forward_losses, loop.prefetched
-    original_make_batcher, original_train_step = loop.make_batcher, loop.TrainingLoop.train_step
-    patch(loop, "forward_losses", forward_losses)
-    patch(loop, "prefetched", prefetched)
-    patch(loop, "make_batcher", make_batcher)
+    return {"forward_losses": forward_losses, "prefetched": prefetched, "make_batcher": make_batcher,
+            "train_step": train_step}
+
+
+@contextlib.contextmanager
+def instrumented(timer: StepTimer):
+    """Patch the loop's collaborators with timed versions; restore them afterwards."""
+    import accelerate
+    import torch
+
+    from sleeptrain.lm import loop
+    from sleeptrain.sleep.cycle import SleepCycle
+    from sleeptrain.sleep.replay import Replay
+
+    saved = []
+
+    def patch(owner, name, new):
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, new)
+
+    timed = timed_loop_functions(timer, loop)
+    for name in ("forward_losses", "prefetched", "make_batcher"):
+        patch(loop, name, timed[name])
     patch(loop, "per_sample_loss", timer.wrap(loop.per_sample_loss, "per-sample scores"))
-    patch(loop.TrainingLoop, "train_step", train_step)
+    patch(loop.TrainingLoop, "train_step", timed["train_step"])
     patch(loop.TrainingLoop, "log_train", timer.wrap(loop.TrainingLoop.log_train, "words / logging"))
     patch(loop.TrainingLoop, "apply_ops", timer.wrap(loop.TrainingLoop.apply_ops, "sleep hooks"))
-    patch(loop.WordMeter, "add", timer.wrap(loop.WordMeter.add, "words / logging"))
+    patch(loop.WordMeter, "count", timer.wrap(loop.WordMeter.count, "words / logging"))
     patch(Replay, "record", timer.wrap(Replay.record, "per-sample scores"))
     patch(SleepCycle, "on_wake_step", timer.wrap(SleepCycle.on_wake_step, "sleep hooks"))
     patch(SleepCycle, "on_sleep_step", timer.wrap(SleepCycle.on_sleep_step, "sleep hooks"))

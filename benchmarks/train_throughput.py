@@ -153,6 +153,38 @@ def sleeptrain_run(overrides: list[str], run_dir: Path, bench_data: list[str] | 
             "wall_s": wall, "final_loss": records[-1]["loss"], **mem}
 
 
+def trainer_inputs(cfg, attention: str | None):
+    """The model, the packed training samples as a Dataset and the collator, built as sleeptrain builds them."""
+    from sleeptrain.data.corpus import load_corpus
+    from sleeptrain.data.samples import make_batcher, make_samples
+    from sleeptrain.data.token_store import get_token_stores
+    from sleeptrain.data.tokenizer import get_tokenizer
+    from sleeptrain.lm.models import build_model, special_token_ids
+
+    corpus = load_corpus(cfg.data)
+    tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data)
+    store = get_token_stores(corpus, tokenizer, cfg.data)["train"]
+    samples = make_samples(store, cfg.data.seq_len, tokenizer.pad_token_id)
+    batcher = make_batcher(tokenizer, False)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
+    if attention is not None:
+        model.set_attn_implementation(attention)
+
+    class Samples(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(samples)
+
+        def __getitem__(self, i):
+            ids, mask = samples.get([i])
+            return {"input_ids": ids[0], "attention_mask": mask[0]}
+
+    def collate(rows):
+        return batcher(torch.stack([r["input_ids"] for r in rows]), torch.stack([r["attention_mask"] for r in rows]))
+
+    return model, Samples(), collate
+
+
 def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Path, compile: bool = False,
                    attention: str | None = None, bench_data: list[str] | None = None) -> dict:
     """The same model and packed samples through `transformers.Trainer` (its default attention kernel, SDPA, unless
@@ -160,49 +192,23 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
     CUDA's presence give sleeptrain, with the same per-device batch and gradient accumulation."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from sleeptrain.data.corpus import load_corpus
-    from sleeptrain.data.samples import make_batcher, make_samples
-    from sleeptrain.data.token_store import get_token_stores
-    from sleeptrain.data.tokenizer import get_tokenizer
-    from sleeptrain.lm.models import build_model, special_token_ids
     from sleeptrain.presets import load_config
 
     cfg = load_config([*(BENCH_DATA if bench_data is None else bench_data), *overrides]).config
     tc = cfg.train
     device = run_device(cfg)
+    stamps: list[float] = []
+    warm = tc.log_every  # the same warm-up as the sleeptrain figure (its first log interval)
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (warm, steps):  # CUDA runs ahead of the host: wait at the measured ends only
+                sync(device)
+            stamps.append(time.perf_counter())
+
     with contextlib.ExitStack() as measure:  # peak memory from the data on, as sleeptrain_run measures train()
         mem = measure.enter_context(peak_memory(device))
-        corpus = load_corpus(cfg.data)
-        tokenizer = get_tokenizer(cfg.tokenizer, corpus, cfg.data)
-        store = get_token_stores(corpus, tokenizer, cfg.data)["train"]
-        samples = make_samples(store, cfg.data.seq_len, tokenizer.pad_token_id)
-        batcher = make_batcher(tokenizer, False)
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, len(tokenizer), cfg.data.seq_len, special_token_ids(tokenizer))
-        if attention is not None:
-            model.set_attn_implementation(attention)
-
-        class Samples(torch.utils.data.Dataset):
-            def __len__(self):
-                return len(samples)
-
-            def __getitem__(self, i):
-                ids, mask = samples.get([i])
-                return {"input_ids": ids[0], "attention_mask": mask[0]}
-
-        def collate(rows):
-            return batcher(torch.stack([r["input_ids"] for r in rows]),
-                           torch.stack([r["attention_mask"] for r in rows]))
-
-        stamps: list[float] = []
-        warm = tc.log_every  # the same warm-up as the sleeptrain figure (its first log interval)
-
-        class Clock(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step in (warm, steps):  # CUDA runs ahead of the host: wait at the measured ends only
-                    sync(device)
-                stamps.append(time.perf_counter())
-
+        model, dataset, collate = trainer_inputs(cfg, attention)
         micro = tc.micro_batch_size or tc.batch_size
         args = TrainingArguments(output_dir=str(run_dir), per_device_train_batch_size=micro,
                                  gradient_accumulation_steps=tc.batch_size // micro, max_steps=steps,
@@ -212,8 +218,7 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
                                  use_cpu=device == "cpu", report_to=[], save_strategy="no",
                                  logging_steps=tc.log_every, dataloader_num_workers=0,
                                  disable_tqdm=True, seed=cfg.seed, optim="adamw_torch", torch_compile=compile)
-        trainer = Trainer(model=model, args=args, train_dataset=Samples(), data_collator=collate,
-                          callbacks=[Clock()])
+        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[Clock()])
         start = time.perf_counter()
         trainer.train()
     wall = time.perf_counter() - start
@@ -226,6 +231,86 @@ def hf_trainer_run(overrides: list[str], steps: int, precision: str, run_dir: Pa
 def best(runs: list[dict]) -> dict:
     """The fastest of repeated runs: the one least disturbed by other load on the machine."""
     return max(runs, key=lambda r: r["tokens_per_s"])
+
+
+def measure(call, over: list[str], steps: int, precision: str, tmp: Path, repeats: int, compile: bool,
+            kernel: str, data: list[str]) -> dict[str, list[dict]]:
+    """Every variant `repeats` times, interleaved, so slow phases of the machine hit every variant alike."""
+    sleep_schedule = ["schedule=sleep_strict", "schedule.n_cycles=20", "schedule.sleep_wake_ratio=0.5"]
+    runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": []}
+    for r in range(repeats):
+        def st(extra: list[str], name: str) -> dict:
+            return call(sleeptrain_run, [*over, *extra], tmp / f"{name}-{precision}-{r}", bench_data=data)
+
+        def hf_run(name: str, compiled: bool = False, attention: str | None = None) -> dict:
+            return call(hf_trainer_run, over, steps, precision, tmp / f"{name}-{precision}-{r}", compiled,
+                        attention, bench_data=data)
+
+        runs["ours"].append(st(["schedule=single_pass"], "single"))
+        runs["hf"].append(hf_run("hf"))
+        runs["sleep"].append(st(sleep_schedule, "sleep"))
+        runs["for_loop"].append(st(["schedule=single_pass", "train.adamw_impl=for_loop"], "loop"))
+        if compile:  # both compiled: torch.compile time is outside the measured (post-warm-up) interval
+            runs.setdefault("compiled", []).append(st(["schedule=single_pass", "train.compile=true"], "compiled"))
+            runs.setdefault("hf_compiled", []).append(hf_run("hfc", True))
+        if kernel != "sdpa":  # the Trainer also with sleeptrain's kernel: the loops compared like with like
+            runs.setdefault("hf_same_kernel", []).append(hf_run("hfk", attention=kernel))
+            if compile:
+                runs.setdefault("hf_compiled_same_kernel", []).append(hf_run("hfck", True, kernel))
+    return runs
+
+
+def throughput_row(runs: dict[str, list[dict]], precision: str, peak: float, kernel: str) -> dict:
+    """One precision's figures, each variant at its fastest repeat."""
+    fast = {k: best(v)["tokens_per_s"] for k, v in runs.items()}
+    ours, hf, sleep = best(runs["ours"]), best(runs["hf"]), best(runs["sleep"])
+    fpt = hf["flops_per_token"]
+    row = {"precision": precision, "sleeptrain_tokens_per_s": fast["ours"], "hf_trainer_tokens_per_s": fast["hf"],
+           "sleeptrain_vs_hf": fast["ours"] / fast["hf"], "sleep_strict_tokens_per_s": fast["sleep"],
+           "sleep_overhead": 1 - fast["sleep"] / fast["ours"],
+           "sleep_overhead_steps": 1 - sleep["steps_per_s"] / ours["steps_per_s"],
+           "flops_per_token": fpt, "peak_flops": peak,
+           "mfu_sleeptrain": fpt * fast["ours"] / peak, "mfu_hf": fpt * fast["hf"] / peak,
+           "fused_adamw_vs_for_loop": fast["ours"] / fast["for_loop"]}
+    if "compiled" in runs:
+        row.update({"compiled_tokens_per_s": fast["compiled"], "hf_compiled_tokens_per_s": fast["hf_compiled"],
+                    "compiled_vs_hf": fast["compiled"] / fast["hf"],
+                    "compiled_vs_hf_compiled": fast["compiled"] / fast["hf_compiled"]})
+    row["attention"] = kernel
+    if "hf_same_kernel" in runs:
+        row.update({"hf_same_kernel_tokens_per_s": fast["hf_same_kernel"],
+                    "sleeptrain_vs_hf_same_kernel": fast["ours"] / fast["hf_same_kernel"]})
+    if "hf_compiled_same_kernel" in runs:
+        row.update({"hf_compiled_same_kernel_tokens_per_s": fast["hf_compiled_same_kernel"],
+                    "compiled_vs_hf_compiled_same_kernel": fast["compiled"] / fast["hf_compiled_same_kernel"]})
+    row.update({"final_loss_sleeptrain": ours["final_loss"],
+                "all_runs_tokens_per_s": {k: [r["tokens_per_s"] for r in v] for k, v in runs.items()},
+                "peak_memory_mib": {k: max(r["peak_memory_mib"] for r in v) for k, v in runs.items()}})
+    return row
+
+
+def print_row(model: str, row: dict) -> None:
+    precision, peak, fpt = row["precision"], row["peak_flops"], row["flops_per_token"]
+    print(f"{model} {precision}: sleeptrain {row['sleeptrain_tokens_per_s']:,.0f} tok/s, HF Trainer "
+          f"{row['hf_trainer_tokens_per_s']:,.0f} tok/s (ratio {row['sleeptrain_vs_hf']:.2f}); "
+          f"sleep_strict {row['sleep_strict_tokens_per_s']:,.0f} tok/s (overhead "
+          f"{100 * row['sleep_overhead']:.1f} % in tokens/s, {100 * row['sleep_overhead_steps']:.1f} % in "
+          f"steps/s); MFU {100 * row['mfu_sleeptrain']:.1f} % of a measured "
+          f"{peak / 1e9:.0f} GFLOP/s ({fpt / 1e6:.1f} MFLOP/token); fused AdamW "
+          f"{row['fused_adamw_vs_for_loop']:.2f}x the for-loop one; peak memory (MiB) "
+          + ", ".join(f"{k} {v:,.0f}" for k, v in row["peak_memory_mib"].items()))
+    compiled = "compiled_tokens_per_s" in row
+    if compiled:
+        print(f"{model} {precision} compiled: sleeptrain train.compile=true {row['compiled_tokens_per_s']:,.0f} "
+              f"tok/s = {row['compiled_vs_hf']:.2f}x the Trainer's default, "
+              f"{row['compiled_vs_hf_compiled']:.2f}x the Trainer with torch_compile=True "
+              f"({row['hf_compiled_tokens_per_s']:,.0f} tok/s)")
+    if row["attention"] != "sdpa":
+        print(f"{model} {precision}: sleeptrain attention={row['attention']} (train.attention=auto); the Trainer with "
+              f"the same kernel {row['hf_same_kernel_tokens_per_s']:,.0f} tok/s (sleeptrain "
+              f"{row['sleeptrain_vs_hf_same_kernel']:.2f}x)" + (
+                  f", compiled {row['hf_compiled_same_kernel_tokens_per_s']:,.0f} tok/s (compiled sleeptrain "
+                  f"{row['compiled_vs_hf_compiled_same_kernel']:.2f}x)" if compiled else ""))
 
 
 def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile: bool = False,
@@ -242,86 +327,16 @@ def run(model: str, steps: int, precisions: list[str], repeats: int = 2, compile
     out: dict = {"benchmark": "train_throughput", "model": model, "steps": steps, "repeats": repeats,
                  "device": device, "overrides": list(overrides or []), "rows": []}
     common = [f"model={model}", f"train.max_steps={steps}", f"train.device={device}", *(overrides or [])]
-    sleep_schedule = ["schedule=sleep_strict", "schedule.n_cycles=20", "schedule.sleep_wake_ratio=0.5"]
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
         for precision in precisions:
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            peak = peak_flops(dtype, device)
-            over = [*common, f"train.precision={precision}"]
+            peak = peak_flops(torch.bfloat16 if precision == "bf16" else torch.float32, device)
             # the kernel sleeptrain's train.attention=auto takes here; where it is not the Trainer's default (SDPA),
             # the Trainer also runs with it, so the loops are compared like with like as well
             kernel = resolve_attention("auto", precision, on_cuda=device == "cuda")[0]
-            runs: dict[str, list[dict]] = {"ours": [], "for_loop": [], "hf": [], "sleep": []}
-            for r in range(repeats):  # interleaved, so slow phases of the machine hit every variant alike
-                def st(extra: list[str], name: str) -> dict:
-                    return call(sleeptrain_run, [*over, *extra], tmp / f"{name}-{precision}-{r}", bench_data=data)
-
-                def hf_run(name: str, compiled: bool = False, attention: str | None = None) -> dict:
-                    return call(hf_trainer_run, over, steps, precision, tmp / f"{name}-{precision}-{r}", compiled,
-                                attention, bench_data=data)
-
-                runs["ours"].append(st(["schedule=single_pass"], "single"))
-                runs["hf"].append(hf_run("hf"))
-                runs["sleep"].append(st(sleep_schedule, "sleep"))
-                runs["for_loop"].append(st(["schedule=single_pass", "train.adamw_impl=for_loop"], "loop"))
-                if compile:  # both compiled: torch.compile time is outside the measured (post-warm-up) interval
-                    runs.setdefault("compiled", []).append(
-                        st(["schedule=single_pass", "train.compile=true"], "compiled"))
-                    runs.setdefault("hf_compiled", []).append(hf_run("hfc", True))
-                if kernel != "sdpa":
-                    runs.setdefault("hf_same_kernel", []).append(hf_run("hfk", attention=kernel))
-                    if compile:
-                        runs.setdefault("hf_compiled_same_kernel", []).append(hf_run("hfck", True, kernel))
-            ours, hf, sleep, loop_adamw = (best(runs[k]) for k in ("ours", "hf", "sleep", "for_loop"))
-            fpt = hf["flops_per_token"]
-            row = {"precision": precision, "sleeptrain_tokens_per_s": ours["tokens_per_s"],
-                   "hf_trainer_tokens_per_s": hf["tokens_per_s"],
-                   "sleeptrain_vs_hf": ours["tokens_per_s"] / hf["tokens_per_s"],
-                   "sleep_strict_tokens_per_s": sleep["tokens_per_s"],
-                   "sleep_overhead": 1 - sleep["tokens_per_s"] / ours["tokens_per_s"],
-                   "sleep_overhead_steps": 1 - sleep["steps_per_s"] / ours["steps_per_s"],
-                   "flops_per_token": fpt, "peak_flops": peak,
-                   "mfu_sleeptrain": fpt * ours["tokens_per_s"] / peak, "mfu_hf": fpt * hf["tokens_per_s"] / peak,
-                   "fused_adamw_vs_for_loop": ours["tokens_per_s"] / loop_adamw["tokens_per_s"],
-                   **({"compiled_tokens_per_s": best(runs["compiled"])["tokens_per_s"],
-                       "hf_compiled_tokens_per_s": best(runs["hf_compiled"])["tokens_per_s"],
-                       "compiled_vs_hf": best(runs["compiled"])["tokens_per_s"] / hf["tokens_per_s"],
-                       "compiled_vs_hf_compiled": (best(runs["compiled"])["tokens_per_s"]
-                                                   / best(runs["hf_compiled"])["tokens_per_s"])} if compile else {}),
-                   "attention": kernel,
-                   **({"hf_same_kernel_tokens_per_s": best(runs["hf_same_kernel"])["tokens_per_s"],
-                       "sleeptrain_vs_hf_same_kernel": (ours["tokens_per_s"]
-                                                        / best(runs["hf_same_kernel"])["tokens_per_s"])}
-                      if kernel != "sdpa" else {}),
-                   **({"hf_compiled_same_kernel_tokens_per_s": best(runs["hf_compiled_same_kernel"])["tokens_per_s"],
-                       "compiled_vs_hf_compiled_same_kernel": (
-                           best(runs["compiled"])["tokens_per_s"]
-                           / best(runs["hf_compiled_same_kernel"])["tokens_per_s"])}
-                      if kernel != "sdpa" and compile else {}),
-                   "final_loss_sleeptrain": ours["final_loss"],
-                   "all_runs_tokens_per_s": {k: [r["tokens_per_s"] for r in v] for k, v in runs.items()},
-                   "peak_memory_mib": {k: max(r["peak_memory_mib"] for r in v) for k, v in runs.items()}}
-            out["rows"].append(row)
-            print(f"{model} {precision}: sleeptrain {row['sleeptrain_tokens_per_s']:,.0f} tok/s, HF Trainer "
-                  f"{row['hf_trainer_tokens_per_s']:,.0f} tok/s (ratio {row['sleeptrain_vs_hf']:.2f}); "
-                  f"sleep_strict {row['sleep_strict_tokens_per_s']:,.0f} tok/s (overhead "
-                  f"{100 * row['sleep_overhead']:.1f} % in tokens/s, {100 * row['sleep_overhead_steps']:.1f} % in "
-                  f"steps/s); MFU {100 * row['mfu_sleeptrain']:.1f} % of a measured "
-                  f"{peak / 1e9:.0f} GFLOP/s ({fpt / 1e6:.1f} MFLOP/token); fused AdamW "
-                  f"{row['fused_adamw_vs_for_loop']:.2f}x the for-loop one; peak memory (MiB) "
-                  + ", ".join(f"{k} {v:,.0f}" for k, v in row["peak_memory_mib"].items()))
-            if compile:
-                print(f"{model} {precision} compiled: sleeptrain train.compile=true {row['compiled_tokens_per_s']:,.0f} "
-                      f"tok/s = {row['compiled_vs_hf']:.2f}x the Trainer's default, "
-                      f"{row['compiled_vs_hf_compiled']:.2f}x the Trainer with torch_compile=True "
-                      f"({row['hf_compiled_tokens_per_s']:,.0f} tok/s)")
-            if kernel != "sdpa":
-                print(f"{model} {precision}: sleeptrain attention={kernel} (train.attention=auto); the Trainer with "
-                      f"the same kernel {row['hf_same_kernel_tokens_per_s']:,.0f} tok/s (sleeptrain "
-                      f"{row['sleeptrain_vs_hf_same_kernel']:.2f}x)" + (
-                          f", compiled {row['hf_compiled_same_kernel_tokens_per_s']:,.0f} tok/s (compiled sleeptrain "
-                          f"{row['compiled_vs_hf_compiled_same_kernel']:.2f}x)" if compile else ""))
+            runs = measure(call, [*common, f"train.precision={precision}"], steps, precision, Path(tmp), repeats,
+                           compile, kernel, data)
+            out["rows"].append(throughput_row(runs, precision, peak, kernel))
+            print_row(model, out["rows"][-1])
     if len(out["rows"]) == 2:  # bf16 numerics: the same run's training loss in both precisions
         fp32, bf16 = out["rows"]
         out["bf16_final_loss_diff"] = bf16["final_loss_sleeptrain"] - fp32["final_loss_sleeptrain"]

@@ -87,3 +87,23 @@ def test_a_bad_override_stops_the_benchmark_before_any_run(monkeypatch):
     with pytest.raises(ConfigError, match="train.batch_size"):
         bench.run("tiny", steps=2, precisions=["fp32"], repeats=1, device="cpu", overrides=["train.batch_size=-3"],
                   isolate=False)
+
+
+def test_the_step_profile_times_every_part_of_wake_and_sleep_steps_and_restores_the_loop(monkeypatch):
+    """benchmarks/profile_step.py patches the loop's own calls with timed ones: every category is measured (the
+    word count too: it broke silently once when WordMeter's method was renamed), both phases' steps are counted, and
+    the loop is itself again afterwards."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import benchmarks.profile_step as prof
+    from sleeptrain.lm import loop
+    from sleeptrain.lm.words import WordMeter
+
+    before = (loop.forward_losses, loop.prefetched, loop.TrainingLoop.train_step, WordMeter.count)
+    small = [w for w in TINY_RUN if not w.startswith(("train.log_every", "train.eval_every"))]
+    out = prof.profile("tiny", "sleep_strict", 0, 2, "generated",
+                       [*small, "schedule.n_cycles=2", "schedule.sleep_wake_ratio=0.5"])
+    assert set(out["ms"]) == set(prof.CATEGORIES) and out["steps_counted"] > 0
+    assert all(out["ms"][c] > 0 for c in ("forward (model body)", "backward", "optimizer step", "words / logging"))
+    assert out["ms"]["other"] >= -0.05 * out["step_ms"]   # the parts add up to the step, to timer noise
+    assert set(out["by_phase"]) == {"wake", "sleep"}
+    assert (loop.forward_losses, loop.prefetched, loop.TrainingLoop.train_step, WordMeter.count) == before

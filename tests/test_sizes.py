@@ -1,6 +1,6 @@
 """The size rule of docs/ARCHITECTURE.md ("How we want the code"): no function over 60 lines, no class over about
 250 (the limit here is 260: the training loop, one owner of a run's model, optimizer and counters, is 259), in
-src/ and tools/. A unit that grows past it is split where it has a seam, not squeezed."""
+src/, tools/ and benchmarks/. A unit that grows past it is split where it has a seam, not squeezed."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def oversized(folders: list[Path]) -> list[str]:
 
 
 def test_no_function_or_class_over_the_limit():
-    found = oversized([ROOT / "src", ROOT / "tools"])
+    found = oversized([ROOT / "src", ROOT / "tools", ROOT / "benchmarks"])
     assert not found, "split these:\n" + "\n".join(found)
 
 
