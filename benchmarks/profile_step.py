@@ -37,8 +37,8 @@ from benchmarks.common import machine, write_json
 
 CATEGORIES = ("data wait", "batching", "forward (model body)", "loss", "backward", "grad clip", "optimizer step",
               "zero_grad", "per-sample scores", "sleep hooks", "words / logging", "other")
-BENCH = ["train.compile=false", "run.progress=false", "run.plot=false", "eval.final=false", "train.eval_every=0", "checkpoint.every=0",
-         "checkpoint.phase_boundaries=false", "checkpoint.words=[]", "train.log_every=10"]
+BENCH = ["train.compile=false", "run.progress=false", "run.plot=false", "eval.final=false", "train.eval_every=0",
+         "checkpoint.every=0", "checkpoint.phase_boundaries=false", "checkpoint.words=[]", "train.log_every=10"]
 DATA = {"generated": ["data.generated.train_sentences=60000"],
         "corpus-mini": ["data=babylm", "data.path=../shared/data/corpus-mini"]}
 

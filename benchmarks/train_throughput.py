@@ -46,8 +46,8 @@ from benchmarks.common import write_json
 from sleeptrain.lm.attention import resolve_attention
 from sleeptrain.lm.metrics_log import read_metrics
 
-BENCH_DATA = ["train.compile=false", "data.generated.train_sentences=60000", "run.progress=false", "run.plot=false", "eval.final=false",
-              "train.eval_every=0", "checkpoint.every=0", "checkpoint.phase_boundaries=false", "train.log_every=10"]
+BENCH_DATA = ["train.compile=false", "data.generated.train_sentences=60000", "run.progress=false", "run.plot=false",
+              "eval.final=false", "train.eval_every=0", "checkpoint.every=0", "checkpoint.phase_boundaries=false", "train.log_every=10"]
 
 
 def resolve_device(device: str) -> str:
