@@ -8,12 +8,10 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import COMPARE_TUNE as TUNE, run_cli
 from sleeptrain.errors import ConfigError
 from sleeptrain.experiments.compare import parse_args
 from test_compare import ARMS, COMMON
-
-TUNE = ["tune.train.lr=[0.0005,0.01]", "tune.seeds=[0]"]
 
 
 def test_tuning_words_and_blocks_are_parsed_and_checked(tmp_path):
