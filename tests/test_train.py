@@ -228,6 +228,7 @@ def test_compile_is_warmed_on_every_batch_shape_and_never_recompiles_mid_run(tmp
 
     torch._dynamo.reset()
     cfg = load_config([*TINY_RUN, f"run.dir={tmp_path / 'run'}", "schedule=sleep", "schedule.n_cycles=2",
+                       "data.generated.train_sentences=1000",  # 30 steps; wake folds of 178, 177: shapes 16, 2, 1
                        "train.compile=true", "train.precision=bf16",  # bf16: autocast state is part of the guards
                        "run.plot=false", "eval.final=false", "train.eval_every=0"]).config
     counts = {}
