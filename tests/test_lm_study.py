@@ -146,11 +146,12 @@ def test_effect_size_is_the_mean_over_the_sd_of_the_differences():
 # committed spec (under docs/results) -> the arms its issue requires in it (19: the first study; 37: the fair one)
 FAIR_ARMS = {"single_pass", "epochs", "climb_sleep", "climb_sleep_no_shrink", "climb_sleep_sh_fisher",
              "climb_baseline_like", "forgetter", "forgetter_scaled"}
-SPECS = {"lm-study/spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"},
+FIRST_ARMS = {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"}
+SPECS = {"lm-study/2026-11-29/spec.yaml": FIRST_ARMS, "lm-study/2026-11-29/gpu/spec.yaml": FIRST_ARMS,
          "lm-study/mlm/spec.yaml": {"single_pass", "epochs", "climb_sleep", "climb_sleep_strict", "climb_baseline_like"},
-         "lm-study/gpu/spec.yaml": {"single_pass", "epochs", "forgetter", "climb_sleep", "climb_sleep_sh_fisher"},
-         "lm-study-fair/spec.yaml": FAIR_ARMS, "lm-study-fair/gpu/spec.yaml": FAIR_ARMS}
-SUPERSEDED = {"lm-study/spec.yaml", "lm-study/gpu/spec.yaml"}  # history: only epochs was tuned (by a separate sweep)
+         "lm-study/spec.yaml": FAIR_ARMS, "lm-study/gpu/spec.yaml": FAIR_ARMS}
+FAIR = {"lm-study/spec.yaml", "lm-study/gpu/spec.yaml"}
+SUPERSEDED = {"lm-study/2026-11-29/spec.yaml", "lm-study/2026-11-29/gpu/spec.yaml"}  # history: only epochs was tuned
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -169,7 +170,7 @@ def test_the_committed_specs_parse_as_compare_experiments(name, tmp_path):
         assert cfg.model.is_masked_lm == ("/mlm/" in name), arm.name
     assert exp.natural == ["single_pass"] and set(spec["baselines"]) <= set(names)
     assert all(arm in names for arms in spec["systems"].values() for arm in arms)
-    if name.startswith("lm-study-fair/"):
+    if name in FAIR:
         assert spec["title"].endswith("(issue 37)")
     if name not in SUPERSEDED:  # issue 37: one grid for every arm but the floor, widened alike
         assert exp.tune.skip == ["single_pass"] and len(exp.tune.keys["train.lr"]) >= 3 and exp.tune.widen >= 1
@@ -196,7 +197,7 @@ def test_the_gpu_studys_tuning_sweep_parses_and_its_trials_are_valid_configs(tmp
     from sleeptrain.experiments.sweep import load_space
     from sleeptrain.presets import load_config
 
-    space = load_space(REPO / "docs" / "results" / "lm-study" / "gpu" / "tune.yaml", [f"dir={tmp_path}"])
+    space = load_space(REPO / "docs" / "results" / "lm-study" / "2026-11-29" / "gpu" / "tune.yaml", [f"dir={tmp_path}"])
     assert space["method"] == "grid" and space["objective"] == "final_val_loss"
     common = [w for w in space["common"] if not w.startswith("data.path=")] + [f"data.path={tmp_path}"]
     for lr in space["space"]["train.lr"]:
