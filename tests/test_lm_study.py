@@ -93,10 +93,14 @@ def test_study_summary_has_the_issue_layout_and_tests_against_the_best_baseline(
     assert floor["n"] == 3 and floor["verdict"].startswith("underpowered: 3 seed pairs")  # clear, but 3 pairs
     assert floor["p_holm"] >= floor["p_value"] and summary["family_size"] >= 2
     assert "2 seed pairs" in summary["verdicts"]["CLIMB-Sleep"]["sleep"]
+    assert summary["verdicts"]["CLIMB-Sleep"]["sleep"].startswith("BLiMP +0.0205 [")  # the number and its interval
+    assert ", p (Holm) " in summary["verdicts"]["CLIMB-Sleep"]["sleep"]
     assert summary["verdicts"]["FORGETTER"]["forgetter"] == "not measured yet"
     report = tool.write_study_report(summary, tmp_path, "tools/lm_study.py spec.yaml")
     text = report.read_text()
     assert "| sleep | [0, 1] | 0.5630 ± 0.0042" in text and "Against the best baseline (epochs" in text
+    assert "## Verdict per seed system (at this scale: 1.0k-parameter causal LM; " in text
+    assert "12.3k training tokens; " in text
     assert "| sleep | 0.560 / 4.250 / 1.20M | 0.566 / 4.270 / 1.20M | — |" in text  # per seed, the missing one marked
     assert "59.4" in text and "| binding |" in text and "scored by sentence log-probability" in text
     tested = {**summary, "arms": {arm: {**row, "test_loss": [v + 0.1 for v in row["val_loss"]]}
@@ -372,3 +376,23 @@ def test_sync_records_a_tuning_trial_and_passes_over_its_log(tmp_path):
     record = json.loads((ledger / "tuning" / "epochs" / "t00" / "seed100.json").read_text())
     assert record["arm"] == "epochs/t00" and record["seed"] == 100
     assert "tuning/epochs/t00/seed100" in tool.recorded_runs(ledger) and "runs/epochs/seed0" in tool.recorded_runs(ledger)
+
+
+def test_the_end_ops_own_cost_is_paired_within_the_arm_and_reported_beside_the_pre_end_scores(tmp_path):
+    tool = _tool()
+    pre = [{"val_loss": 4.00, "test_loss": 4.10, "blimp_overall": 0.55}, None,
+           {"val_loss": 4.02, "test_loss": 4.14, "blimp_overall": 0.56}]
+    arms = {"shrinks": {"val_loss": [4.03, 4.50, 4.06], "test_loss": [4.12, 4.60, 4.17], "blimp": [0.54, 0.50, 0.56],
+                        "pre_end_ops": pre},
+            "plain": {"val_loss": [4.0], "test_loss": [4.1], "blimp": [0.55], "pre_end_ops": [None]}}
+    costs = tool.end_op_costs(arms)
+    assert set(costs) == {"shrinks"}  # an arm without end ops has no cost
+    test = costs["shrinks"]["test_loss"]
+    assert test["n"] == 2 and test["mean_diff"] == pytest.approx(((4.12 - 4.10) + (4.17 - 4.14)) / 2)  # seed 1 dropped
+    assert costs["shrinks"]["blimp"]["mean_diff"] == pytest.approx(-0.005)
+    summary = {"arms": {name: {**row, "seeds": [0, 1, 2][:len(row["blimp"])]} for name, row in arms.items()},
+               "end_op_cost": costs}
+    lines = tool.pre_end_lines(summary)
+    row = next(line for line in lines if line.startswith("| shrinks |"))
+    assert row.startswith("| shrinks | 2 | 4.0100 ± 0.0141 | 4.1200 ± 0.0283 | 0.5550 ± 0.0071 | +0.0250 [")
+    assert not any(line.startswith("| plain |") for line in lines)

@@ -254,6 +254,7 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, led
         # Holm over every comparison of the study (arms x metrics): the verdicts on the adjusted p
         summary["family_size"] = adjust_family([c for row in summary["vs_best_baseline"].values() for c in row.values()])
     summary["verdicts"] = verdicts(summary, spec.get("systems", {}))
+    summary["end_op_cost"] = end_op_costs(summary["arms"])
     summary["tuning"] = study_tuning(study, ledger)
     summary["tune_spec"] = study.get("tune", {})
     summary["curves"] = curves_of(runs)
@@ -262,6 +263,25 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, led
     if study.get("imported"):
         summary["imported"] = {k: v for k, v in study["imported"].items() if k != "by_phenomenon"}
     return summary
+
+
+def end_op_costs(arms: dict) -> dict:
+    """Per arm scored just before its last sleep's end ops: final − before, paired by seed — what the final end ops
+    (CLIMB's last shrink) cost by themselves, with no training after them. Descriptive: a within-arm difference,
+    outside the Holm family of the verdicts."""
+    out = {}
+    for arm, row in arms.items():
+        pre = row.get("pre_end_ops") or []
+        if not any(pre):
+            continue
+        out[arm] = {}
+        for name, pre_key, higher_is_better in (("test_loss", "test_loss", False), ("blimp", "blimp_overall", True),
+                                                ("val_loss", "val_loss", False)):
+            final = [f if p else None for f, p in zip(row.get(name, []), pre)]
+            before = [p.get(pre_key) if p else None for p in pre]
+            if any(f is not None and b is not None for f, b in zip(final, before)):
+                out[arm][name] = paired_comparison(final, before, higher_is_better)
+    return out
 
 
 def study_tuning(study: dict, ledger: Path | None) -> dict:
@@ -303,15 +323,22 @@ def verdicts(summary: dict, systems: dict) -> dict:
             if not cmp or cmp["blimp"].get("n", 0) == 0:
                 rows[arm] = "not measured yet"
                 continue
-            parts = []
-            for name, label in (("blimp", "BLiMP"), ("test_loss", "test loss"), ("val_loss", "validation loss")):
-                if name not in cmp:
-                    continue
-                v = cmp[name]["verdict"]
-                parts.append(f"{label}: {words.get(v, v)}")  # else: underpowered / no detectable difference, with its MDE
+            parts = [verdict_part(label, cmp[name], words)
+                     for name, label in (("blimp", "BLiMP"), ("test_loss", "test loss"), ("val_loss", "validation loss"))
+                     if name in cmp]
             rows[arm] = "; ".join(parts) + f" ({cmp['blimp']['n']} seed pairs)"
         out[system] = rows
     return out
+
+
+def verdict_part(label: str, cmp: dict, words: dict) -> str:
+    """One metric's verdict with its number: "BLiMP −0.0280 [−0.0400, −0.0150], p (Holm) 0.005: hurts"; the verdict
+    alone where the comparison has no figures (else underpowered / no detectable difference, with its MDE)."""
+    v = cmp["verdict"]
+    if cmp.get("mean_diff") is None:
+        return f"{label}: {words.get(v, v)}"
+    cells = table_cells(cmp, with_method=False)
+    return f"{label} {cmp['mean_diff']:+.4f} {cells['ci']}, p (Holm) {cells['p_holm']}: {words.get(v, v)}"
 
 
 def _ms(values: list[float], digits: int = 4) -> str:
@@ -330,7 +357,8 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
               "comparison between arms."]
     lines += per_seed_lines(summary) + budget_note_lines(summary)
     lines += baseline_lines(summary) + tuning_and_curve_lines(summary)
-    lines += ["", "## Verdict per seed system (at this scale)", ""]
+    lines += ["", f"## Verdict per seed system (at this scale: {scale_words(summary)})", "",
+              "Each: the arm − best-baseline difference, its 95 % interval and Holm-adjusted p, then the verdict.", ""]
     for system, rows in summary["verdicts"].items():
         lines.append(f"- **{system}**: " + "; ".join(f"`{arm}` — {v}" for arm, v in rows.items()))
     if summary["published"]:
@@ -340,6 +368,23 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
     out = results / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def scale_words(summary: dict) -> str:
+    """The scale a verdict holds at, in a few words: parameters, training tokens, budget, seeds."""
+    m, d, budget = summary.get("model") or {}, summary.get("data") or {}, summary["budget"]
+    parts = []
+    if m.get("parameters"):
+        parts.append(f"{_count(m['parameters'])}-parameter {m.get('objective', 'causal LM')}")
+    if d.get("train_tokens"):
+        name = Path(d["path"]).name if d.get("path") else "generated data"
+        parts.append(f"{name}, {_count(d['train_tokens'])} training tokens")
+    parts.append(f"{_count(budget['budget_positions'])} token positions a run")
+    return "; ".join(parts)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 10 ** 6 else f"{n / 1e3:.1f}k" if n >= 10 ** 3 else str(n)
 
 
 def setting_lines(summary: dict) -> list[str]:
@@ -471,17 +516,28 @@ def tuning_and_curve_lines(summary: dict) -> list[str]:
 
 def pre_end_lines(summary: dict) -> list[str]:
     """The table of the models just before the last sleep's end ops, against the final ones."""
-    rows = []
+    rows, costs = [], summary.get("end_op_cost", {})
     for arm, row in summary["arms"].items():
         pre = [p for p in row.get("pre_end_ops", []) if p]
         if pre:
+            cost = [_cost_cell(costs.get(arm, {}).get(name)) for name in ("test_loss", "blimp")]
             rows.append(f"| {arm} | {len(pre)} | {_ms([p['val_loss'] for p in pre])} | "
                         f"{_ms([p.get('test_loss') for p in pre if p.get('test_loss') is not None])} | "
-                        f"{_ms([p.get('blimp_overall') for p in pre if p.get('blimp_overall') is not None])} |")
+                        f"{_ms([p.get('blimp_overall') for p in pre if p.get('blimp_overall') is not None])} | "
+                        f"{cost[0]} | {cost[1]} |")
     if not rows:
         return []
-    return ["", "Just before the last sleep's end ops (the final shrink has no training after it to recover):", "",
-            "| arm | runs | val loss (dev) before | test loss before | BLiMP before |", "|---|---|---|---|---|", *rows]
+    return ["", "Just before the last sleep's end ops (the final shrink has no training after it to recover), and "
+            "what the end ops cost by themselves (final − before, paired by seed, 95 % interval; descriptive, not "
+            "in the verdicts' Holm family):", "",
+            "| arm | runs | val loss (dev) before | test loss before | BLiMP before | test loss: final − before | "
+            "BLiMP: final − before |", "|---|---|---|---|---|---|---|", *rows]
+
+
+def _cost_cell(cmp: dict | None) -> str:
+    if not cmp or cmp.get("mean_diff") is None:
+        return "—"
+    return f"{cmp['mean_diff']:+.4f} {table_cells(cmp, with_method=False)['ci']}"
 
 
 def plot_study(summary: dict, runs: dict[str, dict[int, dict]], results: Path) -> list[Path]:
