@@ -329,8 +329,12 @@ def test_the_tool_trains_and_records_each_run_and_its_tuning(tuned_study):
     chosen = json.loads((exp_dir / "tuning.json").read_text())["epochs"]["chosen"]
     assert summary["tuning"]["epochs"]["chosen"] == chosen
     assert summary["curves"]["epochs"][0]["point"] == "chck_3K"
+    gaps = summary["curve_gaps"]["epochs"]  # against the floor, point by point, paired over both seeds
+    assert [r["point"] for r in gaps["points"]][0] == "chck_3K" and gaps["points"][0]["seeds"] == [0, 1]
+    assert set(gaps["leads"]) == {"test_loss", "blimp"} and " at 3K" in gaps["leads"]["test_loss"]
     report = (results / "report.md").read_text()
     assert "## Tuning (every arm alike)" in report and "## Learning curves" in report
+    assert "### Against single_pass, point by point" in report and "- `epochs` — test loss: " in report
     assert (results / "curves.png").exists()
 
 

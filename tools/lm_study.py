@@ -253,6 +253,7 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, led
         summary["vs_best_baseline"] = {arm: paired_with(runs[arm], runs[best], keys) for arm in arms if arm != best}
         # Holm over every comparison of the study (arms x metrics): the verdicts on the adjusted p
         summary["family_size"] = adjust_family([c for row in summary["vs_best_baseline"].values() for c in row.values()])
+        summary["curve_gaps"] = gaps_to(runs, best)
     summary["verdicts"] = verdicts(summary, spec.get("systems", {}))
     summary["end_op_cost"] = end_op_costs(summary["arms"])
     summary["tuning"] = study_tuning(study, ledger)
@@ -301,6 +302,22 @@ def study_tuning(study: dict, ledger: Path | None) -> dict:
     for arm in study["arms"]:
         chosen = choose(Path(ledger), tune, arm, from_ledger)
         out[arm] = chosen if chosen is not None else {"unfinished": True}
+    return out
+
+
+def gaps_to(runs: dict[str, dict[int, dict]], best: str) -> dict:
+    """Each arm's learning curve against the best baseline's, point by point and paired by seed, with where it leads
+    and trails (`experiments/curve_gaps`); arms without milestone points are left out."""
+    from sleeptrain.experiments.curve_gaps import METRICS, curve_gaps, lead_summary
+
+    def points(arm: str) -> dict[int, list[dict]]:
+        return {s: r["milestones"] for s, r in runs[arm].items() if r.get("milestones")}
+
+    out = {}
+    for arm in runs:
+        if arm != best and points(arm) and points(best):
+            rows = curve_gaps(points(arm), points(best))
+            out[arm] = {"points": rows, "leads": {m: lead_summary(rows, m) for m in METRICS}}
     return out
 
 
@@ -511,6 +528,27 @@ def tuning_and_curve_lines(summary: dict) -> list[str]:
         lines += ["", "## Learning curves (test loss and BLiMP on 200 pairs per paradigm, by words seen)", "",
                   "Cells: BLiMP / test loss, mean ± sd over the seeds with the point; ![curves](curves.png)", "",
                   *milestone_table(summary["curves"], list(summary["arms"]))]
+    return lines + curve_gap_lines(summary)
+
+
+def curve_gap_lines(summary: dict) -> list[str]:
+    """Does an arm lead early, and where do the curves cross: each arm's gap to the best baseline per point."""
+    gaps = summary.get("curve_gaps") or {}
+    if not gaps:
+        return []
+    names = []
+    for g in gaps.values():
+        names += [r["point"] for r in g["points"] if r["point"] not in names]
+    lines = ["", f"### Against {summary['best_baseline']}, point by point (paired by seed; descriptive, outside the "
+             "verdicts' Holm family)", "", "Test-loss gap (arm − baseline; negative: the arm is ahead) with its 95 % "
+             "interval at each point; then where each arm is ahead and behind on test loss and on BLiMP (200 pairs "
+             "per paradigm).", "", "| arm | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for arm, g in gaps.items():
+        at = {r["point"]: r["test_loss"] for r in g["points"]}
+        lines.append(f"| {arm} | " + " | ".join(_diff_cell(at.get(n)) for n in names) + " |")
+    lines.append("")
+    lines += [f"- `{arm}` — test loss: {g['leads']['test_loss']}; BLiMP: {g['leads']['blimp']}"
+              for arm, g in gaps.items()]
     return lines
 
 
@@ -520,7 +558,7 @@ def pre_end_lines(summary: dict) -> list[str]:
     for arm, row in summary["arms"].items():
         pre = [p for p in row.get("pre_end_ops", []) if p]
         if pre:
-            cost = [_cost_cell(costs.get(arm, {}).get(name)) for name in ("test_loss", "blimp")]
+            cost = [_diff_cell(costs.get(arm, {}).get(name)) for name in ("test_loss", "blimp")]
             rows.append(f"| {arm} | {len(pre)} | {_ms([p['val_loss'] for p in pre])} | "
                         f"{_ms([p.get('test_loss') for p in pre if p.get('test_loss') is not None])} | "
                         f"{_ms([p.get('blimp_overall') for p in pre if p.get('blimp_overall') is not None])} | "
@@ -534,7 +572,7 @@ def pre_end_lines(summary: dict) -> list[str]:
             "BLiMP: final − before |", "|---|---|---|---|---|---|---|", *rows]
 
 
-def _cost_cell(cmp: dict | None) -> str:
+def _diff_cell(cmp: dict | None) -> str:
     if not cmp or cmp.get("mean_diff") is None:
         return "—"
     return f"{cmp['mean_diff']:+.4f} {table_cells(cmp, with_method=False)['ci']}"

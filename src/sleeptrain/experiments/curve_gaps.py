@@ -1,0 +1,76 @@
+"""Learning curves against a baseline, milestone by milestone: does an arm lead early, and where do the curves cross?
+
+Each run's milestone points (`experiments/curves.score_run`: test loss and BLiMP on a fixed pair subset at every
+word milestone, then before the last end ops and at the end) are paired by seed with the baseline's at the same
+point; the gap is the arm − baseline difference with its 95 % interval (`experiments/paired.paired_comparison`).
+The gaps are descriptive — one comparison per point, outside a study's verdict family — and the lead summary says
+so: "ahead at 0.25M–0.5M words (1 of 2 with the 95 % interval clear of 0), then behind at 1M–final (…)".
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from sleeptrain.experiments.paired import paired_comparison
+
+METRICS = {"test_loss": False, "blimp": True}  # metric -> higher is better
+ENDS = ("pre_end_ops", "final")
+
+
+def point_order(points: list[dict]) -> list[str]:
+    """The milestones by words, then the model before the last end ops and the final model."""
+    names = sorted({p["point"] for p in points if p["point"].startswith("chck_")},
+                   key=lambda n: min(p["words"] for p in points if p["point"] == n))
+    return names + [n for n in ENDS if any(p["point"] == n for p in points)]
+
+
+def curve_gaps(arm_runs: dict[int, list[dict]], base_runs: dict[int, list[dict]]) -> list[dict]:
+    """seed -> milestone points, for an arm and its baseline: per point both have on a common seed, the words
+    (the arm's mean) and the paired gap on each metric."""
+    seeds = sorted(set(arm_runs) & set(base_runs))
+    arm_at = {s: {p["point"]: p for p in arm_runs[s]} for s in seeds}
+    base_at = {s: {p["point"]: p for p in base_runs[s]} for s in seeds}
+    rows = []
+    for name in point_order([p for s in seeds for p in arm_runs[s]]):
+        paired = [s for s in seeds if name in arm_at[s] and name in base_at[s]]
+        if not paired:
+            continue
+        row = {"point": name, "words": sum(arm_at[s][name]["words"] for s in paired) / len(paired), "seeds": paired}
+        for metric, higher_is_better in METRICS.items():
+            row[metric] = paired_comparison([arm_at[s][name][metric] for s in paired],
+                                            [base_at[s][name][metric] for s in paired], higher_is_better)
+        rows.append(row)
+    return rows
+
+
+def lead_summary(rows: list[dict], metric: str) -> str:
+    """Where the arm is ahead of and behind the baseline on `metric`, as runs of consecutive points."""
+    higher_is_better = METRICS[metric]
+    rows = [r for r in rows if r[metric].get("mean_diff") is not None]
+    if not rows:
+        return "no paired points"
+    parts = []
+    for state, run in itertools.groupby(rows, key=lambda r: _state(r[metric]["mean_diff"], higher_is_better)):
+        run = list(run)
+        clear = sum(1 for r in run if _clear_of_zero(r[metric]))
+        span = _where(run[0]) + ("" if len(run) == 1 else f"–{_where(run[-1])}")
+        parts.append(f"{state} at {span} ({clear} of {len(run)} with the 95 % interval clear of 0)")
+    return ", then ".join(parts)
+
+
+def _state(diff: float, higher_is_better: bool) -> str:
+    if abs(diff) < 1e-12:
+        return "level"
+    return "ahead" if (diff > 0) == higher_is_better else "behind"
+
+
+def _clear_of_zero(cmp: dict) -> bool:
+    ci = cmp.get("ci95")
+    return bool(ci) and (ci[0] > 0 or ci[1] < 0)
+
+
+def _where(row: dict) -> str:
+    if row["point"] in ENDS:
+        return {"pre_end_ops": "before the end ops", "final": "final"}[row["point"]]
+    words = row["words"]
+    return f"{words / 1e6:g}M" if words >= 10 ** 6 else f"{words / 1e3:g}K"
