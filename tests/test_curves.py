@@ -31,8 +31,13 @@ def test_compare_scores_and_draws_the_learning_curves(compare_experiment):
     assert [p["point"] for p in nap][:2] == ["chck_5K", "chck_10K"] and nap[-1]["point"] == "final"
     assert nap[0]["words"] == 5000 and nap[0]["test_loss"]["n"] == 2 and nap[0]["positions"] > 0
     assert nap[0]["test_loss"]["mean"] > nap[-1]["test_loss"]["mean"]   # it learns
+    gaps = summary["curve_gaps"]["nap"]  # against the baseline (the first arm), paired by seed at each shared point
+    assert gaps["points"][0]["point"] == "chck_5K" and gaps["points"][0]["seeds"] == [0, 1]
+    assert gaps["points"][0]["test_loss"]["n"] == 2 and gaps["leads"]["test_loss"].split(" at ")[0] in (
+        "ahead", "behind", "level")
     report = (exp_dir / "report.md").read_text()
     assert "## Learning curves (by words seen)" in report and "| chck_5K | 5,000 |" in report
+    assert "### Against single_pass, point by point" in report and "- `nap` — test loss: " in report
     assert "![curves](curves.png)" in report and (exp_dir / "curves.png").stat().st_size > 10_000
     again = compare_experiment.again
     assert again.returncode == 0 and "learning-curve point" not in again.stdout

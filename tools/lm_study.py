@@ -307,18 +307,11 @@ def study_tuning(study: dict, ledger: Path | None) -> dict:
 
 def gaps_to(runs: dict[str, dict[int, dict]], best: str) -> dict:
     """Each arm's learning curve against the best baseline's, point by point and paired by seed, with where it leads
-    and trails (`experiments/curve_gaps`); arms without milestone points are left out."""
-    from sleeptrain.experiments.curve_gaps import METRICS, curve_gaps, lead_summary
+    and trails (`experiments/curve_gaps`)."""
+    from sleeptrain.experiments.curve_gaps import gaps_against
 
-    def points(arm: str) -> dict[int, list[dict]]:
-        return {s: r["milestones"] for s, r in runs[arm].items() if r.get("milestones")}
-
-    out = {}
-    for arm in runs:
-        if arm != best and points(arm) and points(best):
-            rows = curve_gaps(points(arm), points(best))
-            out[arm] = {"points": rows, "leads": {m: lead_summary(rows, m) for m in METRICS}}
-    return out
+    return gaps_against({arm: {s: r["milestones"] for s, r in by_seed.items() if r.get("milestones")}
+                         for arm, by_seed in runs.items()}, best)
 
 
 def curves_of(runs: dict) -> dict:
@@ -533,23 +526,9 @@ def tuning_and_curve_lines(summary: dict) -> list[str]:
 
 def curve_gap_lines(summary: dict) -> list[str]:
     """Does an arm lead early, and where do the curves cross: each arm's gap to the best baseline per point."""
-    gaps = summary.get("curve_gaps") or {}
-    if not gaps:
-        return []
-    names = []
-    for g in gaps.values():
-        names += [r["point"] for r in g["points"] if r["point"] not in names]
-    lines = ["", f"### Against {summary['best_baseline']}, point by point (paired by seed; descriptive, outside the "
-             "verdicts' Holm family)", "", "Test-loss gap (arm − baseline; negative: the arm is ahead) with its 95 % "
-             "interval at each point; then where each arm is ahead and behind on test loss and on BLiMP (200 pairs "
-             "per paradigm).", "", "| arm | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for arm, g in gaps.items():
-        at = {r["point"]: r["test_loss"] for r in g["points"]}
-        lines.append(f"| {arm} | " + " | ".join(_diff_cell(at.get(n)) for n in names) + " |")
-    lines.append("")
-    lines += [f"- `{arm}` — test loss: {g['leads']['test_loss']}; BLiMP: {g['leads']['blimp']}"
-              for arm, g in gaps.items()]
-    return lines
+    from sleeptrain.experiments.curve_gaps import gap_lines
+
+    return gap_lines(summary.get("curve_gaps") or {}, summary.get("best_baseline", ""))
 
 
 def pre_end_lines(summary: dict) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 
-from sleeptrain.experiments.paired import paired_comparison
+from sleeptrain.experiments.paired import paired_comparison, table_cells
 
 METRICS = {"test_loss": False, "blimp": True}  # metric -> higher is better
 ENDS = ("pre_end_ops", "final")
@@ -74,3 +74,40 @@ def _where(row: dict) -> str:
         return {"pre_end_ops": "before the end ops", "final": "final"}[row["point"]]
     words = row["words"]
     return f"{words / 1e6:g}M" if words >= 10 ** 6 else f"{words / 1e3:g}K"
+
+
+def gaps_against(curves: dict[str, dict[int, list[dict]]], base: str) -> dict:
+    """arm -> seed -> points, for every arm: each arm but `base` against it, {"points": curve_gaps rows, "leads":
+    metric -> lead_summary}; arms without points, or a baseline without them, give nothing."""
+    if not curves.get(base):
+        return {}
+    out = {}
+    for arm, by_seed in curves.items():
+        if arm != base and by_seed:
+            rows = curve_gaps(by_seed, curves[base])
+            out[arm] = {"points": rows, "leads": {m: lead_summary(rows, m) for m in METRICS}}
+    return out
+
+
+def gap_lines(gaps: dict, base: str) -> list[str]:
+    """The report's section: a test-loss gap table (arm × point, with 95 % intervals) and one lead line per arm."""
+    if not gaps:
+        return []
+    names: list[str] = []
+    for g in gaps.values():
+        names += [r["point"] for r in g["points"] if r["point"] not in names]
+    lines = ["", f"### Against {base}, point by point (paired by seed; descriptive, outside the verdicts' Holm "
+             "family)", "", "Test-loss gap (arm − baseline; negative: the arm is ahead) with its 95 % interval at each "
+             "point; then where each arm is ahead and behind on test loss and on BLiMP (the points' pair subset).", "",
+             "| arm | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for arm, g in gaps.items():
+        at = {r["point"]: r["test_loss"] for r in g["points"]}
+        lines.append(f"| {arm} | " + " | ".join(_gap_cell(at.get(n)) for n in names) + " |")
+    return lines + ["", *(f"- `{arm}` — test loss: {g['leads']['test_loss']}; BLiMP: {g['leads']['blimp']}"
+                          for arm, g in gaps.items())]
+
+
+def _gap_cell(cmp: dict | None) -> str:
+    if not cmp or cmp.get("mean_diff") is None:
+        return "—"
+    return f"{cmp['mean_diff']:+.4f} {table_cells(cmp, with_method=False)['ci']}"

@@ -107,10 +107,10 @@ def score_point(folder: Path, cfg, data, pairs, max_pairs: int) -> None:
     atomic_write_text(folder / "eval" / "milestone.json", json.dumps(out, indent=1))
 
 
-def read_curves(exp_dir: Path, arms: list[str]) -> tuple[dict[str, list[list[dict]]], list[str]]:
-    """arm -> the scored curves of its finished runs (nothing is computed here), and the runs whose checkpoints are
-    not all scored yet (`compare` scores them when it runs again)."""
-    out: dict[str, list[list[dict]]] = {}
+def read_curves(exp_dir: Path, arms: list[str]) -> tuple[dict[str, dict[int, list[dict]]], list[str]]:
+    """arm -> seed -> the scored curve of each finished run (nothing is computed here), and the runs whose
+    checkpoints are not all scored yet (`compare` scores them when it runs again)."""
+    out: dict[str, dict[int, list[dict]]] = {}
     unscored: list[str] = []
     for arm in arms:
         for run_dir in sorted((exp_dir / "runs" / arm).glob("seed*")):
@@ -120,7 +120,7 @@ def read_curves(exp_dir: Path, arms: list[str]) -> tuple[dict[str, list[list[dic
             if not any(p["point"].startswith("chck_") for p in found):
                 continue
             if all((p["dir"] / "eval" / "milestone.json").is_file() for p in found):
-                out.setdefault(arm, []).append(score_run(run_dir))
+                out.setdefault(arm, {})[int(run_dir.name.removeprefix("seed"))] = score_run(run_dir)
             else:
                 unscored.append(f"{arm}/{run_dir.name}")
     return out, unscored

@@ -106,10 +106,13 @@ def write_report(exp_dir: Path) -> Path:
     summary = collect(exp_dir)
     arms = list(summary["arms"])
     plots = plot_experiment(exp_dir, arms)
+    from sleeptrain.experiments.curve_gaps import gaps_against
     from sleeptrain.experiments.curves import aggregate, read_curves
 
     curves, unscored = read_curves(exp_dir, arms)
-    summary["curves"], summary["curves_unscored"] = aggregate(curves), unscored
+    summary["curves"] = aggregate({arm: list(by_seed.values()) for arm, by_seed in curves.items()})
+    summary["curves_unscored"] = unscored
+    summary["curve_gaps"] = gaps_against(curves, summary["baseline"])
     (exp_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# Experiment {exp_dir.name}", "",
              f"Arms: {', '.join(arms)} (baseline: **{summary['baseline']}**). Seeds paired across arms: "
@@ -130,6 +133,7 @@ def write_report(exp_dir: Path) -> Path:
 
 def curves_section(exp_dir: Path, summary: dict, arms: list[str], plots: list[Path]) -> list[str]:
     """The learning curves (word-count checkpoints) as a plot and a table per point; nothing without them."""
+    from sleeptrain.experiments.curve_gaps import gap_lines
     from sleeptrain.experiments.curves import MILESTONE_PAIRS, milestone_table, plot_curves
 
     waiting = ["", f"Learning-curve points of {', '.join(summary['curves_unscored'])} are not scored yet (re-run the "
@@ -142,7 +146,8 @@ def curves_section(exp_dir: Path, summary: dict, arms: list[str], plots: list[Pa
             f"test loss and the first {MILESTONE_PAIRS} minimal pairs of each paradigm (the same subset at every "
             "point; the final model's full score is in the tables above); cells: BLiMP / test loss, mean ± sd over "
             "seeds.",
-            "", *milestone_table(summary["curves"], arms), *waiting]
+            "", *milestone_table(summary["curves"], arms),
+            *gap_lines(summary.get("curve_gaps") or {}, summary["baseline"]), *waiting]
 
 
 def arms_table(summary: dict) -> list[str]:
