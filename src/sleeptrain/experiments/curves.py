@@ -114,7 +114,7 @@ def read_curves(exp_dir: Path, arms: list[str]) -> tuple[dict[str, dict[int, lis
     unscored: list[str] = []
     for arm in arms:
         for run_dir in sorted((exp_dir / "runs" / arm).glob("seed*")):
-            if not (run_dir / "summary.json").is_file():
+            if not re.fullmatch(r"seed\d+", run_dir.name) or not (run_dir / "summary.json").is_file():
                 continue
             found = points(run_dir)
             if not any(p["point"].startswith("chck_") for p in found):
