@@ -381,7 +381,7 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
 
 
 def scale_words(summary: dict) -> str:
-    """The scale a verdict holds at, in a few words: parameters, training tokens, budget, seeds."""
+    """The scale a verdict holds at, in a few words: parameters, training tokens, token positions a run."""
     m, d, budget = summary.get("model") or {}, summary.get("data") or {}, summary["budget"]
     parts = []
     if m.get("parameters"):
@@ -533,11 +533,13 @@ def curve_gap_lines(summary: dict) -> list[str]:
 
 def pre_end_lines(summary: dict) -> list[str]:
     """The table of the models just before the last sleep's end ops, against the final ones."""
+    from sleeptrain.experiments.curve_gaps import diff_cell
+
     rows, costs = [], summary.get("end_op_cost", {})
     for arm, row in summary["arms"].items():
         pre = [p for p in row.get("pre_end_ops", []) if p]
         if pre:
-            cost = [_diff_cell(costs.get(arm, {}).get(name)) for name in ("test_loss", "blimp")]
+            cost = [diff_cell(costs.get(arm, {}).get(name)) for name in ("test_loss", "blimp")]
             rows.append(f"| {arm} | {len(pre)} | {_ms([p['val_loss'] for p in pre])} | "
                         f"{_ms([p.get('test_loss') for p in pre if p.get('test_loss') is not None])} | "
                         f"{_ms([p.get('blimp_overall') for p in pre if p.get('blimp_overall') is not None])} | "
@@ -549,12 +551,6 @@ def pre_end_lines(summary: dict) -> list[str]:
             "in the verdicts' Holm family):", "",
             "| arm | runs | val loss (dev) before | test loss before | BLiMP before | test loss: final − before | "
             "BLiMP: final − before |", "|---|---|---|---|---|---|---|", *rows]
-
-
-def _diff_cell(cmp: dict | None) -> str:
-    if not cmp or cmp.get("mean_diff") is None:
-        return "—"
-    return f"{cmp['mean_diff']:+.4f} {table_cells(cmp, with_method=False)['ci']}"
 
 
 def plot_study(summary: dict, runs: dict[str, dict[int, dict]], results: Path) -> list[Path]:

@@ -102,12 +102,13 @@ def gap_lines(gaps: dict, base: str) -> list[str]:
              "| arm | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for arm, g in gaps.items():
         at = {r["point"]: r["test_loss"] for r in g["points"]}
-        lines.append(f"| {arm} | " + " | ".join(_gap_cell(at.get(n)) for n in names) + " |")
+        lines.append(f"| {arm} | " + " | ".join(diff_cell(at.get(n)) for n in names) + " |")
     return lines + ["", *(f"- `{arm}` — test loss: {g['leads']['test_loss']}; BLiMP: {g['leads']['blimp']}"
                           for arm, g in gaps.items())]
 
 
-def _gap_cell(cmp: dict | None) -> str:
+def diff_cell(cmp: dict | None) -> str:
+    """A paired difference as a table cell: "+0.0250 [+0.0100, +0.0400]", "—" without one."""
     if not cmp or cmp.get("mean_diff") is None:
         return "—"
     return f"{cmp['mean_diff']:+.4f} {table_cells(cmp, with_method=False)['ci']}"
