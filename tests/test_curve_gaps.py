@@ -40,3 +40,19 @@ def test_points_are_ordered_by_words_with_the_end_points_last_and_unpaired_point
     assert rows[0]["test_loss"]["verdict"] == "one seed: no test possible"
     assert lead_summary(rows, "test_loss") == "level at 250K–final (0 of 3 with the 95 % interval clear of 0)"
     assert curve_gaps(arm, {}) == [] and lead_summary([], "blimp") == "no paired points"
+
+
+def test_the_report_section_tables_each_arms_gap_with_its_interval_and_says_where_it_leads():
+    from sleeptrain.experiments.curve_gaps import gap_lines, gaps_against
+
+    base = {s: _points([5.0, 4.6, 4.3, 4.1], [0.5, 0.5, 0.5, 0.5]) for s in range(2)}
+    early = {s: _points([4.9 - 0.01 * s, 4.6, 4.4, 4.2 + 0.01 * s], [0.5, 0.5, 0.5, 0.5]) for s in range(2)}
+    gaps = gaps_against({"base": base, "early": early, "none": {}}, "base")
+    assert set(gaps) == {"early"}  # the baseline itself and an arm without points are not rows
+    lines = gap_lines(gaps, "base")
+    assert lines[1].startswith("### Against base, point by point (paired by seed; descriptive")
+    assert "| arm | chck_250K | chck_500K | chck_1000K | final |" in lines
+    row = next(line for line in lines if line.startswith("| early |"))
+    assert row.startswith("| early | -0.1050 [") and row.endswith(" |")
+    assert lines[-1].startswith("- `early` — test loss: ahead at 250K (") and "then level at 500K" in lines[-1]
+    assert gap_lines({}, "base") == [] and gaps_against({"early": early}, "base") == {}
