@@ -1,7 +1,8 @@
 """experiments/curve_gaps.py: the gaps to a baseline milestone by milestone, paired by seed, and where they cross."""
 import pytest
 
-from sleeptrain.experiments.curve_gaps import curve_gaps, lead_summary, point_order
+from sleeptrain.experiments.curve_gaps import curve_gaps, lead_summary
+from sleeptrain.experiments.curves import point_order
 
 
 def _points(losses: list[float], blimps: list[float], words=(250_000, 500_000, 1_000_000), end_words=1_200_000):
@@ -30,9 +31,8 @@ def test_an_arm_that_leads_early_and_falls_behind_is_said_so_with_its_intervals(
 
 
 def test_points_are_ordered_by_words_with_the_end_points_last_and_unpaired_points_dropped():
-    pts = [{"point": n, "words": w} for n, w in
-           (("final", 9), ("chck_2M", 2_000_000), ("pre_end_ops", 8), ("chck_250K", 250_000), ("chck_1M", 10 ** 6))]
-    assert point_order(pts) == ["chck_250K", "chck_1M", "chck_2M", "pre_end_ops", "final"]
+    names = ["final", "chck_2M", "pre_end_ops", "chck_250K", "chck_1M", "chck_1M"]
+    assert point_order(names) == ["chck_250K", "chck_1M", "chck_2M", "pre_end_ops", "final"]
     base = {0: _points([5.0, 4.6, 4.3, 4.1], [0.5] * 4, words=(250_000, 500_000, 2_000_000))}
     arm = {0: _points([5.0, 4.6, 4.3, 4.1], [0.5] * 4)}
     rows = curve_gaps(arm, base)

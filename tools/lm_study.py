@@ -342,7 +342,7 @@ def verdicts(summary: dict, systems: dict) -> dict:
 
 
 def verdict_part(label: str, cmp: dict, words: dict) -> str:
-    """One metric's verdict with its number: "BLiMP −0.0280 [−0.0400, −0.0150], p (Holm) 0.005: hurts"; the verdict
+    """One metric's verdict with its number: "BLiMP -0.0280 [-0.0400, -0.0150], p (Holm) 0.005: hurts"; the verdict
     alone where the comparison has no figures (else underpowered / no detectable difference, with its MDE)."""
     v = cmp["verdict"]
     if cmp.get("mean_diff") is None:

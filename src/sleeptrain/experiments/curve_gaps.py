@@ -4,24 +4,18 @@ Each run's milestone points (`experiments/curves.score_run`: test loss and BLiMP
 word milestone, then before the last end ops and at the end) are paired by seed with the baseline's at the same
 point; the gap is the arm − baseline difference with its 95 % interval (`experiments/paired.paired_comparison`).
 The gaps are descriptive — one comparison per point, outside a study's verdict family — and the lead summary says
-so: "ahead at 0.25M–0.5M words (1 of 2 with the 95 % interval clear of 0), then behind at 1M–final (…)".
+so: "ahead at 250K–500K (1 of 2 with the 95 % interval clear of 0), then behind at 1M–final (…)" (words seen).
 """
 
 from __future__ import annotations
 
 import itertools
 
+from sleeptrain.experiments.curves import point_order
 from sleeptrain.experiments.paired import paired_comparison, table_cells
 
 METRICS = {"test_loss": False, "blimp": True}  # metric -> higher is better
 ENDS = ("pre_end_ops", "final")
-
-
-def point_order(points: list[dict]) -> list[str]:
-    """The milestones by words, then the model before the last end ops and the final model."""
-    names = sorted({p["point"] for p in points if p["point"].startswith("chck_")},
-                   key=lambda n: min(p["words"] for p in points if p["point"] == n))
-    return names + [n for n in ENDS if any(p["point"] == n for p in points)]
 
 
 def curve_gaps(arm_runs: dict[int, list[dict]], base_runs: dict[int, list[dict]]) -> list[dict]:
@@ -31,7 +25,7 @@ def curve_gaps(arm_runs: dict[int, list[dict]], base_runs: dict[int, list[dict]]
     arm_at = {s: {p["point"]: p for p in arm_runs[s]} for s in seeds}
     base_at = {s: {p["point"]: p for p in base_runs[s]} for s in seeds}
     rows = []
-    for name in point_order([p for s in seeds for p in arm_runs[s]]):
+    for name in point_order([p["point"] for s in seeds for p in arm_runs[s]]):
         paired = [s for s in seeds if name in arm_at[s] and name in base_at[s]]
         if not paired:
             continue

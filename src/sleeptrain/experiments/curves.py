@@ -186,14 +186,19 @@ def plot_curves(curves: dict[str, list[dict]], arms: list[str], out: Path) -> Pa
     return out
 
 
+def point_order(names: list[str]) -> list[str]:
+    """The milestones by words, then the model before the last end ops and the final model (the names present)."""
+    return sorted({n for n in names if n.startswith("chck_")}, key=milestone_words) + \
+        [n for n in ("pre_end_ops", "final") if n in names]
+
+
 def milestone_table(curves: dict[str, list[dict]], arms: list[str]) -> list[str]:
     """Per point: each arm's BLiMP / test loss (mean ± sd) and which arm is ahead on each. The milestones first, by
     words; then the model before the last end ops and the final model, whose words differ by arm (in the cells)."""
     names = []
     for arm in arms:
         names += [p["point"] for p in curves.get(arm, []) if p["point"] not in names]
-    names = sorted((n for n in names if n.startswith("chck_")), key=milestone_words) + \
-        [n for n in ("pre_end_ops", "final") if n in names]
+    names = point_order(names)
     lines = ["| point | words | " + " | ".join(arms) + " | ahead (BLiMP / test loss) |",
              "|---|---|" + "---|" * len(arms) + "---|"]
     for name in names:
