@@ -1,0 +1,241 @@
+"""The README's "What the evidence says" paragraph, number for number, against what it quotes (issue 37: "the README's
+evidence paragraph matches the pages, number for number").
+
+Each claim is a sentence fragment with its numbers left as `{}`, and a function that computes those numbers from a
+committed results file (a summary.json, a results JSON — recomputed with the project's own paired tests where the
+file keeps per-seed values) or, for a figure whose only record is a page, finds it on that page. The fragment, filled
+in, must be in the paragraph. And every decimal number in the paragraph must lie inside a claim or be named in
+`NOT_RESULTS` with what it is: a result typed in without its source fails here, as does a result that changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+HEADING = "**What the evidence says so far**"
+# Decimal numbers of the paragraph that are not results: settings and bars, each with what it is.
+NOT_RESULTS = {"+0.30": "the SRC issue's bar for SRC over sequential on Split-MNIST, a target, not a measurement"}
+
+
+def paragraph(readme: str) -> str:
+    start = readme.index(HEADING)
+    end = readme.find("\n\n", start)
+    return " ".join(readme[start:end].split())
+
+
+def signed(x: float, digits: int = 3) -> str:
+    """As the README writes a difference: + or the minus sign U+2212."""
+    text = f"{abs(x):.{digits}f}"
+    return ("+" if x >= 0 else "\u2212") + text
+
+
+def load(rel: str) -> dict:
+    return json.loads((RESULTS / rel).read_text())
+
+
+def on_page(page: str, text: str) -> str:
+    """A figure whose record is a page: it must be there, as quoted."""
+    body = " ".join((ROOT / page).read_text().split())
+    assert text in body, f"{page} no longer says {text!r}"
+    return text
+
+
+@dataclass(frozen=True)
+class Claim:
+    template: str
+    values: Callable[[], list[str]]
+
+    def text(self) -> str:
+        return self.template.format(*self.values())
+
+
+# --- the first LM study (docs/results/lm-study/2026-11-29): recomputed from its summary's per-seed values ---
+
+def first_study() -> dict:
+    return load("lm-study/2026-11-29/summary.json")
+
+
+def sleep_arms() -> list[str]:
+    """The seven arms of its "Verdict per seed system" (CLIMB-Sleep's five, homeostasis, FORGETTER)."""
+    return [arm for family in first_study()["verdicts"].values() for arm in family]
+
+
+def family(base: str) -> dict[tuple[str, str], dict]:
+    """Its 18 comparisons against `base` (every other arm × BLiMP and dev loss), Holm-adjusted as one family."""
+    from sleeptrain.experiments.paired import adjust_family, paired_comparison
+
+    arms = first_study()["arms"]
+    cmps = {(arm, metric): paired_comparison(arms[arm][metric], arms[base][metric], higher)
+            for arm in arms if arm != base for metric, higher in (("blimp", True), ("val_loss", False))}
+    assert adjust_family(list(cmps.values())) == 18
+    return cmps
+
+
+def blimp_vs_epochs(arm: str) -> str:
+    return signed(family("epochs")[(arm, "blimp")]["mean_diff"])
+
+
+def holm_range(base: str, arms: list[str]) -> list[str]:
+    ps = [family(base)[(arm, "blimp")]["p_holm"] for arm in arms]
+    return [f"{min(ps):.3f}", f"{max(ps):.3f}"]
+
+
+def holds_vs_best() -> list[str]:
+    s = first_study()
+    assert s["best_baseline"] == "climb_baseline_like"
+    cmps = family(s["best_baseline"])
+    assert all(cmps[(arm, "blimp")]["verdict"] == "worse" for arm in sleep_arms())
+    weakest = max(sleep_arms(), key=lambda arm: cmps[(arm, "blimp")]["p_holm"])
+    return [*holm_range(s["best_baseline"], sleep_arms()), weakest]
+
+
+def holds_vs_epochs() -> list[str]:
+    cmps = family("epochs")
+    holding = [arm for arm in sleep_arms() if cmps[(arm, "blimp")]["verdict"] == "worse"]
+    assert holding == ["forgetter"]
+    climb = [arm for arm in sleep_arms() if arm != "forgetter"]
+    return [f"{cmps[('forgetter', 'blimp')]['p_holm']:.3f}", *holm_range("epochs", climb)]
+
+
+def first_scale() -> list[str]:
+    s = first_study()
+    pairs = 67 * 1000 if s["data"]["blimp_pairs_per_paradigm"] == "all" else None
+    return [str(len(s["arms"])), str(s["seeds_planned"]), f"{s['model']['parameters'] / 1e6:.1f}M", f"{pairs:,}"]
+
+
+def detectable() -> list[str]:
+    from sleeptrain.stats import detectable_dz
+
+    return [f"{detectable_dz(first_study()['seeds_planned']):.1f}"]
+
+
+# --- the FORGETTER study (docs/results/forgetter) ---
+
+def forgetter_study() -> list[str]:
+    s = load("forgetter/summary.json")
+    cmp = s["comparison"]["forgetter_minus_best_normal"]
+    best = s["normal"]["steps"].index(s["normal"]["best_steps"])
+    ratio = s["tokens"]["forgetter"][0] / s["tokens"]["normal"][best]
+    assert len(set(s["tokens"]["forgetter"])) == 1
+    return [f"{round(s['train_tokens_on_tape'], -3) // 1000:.0f}k", str(cmp["n"]), signed(cmp["mean_diff"]),
+            f"{cmp['p_value']:.3f}", f"{ratio:.1f}", f"{221e6 / s['model']['parameters']:.0f}"]
+
+
+# --- SRC (docs/results/src) ---
+
+def src_untuned() -> list[str]:
+    return [signed(load("src/split_mnist.json")["methods"]["src"]["vs_sequential"]["mean_diff"])]
+
+
+def tuned(benchmark: str) -> dict:
+    return load(f"src/{benchmark}.json")["tuned"]
+
+
+def src_tuned() -> list[str]:
+    mnist, fashion = tuned("split_mnist"), tuned("split_fashion")
+    assert mnist["validation"] == fashion["validation"]
+    assert len(mnist["methods"]["src"]["seeds"]) == len(fashion["methods"]["src"]["seeds"])
+    for t in (mnist, fashion):  # "EWC and SI stay at sequential"
+        for method in ("ewc", "si"):
+            assert abs(t["methods"][method]["vs_sequential"]["mean_diff"]) < 0.005
+    return [str(mnist["validation"]), str(len(mnist["methods"]["src"]["seeds"])),
+            signed(mnist["methods"]["src"]["vs_sequential"]["mean_diff"]),
+            signed(fashion["methods"]["src"]["vs_sequential"]["mean_diff"])]
+
+
+def owm_vs_src() -> list[str]:
+    cmps = [tuned(b)["methods"]["owm"]["vs_src"] for b in ("split_mnist", "split_fashion")]
+    assert all(c["p_holm"] >= 0.05 for c in cmps)  # "but not significantly"
+    return [signed(cmps[0]["mean_diff"]), signed(cmps[1]["mean_diff"]),
+            f"{cmps[0]['mde_family']:.2f}", f"{cmps[1]['mde_family']:.3f}"]
+
+
+def stability_gap() -> list[str]:
+    methods = load("src/split_mnist-gap.json")["methods"]
+    src, sequential = (f"{methods[m]['min_acc']['mean']:.3f}" for m in ("src", "sequential"))
+    assert src == sequential
+    return [src]
+
+
+def octave() -> list[str]:
+    """The authors' MATLAB under Octave against the port, both in the natural task order (the script's)."""
+    octave = load("src/split_mnist-octave.json")
+    assert "natural task order" in octave["protocol"]
+    gains = [run["src_task_mean"] - run["sequential_task_mean"] for run in octave["final"].values()]
+    port = load("src/split_mnist-natural.json")["methods"]["src"]["vs_sequential"]
+    return [str(len(gains)), str(port["n"]), signed(sum(gains) / len(gains)), signed(port["mean_diff"])]
+
+
+def icarl() -> list[str]:
+    s = load("src/split_mnist-icarl.json")
+    ours = [s["table"][k]["icarl_src"]["nme_average_accuracy"]["mean"] for k in ("100", "200")]
+    paper = [s["paper"][k]["icarl_src"] for k in ("100", "200")]
+    gains = [s["table"][k]["src_minus_icarl_nme"] for k in ("100", "200")]
+    assert all(g["p_holm"] < 0.05 and g["mean_diff"] > 0 for g in gains)  # "both gains significant after Holm"
+    return [*(f"{x:.3f}" for x in ours), *(f"{x:.3f}" for x in paper), str(gains[0]["n"])]
+
+
+CLAIMS = [
+    Claim("{} arms × {} seeds at an equal budget of token positions ({}-parameter Llama, corpus-mini, BLiMP on all "
+          "{} pairs)", first_scale),
+    Claim("CLIMB-Sleep {} BLiMP, synaptic homeostasis {}, FORGETTER {} (paired against `epochs`)",
+          lambda: [blimp_vs_epochs(a) for a in ("climb_sleep", "climb_sleep_sh_fisher", "forgetter")]),
+    Claim("the 7 BLiMP \"hurts\" verdicts hold (adjusted p {}–{}, {} the weakest)", holds_vs_best),
+    Claim("against `epochs` only FORGETTER's does ({}; the CLIMB arms {}–{})", holds_vs_epochs),
+    Claim("5 pairs detect only d_z ≥ {}", detectable),
+    Claim("{} training tokens, {} seeds, selection and report on the same 20 dev batches): {} validation loss against "
+          "the best normal length (p = {}, n.s.), at {}× the tokens — not FORGETTER's published gain (at {}× the "
+          "model)", forgetter_study),
+    Claim("({}, p = {}, 3 seeds, BLiMP at chance; docs/LOG.md)",
+          lambda: [on_page("docs/LOG.md", "| forgetter | 5.648 ± 0.020 | \u22120.062 [\u22120.080, \u22120.045], "
+                                          "p = 0.025: **better** |") and "\u22120.062", "0.025"]),
+    Claim("Split-MNIST on the 60k set: SRC {} over sequential", src_untuned),
+    Claim("on {} validation images per class ({} task orders, Holm): SRC {} over sequential on Split-MNIST and {} on "
+          "Split-Fashion", src_tuned),
+    Claim("OWM is ahead of SRC ({}, {}) but not significantly (MDE {}, {})", owm_vs_src),
+    Claim("(min-ACC {}, as sequential's", stability_gap),
+    Claim("`tools/src_octave.py`, {} seeds against the port's {}, natural task order) is consistent with the port ({} "
+          "against {})", octave),
+    Claim("({} and {} against the paper's {} and {}, {} orders, both gains over iCaRL significant after Holm)", icarl),
+    Claim("{} a default `transformers.Trainer` ({} with `train.compile=true`)",
+          lambda: [on_page("docs/PERFORMANCE.md", "1.33–1.44× uncompiled, 2.0–2.2× with `train.compile=true`")
+                   and "1.33–1.44×", "2.0–2.2×"]),
+]
+
+
+@pytest.fixture(scope="module")
+def evidence() -> str:
+    return paragraph((ROOT / "README.md").read_text())
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.template[:40])
+def test_each_claim_recomputes_from_its_source(claim, evidence):
+    text = claim.text()
+    assert text in evidence, f"the README's evidence paragraph should say: {text!r}"
+
+
+def loose_numbers(evidence: str, claimed: list[str]) -> list[str]:
+    """The decimal numbers of `evidence` outside every claimed text and every NOT_RESULTS entry."""
+    spans = [(m.start(), m.end()) for text in [*claimed, *NOT_RESULTS] for m in re.finditer(re.escape(text), evidence)]
+    return [m.group() for m in re.finditer(r"[+\u2212-]?\d+\.\d+", evidence)
+            if not any(a <= m.start() and m.end() <= b for a, b in spans)]
+
+
+def test_every_decimal_number_of_the_paragraph_is_claimed(evidence):
+    loose = loose_numbers(evidence, [claim.text() for claim in CLAIMS])
+    assert not loose, f"numbers in the evidence paragraph with no source claimed in tests/test_evidence.py: {loose}"
+
+
+def test_the_checks_see_a_typed_in_number_and_the_paragraph_s_end():
+    body = paragraph(f"{HEADING} (x):\n- CLIMB-Sleep \u22120.028 BLiMP, later 0.999 and +0.30.\n\nnext 1.5")
+    assert "next" not in body
+    assert loose_numbers(body, ["CLIMB-Sleep \u22120.028 BLiMP"]) == ["0.999"]
+    assert signed(-0.0277) == "\u22120.028" and signed(0.0359) == "+0.036"
