@@ -1,0 +1,136 @@
+"""The hand-written tables of the results pages against the JSON their tools wrote: a page condenses the generated
+table (fewer digits, shorter labels), and a condensed copy drifts when the results are re-run or a method joins a Holm
+family (the Split-Fashion MDE did: 0.093 on the page, 0.101 in the JSON after rehearsal + SRC joined). Every number
+in a checked row must equal its source rounded to the digits the page prints."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "docs" / "results" / "src"
+NUMBER = r"[+\u2212-]?\d+\.\d+"
+LABELS = {"sequential": "sequential", "EWC": "ewc", "SI": "si", "OWM": "owm", "SRC": "src", "rehearsal": "rehearsal",
+          "rehearsal + SRC": "rehearsal_src", "joint": "joint"}
+
+
+def number(text: str) -> float:
+    return float(text.replace("\u2212", "-"))
+
+
+def agrees(printed: str, value: float) -> bool:
+    """`printed` is `value` rounded to the decimals it shows."""
+    decimals = len(printed.split(".")[1])
+    return abs(number(printed) - value) <= 0.5 * 10 ** -decimals + 1e-9
+
+
+def table(page: Path, heading: str) -> dict[str, list[str]]:
+    """The rows of the table whose header row starts with `heading`: method key -> cells."""
+    lines = page.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {heading} |"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        label = re.sub(r"\s*\(.*?\)$", "", cells[0].strip("*"))
+        rows[LABELS[label]] = [c.strip("*") for c in cells[1:]]
+    return rows
+
+
+def difference_cell(cell: str, cmp: dict) -> list[str]:
+    """'+0.034 (0.17; MDE 0.101)' or '+0.729 (< 0.001)' against a comparison; returns what disagrees."""
+    m = re.fullmatch(rf"({NUMBER}) \((?:p )?(< 0\.001|{NUMBER})(?:; MDE ({NUMBER}))?\)", cell)
+    assert m, f"unreadable difference cell {cell!r}"
+    diff, p, mde = m.groups()
+    wrong = [] if agrees(diff, cmp["mean_diff"]) else [f"diff {diff} vs {cmp['mean_diff']:.4f}"]
+    if p == "< 0.001":
+        wrong += [] if cmp["p_holm"] < 0.001 else [f"p < 0.001 vs {cmp['p_holm']:.4f}"]
+    elif not agrees(p, cmp["p_holm"]):
+        wrong.append(f"Holm p {p} vs {cmp['p_holm']:.4f}")
+    if mde is not None and not agrees(mde, cmp["mde_family"]):
+        wrong.append(f"MDE {mde} vs {cmp['mde_family']:.4f}")
+    return wrong
+
+
+@pytest.mark.parametrize("benchmark,heading", [("split_mnist", "Split-MNIST, tuned"),
+                                               ("split_fashion", "Split-Fashion, tuned")])
+def test_the_src_page_s_tuned_tables_match_their_json(benchmark, heading):
+    results = json.loads((SRC / f"{benchmark}.json").read_text())
+    rows = table(SRC / "README.md", heading)
+    assert set(rows) == set(results["tuned"]["methods"]), "the page's rows are the tuned block's methods"
+    wrong = []
+    for method, (mean_sd, vs_sequential, vs_src, _choice, untuned) in rows.items():
+        tuned = results["tuned"]["methods"][method]
+        wrong += [f"{method}: mean ± sd {mean_sd}"] * (not mean_sd_agrees(mean_sd, tuned["average_accuracy"]))
+        for cell, key in ((vs_sequential, "vs_sequential"), (vs_src, "vs_src")):
+            if cell:
+                wrong += [f"{method} {key}: {w}" for w in difference_cell(cell, tuned[key])]
+        wrong += [f"{method}: untuned {untuned}"] * (not agrees(untuned, results["methods"][method]["average_accuracy"]["mean"]))
+    assert not wrong, f"docs/results/src/README.md, {heading}: {wrong}"
+
+
+def mean_sd_agrees(cell: str, stats: dict) -> bool:
+    mean, sd = re.fullmatch(rf"({NUMBER}) ± ({NUMBER})", cell).groups()
+    return agrees(mean, stats["mean"]) and agrees(sd, stats["sd"])
+
+
+def test_the_src_page_s_stability_gap_table_matches_its_json():
+    results = json.loads((SRC / "split_mnist-gap.json").read_text())["methods"]
+    rows = table(SRC / "README.md", "method | ACC (final)")
+    assert set(rows) == set(results)
+    wrong = []
+    for method, (acc, min_acc, wc_acc, vs_sequential) in rows.items():
+        for cell, key in ((acc, "average_accuracy"), (min_acc, "min_acc"), (wc_acc, "wc_acc")):
+            wrong += [f"{method} {key}: {cell}"] * (not mean_sd_agrees(cell, results[method][key]))
+        if vs_sequential:
+            wrong += [f"{method}: {w}" for w in difference_cell(vs_sequential, results[method]["vs_sequential"]["min_acc"])]
+    assert not wrong, f"docs/results/src/README.md, the stability gap: {wrong}"
+
+
+def gain_cell(cell: str, cmp: dict) -> list[str]:
+    """'+0.133, Holm p = 0.018' or '−0.002, n.s. (MDE after Holm 0.013)' against a comparison."""
+    m = re.fullmatch(rf"({NUMBER}), (?:Holm p = ({NUMBER})|n\.s\.(?: \(MDE after Holm ({NUMBER})\))?)", cell)
+    assert m, f"unreadable gain cell {cell!r}"
+    diff, p, mde = m.groups()
+    wrong = [] if agrees(diff, cmp["mean_diff"]) else [f"diff {diff} vs {cmp['mean_diff']:.4f}"]
+    if p is not None:
+        wrong += [] if agrees(p, cmp["p_holm"]) else [f"Holm p {p} vs {cmp['p_holm']:.4g}"]
+    elif cmp["p_holm"] < 0.05:
+        wrong.append(f"n.s. vs Holm p {cmp['p_holm']:.4g}")
+    if mde is not None and not agrees(mde, cmp["mde_family"]):
+        wrong.append(f"MDE {mde} vs {cmp['mde_family']:.4f}")
+    return wrong
+
+
+def test_the_src_page_s_icarl_table_matches_its_json():
+    results = json.loads((SRC / "split_mnist-icarl.json").read_text())
+    lines = (SRC / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| K | iCaRL, NME |"))
+    rows = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in lines[start + 2:start + 6]]
+    assert [r[0] for r in rows] == list(results["table"])
+    wrong = []
+    for k, nme, nme_src, nme_gain, paper, net, net_src, net_gain in rows:
+        row = results["table"][k]
+        for cell, stats in ((nme, row["icarl"]["nme_average_accuracy"]), (nme_src, row["icarl_src"]["nme_average_accuracy"]),
+                            (net, row["icarl"]["average_accuracy"]), (net_src, row["icarl_src"]["average_accuracy"])):
+            wrong += [f"K {k}: {cell}"] * (not mean_sd_agrees(cell, stats))
+        wrong += [f"K {k} NME: {w}" for w in gain_cell(nme_gain, row["src_minus_icarl_nme"])]
+        wrong += [f"K {k} network: {w}" for w in gain_cell(net_gain, row["src_minus_icarl"])]
+        if k in results["paper"]:
+            wrong += [f"K {k} paper: {paper}"] * (paper != "{icarl:.3f} → {icarl_src:.3f}".format(**results["paper"][k]))
+    assert not wrong, f"docs/results/src/README.md, Table 2: {wrong}"
+
+
+def test_a_drifted_cell_is_named():
+    cmp = {"mean_diff": 0.0344, "p_holm": 0.1665, "mde_family": 0.1015}
+    assert difference_cell("+0.034 (0.17; MDE 0.101)", cmp) == []
+    assert difference_cell("+0.034 (0.17; MDE 0.093)", cmp) == ["MDE 0.093 vs 0.1015"]
+    assert difference_cell("+0.034 (< 0.001)", cmp) == ["p < 0.001 vs 0.1665"]
+    assert agrees("\u22120.000", -0.0001) and not agrees("0.51", 0.5151)
+    assert gain_cell("\u22120.002, n.s. (MDE after Holm 0.013)", {**cmp, "mean_diff": -0.002, "mde_family": 0.013}) == []
+    assert gain_cell("+0.034, n.s.", {**cmp, "p_holm": 0.01}) == ["n.s. vs Holm p 0.01"]
