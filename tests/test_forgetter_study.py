@@ -55,7 +55,7 @@ def test_selection_reads_dev_the_verdict_reads_test_and_the_records_continue_the
         "forgetter_minus_best_normal": {"mean_diff": 0.0359}}}))
     argv = ["forgetter_study.py", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
             "--normal-steps", "250,400,650", "--forgetter-steps", "240", "--seeds", "3", "--beside", str(earlier),
-            "data=babylm"]
+            "--link-back", "data=babylm"]
     monkeypatch.setattr(sys, "argv", argv)
     assert tool.main() == 0
     assert len(calls) == 12
@@ -68,11 +68,17 @@ def test_selection_reads_dev_the_verdict_reads_test_and_the_records_continue_the
     report = (tmp_path / "results" / "report.md").read_text()
     assert "| test (verdict) | 3 |" in report and "56,763 training tokens" in report and "113,000 tokens" in report
     assert len(list((tmp_path / "results" / "records").glob("*.json"))) == 12
+    linked = json.loads(earlier.read_text())
+    assert linked["comparison"]["forgetter_minus_best_normal"]["mean_diff"] == 0.0359  # the earlier study kept
+    entry = linked["at_more_data"][str(tmp_path / "results")]
+    assert entry["train_tokens_on_tape"] == 113_000 and entry["best_steps"] == 400
+    assert entry["verdict_test"] == verdict and entry["selection_split_dev"] == summary["selection_split_dev"]
 
     shutil.rmtree(tmp_path / "runs")  # a fresh clone: only the committed records
     calls.clear()
     assert tool.main() == 0
     assert calls == [] and (tmp_path / "results" / "report.md").read_text() == report
+    assert list(json.loads(earlier.read_text())["at_more_data"]) == [str(tmp_path / "results")]  # replaced, not added
 
 
 def test_too_small_a_study_is_refused(monkeypatch, tmp_path, capsys):
@@ -81,3 +87,7 @@ def test_too_small_a_study_is_refused(monkeypatch, tmp_path, capsys):
                                       "--normal-steps", "250,400", "--forgetter-steps", "240"])
     assert tool.main() == 2
     assert ">= 3 lengths" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["forgetter_study.py", "--out", str(tmp_path), "--results", str(tmp_path),
+                                      "--normal-steps", "250,400,650", "--forgetter-steps", "240", "--link-back"])
+    assert tool.main() == 2
+    assert "--link-back needs --beside" in capsys.readouterr().err

@@ -20,7 +20,10 @@ decisions, config) goes to RESULTS/records/<run>.json — commit them: a re-run 
 fresh clone (or the next session) continues the study from the records, and the report is written from them alone.
 Then RESULTS gets `summary.json`, `loss.png` (dev loss against tokens, the paper's Fig. 3 shape) and `report.md`.
 `--beside SUMMARY` puts an earlier study's paired difference (e.g. the 57k-token one, docs/results/forgetter) and its
-training-tape size in the report, to read how the difference moves as the data grows.
+training-tape size in the report, to read how the difference moves as the data grows; `--link-back` also records this
+study's headline (tape, lengths, choice, both paired differences) in that earlier summary, under
+`at_more_data.<RESULTS>`, so the earlier study's file lists the studies that grew it (re-running replaces only its own
+entry, and says so).
 """
 
 from __future__ import annotations
@@ -135,6 +138,22 @@ def study_summary(runs: dict[str, dict], args) -> dict:
     return summary
 
 
+def link_back(summary: dict, beside: Path, results: Path) -> None:
+    """This study's headline into the earlier study's summary, under at_more_data[results]."""
+    earlier = json.loads(beside.read_text())
+    entry = {"summary": str(results / "summary.json"), "train_tokens_on_tape": summary["train_tokens_on_tape"],
+             "selection": summary["selection"], "normal_steps": summary["normal"]["steps"],
+             "best_steps": summary["normal"]["best_steps"], "best_on_edge": summary["normal"]["best_on_edge"],
+             "forgetter_steps_per_epoch": summary["forgetter"]["steps_per_epoch"],
+             "verdict_test": summary["verdict_test"], "selection_split_dev": summary["selection_split_dev"],
+             "means": summary["means"]}
+    linked = earlier.setdefault("at_more_data", {})
+    replaced = str(results) in linked
+    linked[str(results)] = entry
+    beside.write_text(json.dumps(earlier, indent=1))
+    print(f"forgetter_study: {'replaced' if replaced else 'added'} at_more_data[{str(results)!r}] in {beside}")
+
+
 def plot(runs: dict[str, dict], summary: dict, path: Path) -> None:
     import matplotlib
 
@@ -207,11 +226,17 @@ def main() -> int:
     parser.add_argument("--max-epochs", type=int, default=100, help="FORGETTER's epoch ceiling (default 100)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--beside", default=None, help="an earlier study's summary.json to report beside this one")
+    parser.add_argument("--link-back", action="store_true",
+                        help="also record this study's headline in the --beside summary (under at_more_data)")
     parser.add_argument("common", nargs="*", help="key=value words common to every run")
     args = parser.parse_args()
     args.lengths = [int(x) for x in args.normal_steps.split(",")]
     if len(args.lengths) < 3 or args.seeds < 3:
         print("forgetter_study: --normal-steps needs >= 3 lengths (a bracket) and --seeds >= 3", file=sys.stderr)
+        return 2
+    if args.link_back and not args.beside:
+        print("forgetter_study: --link-back needs --beside (the earlier summary.json to record this study in)",
+              file=sys.stderr)
         return 2
     common = [*args.common, "run.progress=false", "run.plot=false", "eval.final=false"]
     runs = run_all(args, common)
@@ -222,6 +247,8 @@ def main() -> int:
     text = report(summary)
     (results / "report.md").write_text(text)
     print(text)
+    if args.link_back:
+        link_back(summary, Path(args.beside), results)
     return 0
 
 
