@@ -236,3 +236,22 @@ def test_runs_the_caller_recorded_elsewhere_are_skipped_and_each_finished_run_is
     assert not (tmp_path / "other" / "runs").exists()
     assert not (tmp_path / "exp" / "runs" / "single_pass").exists()
     assert sum("(kept in the caller's records), skipped" in line for line in logged) == 3
+
+
+def test_auto_precision_is_pinned_once_and_a_machine_that_resolves_otherwise_cannot_continue(monkeypatch, tmp_path):
+    import sleeptrain.lm.precision as precision
+    from sleeptrain.experiments.compare import added_arms, pin_precision
+
+    monkeypatch.setattr(precision, "resolve_precision", lambda requested, on_cuda: ("bf16", "auto -> bf16 (probe)"))
+    logged = []
+    exp = parse_args(["epochs", "own=schedule=single_pass,train.precision=fp32", "model=tiny"])
+    pinned = pin_precision(exp, logged.append)
+    assert pinned.common == ["model=tiny", "train.precision=bf16"] and exp.common == ["model=tiny"]
+    assert pinned.arms[1].overrides[-1] == "train.precision=fp32"  # an arm's own precision stays its own
+    assert "pinned as train.precision=bf16 for every run" in logged[0]
+    assert pin_precision(pinned, logged.append) is pinned and len(logged) == 1  # pinned already: nothing to do
+    elsewhere = {"arms": {}, "common": ["model=tiny", "train.precision=fp32"]}  # the same words, an fp32 machine
+    with pytest.raises(ConfigError, match="now train.precision=bf16; no longer train.precision=fp32"):
+        added_arms(elsewhere, {"arms": {}, "common": pinned.common}, tmp_path)
+    with pytest.raises(ConfigError, match="train.precision: arm\\(s\\) auto set auto"):
+        pin_precision(parse_args(["epochs", "auto=schedule=single_pass,train.precision=auto"]), logged.append)

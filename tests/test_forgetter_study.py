@@ -55,7 +55,7 @@ def test_selection_reads_dev_the_verdict_reads_test_and_the_records_continue_the
         "forgetter_minus_best_normal": {"mean_diff": 0.0359}}}))
     argv = ["forgetter_study.py", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
             "--normal-steps", "250,400,650", "--forgetter-steps", "240", "--seeds", "3", "--beside", str(earlier),
-            "--link-back", "data=babylm"]
+            "--link-back", "data=babylm", "train.precision=fp32"]
     monkeypatch.setattr(sys, "argv", argv)
     assert tool.main() == 0
     assert len(calls) == 12
@@ -88,6 +88,10 @@ def test_too_small_a_study_is_refused(monkeypatch, tmp_path, capsys):
     assert tool.main() == 2
     assert ">= 3 lengths" in capsys.readouterr().err
     monkeypatch.setattr(sys, "argv", ["forgetter_study.py", "--out", str(tmp_path), "--results", str(tmp_path),
-                                      "--normal-steps", "250,400,650", "--forgetter-steps", "240", "--link-back"])
+                                      "--normal-steps", "250,400,650", "--forgetter-steps", "240", "--link-back",
+                                      "train.precision=fp32"])
     assert tool.main() == 2
     assert "--link-back needs --beside" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", sys.argv[:-2])  # no --link-back, no precision
+    assert tool.main() == 2
+    assert "train.precision: pin it" in capsys.readouterr().err

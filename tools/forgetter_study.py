@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/forgetter_study.py --out experiments/forgetter --results docs/results/forgetter-2x \\
         --normal-steps 250,400,650 --forgetter-steps 240 --max-epochs 10 --seeds 3 \\
-        data=babylm data.path=../shared/data/corpus-mini model=mingemma-cpu ...
+        data=babylm data.path=../shared/data/corpus-mini model=mingemma-cpu train.precision=fp32 ...
 
 Arms: `schedule=forgetter_normal` at every length in --normal-steps (one LR decay from the peak to 0 over that many
 steps of random windows), and `schedule=forgetter` with --forgetter-steps per epoch and the controller (at most
@@ -233,6 +233,10 @@ def main() -> int:
     args.lengths = [int(x) for x in args.normal_steps.split(",")]
     if len(args.lengths) < 3 or args.seeds < 3:
         print("forgetter_study: --normal-steps needs >= 3 lengths (a bracket) and --seeds >= 3", file=sys.stderr)
+        return 2
+    if not any(w.startswith("train.precision=") and w != "train.precision=auto" for w in args.common):
+        print("forgetter_study: train.precision: pin it (fp32 or bf16) — auto resolves per machine (bf16 where native),"
+              " and a study resumed on another machine would mix precisions", file=sys.stderr)
         return 2
     if args.link_back and not args.beside:
         print("forgetter_study: --link-back needs --beside (the earlier summary.json to record this study in)",

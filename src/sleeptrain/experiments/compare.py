@@ -406,6 +406,9 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
     exp_dir = exp.dir or timestamped_dir("experiments")
     exp_dir.mkdir(parents=True, exist_ok=True)
     saved = exp_dir / "experiment.json"
+    before = json.loads(saved.read_text()) if saved.is_file() else None
+    if before is None or before.get("common") != exp.common:  # the same words: a folder made before pinning
+        exp = pin_precision(exp, log)
     budgets = arm_budgets(exp)
     record = {"arms": {a.name: a.overrides for a in exp.arms}, "common": exp.common, "seeds": exp.seeds,
               "budget": budgets, "verdict": {"model": exp.verdict_model}}
@@ -413,8 +416,8 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
         record["natural"] = exp.natural
     if exp.tune:
         record["tune"] = exp.tune.record()
-    if saved.is_file():
-        added = added_arms(json.loads(saved.read_text()), record, exp_dir)
+    if before is not None:
+        added = added_arms(before, record, exp_dir)
         if added:
             log(f"compare: adding arm(s) {', '.join(added)} to the experiment in {exp_dir}; its finished runs stay")
     if on_start is not None:  # before experiment.json: a refused experiment leaves no trace in dir
@@ -436,6 +439,31 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
     log(f"runs: {sum(d['status'] != 'skipped' for d in done)} run, "
         f"{sum(d['status'] == 'skipped' for d in done)} skipped; report: {report}")
     return exp_dir
+
+
+def pin_precision(exp: Experiment, log) -> Experiment:
+    """`train.precision=auto` resolves per machine (bf16 where this CPU or GPU runs it natively, lm/precision.py): an
+    experiment resolves it once, here, and adds the choice to its common words — so every run has one precision and
+    experiment.json records it; a resume on a machine that resolves otherwise is refused as other common settings,
+    never mixed. Arms that set their own precision keep it; nothing changes when every arm has one."""
+    from sleeptrain.lm.precision import resolve_precision
+
+    configs = [load_config([*exp.common, *arm.overrides]).config for arm in exp.arms]
+    if all(cfg.train.precision != "auto" for cfg in configs):
+        return exp
+    import torch
+
+    on_cuda = configs[0].train.device != "cpu" and torch.cuda.is_available()
+    chosen, why = resolve_precision("auto", on_cuda)
+    pinned = replace(exp, common=[*exp.common, f"train.precision={chosen}"])
+    still = [arm.name for arm in pinned.arms
+             if load_config([*pinned.common, *arm.overrides]).config.train.precision == "auto"]
+    if still:
+        raise ConfigError(f"train.precision: arm(s) {', '.join(still)} set auto; an experiment runs one precision "
+                          "per arm on every machine: give fp32 or bf16")
+    log(f"compare: {why}; pinned as train.precision={chosen} for every run (a resume on a machine that resolves "
+        "auto otherwise is refused; give train.precision to choose)")
+    return pinned
 
 
 def run_jobs(exp: Experiment, exp_dir: Path, jobs: list[tuple[Arm, int, Path]], budgets: dict, log,
