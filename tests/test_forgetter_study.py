@@ -67,6 +67,8 @@ def test_selection_reads_dev_the_verdict_reads_test_and_the_records_continue_the
     assert summary["selection_split_dev"]["mean_diff"] == pytest.approx((5.03 + 5.04 + 5.02 - 5.00 - 5.01 - 5.02) / 3)
     report = (tmp_path / "results" / "report.md").read_text()
     assert "| test (verdict) | 3 |" in report and "56,763 training tokens" in report and "113,000 tokens" in report
+    assert "on dev (that study had no held-out split)): FORGETTER minus best normal +0.0359; here (113,000 tokens) on " \
+           "the same split +0.0200, on test (the verdict) -0.0400." in report
     assert len(list((tmp_path / "results" / "records").glob("*.json"))) == 12
     linked = json.loads(earlier.read_text())
     assert linked["comparison"]["forgetter_minus_best_normal"]["mean_diff"] == 0.0359  # the earlier study kept

@@ -200,10 +200,12 @@ def report(summary: dict) -> str:
         lines.append(f"| {label} | {cmp['n']} | {cmp['mean_diff']:+.4f} | {c['ci']} | {c['p']} | {cmp['verdict']} |")
     if "beside" in summary:
         b = summary["beside"]
+        same = summary["selection_split_dev"] if b["split"].startswith("dev") else summary["verdict_test"]
         lines += ["", f"Beside the earlier study ({b['summary']}, {b['train_tokens_on_tape']:,} training tokens, "
                   f"on {b['split']}): FORGETTER minus best normal {b['forgetter_minus_best_normal']['mean_diff']:+.4f}; "
-                  f"here ({summary['train_tokens_on_tape']:,} tokens, test): "
-                  f"{summary['verdict_test']['mean_diff']:+.4f}."]
+                  f"here ({summary['train_tokens_on_tape']:,} tokens) on the same split {same['mean_diff']:+.4f}, "
+                  f"on test (the verdict) {summary['verdict_test']['mean_diff']:+.4f}. Each study has its own "
+                  "tokenizer, so only the paired differences compare across them, not the losses."]
     lines += ["", "Paper (Baby10M, minGemma at paper scale): normal 3.0457 -> FORGETTER 3.0053 (validation loss).",
               f"Means: best normal test {_ms_d(m['best_normal_test'])}, FORGETTER test {_ms_d(m['forgetter_test'])}."]
     return "\n".join(lines) + "\n"
