@@ -83,3 +83,13 @@ def test_help_lists_groups_presets_and_every_key():
             assert name in text
     for key, *_ in iter_keys(Config):
         assert key in text
+
+
+def test_the_readme_names_every_preset_and_schedules_md_every_schedule():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme, schedules = (root / "README.md").read_text(), (root / "docs" / "SCHEDULES.md").read_text()
+    missing = [f"{g}={n}" for g in GROUPS for n in list_presets(g) if f"`{n}`" not in readme]
+    assert not missing, f"presets the README's Concepts do not name: {missing}"
+    assert not [n for n in list_presets("schedule") if f"`{n}`" not in schedules]
