@@ -129,6 +129,16 @@ def forgetter_study() -> list[str]:
             f"{cmp['p_value']:.3f}", f"{ratio:.1f}", f"{221e6 / s['model']['parameters']:.0f}"]
 
 
+def forgetter_twice() -> list[str]:
+    s = load("forgetter-2x/summary.json")
+    test, dev = s["verdict_test"], s["selection_split_dev"]
+    assert not s["normal"]["best_on_edge"] and test["n"] == dev["n"]
+    assert load("forgetter/summary.json")["at_more_data"]["docs/results/forgetter-2x"]["verdict_test"] == test
+    return [f"{round(s['train_tokens_on_tape'], -3) // 1000:.0f}k", str(test["n"]), signed(dev["mean_diff"]),
+            signed(test["mean_diff"]), signed(test["ci95"][0]), signed(test["ci95"][1]), f"{test['p_value']:.3f}",
+            str(test["n"])]
+
+
 # --- SRC (docs/results/src) ---
 
 def src_untuned() -> list[str]:
@@ -194,6 +204,8 @@ CLAIMS = [
     Claim("{} training tokens, {} seeds, selection and report on the same 20 dev batches): {} validation loss against "
           "the best normal length (p = {}, n.s.), at {}× the tokens — not FORGETTER's published gain (at {}× the "
           "model)", forgetter_study),
+    Claim("{} tokens, {} seeds, length chosen on dev, verdict on test) the deficit grew instead of shrinking: {} on "
+          "dev, {} test loss (t CI [{}, {}], p = {}; {} pairs", forgetter_twice),
     Claim("({}, p = {}, 3 seeds, BLiMP at chance; docs/LOG.md)",
           lambda: [on_page("docs/LOG.md", "| forgetter | 5.648 ± 0.020 | \u22120.062 [\u22120.080, \u22120.045], "
                                           "p = 0.025: **better** |") and "\u22120.062", "0.025"]),

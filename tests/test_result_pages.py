@@ -126,6 +126,23 @@ def test_the_src_page_s_icarl_table_matches_its_json():
     assert not wrong, f"docs/results/src/README.md, Table 2: {wrong}"
 
 
+def test_the_forgetter_2x_page_s_table_matches_its_summary():
+    from sleeptrain.stats import mean_sd
+
+    page = ROOT / "docs" / "results" / "forgetter-2x"
+    summary = json.loads((page / "summary.json").read_text())
+    lines = (page / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| arm (3 seeds) | final dev loss"))
+    rows = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in lines[start + 2:start + 6]]
+    normal, forgetter = summary["normal"], summary["forgetter"]
+    expected = [(normal["dev_loss"][i], normal["test_loss"][i]) for i in range(len(normal["steps"]))]
+    expected.append((forgetter["dev_loss"], forgetter["test_loss"]))
+    wrong = [f"{label}: {dev} / {test}" for (label, dev, test, _tokens), (d, t) in zip(rows, expected)
+             if not (mean_sd_agrees(dev, mean_sd(d)) and mean_sd_agrees(test, mean_sd(t)))]
+    assert [r[0].split(" steps")[0] for r in rows[:3]] == [f"normal, {n}" for n in normal["steps"]]
+    assert not wrong, f"docs/results/forgetter-2x/README.md: {wrong}"
+
+
 def test_a_drifted_cell_is_named():
     cmp = {"mean_diff": 0.0344, "p_holm": 0.1665, "mde_family": 0.1015}
     assert difference_cell("+0.034 (0.17; MDE 0.101)", cmp) == []
