@@ -143,6 +143,46 @@ def test_the_forgetter_2x_page_s_table_matches_its_summary():
     assert not wrong, f"docs/results/forgetter-2x/README.md: {wrong}"
 
 
+def tuning_cell(cell: str, record: dict) -> list[str]:
+    """'4.079 / 4.161 / 0.571', optionally '(pre-end 4.352 / 4.410 / 0.528)' or '(pre-end 4.610)', against a tuning
+    trial's record: dev loss / test loss / BLiMP, the same of the model before its last end ops."""
+    m = re.fullmatch(rf"({NUMBER}) / ({NUMBER}) / ({NUMBER})(?: \(pre-end ({NUMBER})(?: / ({NUMBER}) / ({NUMBER}))?\))?",
+                     cell.replace("**", ""))
+    assert m, f"unreadable tuning cell {cell!r}"
+    pre = record.get("pre_end_ops") or {}
+    sources = [record["final_val_loss"], record["test_loss"], record["blimp_overall"],
+               pre.get("val_loss"), pre.get("test_loss"), pre.get("blimp_overall")]
+    return [f"{printed} vs {value}" for printed, value in zip(m.groups(), sources)
+            if printed is not None and (value is None or not agrees(printed, value))]
+
+
+def test_the_fair_lm_study_page_s_tuning_table_matches_its_records():
+    study = ROOT / "docs" / "results" / "lm-study"
+    lines = (study / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| arm | lr 1.5e-3 (widened) |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    grid = json.loads((study / "records" / "study.json").read_text())["tune"]["keys"]["train.lr"]
+    trial = {f"lr {lr:g}": f"t{i:02d}" for i, lr in enumerate(grid)} | {f"lr {grid[0] ** 2 / grid[1]:g} (widened)": f"t{len(grid):02d}"}  # one step below
+    columns = [trial[_lr_label(h)] for h in header[1:-1]]
+    wrong, rows = [], 0
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        arm, *cells, choice = [c.strip() for c in line.strip("|").split("|")]
+        rows += 1
+        for cell, t in zip(cells, columns):
+            if cell:
+                record = json.loads((study / "records" / "tuning" / arm / t / "seed100.json").read_text())
+                wrong += [f"{arm} {t}: {w}" for w in tuning_cell(cell, record)]
+    assert rows == 7 and not wrong, f"docs/results/lm-study/README.md, tuning table: {wrong}"
+
+
+def _lr_label(header: str) -> str:
+    """'lr 1.5e-3 (widened)' -> 'lr 0.0015 (widened)', 'lr 6e-3' -> 'lr 0.006': the grid's values as :g prints them."""
+    value, *rest = header.removeprefix("lr ").split(" ", 1)
+    return " ".join([f"lr {float(value):g}", *rest])
+
+
 def test_a_drifted_cell_is_named():
     cmp = {"mean_diff": 0.0344, "p_holm": 0.1665, "mde_family": 0.1015}
     assert difference_cell("+0.034 (0.17; MDE 0.101)", cmp) == []
