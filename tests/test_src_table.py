@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["net.hidden=[16,16]", "sgd.epochs=1", "src.iterations=200", "src.growth=50", "src.streams=8"]
 
@@ -144,3 +146,41 @@ def test_tuned_widen_keeps_only_the_rows_it_cannot_change_and_names_what_it_adde
     rows = {"rehearsal": {"average_accuracy": acc, "choice": {"sgd.lr": 0.6}, "tuned": "grid", "choice_on_edge": [],
                           "validation_spread": 0.05, "widened": {"sgd.lr": [0.6]}}}
     assert "| rehearsal |" in (line := src_table.tuned_lines(rows, 500)[-1]) and "(widened: sgd.lr + [0.6])" in line
+
+
+def test_rehearsal_src_takes_rehearsal_s_tuned_lr_and_its_row_stands_only_at_that_lr(tmp_path, monkeypatch):
+    """rehearsal + SRC is tuned like its parts: the wake at the lr rehearsal's tuning chose, the sleep by the search at
+    that lr; a committed rehearsal_src row from another lr (or from before, with none) runs again."""
+    import argparse
+
+    sys.path.insert(0, str(REPO / "tools"))
+    import src_table
+
+    asked = []
+
+    def fake_words(benchmark, method, validation, trials, out, name, extra, widen=0, wake_lr=None):
+        asked.append((method, wake_lr))
+        return [], "grid" if method == "rehearsal" else "searched"
+
+    def fake_run(benchmark, method, seeds, out, words, tag=""):
+        tuning = {"choice": {"sgd.lr": 0.3}, "choice_on_edge": ["sgd.lr"]} if method == "rehearsal" else {}
+        return {"average_accuracy": {"mean": 0.5, "sd": 0.1, "n": 2}, "seeds": [0, 1],
+                "per_seed": [{"average_accuracy": 0.4}, {"average_accuracy": 0.6}], "tuning": tuning}
+
+    monkeypatch.setattr(src_table, "tuned_words", fake_words)
+    monkeypatch.setattr(src_table, "run", fake_run)
+    args = argparse.Namespace(tag="", tuned_validation=5, search_trials=2, tuned_widen=0, benchmark="split_digits",
+                              extra=[], seeds=2)
+    block = src_table.tuned_block(args, ["rehearsal", "rehearsal_src"], tmp_path, "split_digits", {})
+    assert asked == [("rehearsal", None), ("rehearsal_src", 0.3)] and block["rehearsal_src"]["wake_lr"] == 0.3
+    earlier = {"tuned": {"validation": 5, "search_trials": 2, "methods": block}}
+    asked.clear()
+    src_table.tuned_block(args, ["rehearsal", "rehearsal_src"], tmp_path / "again", "split_digits", earlier)
+    assert asked == []  # both kept: the same protocol, the same lr
+    old = {**block, "rehearsal_src": {k: v for k, v in block["rehearsal_src"].items() if k != "wake_lr"}}
+    src_table.tuned_block(args, ["rehearsal", "rehearsal_src"], tmp_path / "old", "split_digits",
+                          {"tuned": {"validation": 5, "search_trials": 2, "methods": old}})
+    assert asked == [("rehearsal_src", 0.3)]  # a row from before it took rehearsal's lr runs again
+    with pytest.raises(SystemExit) as stop:
+        src_table.tuned_block(args, ["rehearsal_src"], tmp_path / "alone", "split_digits", {})
+    assert stop.value.code == 2

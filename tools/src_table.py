@@ -13,7 +13,9 @@ images per class held out, the same for every method, sequential and joint inclu
 documented grid, `tune=default` (continual/tuning.py: EWC λ, SI c, OWM α, rehearsal's lr), chosen on validation over
 the tuning seeds; src and rehearsal_src get their SRC vector from the search scored on validation
 (`search_trials=--search-trials seed=100 seeds=1 validation=N`, run in OUT/<name>-tuned-<method>-search/), then run
-with `src=that/best_src.yaml`. Each tuned row records its choice; paired tests against sequential and against src
+with `src=that/best_src.yaml`. rehearsal_src's wake is rehearsal's, so it takes the lr rehearsal's tuning chose (list
+rehearsal first) and its search runs at that lr (OUT/<name>-tuned-rehearsal_src-lrX-search/): each part tuned as
+the method it shares it with. Each tuned row records its choice; paired tests against sequential and against src
 (both tuned), Holm within each family. Results on the test split only; nothing that chose saw it. `--tuned-widen N`
 passes `tune_widen=N` to every method with a grid (a choice on an edge extends that grid, one rule for all); rows
 of a committed block whose choice lies inside their grid are kept, since widening would not change them.
@@ -87,34 +89,49 @@ def table_row(method: str, row: dict) -> str:
 
 
 def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: Path, name: str,
-                extra: list[str], widen: int = 0) -> tuple[list[str], str]:
-    """The words of a method's tuned run, and how it was tuned (running the SRC search first where it needs one)."""
+                extra: list[str], widen: int = 0, wake_lr: float | None = None) -> tuple[list[str], str]:
+    """The words of a method's tuned run, and how it was tuned (running the SRC search first where it needs one).
+    `wake_lr`: rehearsal_src's wake is rehearsal's, so it takes the lr rehearsal's tuning chose, and the search tunes
+    its sleep at that lr — each part tuned as the method it shares it with."""
     from sleeptrain.continual.runner import load_continual_config
     from sleeptrain.continual.tuning import default_grid
 
-    words = [*extra, f"validation={validation}"]
+    words = [*extra, f"validation={validation}", *([f"sgd.lr={wake_lr:g}"] if wake_lr is not None else [])]
     if method in ("src", "rehearsal_src"):
-        search_dir = out / f"{name}-tuned-{method}-search"
+        search_dir = out / f"{name}-tuned-{method}{f'-lr{wake_lr:g}' if wake_lr is not None else ''}-search"
         found = search_dir / "search.json"
         if not found.exists() or not json.loads(found.read_text()).get("complete", True):  # absent or interrupted
             subprocess.run([sys.executable, "-m", "sleeptrain", "continual", f"benchmark={benchmark}",
                             f"method={method}", f"search_trials={trials}", "seed=100", "seeds=1",
                             f"run.dir={search_dir}", *words], stdout=subprocess.DEVNULL, check=True)
         best = json.loads((search_dir / "search.json").read_text())["best"]
-        return [*words, f"src={search_dir / 'best_src.yaml'}"], f"SRC vector searched on validation: {best['as_overrides']}"
+        lr = f"sgd.lr {wake_lr:g} (rehearsal's tuned choice), " if wake_lr is not None else ""
+        return ([*words, f"src={search_dir / 'best_src.yaml'}"],
+                f"{lr}SRC vector searched on validation: {best['as_overrides']}")
     grid = default_grid(load_continual_config([f"benchmark={benchmark}", f"method={method}", *words]))
     if not grid:
         return words, "nothing to tune"
     return [*words, "tune=default", *([f"tune_widen={widen}"] if widen else [])], f"grid {grid}"
 
 
-def kept_tuned_row(before: dict, method: str, args) -> dict | None:
+def rehearsal_lr(rows: dict, methods: list[str]) -> float:
+    """The lr rehearsal's tuning chose in this block, for rehearsal_src's wake (rehearsal must come first)."""
+    choice = (rows.get("rehearsal") or {}).get("choice") or {}
+    if "sgd.lr" not in choice:
+        print("src_table: --methods: rehearsal_src's tuned wake is rehearsal's lr choice; list rehearsal before "
+              f"rehearsal_src (got {','.join(methods)})", file=sys.stderr)
+        raise SystemExit(2)
+    return float(choice["sgd.lr"])
+
+
+def kept_tuned_row(before: dict, method: str, args, wake_lr: float | None = None) -> dict | None:
     """The committed tuned row of `method` where it still stands: the same validation and search, and the same
     `--tuned-widen` — or another one where the row's choice lies inside its grid (or it has none), since widening
-    acts on an edge choice only and would run the same trials to the same choice."""
+    acts on an edge choice only and would run the same trials to the same choice; rehearsal_src's also at the same
+    wake lr (a row from before it took rehearsal's choice has none, and runs again)."""
     row = (before.get("methods") or {}).get(method)
     if row is None or before.get("validation") != args.tuned_validation or \
-            before.get("search_trials") != args.search_trials:
+            before.get("search_trials") != args.search_trials or row.get("wake_lr") != wake_lr:
         return None
     if before.get("widen", 0) != args.tuned_widen and (row.get("choice_on_edge") or row.get("widened")):
         return None
@@ -130,15 +147,17 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, o
     rows = {}
     for m in methods:
         tag = (args.tag + "-" if args.tag else "") + "tuned" + (f"-widen{args.tuned_widen}" if args.tuned_widen else "")
+        wake_lr = rehearsal_lr(rows, methods) if m == "rehearsal_src" else None
+        tag += f"-lr{wake_lr:g}" if wake_lr is not None else ""
         ran_here = (out / f"{args.benchmark}-{tag}-{m}" / "results.json").exists()
-        kept = None if ran_here else kept_tuned_row(before, m, args)
+        kept = None if ran_here else kept_tuned_row(before, m, args, wake_lr)
         if kept is not None:
             rows[m] = kept
             why = "same protocol" if before.get("widen", 0) == args.tuned_widen else "its choice is inside its grid"
             print(f"{name}-tuned-{m}: kept from the committed table ({why})", flush=True)
             continue
         words, how = tuned_words(args.benchmark, m, args.tuned_validation, args.search_trials, out, name, args.extra,
-                                 args.tuned_widen)
+                                 args.tuned_widen, wake_lr)
         result = run(args.benchmark, m, args.seeds, out, words, tag=tag)
         rows[m] = {"average_accuracy": result["average_accuracy"], "seeds": result["seeds"],
                    "per_seed": [s["average_accuracy"] for s in result["per_seed"]], "tuned": how,
@@ -146,7 +165,7 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, o
                    "choice_on_edge": result.get("tuning", {}).get("choice_on_edge", []),
                    "validation_spread": validation_spread(result.get("tuning", {})),
                    **({"widened": result["tuning"].get("widened", {})} if args.tuned_widen and result.get("tuning")
-                      else {})}
+                      else {}), **({"wake_lr": wake_lr} if wake_lr is not None else {})}
         if on_rows is not None and len(rows) < len(methods):
             on_rows(with_tests(rows))
     return with_tests(rows)
