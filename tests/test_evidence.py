@@ -10,6 +10,7 @@ in, must be in the paragraph. And every decimal number in the paragraph must lie
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ def sleep_arms() -> list[str]:
     return [arm for family in first_study()["verdicts"].values() for arm in family]
 
 
+@functools.lru_cache(maxsize=None)  # each family bootstraps 18 intervals; several claims read the same two
 def family(base: str) -> dict[tuple[str, str], dict]:
     """Its 18 comparisons against `base` (every other arm × BLiMP and dev loss), Holm-adjusted as one family."""
     from sleeptrain.experiments.paired import adjust_family, paired_comparison

@@ -28,18 +28,37 @@ def agrees(printed: str, value: float) -> bool:
     return abs(number(printed) - value) <= 0.5 * 10 ** -decimals + 1e-9
 
 
-def table(page: Path, heading: str) -> dict[str, list[str]]:
-    """The rows of the table whose header row starts with `heading`: method key -> cells."""
+def rows_below(page: Path, header_start: str) -> tuple[list[str], list[list[str]]]:
+    """The header cells and the body rows' cells (bold marks dropped) of the table whose header row starts with
+    `header_start` ("| " prepended)."""
     lines = page.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {heading} |"))
-    rows = {}
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header_start}"))
+    cells = lambda line: [c.strip().strip("*") for c in line.strip("|").split("|")]  # noqa: E731
+    body = []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        label = re.sub(r"\s*\(.*?\)$", "", cells[0].strip("*"))
-        rows[LABELS[label]] = [c.strip("*") for c in cells[1:]]
-    return rows
+        body.append(cells(line))
+    return cells(lines[start]), body
+
+
+def table(page: Path, heading: str) -> dict[str, list[str]]:
+    """The rows of the table whose header row starts with `heading`: method key -> cells."""
+    return {LABELS[re.sub(r"\s*\(.*?\)$", "", row[0])]: row[1:] for row in rows_below(page, f"{heading} |")[1]}
+
+
+def disagreements(cmp: dict, diff: str, p: str | None = None, mde: str | None = None, ns: bool = False) -> list[str]:
+    """A printed comparison (difference; Holm p as a number or "< 0.001"; "n.s."; MDE after Holm) against `cmp`."""
+    wrong = [] if agrees(diff, cmp["mean_diff"]) else [f"diff {diff} vs {cmp['mean_diff']:.4f}"]
+    if p == "< 0.001":
+        wrong += [] if cmp["p_holm"] < 0.001 else [f"p < 0.001 vs {cmp['p_holm']:.4g}"]
+    elif p is not None and not agrees(p, cmp["p_holm"]):
+        wrong.append(f"Holm p {p} vs {cmp['p_holm']:.4g}")
+    if ns and cmp["p_holm"] < 0.05:
+        wrong.append(f"n.s. vs Holm p {cmp['p_holm']:.4g}")
+    if mde is not None and not agrees(mde, cmp["mde_family"]):
+        wrong.append(f"MDE {mde} vs {cmp['mde_family']:.4f}")
+    return wrong
 
 
 def difference_cell(cell: str, cmp: dict) -> list[str]:
@@ -47,14 +66,7 @@ def difference_cell(cell: str, cmp: dict) -> list[str]:
     m = re.fullmatch(rf"({NUMBER}) \((?:p )?(< 0\.001|{NUMBER})(?:; MDE ({NUMBER}))?\)", cell)
     assert m, f"unreadable difference cell {cell!r}"
     diff, p, mde = m.groups()
-    wrong = [] if agrees(diff, cmp["mean_diff"]) else [f"diff {diff} vs {cmp['mean_diff']:.4f}"]
-    if p == "< 0.001":
-        wrong += [] if cmp["p_holm"] < 0.001 else [f"p < 0.001 vs {cmp['p_holm']:.4f}"]
-    elif not agrees(p, cmp["p_holm"]):
-        wrong.append(f"Holm p {p} vs {cmp['p_holm']:.4f}")
-    if mde is not None and not agrees(mde, cmp["mde_family"]):
-        wrong.append(f"MDE {mde} vs {cmp['mde_family']:.4f}")
-    return wrong
+    return disagreements(cmp, diff, p, mde)
 
 
 @pytest.mark.parametrize("benchmark,heading", [("split_mnist", "Split-MNIST, tuned"),
@@ -94,24 +106,15 @@ def test_the_src_page_s_stability_gap_table_matches_its_json():
 
 def gain_cell(cell: str, cmp: dict) -> list[str]:
     """'+0.133, Holm p = 0.018' or '−0.002, n.s. (MDE after Holm 0.013)' against a comparison."""
-    m = re.fullmatch(rf"({NUMBER}), (?:Holm p = ({NUMBER})|n\.s\.(?: \(MDE after Holm ({NUMBER})\))?)", cell)
+    m = re.fullmatch(rf"({NUMBER}), (?:Holm p = ({NUMBER})|(n\.s\.)(?: \(MDE after Holm ({NUMBER})\))?)", cell)
     assert m, f"unreadable gain cell {cell!r}"
-    diff, p, mde = m.groups()
-    wrong = [] if agrees(diff, cmp["mean_diff"]) else [f"diff {diff} vs {cmp['mean_diff']:.4f}"]
-    if p is not None:
-        wrong += [] if agrees(p, cmp["p_holm"]) else [f"Holm p {p} vs {cmp['p_holm']:.4g}"]
-    elif cmp["p_holm"] < 0.05:
-        wrong.append(f"n.s. vs Holm p {cmp['p_holm']:.4g}")
-    if mde is not None and not agrees(mde, cmp["mde_family"]):
-        wrong.append(f"MDE {mde} vs {cmp['mde_family']:.4f}")
-    return wrong
+    diff, p, ns, mde = m.groups()
+    return disagreements(cmp, diff, p, mde, ns=ns is not None)
 
 
 def test_the_src_page_s_icarl_table_matches_its_json():
     results = json.loads((SRC / "split_mnist-icarl.json").read_text())
-    lines = (SRC / "README.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| K | iCaRL, NME |"))
-    rows = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in lines[start + 2:start + 6]]
+    rows = rows_below(SRC / "README.md", "K | iCaRL, NME |")[1]
     assert [r[0] for r in rows] == list(results["table"])
     wrong = []
     for k, nme, nme_src, nme_gain, paper, net, net_src, net_gain in rows:
@@ -131,9 +134,7 @@ def test_the_forgetter_2x_page_s_table_matches_its_summary():
 
     page = ROOT / "docs" / "results" / "forgetter-2x"
     summary = json.loads((page / "summary.json").read_text())
-    lines = (page / "README.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| arm (3 seeds) | final dev loss"))
-    rows = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in lines[start + 2:start + 6]]
+    rows = rows_below(page / "README.md", "arm (3 seeds) | final dev loss")[1]
     normal, forgetter = summary["normal"], summary["forgetter"]
     expected = [(normal["dev_loss"][i], normal["test_loss"][i]) for i in range(len(normal["steps"]))]
     expected.append((forgetter["dev_loss"], forgetter["test_loss"]))
@@ -158,23 +159,18 @@ def tuning_cell(cell: str, record: dict) -> list[str]:
 
 def test_the_fair_lm_study_page_s_tuning_table_matches_its_records():
     study = ROOT / "docs" / "results" / "lm-study"
-    lines = (study / "README.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| arm | lr 1.5e-3 (widened) |"))
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    header, rows = rows_below(study / "README.md", "arm | lr 1.5e-3 (widened) |")
     grid = json.loads((study / "records" / "study.json").read_text())["tune"]["keys"]["train.lr"]
-    trial = {f"lr {lr:g}": f"t{i:02d}" for i, lr in enumerate(grid)} | {f"lr {grid[0] ** 2 / grid[1]:g} (widened)": f"t{len(grid):02d}"}  # one step below
+    trial = {f"lr {lr:g}": f"t{i:02d}" for i, lr in enumerate(grid)}
+    trial[f"lr {grid[0] ** 2 / grid[1]:g} (widened)"] = f"t{len(grid):02d}"  # the one step below the grid
     columns = [trial[_lr_label(h)] for h in header[1:-1]]
-    wrong, rows = [], 0
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        arm, *cells, choice = [c.strip() for c in line.strip("|").split("|")]
-        rows += 1
+    wrong = []
+    for arm, *cells, _choice in rows:
         for cell, t in zip(cells, columns):
             if cell:
                 record = json.loads((study / "records" / "tuning" / arm / t / "seed100.json").read_text())
                 wrong += [f"{arm} {t}: {w}" for w in tuning_cell(cell, record)]
-    assert rows == 7 and not wrong, f"docs/results/lm-study/README.md, tuning table: {wrong}"
+    assert len(rows) == 7 and not wrong, f"docs/results/lm-study/README.md, tuning table: {wrong}"
 
 
 def _lr_label(header: str) -> str:
