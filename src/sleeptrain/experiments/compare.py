@@ -404,11 +404,11 @@ def run_compare(exp: Experiment, log=print, recorded: frozenset = frozenset(), o
     run and may refuse it by raising; and `on_finished(label, seed, run_dir)` is called as each run finishes here
     (label: the arm, or `ARM/tNN` for a tuning trial), after its learning-curve points are scored."""
     exp_dir = exp.dir or timestamped_dir("experiments")
-    exp_dir.mkdir(parents=True, exist_ok=True)
     saved = exp_dir / "experiment.json"
     before = json.loads(saved.read_text()) if saved.is_file() else None
     if before is None or before.get("common") != exp.common:  # the same words: a folder made before pinning
-        exp = pin_precision(exp, log)
+        exp = pin_precision(exp, log)  # before the folder exists: a refusal leaves nothing behind
+    exp_dir.mkdir(parents=True, exist_ok=True)
     budgets = arm_budgets(exp)
     record = {"arms": {a.name: a.overrides for a in exp.arms}, "common": exp.common, "seeds": exp.seeds,
               "budget": budgets, "verdict": {"model": exp.verdict_model}}
