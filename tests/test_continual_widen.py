@@ -72,3 +72,31 @@ def test_tune_widen_errors_are_one_line():
     with pytest.raises(ConfigError, match=r"tune_widen: widens a grid; give one with tune="):
         load_continual_config([*FAST, "method=ewc", "tune_widen=1"])
     assert load_continual_config([*FAST, "method=ewc", "tune=default", "tune_widen=1"]).tune_widen == 1
+
+
+@pytest.mark.parametrize("method, key", [("ewc", "ewc_strength"), ("si", "si_strength"), ("rehearsal", "sgd.lr"),
+                                         ("owm", "owm_alphas")])
+def test_tune_points_gives_every_method_as_many_trials_through_its_own_setting(method, key):
+    documented = default_grid(load_continual_config([*FAST, f"method={method}", "tune=default"]))[key]
+    cfg = load_continual_config([*FAST, f"method={method}", "tune=default", "tune_points=10"])
+    grid = cfg.tune[key]
+    firsts = [v[0] if isinstance(v, list) else v for v in grid]
+    assert len(grid) == 10 and grid[0] == documented[0] and grid[-1] == documented[-1]   # the documented ends
+    assert all(b / a > 1.2 for a, b in zip(firsts, firsts[1:]))                            # rising, no duplicates
+    own = {"ewc": cfg.ewc_strength, "si": cfg.si_strength, "rehearsal": cfg.sgd.lr, "owm": [0.9, 0.6, 0.6]}
+    assert own[method] in grid           # the untuned setting is one of the trials (OWM: the code's vector × 1)
+
+
+def test_a_respaced_grid_runs_its_points_and_widens_by_its_own_ratio():
+    cfg = load_continual_config([*FAST, "method=ewc", "tune=default", "tune_points=4", "tune_widen=1"])
+    assert cfg.tune == {"ewc_strength": [1.0, 21.5, 100.0, 10000.0]}     # 1 … 1e4 in 4, 464 replaced by 100
+    calls = []
+    _, record = tune(cfg, lambda c, seed: None, scripted(lambda c: c.ewc_strength, calls))   # best: the largest
+    assert record["widened"] == {"ewc_strength": [1e6]} and len(calls) == 5
+
+
+def test_tune_points_errors_are_one_line():
+    with pytest.raises(ConfigError, match=r"tune_points: respaces the documented grid; give tune=default"):
+        load_continual_config([*FAST, "method=ewc", "tune=ewc_strength:[1,10]", "tune_points=5"])
+    with pytest.raises(ConfigError, match=r"tune_points: expected 0 \(the documented grid\) or a whole number from 2"):
+        load_continual_config([*FAST, "method=ewc", "tune=default", "tune_points=1"])

@@ -59,11 +59,15 @@ def test_the_tuned_block_tunes_every_method_alike_and_is_kept_like_the_rest(tmp_
     assert tuned["sequential"]["tuned"] == "nothing to tune" and tuned["src"]["tuned"].startswith("SRC vector searched")
     ewc_run = json.loads((tmp_path / "out1" / "split_digits-tuned-ewc" / "results.json").read_text())
     assert ewc_run["config"]["validation"] == 3 and ewc_run["tuning"]["seeds"] == [100]
+    assert ewc_run["tuning"]["grid"] == {"ewc_strength": [1.0, 10000.0]}   # as many points as the search's trials
+    assert tuned["ewc"]["trials"] == tuned["src"]["trials"] == 2 and tuned["sequential"]["trials"] == 0
+    assert saved["tuned"]["points"] == 2
     search = json.loads((tmp_path / "out1" / "split_digits-tuned-src-search" / "search.json").read_text())
     assert search["score_key"] == "validation_accuracy" and search["seeds"] == [100]
     assert tuned["ewc"]["vs_sequential"]["n"] == 2 and "vs_src" in tuned["ewc"] and "vs_src" not in tuned["src"]
     md = (results / "split_digits.md").read_text()
     assert "## Every method tuned alike (validation = 3" in md and "| ewc |" in md.split("tuned alike")[1]
+    assert "| trials |" in md and md.split("| src |")[-1].split("\n")[0].endswith("| 2 |")
     again = table(tmp_path / "out2", results, "sequential,ewc,src", "--tuned-validation", "3", "--search-trials", "2")
     assert "split_digits-tuned-ewc: kept from the committed table" in again.stdout
     assert not (tmp_path / "out2" / "split_digits-tuned-ewc").exists()
@@ -142,6 +146,13 @@ def test_tuned_widen_keeps_only_the_rows_it_cannot_change_and_names_what_it_adde
     unwidened = SimpleNamespace(**{**vars(args), "tuned_widen": 0})
     assert src_table.kept_tuned_row({**before, "widen": 1}, "owm", unwidened) is None   # an earlier widening changed it
     assert src_table.kept_tuned_row(before, "ewc", SimpleNamespace(**{**vars(args), "search_trials": 20})) is None
+    # a grid row from a block whose grids had another number of points than the search's trials runs again; the
+    # search's own row (and a row with nothing to tune) stands
+    gridded = {"validation": 500, "search_trials": 10, "methods": {"ewc": {**inside, "tuned": "grid {...}"},
+                                                                   "src": {"choice": None, "tuned": "SRC vector"}}}
+    assert src_table.kept_tuned_row(gridded, "ewc", args) is None
+    assert src_table.kept_tuned_row({**gridded, "points": 10}, "ewc", args) is not None
+    assert src_table.kept_tuned_row(gridded, "src", args) is not None
     acc = {"mean": 0.2, "sd": 0.01}
     rows = {"rehearsal": {"average_accuracy": acc, "choice": {"sgd.lr": 0.6}, "tuned": "grid", "choice_on_edge": [],
                           "validation_spread": 0.05, "widened": {"sgd.lr": [0.6]}}}
@@ -173,13 +184,13 @@ def test_rehearsal_src_takes_rehearsal_s_tuned_lr_and_its_row_stands_only_at_tha
                               extra=[], seeds=2)
     block = src_table.tuned_block(args, ["rehearsal", "rehearsal_src"], tmp_path, "split_digits", {})
     assert asked == [("rehearsal", None), ("rehearsal_src", 0.3)] and block["rehearsal_src"]["wake_lr"] == 0.3
-    earlier = {"tuned": {"validation": 5, "search_trials": 2, "methods": block}}
+    earlier = {"tuned": {"validation": 5, "search_trials": 2, "points": 2, "methods": block}}
     asked.clear()
     src_table.tuned_block(args, ["rehearsal", "rehearsal_src"], tmp_path / "again", "split_digits", earlier)
     assert asked == []  # both kept: the same protocol, the same lr
     old = {**block, "rehearsal_src": {k: v for k, v in block["rehearsal_src"].items() if k != "wake_lr"}}
     src_table.tuned_block(args, ["rehearsal", "rehearsal_src"], tmp_path / "old", "split_digits",
-                          {"tuned": {"validation": 5, "search_trials": 2, "methods": old}})
+                          {"tuned": {"validation": 5, "search_trials": 2, "points": 2, "methods": old}})
     assert asked == [("rehearsal_src", 0.3)]  # a row from before it took rehearsal's lr runs again
     with pytest.raises(SystemExit) as stop:
         src_table.tuned_block(args, ["rehearsal_src"], tmp_path / "alone", "split_digits", {})

@@ -10,8 +10,9 @@ minus sequential paired by seed. Extra `key=value` words go to every run.
 
 `--tuned-validation N` adds a second block, every method tuned alike: each one runs with `validation=N` (N training
 images per class held out, the same for every method, sequential and joint included) and, where the method has a
-documented grid, `tune=default` (continual/tuning.py: EWC λ, SI c, OWM α, rehearsal's lr), chosen on validation over
-the tuning seeds; src and rehearsal_src get their SRC vector from the search scored on validation
+documented grid, `tune=default` (continual/tuning.py: EWC λ, SI c, OWM α, rehearsal's lr) respaced to as many points
+as the SRC search has trials (`tune_points=--search-trials`, through the method's own setting: every method scores the
+same number of settings on validation, its untuned one among them), chosen on validation over the tuning seeds; src and rehearsal_src get their SRC vector from the search scored on validation
 (`search_trials=--search-trials seed=100 seeds=1 validation=N`, run in OUT/<name>-tuned-<method>-search/), then run
 with `src=that/best_src.yaml`. rehearsal_src's wake is rehearsal's, so it takes the lr rehearsal's tuning chose (list
 rehearsal first) and its search runs at that lr (OUT/<name>-tuned-rehearsal_src-lrX-search/): each part tuned as
@@ -108,10 +109,11 @@ def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: 
         lr = f"sgd.lr {wake_lr:g} (rehearsal's tuned choice), " if wake_lr is not None else ""
         return ([*words, f"src={search_dir / 'best_src.yaml'}"],
                 f"{lr}SRC vector searched on validation: {best['as_overrides']}")
-    grid = default_grid(load_continual_config([f"benchmark={benchmark}", f"method={method}", *words]))
+    grid = default_grid(load_continual_config([f"benchmark={benchmark}", f"method={method}", *words]), points=trials)
     if not grid:
         return words, "nothing to tune"
-    return [*words, "tune=default", *([f"tune_widen={widen}"] if widen else [])], f"grid {grid}"
+    return [*words, "tune=default", f"tune_points={trials}", *([f"tune_widen={widen}"] if widen else [])], \
+        f"grid {grid}"
 
 
 def rehearsal_lr(rows: dict, methods: list[str]) -> float:
@@ -133,6 +135,8 @@ def kept_tuned_row(before: dict, method: str, args, wake_lr: float | None = None
     if row is None or before.get("validation") != args.tuned_validation or \
             before.get("search_trials") != args.search_trials or row.get("wake_lr") != wake_lr:
         return None
+    if str(row.get("tuned", "")).startswith("grid") and before.get("points") != args.search_trials:
+        return None           # a grid of another size (before every grid had the search's number of points)
     if before.get("widen", 0) != args.tuned_widen and (row.get("choice_on_edge") or row.get("widened")):
         return None
     return {k: v for k, v in row.items() if not k.startswith("vs_")}
@@ -164,6 +168,7 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, o
                    "choice": result.get("tuning", {}).get("choice"),
                    "choice_on_edge": result.get("tuning", {}).get("choice_on_edge", []),
                    "validation_spread": validation_spread(result.get("tuning", {})),
+                   "trials": trial_count(result.get("tuning"), how, args.search_trials),
                    **({"widened": result["tuning"].get("widened", {})} if args.tuned_widen and result.get("tuning")
                       else {}), **({"wake_lr": wake_lr} if wake_lr is not None else {})}
         if on_rows is not None and len(rows) < len(methods):
@@ -189,6 +194,14 @@ def with_tests(rows: dict) -> dict:
     return rows
 
 
+def trial_count(tuning: dict | None, how: str, search_trials: int) -> int:
+    """How many settings were scored on validation to make the row's choice: its grid's points (widened ones
+    included), or the SRC search's trials; 0 for a method with nothing to tune."""
+    if tuning:
+        return len(tuning.get("trials", []))    # one per point, over all the tuning seeds
+    return search_trials if "searched" in how else 0
+
+
 def validation_spread(tuning: dict) -> float | None:
     """Best minus worst validation accuracy over the grid's points that trained (None without a grid): near 0, the
     grid made no difference and the choice, the first of equals, is on an edge by the order of the grid only."""
@@ -211,8 +224,8 @@ def tuned_lines(rows: dict, validation: int) -> list[str]:
 
     lines = ["", f"## Every method tuned alike (validation = {validation} images per class, chosen on validation, "
              "scored on test)", "", "Paired by task order; Holm within each column; MDE: the smallest difference "
-             "80 % power would detect after Holm, beside a difference it does not find.", "", "| method | tuned (mean ± sd) | minus sequential | minus src | choice |",
-             "|---|---|---|---|---|"]
+             "80 % power would detect after Holm, beside a difference it does not find.", "", "| method | tuned (mean ± sd) | minus sequential | minus src | choice | "
+             "trials |", "|---|---|---|---|---|---|"]
     for m, row in rows.items():
         acc = row["average_accuracy"]
         choice = row["choice"] if row["choice"] is not None else row["tuned"]
@@ -224,7 +237,7 @@ def tuned_lines(rows: dict, validation: int) -> list[str]:
         added = "; ".join(f"{k} + {v}" for k, v in (row.get("widened") or {}).items())
         widened = f" (widened: {added})" if added else ""
         lines.append(f"| {m} | {acc['mean']:.3f} ± {acc['sd']:.3f} | {vs(row, 'sequential')} | {vs(row, 'src')} | "
-                     f"{choice}{edge}{widened} |")
+                     f"{choice}{edge}{widened} | {row.get('trials', '—')} |")
     return lines
 
 
@@ -239,7 +252,8 @@ def main() -> None:
                                                   "results in <benchmark>-<tag>.md")
     parser.add_argument("--tuned-validation", type=int, default=0,
                         help="> 0: also the block of every method tuned alike on this many validation images per class")
-    parser.add_argument("--search-trials", type=int, default=20, help="tuned block: trials of the SRC vector search")
+    parser.add_argument("--search-trials", type=int, default=20, help="tuned block: trials of the SRC vector search, and the number of points of every "
+                             "method's grid (tune_points: the same budget for every method)")
     parser.add_argument("--tuned-widen", type=int, default=0,
                         help="tuned block: a choice on its grid's edge widens the grid up to this many times "
                              "(tune_widen, the same rule for every method; 0: flagged only)")
@@ -292,7 +306,7 @@ def write_table(results_dir: Path, name: str, base: dict, tuned: dict | None, ar
     run, with the rows finished so far and a line naming the ones still to come)."""
     widen = {"widen": args.tuned_widen} if args.tuned_widen else {}   # tables from before --tuned-widen stay equal
     summary = {**base, **({"tuned": {"validation": args.tuned_validation, "search_trials": args.search_trials,
-                                     **widen, "methods": tuned}} if tuned else {})}
+                                     "points": args.search_trials, **widen, "methods": tuned}} if tuned else {})}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# {name}: average test accuracy after the last stage ({len(base['seeds'])} seeds)", "",

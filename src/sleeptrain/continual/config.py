@@ -12,6 +12,7 @@ from sleeptrain.errors import ConfigError
 
 BENCHMARKS = ("patches", "split_mnist", "split_fashion", "cross_modal", "features", "split_digits")
 MAX_TUNE_WIDEN = 5      # as `sleeptrain compare`'s tune.widen
+MAX_TUNE_POINTS = 50    # a respaced default grid (tune_points): every point trains on every tuning seed
 MAX_OVERLAP = 100 // 6  # Patches: 10x10 images with 16 - overlap pixels of their own
 
 
@@ -112,6 +113,9 @@ class ContinualConfig:
                                       "documented grid; continual/tuning.py)", default_factory=dict)
     tune_seeds: list[int] = help_field("the seeds the grid is run on (their own task orders; the reported seeds "
                                        "are run once, at the choice)", default_factory=lambda: [100])
+    tune_points: int = help_field("with tune=default: each key's documented grid respaced to this many geometric "
+                                  "values between its ends, so every method gets the same number of trials (e.g. "
+                                  "SRC's search_trials); 0: the documented grid as it is", default=0)
     tune_widen: int = help_field("a choice on a grid's edge extends that key's grid by the next value of its "
                                  "progression, up to this many times (0: flagged only; continual/tuning.py)",
                                  default=0)
@@ -159,6 +163,9 @@ class ContinualConfig:
                               f"{'benchmark=patches' if self.benchmark == 'patches' else 'method=joint'}")
         if not self.tune_seeds:
             raise ConfigError("tune_seeds: give at least one seed, e.g. [100]")
+        if self.tune_points and not 2 <= self.tune_points <= MAX_TUNE_POINTS:
+            raise ConfigError(f"tune_points: expected 0 (the documented grid) or a whole number from 2 to "
+                              f"{MAX_TUNE_POINTS}, got {self.tune_points}")
         if not 0 <= self.tune_widen <= MAX_TUNE_WIDEN:
             raise ConfigError(f"tune_widen: expected a whole number from 0 to {MAX_TUNE_WIDEN} (how many times an edge "
                               f"choice extends its grid), got {self.tune_widen}")

@@ -95,6 +95,9 @@ def load_continual_config(args: list[str]) -> ContinualConfig:
         if not cfg.validation:
             raise ConfigError("tune: choices are made on a validation split; add validation=N (e.g. validation=500)")
         cfg = replace(cfg, tune=found)
+    if cfg.tune_points and grid != "default":
+        raise ConfigError("tune_points: respaces the documented grid; give tune=default (a grid of your own: list "
+                          "its values in tune=KEY:[...])")
     if cfg.tune_widen and not cfg.tune:
         raise ConfigError("tune_widen: widens a grid; give one with tune=KEY:[...] or tune=default")
     if cfg.tune:

@@ -14,21 +14,31 @@ continue coordinate by coordinate), run on the same tuning seeds, and the choice
 be tabled side by side (tools/src_table.py).
 
 Default grids (`tune=default`), each the method's one strength knob on a log grid around the project's default,
-wide enough that both ends are visibly worse on Split-MNIST at the authors' SGD:
+meant to be wide enough that both ends are visibly worse on Split-MNIST at the authors' SGD:
 - ewc: ewc_strength λ ∈ {1, 10, 100, 1e3, 1e4} (Kirkpatrick et al. 2017 tuned λ per benchmark and give no grid;
   with SGD at lr 0.1 λ · max F must stay below 2 / lr, so larger λ diverges — recorded as such);
 - si: si_strength c ∈ {0.01, 0.1, 1, 10} (Zenke et al. 2017 searched c on a log grid per benchmark);
-- owm: owm_alphas = the OWM code's vector (0.9 decaying, 0.6, ...) × {0.01, 0.1, 1, 10} (α sets how strongly the
-  projector shuts old input directions; Zeng et al. 2019 set it per benchmark);
-- rehearsal, rehearsal_src: sgd.lr ∈ {0.03, 0.1, 0.3} (the replayed images change the loss landscape the
+- owm: owm_alphas = the OWM code's vector (0.9 decaying, 0.6, ...) × {0.001, 0.01, …, 100} (α sets how strongly
+  the projector shuts old input directions; Zeng et al. 2019 set it per benchmark);
+- rehearsal, rehearsal_src: sgd.lr ∈ {0.01, 0.03, 0.1, 0.3, 1} (the replayed images change the loss landscape the
   authors' lr was set for);
 - src, icarl_src: the SRC vector is tuned by the search (`search_trials=N validation=M`: scored on validation),
   then run with `src=RUN/best_src.yaml`; sequential, joint, icarl: nothing to tune at the authors' settings.
+OWM's and rehearsal's ranges were widened (from × {0.01 … 10} and {0.03, 0.1, 0.3}) after the first tuned tables
+chose an end on both benchmarks (docs/LOG.md, 2026-12-04).
+
+`tune_points=N` respaces every key of the default grid to N values in geometric progression between the documented
+ends (3 significant digits; OWM: its scales), the inner value nearest the run's own setting replaced by it (λ 100,
+lr 0.1, OWM's vector × 1: the untuned point is one of the trials, as the authors' vector is trial 0 of SRC's
+search), so every method can be given the same number of validation-scored
+trials as SRC's search (`tools/src_table.py` gives each grid as many points as `--search-trials`): equal budgets
+rather than grids whose sizes happen to differ.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from typing import Any
 
@@ -41,10 +51,10 @@ GRID_SOURCES = {
     "ewc": {"ewc_strength": [1.0, 10.0, 100.0, 1000.0, 10000.0]},
     "si": {"si_strength": [0.01, 0.1, 1.0, 10.0]},
     "owm": {"owm_alphas": "scaled"},
-    "rehearsal": {"sgd.lr": [0.03, 0.1, 0.3]},
-    "rehearsal_src": {"sgd.lr": [0.03, 0.1, 0.3]},
+    "rehearsal": {"sgd.lr": [0.01, 0.03, 0.1, 0.3, 1.0]},
+    "rehearsal_src": {"sgd.lr": [0.01, 0.03, 0.1, 0.3, 1.0]},
 }
-OWM_SCALES = (0.01, 0.1, 1.0, 10.0)
+OWM_SCALES = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def parse_tune_words(args: list[str]) -> tuple[list[str], dict[str, Any] | str | None]:
@@ -72,14 +82,39 @@ def parse_tune_words(args: list[str]) -> tuple[list[str], dict[str, Any] | str |
     return rest, ("default" if default else grid or None)
 
 
-def default_grid(cfg) -> dict[str, list]:
-    """The documented grid of `cfg.method` (empty when it has nothing to tune here)."""
-    grid = dict(GRID_SOURCES.get(cfg.method, {}))
-    if grid.get("owm_alphas") == "scaled":
+def spaced(values, points: int, through: float | None = None) -> list[float]:
+    """`points` values in geometric progression from the first of `values` to the last, to 3 significant digits
+    (the ends exact): 0.01 … 1 in 5 -> 0.01, 0.0316, 0.1, 0.316, 1. `through`: the inner value nearest it (in log)
+    is replaced by it, so the grid holds the method's untuned setting as SRC's search holds the authors' vector."""
+    low, high = float(values[0]), float(values[-1])
+    out = [low, *(float(f"{low * (high / low) ** (i / (points - 1)):.3g}") for i in range(1, points - 1)), high]
+    if through is not None and low < through < high and through not in out and points > 2:
+        nearest = min(range(1, points - 1), key=lambda i: abs(math.log(out[i] / through)))
+        out[nearest] = float(through)
+    return out
+
+
+def default_grid(cfg, points: int | None = None) -> dict[str, list]:
+    """The documented grid of `cfg.method` (empty when it has nothing to tune here), each key respaced to `points`
+    values through the config's own value of the key (default `cfg.tune_points`; 0: as documented)."""
+    points = cfg.tune_points if points is None else points
+    sources = GRID_SOURCES.get(cfg.method, {})
+    grid = {key: spaced(values, points, through=setting(cfg, key)) if points else list(values)
+            for key, values in sources.items() if values != "scaled"}
+    if sources.get("owm_alphas") == "scaled":
         n_layers = len(cfg.net.hidden) + 1
         base = cfg.owm_alphas or [0.9] + [0.6] * (n_layers - 1)
-        grid["owm_alphas"] = [[round(a * s, 10) for a in base] for s in OWM_SCALES]
+        scales = spaced(OWM_SCALES, points, through=1.0) if points else OWM_SCALES
+        grid["owm_alphas"] = [[float(f"{a * s:.6g}") for a in base] for s in scales]
     return grid
+
+
+def setting(cfg, key: str) -> float:
+    """The config's value of a dotted key (`sgd.lr` -> cfg.sgd.lr)."""
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return float(value)
 
 
 def flatten(tune: dict) -> dict[str, list]:
