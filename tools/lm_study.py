@@ -13,8 +13,9 @@ to --results:
 - `summary.json`: {"arms": {NAME: {"seeds", "blimp" (per-seed overall accuracy), "val_loss" (per-seed final),
   "tokens" (token positions trained, replay included; mean over the finished seeds, the plan before any),
   "real_tokens"}}, "model", "data", "budget", "off_budget" (arms more than 2 % from it), "best_baseline",
-  "vs_best_baseline", "verdicts", "published"}; the best baseline is the one with the higher mean BLiMP among the
-  baselines with the most finished seeds;
+  "vs_best_baseline", "verdicts", "published"}; the best baseline is, among the baselines with the most finished
+  seeds, the one with the lower mean dev loss where the runs have test scores (selection reads dev, the verdicts
+  test), else (a study from before test scores) the higher mean BLiMP;
 - `report.md`: mean ± sd per arm, paired tests and effect sizes (Cohen's d_z) against the best baseline, BLiMP by
   phenomenon, a verdict per seed system, the published numbers;
 - `loss.png` (training loss, mean ± sd over seeds, sleep phases shaded) and `blimp_by_phenomenon.png`.
