@@ -107,7 +107,7 @@ def test_the_tuned_block_is_written_as_methods_finish_and_a_partial_one_resumes(
 
     monkeypatch.setattr(src_table, "run", fake_run)
     monkeypatch.setattr(src_table, "tuned_words", lambda *a: ([], "nothing to tune"))
-    args = argparse.Namespace(tag="", tuned_validation=5, search_trials=2, tuned_widen=0, benchmark="split_digits",
+    args = argparse.Namespace(tag="", tuned_validation=5, search_trials=2, tuned_widen=0, tuning_orders=1, benchmark="split_digits",
                               extra=[], seeds=3)
     partial = []
     block = src_table.tuned_block(args, ["sequential", "src", "ewc"], tmp_path, "split_digits", {}, partial.append)
@@ -138,7 +138,7 @@ def test_tuned_widen_keeps_only_the_rows_it_cannot_change_and_names_what_it_adde
     widened = {"choice": {"sgd.lr": 0.6}, "choice_on_edge": [], "widened": {"sgd.lr": [0.9]}}
     before = {"validation": 500, "search_trials": 10,
               "methods": {"ewc": inside, "rehearsal": edge, "owm": widened, "src": {"choice": None}}}
-    args = SimpleNamespace(tuned_validation=500, search_trials=10, tuned_widen=1)
+    args = SimpleNamespace(tuned_validation=500, search_trials=10, tuned_widen=1, tuning_orders=1)
     assert src_table.kept_tuned_row(before, "ewc", args) == {"choice": {"sgd.lr": 0.1}, "choice_on_edge": []}
     assert src_table.kept_tuned_row(before, "src", args) == {"choice": None}      # nothing to widen
     assert src_table.kept_tuned_row(before, "rehearsal", args) is None
@@ -169,7 +169,7 @@ def test_rehearsal_src_takes_rehearsal_s_tuned_lr_and_its_row_stands_only_at_tha
 
     asked = []
 
-    def fake_words(benchmark, method, validation, trials, out, name, extra, widen=0, wake_lr=None):
+    def fake_words(benchmark, method, validation, trials, out, name, extra, widen=0, wake_lr=None, orders=1):
         asked.append((method, wake_lr))
         return [], "grid" if method == "rehearsal" else "searched"
 
@@ -180,7 +180,7 @@ def test_rehearsal_src_takes_rehearsal_s_tuned_lr_and_its_row_stands_only_at_tha
 
     monkeypatch.setattr(src_table, "tuned_words", fake_words)
     monkeypatch.setattr(src_table, "run", fake_run)
-    args = argparse.Namespace(tag="", tuned_validation=5, search_trials=2, tuned_widen=0, benchmark="split_digits",
+    args = argparse.Namespace(tag="", tuned_validation=5, search_trials=2, tuned_widen=0, tuning_orders=1, benchmark="split_digits",
                               extra=[], seeds=2)
     block = src_table.tuned_block(args, ["rehearsal", "rehearsal_src"], tmp_path, "split_digits", {})
     assert asked == [("rehearsal", None), ("rehearsal_src", 0.3)] and block["rehearsal_src"]["wake_lr"] == 0.3
@@ -195,3 +195,37 @@ def test_rehearsal_src_takes_rehearsal_s_tuned_lr_and_its_row_stands_only_at_tha
     with pytest.raises(SystemExit) as stop:
         src_table.tuned_block(args, ["rehearsal_src"], tmp_path / "alone", "split_digits", {})
     assert stop.value.code == 2
+
+
+def test_tuning_orders_score_every_method_s_tuning_on_the_same_task_orders(tmp_path, monkeypatch):
+    """`--tuning-orders N`: a grid runs on tune_seeds 100 … 100+N-1 and the SRC search on the same orders
+    (`seed=100 seeds=N`, its own folder); a row chosen on another number of orders runs again."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO / "tools"))
+    import src_table
+
+    from sleeptrain.continual.runner import load_continual_config
+
+    words, how = src_table.tuned_words("split_digits", "ewc", 3, 4, tmp_path, "split_digits", [], orders=2)
+    assert "tune_seeds=[100,101]" in words and "tune_points=4" in words and how.startswith("grid")
+    assert load_continual_config(["benchmark=split_digits", "method=ewc", *words]).tune_seeds == [100, 101]
+    launched = []
+
+    def fake_search(command, **kwargs):
+        launched.append(command)
+        folder = Path(next(w for w in command if w.startswith("run.dir=")).split("=", 1)[1])
+        folder.mkdir(parents=True)
+        (folder / "search.json").write_text(json.dumps({"best": {"as_overrides": "src.inc=0.1"}}))
+
+    monkeypatch.setattr(src_table.subprocess, "run", fake_search)
+    words, how = src_table.tuned_words("split_digits", "src", 3, 4, tmp_path, "split_digits", [], orders=2)
+    assert "seeds=2" in launched[0] and "seed=100" in launched[0] and "search_trials=4" in launched[0]
+    assert any(w.endswith("split_digits-tuned-src-orders2-search/best_src.yaml") for w in words)
+    before = {"validation": 3, "search_trials": 4, "points": 4,
+              "methods": {"src": {"tuned": "SRC vector searched on validation: ..."},
+                          "sequential": {"tuned": "nothing to tune"}}}
+    args = SimpleNamespace(tuned_validation=3, search_trials=4, tuned_widen=0, tuning_orders=2)
+    assert src_table.kept_tuned_row(before, "src", args) is None                 # chosen on one order
+    assert src_table.kept_tuned_row({**before, "tuning_orders": 2}, "src", args) is not None
+    assert src_table.kept_tuned_row(before, "sequential", args) is not None      # nothing was chosen

@@ -20,6 +20,9 @@ the method it shares it with. Each tuned row records its choice; paired tests ag
 (both tuned), Holm within each family. Results on the test split only; nothing that chose saw it. `--tuned-widen N`
 passes `tune_widen=N` to every method with a grid (a choice on an edge extends that grid, one rule for all); rows
 of a committed block whose choice lies inside their grid are kept, since widening would not change them.
+`--tuning-orders N` (default 1) scores every method's tuning on the task orders of seeds 100 … 100+N-1, a grid's
+points (`tune_seeds`) and the SRC search's trials (`seed=100 seeds=N`) alike: one order is a noisy judge (on
+Split-Fashion OWM's choice on order 100, α × 10, scored 0.360 on the test orders against 0.485 untuned).
 
 The committed table is a ledger too: a method whose row is already in RESULTS/<benchmark>.json, written under the same
 protocol (benchmark, tag, seeds and the same extra words, in order), is taken from there and not run again, even where
@@ -90,20 +93,23 @@ def table_row(method: str, row: dict) -> str:
 
 
 def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: Path, name: str,
-                extra: list[str], widen: int = 0, wake_lr: float | None = None) -> tuple[list[str], str]:
+                extra: list[str], widen: int = 0, wake_lr: float | None = None,
+                orders: int = 1) -> tuple[list[str], str]:
     """The words of a method's tuned run, and how it was tuned (running the SRC search first where it needs one).
     `wake_lr`: rehearsal_src's wake is rehearsal's, so it takes the lr rehearsal's tuning chose, and the search tunes
-    its sleep at that lr — each part tuned as the method it shares it with."""
+    its sleep at that lr — each part tuned as the method it shares it with. `orders`: the tuning task orders (seeds
+    100, 101, ...), the same for a grid (`tune_seeds`) and the search (`seed=100 seeds=N`)."""
     from sleeptrain.continual.runner import load_continual_config
     from sleeptrain.continual.tuning import default_grid
 
     words = [*extra, f"validation={validation}", *([f"sgd.lr={wake_lr:g}"] if wake_lr is not None else [])]
     if method in ("src", "rehearsal_src"):
-        search_dir = out / f"{name}-tuned-{method}{f'-lr{wake_lr:g}' if wake_lr is not None else ''}-search"
+        search_dir = out / (f"{name}-tuned-{method}{f'-lr{wake_lr:g}' if wake_lr is not None else ''}"
+                            f"{f'-orders{orders}' if orders > 1 else ''}-search")
         found = search_dir / "search.json"
         if not found.exists() or not json.loads(found.read_text()).get("complete", True):  # absent or interrupted
             subprocess.run([sys.executable, "-m", "sleeptrain", "continual", f"benchmark={benchmark}",
-                            f"method={method}", f"search_trials={trials}", "seed=100", "seeds=1",
+                            f"method={method}", f"search_trials={trials}", "seed=100", f"seeds={orders}",
                             f"run.dir={search_dir}", *words], stdout=subprocess.DEVNULL, check=True)
         best = json.loads((search_dir / "search.json").read_text())["best"]
         lr = f"sgd.lr {wake_lr:g} (rehearsal's tuned choice), " if wake_lr is not None else ""
@@ -112,7 +118,8 @@ def tuned_words(benchmark: str, method: str, validation: int, trials: int, out: 
     grid = default_grid(load_continual_config([f"benchmark={benchmark}", f"method={method}", *words]), points=trials)
     if not grid:
         return words, "nothing to tune"
-    return [*words, "tune=default", f"tune_points={trials}", *([f"tune_widen={widen}"] if widen else [])], \
+    seeds = [f"tune_seeds=[{','.join(str(100 + k) for k in range(orders))}]"] if orders > 1 else []
+    return [*words, "tune=default", f"tune_points={trials}", *([f"tune_widen={widen}"] if widen else []), *seeds], \
         f"grid {grid}"
 
 
@@ -137,6 +144,9 @@ def kept_tuned_row(before: dict, method: str, args, wake_lr: float | None = None
         return None
     if str(row.get("tuned", "")).startswith("grid") and before.get("points") != args.search_trials:
         return None           # a grid of another size (before every grid had the search's number of points)
+    if row.get("tuned", "nothing to tune") != "nothing to tune" and \
+            before.get("tuning_orders", 1) != args.tuning_orders:
+        return None           # chosen on another number of tuning task orders
     if before.get("widen", 0) != args.tuned_widen and (row.get("choice_on_edge") or row.get("widened")):
         return None
     return {k: v for k, v in row.items() if not k.startswith("vs_")}
@@ -151,6 +161,7 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, o
     rows = {}
     for m in methods:
         tag = (args.tag + "-" if args.tag else "") + "tuned" + (f"-widen{args.tuned_widen}" if args.tuned_widen else "")
+        tag += f"-orders{args.tuning_orders}" if args.tuning_orders > 1 else ""
         wake_lr = rehearsal_lr(rows, methods) if m == "rehearsal_src" else None
         tag += f"-lr{wake_lr:g}" if wake_lr is not None else ""
         ran_here = (out / f"{args.benchmark}-{tag}-{m}" / "results.json").exists()
@@ -161,7 +172,7 @@ def tuned_block(args, methods: list[str], out: Path, name: str, earlier: dict, o
             print(f"{name}-tuned-{m}: kept from the committed table ({why})", flush=True)
             continue
         words, how = tuned_words(args.benchmark, m, args.tuned_validation, args.search_trials, out, name, args.extra,
-                                 args.tuned_widen, wake_lr)
+                                 args.tuned_widen, wake_lr, args.tuning_orders)
         result = run(args.benchmark, m, args.seeds, out, words, tag=tag)
         rows[m] = {"average_accuracy": result["average_accuracy"], "seeds": result["seeds"],
                    "per_seed": [s["average_accuracy"] for s in result["per_seed"]], "tuned": how,
@@ -241,7 +252,7 @@ def tuned_lines(rows: dict, validation: int) -> list[str]:
     return lines
 
 
-def main() -> None:
+def command_line() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", required=True)
     parser.add_argument("--out", required=True, help="folder of the runs")
@@ -252,8 +263,12 @@ def main() -> None:
                                                   "results in <benchmark>-<tag>.md")
     parser.add_argument("--tuned-validation", type=int, default=0,
                         help="> 0: also the block of every method tuned alike on this many validation images per class")
-    parser.add_argument("--search-trials", type=int, default=20, help="tuned block: trials of the SRC vector search, and the number of points of every "
+    parser.add_argument("--search-trials", type=int, default=20,
+                        help="tuned block: trials of the SRC vector search, and the number of points of every "
                              "method's grid (tune_points: the same budget for every method)")
+    parser.add_argument("--tuning-orders", type=int, default=1,
+                        help="tuned block: the task orders (seeds 100, 101, ...) every method's tuning is scored on, "
+                             "grids and the SRC search alike")
     parser.add_argument("--tuned-widen", type=int, default=0,
                         help="tuned block: a choice on its grid's edge widens the grid up to this many times "
                              "(tune_widen, the same rule for every method; 0: flagged only)")
@@ -261,6 +276,13 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 <= args.tuned_widen <= 5:
         parser.error(f"--tuned-widen: expected a whole number from 0 to 5, got {args.tuned_widen}")
+    if not 1 <= args.tuning_orders <= 10:
+        parser.error(f"--tuning-orders: expected a whole number from 1 to 10, got {args.tuning_orders}")
+    return parser, args
+
+
+def main() -> None:
+    parser, args = command_line()
     out, results_dir = Path(args.out), Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
@@ -289,6 +311,7 @@ def main() -> None:
     if args.tuned_validation:
         command += f" --tuned-validation {args.tuned_validation} --search-trials {args.search_trials}"
         command += f" --tuned-widen {args.tuned_widen}" if args.tuned_widen else ""
+        command += f" --tuning-orders {args.tuning_orders}" if args.tuning_orders > 1 else ""
     base = {"benchmark": args.benchmark, "seeds": first["seeds"], "data": first.get("data"),
             "notes": first.get("notes"), "command": command, "protocol": protocol_of(args), "methods": rows}
     if args.tuned_validation:
@@ -305,6 +328,7 @@ def write_table(results_dir: Path, name: str, base: dict, tuned: dict | None, ar
     """RESULTS/<name>.json and .md: the untuned rows, and the tuned block where there is one (while it is being
     run, with the rows finished so far and a line naming the ones still to come)."""
     widen = {"widen": args.tuned_widen} if args.tuned_widen else {}   # tables from before --tuned-widen stay equal
+    widen.update({"tuning_orders": args.tuning_orders} if args.tuning_orders > 1 else {})
     summary = {**base, **({"tuned": {"validation": args.tuned_validation, "search_trials": args.search_trials,
                                      "points": args.search_trials, **widen, "methods": tuned}} if tuned else {})}
     results_dir.mkdir(parents=True, exist_ok=True)
