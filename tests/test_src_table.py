@@ -229,3 +229,22 @@ def test_tuning_orders_score_every_method_s_tuning_on_the_same_task_orders(tmp_p
     assert src_table.kept_tuned_row(before, "src", args) is None                 # chosen on one order
     assert src_table.kept_tuned_row({**before, "tuning_orders": 2}, "src", args) is not None
     assert src_table.kept_tuned_row(before, "sequential", args) is not None      # nothing was chosen
+
+
+def test_each_run_keeps_its_own_log_when_its_tag_holds_a_dot(tmp_path, monkeypatch):
+    """rehearsal_src's tuned runs are tagged with rehearsal's lr (`-lr0.1-`): the log is named after the whole run
+    folder, not cut at the dot (two lrs' logs would have shared one file)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import src_table
+
+    def fake_continual(command, stdout, **kwargs):
+        folder = Path(next(w for w in command if w.startswith("run.dir=")).split("=", 1)[1])
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text("{}")
+        stdout.write("trained\n")
+
+    monkeypatch.setattr(src_table.subprocess, "run", fake_continual)
+    for lr in ("0.1", "0.3"):
+        src_table.run("split_digits", "rehearsal_src", 2, tmp_path, [], tag=f"tuned-lr{lr}")
+    logs = sorted(p.name for p in tmp_path.glob("*.log"))
+    assert logs == ["split_digits-tuned-lr0.1-rehearsal_src.log", "split_digits-tuned-lr0.3-rehearsal_src.log"]

@@ -70,7 +70,7 @@ def ensure_run(name: str, args: list[str], out: Path, records: Path) -> dict:
         return json.loads(record_file.read_text())
     run_dir = out / name
     if not (run_dir / "summary.json").is_file():
-        log, start = run_dir.with_suffix(".log"), time.time()
+        log, start = run_dir.parent / f"{run_dir.name}.log", time.time()
         if latest_checkpoint(run_dir) is not None:
             cli("train", f"resume={run_dir}", log=log)
         else:

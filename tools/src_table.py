@@ -57,7 +57,7 @@ def run(benchmark: str, method: str, seeds: int, out: Path, extra: list[str], ta
     run_dir = out / f"{benchmark}{'-' + tag if tag else ''}-{method}"
     if not (run_dir / "results.json").exists():
         start = time.time()
-        log = run_dir.with_suffix(".log")
+        log = run_dir.parent / f"{run_dir.name}.log"   # not with_suffix: a tag like lr0.1 holds a dot
         with log.open("w") as fh:
             subprocess.run([sys.executable, "-m", "sleeptrain", "continual", f"benchmark={benchmark}",
                             f"method={method}", f"seeds={seeds}", f"run.dir={run_dir}", *extra],
