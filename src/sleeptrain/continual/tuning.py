@@ -30,9 +30,9 @@ chose an end on both benchmarks (docs/LOG.md, 2026-12-04).
 `tune_points=N` respaces every key of the default grid to N values in geometric progression between the documented
 ends (3 significant digits; OWM: its scales), the inner value nearest the run's own setting replaced by it (λ 100,
 lr 0.1, OWM's vector × 1: the untuned point is one of the trials, as the authors' vector is trial 0 of SRC's
-search), so every method can be given the same number of validation-scored
-trials as SRC's search (`tools/src_table.py` gives each grid as many points as `--search-trials`): equal budgets
-rather than grids whose sizes happen to differ.
+search), so every method can be given the same number of validation-scored trials as SRC's search
+(`tools/src_table.py` gives each grid as many points as `--search-trials`): equal budgets rather than grids whose
+sizes happen to differ.
 """
 
 from __future__ import annotations
