@@ -179,6 +179,53 @@ def _lr_label(header: str) -> str:
     return " ".join([f"lr {float(value):g}", *rest])
 
 
+FIRST_STUDY = ROOT / "docs" / "results" / "lm-study" / "2026-11-29"
+
+
+def first_study_family(base: str) -> dict[tuple[str, str], dict]:
+    """The first study's 18 comparisons against `base` (every other arm × BLiMP and dev loss), Holm as one family,
+    from its summary's per-seed values."""
+    from sleeptrain.experiments.paired import adjust_family, paired_comparison
+
+    arms = json.loads((FIRST_STUDY / "summary.json").read_text())["arms"]
+    cmps = {(arm, metric): paired_comparison(arms[arm][metric], arms[base][metric], higher)
+            for arm in arms if arm != base for metric, higher in (("blimp", True), ("val_loss", False))}
+    adjust_family(list(cmps.values()))
+    return cmps
+
+
+def test_the_first_lm_study_page_s_tables_match_its_summary():
+    """History is checked too: its per-arm table (mean ± sd, minus epochs with the bootstrap interval, p, d_z) and the
+    Holm table added when it was recomputed (against both baselines)."""
+    from sleeptrain.stats import mean_sd
+
+    arms = json.loads((FIRST_STUDY / "summary.json").read_text())["arms"]
+    vs_epochs, vs_best = first_study_family("epochs"), first_study_family("climb_baseline_like")
+    wrong = []
+    rows = rows_below(FIRST_STUDY / "README.md", "arm (5 seeds each) | BLiMP")[1]
+    assert sorted(r[0].split(" (")[0] for r in rows) == sorted(arms)
+    for label, blimp, dev, diff_ci, p, d_z in rows:
+        arm = label.split(" (")[0]
+        wrong += [f"{arm} BLiMP {blimp}"] * (not mean_sd_agrees(blimp, mean_sd(arms[arm]["blimp"])))
+        wrong += [f"{arm} dev {dev}"] * (not mean_sd_agrees(dev, mean_sd(arms[arm]["val_loss"])))
+        if arm == "epochs":
+            continue
+        cmp = vs_epochs[(arm, "blimp")]
+        diff, low, high = re.fullmatch(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\]", diff_ci).groups()
+        printed = [(diff, cmp["mean_diff"]), (low, cmp["ci95"][0]), (high, cmp["ci95"][1]), (p, cmp["p_value"]),
+                   (d_z, cmp["d_z"])]
+        wrong += [f"{arm}: {a} vs {b:.4f}" for a, b in printed if not agrees(a, b)]
+    for arm, diff_best, p_best, holm_best, diff_epochs, p_epochs, holm_epochs in rows_below(
+            FIRST_STUDY / "README.md", "arm | BLiMP − climb_baseline_like")[1]:
+        for (diff, p, holm), cmp in (((diff_best, p_best, holm_best), vs_best[(arm, "blimp")]),
+                                     ((diff_epochs, p_epochs, holm_epochs), vs_epochs[(arm, "blimp")])):
+            adjusted, hurts = re.fullmatch(rf"({NUMBER})( hurts)?", holm.replace("*", "")).groups()
+            wrong += [f"{arm}: {a} vs {b:.4f}" for a, b in ((diff, cmp["mean_diff"]), (p, cmp["p_value"]),
+                                                             (adjusted, cmp["p_holm"])) if not agrees(a, b)]
+            wrong += [f"{arm}: 'hurts' at Holm p {cmp['p_holm']:.3f}"] * ((hurts is not None) != (cmp["p_holm"] < 0.05))
+    assert not wrong, f"docs/results/lm-study/2026-11-29/README.md: {wrong}"
+
+
 def test_a_drifted_cell_is_named():
     cmp = {"mean_diff": 0.0344, "p_holm": 0.1665, "mde_family": 0.1015}
     assert difference_cell("+0.034 (0.17; MDE 0.101)", cmp) == []
