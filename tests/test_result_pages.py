@@ -28,11 +28,12 @@ def agrees(printed: str, value: float) -> bool:
     return abs(number(printed) - value) <= 0.5 * 10 ** -decimals + 1e-9
 
 
-def rows_below(page: Path, header_start: str) -> tuple[list[str], list[list[str]]]:
-    """The header cells and the body rows' cells (bold marks dropped) of the table whose header row starts with
-    `header_start` ("| " prepended)."""
+def rows_below(page: Path, header_start: str, section: str = "") -> tuple[list[str], list[list[str]]]:
+    """The header cells and the body rows' cells (bold marks dropped) of the first table whose header row starts with
+    `header_start` ("| " prepended), after the heading starting with `section` ("## " prepended) when given."""
     lines = page.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header_start}"))
+    begin = next(i for i, line in enumerate(lines) if line.startswith(f"## {section}")) if section else 0
+    start = next(i for i, line in enumerate(lines) if i >= begin and line.startswith(f"| {header_start}"))
     cells = lambda line: [c.strip().strip("*") for c in line.strip("|").split("|")]  # noqa: E731
     body = []
     for line in lines[start + 2:]:
@@ -224,6 +225,45 @@ def test_the_first_lm_study_page_s_tables_match_its_summary():
                                                              (adjusted, cmp["p_holm"])) if not agrees(a, b)]
             wrong += [f"{arm}: 'hurts' at Holm p {cmp['p_holm']:.3f}"] * ((hurts is not None) != (cmp["p_holm"] < 0.05))
     assert not wrong, f"docs/results/lm-study/2026-11-29/README.md: {wrong}"
+
+
+def untuned_label(cell: str) -> str | None:
+    """'EWC (online, λ 100)', 'rehearsal, 10 % of old images ...', '**SRC**' -> the method key; None for a row the
+    JSON does not hold (the cross-modal script's Fashion-only control)."""
+    name = re.split(r" \(|, ", cell.replace("*", ""), maxsplit=1)[0]
+    return LABELS.get(name)
+
+
+@pytest.mark.parametrize("benchmark,section", [("split_mnist", "Split-MNIST on the 60k/10k set"),
+                                               ("cross_modal", "Cross-modal"), ("split_fashion", "Split-Fashion")])
+def test_the_src_page_s_untuned_tables_match_their_json(benchmark, section):
+    """The Table 1 rows at the authors' settings: mean ± sd, and minus sequential with its interval and p where the
+    page prints them."""
+    methods = json.loads((SRC / f"{benchmark}.json").read_text())["methods"]
+    rows = rows_below(SRC / "README.md", "method | ours, mean ± sd |", section)[1]
+    wrong, seen = [], []
+    for label, mean_sd, *rest in rows:
+        method = untuned_label(label)
+        if method is None:
+            continue
+        seen.append(method)
+        row = methods[method]
+        wrong += [f"{method}: {mean_sd}"] * (not mean_sd_agrees(mean_sd.replace("*", ""), row["average_accuracy"]))
+        diff_cell = rest[-1] if benchmark != "split_mnist" else rest[0]
+        if not diff_cell:
+            continue
+        cmp = row["vs_sequential"]
+        m = re.match(rf"({NUMBER})(?: \[({NUMBER}), ({NUMBER})\])?(?:, p = ({NUMBER}))?", diff_cell.replace("*", ""))
+        diff, low, high, p = m.groups()
+        if benchmark == "split_mnist" and rest[1] != "< 0.001":
+            p = rest[1]
+        printed = [(diff, cmp["mean_diff"])] + ([(low, cmp["ci95"][0]), (high, cmp["ci95"][1])] if low else []) + \
+            ([(p, cmp["p_value"])] if p else [])
+        wrong += [f"{method}: {a} vs {b:.4f}" for a, b in printed if not agrees(a, b)]
+        if benchmark == "split_mnist" and rest[1] == "< 0.001":
+            wrong += [f"{method}: p < 0.001 vs {cmp['p_value']:.4g}"] * (cmp["p_value"] >= 0.001)
+    assert sorted(seen) == sorted(methods), f"{benchmark}: the page's rows {seen} are the table's methods"
+    assert not wrong, f"docs/results/src/README.md, {benchmark} at the authors' settings: {wrong}"
 
 
 def test_a_drifted_cell_is_named():
