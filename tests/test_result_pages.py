@@ -266,6 +266,55 @@ def test_the_src_page_s_untuned_tables_match_their_json(benchmark, section):
     assert not wrong, f"docs/results/src/README.md, {benchmark} at the authors' settings: {wrong}"
 
 
+def test_the_src_page_s_rehearsal_loss_table_matches_its_json():
+    """Rehearsal with 0.75 % stored, both losses: each mean ± sd, and rehearsal + SRC minus rehearsal paired by order
+    (recomputed from the per-seed values)."""
+    from sleeptrain.experiments.paired import paired_comparison
+
+    wrong = []
+    rows = rows_below(SRC / "README.md", "rehearsal loss | rehearsal |")[1]
+    assert [r[0].split(" ")[0].strip("`") for r in rows] == ["concat", "weighted"]
+    for (label, rehearsal, with_src, diff_cell, _minutes), tag in zip(rows, ("r0075", "r0075w")):
+        methods = json.loads((SRC / f"split_mnist-{tag}.json").read_text())["methods"]
+        for cell, method in ((rehearsal, "rehearsal"), (with_src, "rehearsal_src")):
+            wrong += [f"{tag} {method}: {cell}"] * (not mean_sd_agrees(cell, methods[method]["average_accuracy"]))
+        cmp = paired_comparison(methods["rehearsal_src"]["per_seed"], methods["rehearsal"]["per_seed"], True)
+        cell = diff_cell.replace("*", "")
+        diff, low, high, p, below = re.fullmatch(
+            rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\], p (?:= ({NUMBER})|< (0\.001))", cell).groups()
+        printed = [(diff, cmp["mean_diff"]), (low, cmp["ci95"][0]), (high, cmp["ci95"][1]),
+                   *([(p, cmp["p_value"])] if p else [])]
+        wrong += [f"{tag}: {a} vs {b:.4f}" for a, b in printed if not agrees(a, b)]
+        wrong += [f"{tag}: p < 0.001 vs {cmp['p_value']:.4g}"] * (below is not None and cmp["p_value"] >= 0.001)
+    assert not wrong, f"docs/results/src/README.md, rehearsal with 0.75 % stored: {wrong}"
+
+
+def test_the_src_page_s_octave_table_matches_its_json():
+    """The authors' MATLAB under Octave against the port, natural task order: each row's means, per-seed values and
+    difference (the port's with its bootstrap interval)."""
+    from sleeptrain.stats import mean_sd
+
+    octave = json.loads((SRC / "split_mnist-octave.json").read_text())["final"]
+    port = json.loads((SRC / "split_mnist-natural.json").read_text())["methods"]
+    (_, o_seq, o_src, o_diff, _), (_, p_seq, p_src, p_diff, _) = rows_below(SRC / "README.md", "natural task order |")[1]
+    seeds = sorted(octave)
+    seq = [octave[k]["sequential_task_mean"] for k in seeds]
+    src = [octave[k]["src_task_mean"] for k in seeds]
+    gain = [b - a for a, b in zip(seq, src)]
+    wrong = [f"octave sequential {o_seq}"] * (not mean_sd_agrees(o_seq, mean_sd(seq)))
+    each = lambda values, sign="": " / ".join(f"{v:{sign}.3f}" for v in values)  # noqa: E731
+    wrong += [f"octave SRC {o_src}"] * (o_src != f"{mean_sd(src)['mean']:.3f} ± {mean_sd(src)['sd']:.3f} ({each(src)})")
+    wrong += [f"octave difference {o_diff}"] * (o_diff != f"{sum(gain) / len(gain):+.3f} ({each(gain, '+')})")
+    wrong += [f"port sequential {p_seq}"] * (not mean_sd_agrees(p_seq, port["sequential"]["average_accuracy"]))
+    per = port["src"]["per_seed"]
+    stats = port["src"]["average_accuracy"]
+    wrong += [f"port SRC {p_src}"] * (p_src != f"{stats['mean']:.3f} ± {stats['sd']:.3f} ({min(per):.3f}–{max(per):.3f})")
+    cmp = port["src"]["vs_sequential"]
+    wrong += [f"port difference {p_diff}"] * (
+        p_diff != f"{cmp['mean_diff']:+.3f} [{cmp['ci95'][0]:+.3f}, {cmp['ci95'][1]:+.3f}]")
+    assert not wrong, f"docs/results/src/README.md, the Octave check: {wrong}"
+
+
 def test_a_drifted_cell_is_named():
     cmp = {"mean_diff": 0.0344, "p_holm": 0.1665, "mde_family": 0.1015}
     assert difference_cell("+0.034 (0.17; MDE 0.101)", cmp) == []

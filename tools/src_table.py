@@ -12,8 +12,9 @@ minus sequential paired by seed. Extra `key=value` words go to every run.
 images per class held out, the same for every method, sequential and joint included) and, where the method has a
 documented grid, `tune=default` (continual/tuning.py: EWC λ, SI c, OWM α, rehearsal's lr) respaced to as many points
 as the SRC search has trials (`tune_points=--search-trials`, through the method's own setting: every method scores the
-same number of settings on validation, its untuned one among them), chosen on validation over the tuning seeds; src and rehearsal_src get their SRC vector from the search scored on validation
-(`search_trials=--search-trials seed=100 seeds=1 validation=N`, run in OUT/<name>-tuned-<method>-search/), then run
+same number of settings on validation, its untuned one among them), chosen on validation over the tuning seeds; src
+and rehearsal_src get their SRC vector from the search scored on validation (`search_trials=--search-trials
+seed=100 seeds=1 validation=N`, run in OUT/<name>-tuned-<method>-search/), then run
 with `src=that/best_src.yaml`. rehearsal_src's wake is rehearsal's, so it takes the lr rehearsal's tuning chose (list
 rehearsal first) and its search runs at that lr (OUT/<name>-tuned-rehearsal_src-lrX-search/): each part tuned as
 the method it shares it with. Each tuned row records its choice; paired tests against sequential and against src
@@ -235,8 +236,8 @@ def tuned_lines(rows: dict, validation: int) -> list[str]:
 
     lines = ["", f"## Every method tuned alike (validation = {validation} images per class, chosen on validation, "
              "scored on test)", "", "Paired by task order; Holm within each column; MDE: the smallest difference "
-             "80 % power would detect after Holm, beside a difference it does not find.", "", "| method | tuned (mean ± sd) | minus sequential | minus src | choice | "
-             "trials |", "|---|---|---|---|---|---|"]
+             "80 % power would detect after Holm, beside a difference it does not find.", "",
+             "| method | tuned (mean ± sd) | minus sequential | minus src | choice | trials |", "|---|---|---|---|---|---|"]
     for m, row in rows.items():
         acc = row["average_accuracy"]
         choice = row["choice"] if row["choice"] is not None else row["tuned"]
