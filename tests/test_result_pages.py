@@ -315,6 +315,32 @@ def test_the_src_page_s_octave_table_matches_its_json():
     assert not wrong, f"docs/results/src/README.md, the Octave check: {wrong}"
 
 
+def test_the_src_page_s_icarl_savings_table_matches_its_json():
+    """Training savings at K = 100: NME mean ± sd per epochs per task, the paired NME difference and its unadjusted p,
+    the network accuracies; and the prose's "largest adjusted p" after Holm over the four."""
+    from sleeptrain.experiments.paired import adjust_family
+
+    curve = json.loads((SRC / "split_mnist-icarl.json").read_text())["curve"]
+    rows = rows_below(SRC / "README.md", "epochs per task | iCaRL, NME |")[1]
+    assert [r[0] for r in rows] == list(curve)
+    wrong = []
+    for epochs, nme, nme_src, diff_cell, net, net_src in rows:
+        point = curve[epochs]
+        for cell, stats in ((nme, point["icarl"]["nme_average_accuracy"]), (nme_src, point["icarl_src"]["nme_average_accuracy"])):
+            wrong += [f"{epochs} epochs: {cell}"] * (not mean_sd_agrees(cell, stats))
+        for cell, stats in ((net, point["icarl"]["average_accuracy"]), (net_src, point["icarl_src"]["average_accuracy"])):
+            wrong += [f"{epochs} epochs network: {cell}"] * (not agrees(cell, stats["mean"]))
+        diff, p = re.fullmatch(rf"({NUMBER}), p = ({NUMBER})", diff_cell).groups()
+        cmp = point["src_minus_icarl_nme"]
+        wrong += [f"{epochs} epochs: {a} vs {b:.4g}" for a, b in ((diff, cmp["mean_diff"]), (p, cmp["p_value"]))
+                  if not agrees(a, b)]
+    family = [dict(curve[e]["src_minus_icarl_nme"]) for e in curve]
+    adjust_family(family)
+    largest = re.search(rf"the largest adjusted p is ({NUMBER})", (SRC / "README.md").read_text()).group(1)
+    wrong += [f"largest Holm p {largest}"] * (not agrees(largest, max(c["p_holm"] for c in family)))
+    assert not wrong, f"docs/results/src/README.md, iCaRL training savings: {wrong}"
+
+
 def test_a_drifted_cell_is_named():
     cmp = {"mean_diff": 0.0344, "p_holm": 0.1665, "mde_family": 0.1015}
     assert difference_cell("+0.034 (0.17; MDE 0.101)", cmp) == []
