@@ -326,10 +326,10 @@ def test_the_src_page_s_icarl_savings_table_matches_its_json():
     wrong = []
     for epochs, nme, nme_src, diff_cell, net, net_src in rows:
         point = curve[epochs]
-        for cell, stats in ((nme, point["icarl"]["nme_average_accuracy"]), (nme_src, point["icarl_src"]["nme_average_accuracy"])):
-            wrong += [f"{epochs} epochs: {cell}"] * (not mean_sd_agrees(cell, stats))
-        for cell, stats in ((net, point["icarl"]["average_accuracy"]), (net_src, point["icarl_src"]["average_accuracy"])):
-            wrong += [f"{epochs} epochs network: {cell}"] * (not agrees(cell, stats["mean"]))
+        for cell, method in ((nme, "icarl"), (nme_src, "icarl_src")):
+            wrong += [f"{epochs} epochs: {cell}"] * (not mean_sd_agrees(cell, point[method]["nme_average_accuracy"]))
+        for cell, method in ((net, "icarl"), (net_src, "icarl_src")):
+            wrong += [f"{epochs} epochs network: {cell}"] * (not agrees(cell, point[method]["average_accuracy"]["mean"]))
         diff, p = re.fullmatch(rf"({NUMBER}), p = ({NUMBER})", diff_cell).groups()
         cmp = point["src_minus_icarl_nme"]
         wrong += [f"{epochs} epochs: {a} vs {b:.4g}" for a, b in ((diff, cmp["mean_diff"]), (p, cmp["p_value"]))
