@@ -341,6 +341,41 @@ def test_the_src_page_s_icarl_savings_table_matches_its_json():
     assert not wrong, f"docs/results/src/README.md, iCaRL training savings: {wrong}"
 
 
+def overlaps(header: str) -> list[str]:
+    """'0–9' -> ['0', ..., '9'], '12' -> ['12']."""
+    low, _, high = header.partition("\u2013")
+    return [str(k) for k in range(int(low), int(high or low) + 1)]
+
+
+@pytest.mark.parametrize("name,header", [("patches", "overlap | 0–9 |"), ("patches-softmax-script", "overlap | 0–10 |")])
+def test_the_src_page_s_patches_tables_match_their_json(name, header):
+    """Fig. 1B as a table: each cell the mean accuracy of every overlap its column spans ('sd 0 unless shown'; an
+    exception named in the cell, '(0.60 at 0)'); the softmax script's Fig. 1C rows: T1's image-0 input to its own
+    neuron / to the best T2 neuron."""
+    by_overlap = json.loads((SRC / f"{name}.json").read_text())["by_overlap"]
+    head, rows = rows_below(SRC / "README.md", header)
+    stages = {"after T1": "after_t1", "after T2": "after_t2", "after SRC": "after_sleep"}
+    wrong = []
+    for label, *cells in rows:
+        for column, cell in zip(head[1:], cells):
+            for k in overlaps(column):
+                point = by_overlap[k]
+                if label in stages:
+                    stage = stages[label]
+                    m = re.fullmatch(rf"({NUMBER})(?: ± ({NUMBER}))?(?: \(({NUMBER}) at (\d+)\))?", cell)
+                    mean, sd, other, at = m.groups()
+                    mean = other if at == k else mean
+                    sd_ok = agrees(sd, point["sd"][stage]) if sd else point["sd"][stage] < 0.005 or at == k
+                    wrong += [f"{label}, overlap {k}: {cell}"] * (not (agrees(mean, point[stage]) and sd_ok))
+                elif cell:
+                    stage = "after_t2" if label.endswith("after T2") else "after_sleep"
+                    own, best = cell.split(" / ")
+                    fig = point["fig1c"][stage]
+                    wrong += [f"{label}, overlap {k}: {cell}"] * (
+                        not (agrees(own, fig["t1_neuron0"]["mean"]) and agrees(best, fig["t2_max"]["mean"])))
+    assert not wrong, f"docs/results/src/README.md, {name}: {wrong}"
+
+
 def test_a_drifted_cell_is_named():
     cmp = {"mean_diff": 0.0344, "p_holm": 0.1665, "mde_family": 0.1015}
     assert difference_cell("+0.034 (0.17; MDE 0.101)", cmp) == []
