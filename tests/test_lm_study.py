@@ -400,3 +400,23 @@ def test_the_end_ops_own_cost_is_paired_within_the_arm_and_reported_beside_the_p
     row = next(line for line in lines if line.startswith("| shrinks |"))
     assert row.startswith("| shrinks | 2 | 4.0100 ± 0.0141 | 4.1200 ± 0.0283 | 0.5550 ± 0.0071 | +0.0250 [")
     assert not any(line.startswith("| plain |") for line in lines)
+
+
+def test_an_ablation_s_contrast_is_paired_and_joins_the_holm_family(tmp_path):
+    """`contrasts: {LABEL: [ARM, REFERENCE]}`: the ablation's own effect (climb_sleep − climb_sleep_no_shrink is the
+    shrink), paired by seed, Holm-adjusted with the comparisons against the best baseline, in the report."""
+    tool = _tool()
+    exp_dir = tmp_path / "exp"
+    _fake_experiment(exp_dir)
+    spec = {"baselines": ["epochs"], "contrasts": {"sleep minus one pass": ["sleep", "single_pass"]}}
+    summary = _summary(tool, exp_dir, spec)
+    row = summary["contrasts"]["sleep minus one pass"]
+    assert row["arm"] == "sleep" and row["reference"] == "single_pass"
+    assert row["blimp"]["seeds"] == [0, 1] and row["blimp"]["mean_diff"] == pytest.approx((0.050 + 0.054) / 2)
+    plain = _summary(tool, exp_dir, {"baselines": ["epochs"]})
+    assert summary["family_size"] == plain["family_size"] + 2          # its two metrics joined the family
+    assert "p_holm" in row["blimp"] and row["blimp"]["p_holm"] >= row["blimp"]["p_value"]
+    text = tool.write_study_report(summary, tmp_path, "tools/lm_study.py spec.yaml").read_text()
+    assert "## Ablations: paired contrasts" in text and "| sleep minus one pass | sleep − single_pass | blimp | 2 |" in text
+    with pytest.raises(tool.ConfigError, match=r"contrasts: 'bad' must be \[ARM, REFERENCE\], two of the study's arms"):
+        _summary(tool, exp_dir, {"baselines": ["epochs"], "contrasts": {"bad": ["sleep", "nonesuch"]}})

@@ -13,7 +13,8 @@ to --results:
 - `summary.json`: {"arms": {NAME: {"seeds", "blimp" (per-seed overall accuracy), "val_loss" (per-seed final),
   "tokens" (token positions trained, replay included; mean over the finished seeds, the plan before any),
   "real_tokens"}}, "model", "data", "budget", "off_budget" (arms more than 2 % from it), "best_baseline",
-  "vs_best_baseline", "verdicts", "published"}; the best baseline is, among the baselines with the most finished
+  "vs_best_baseline", "contrasts" (the spec's `contrasts: {LABEL: [ARM, REFERENCE]}`, an ablation's own effect
+  paired by seed, in the same Holm family), "verdicts", "published"}; the best baseline is, among the baselines with the most finished
   seeds, the one with the lower mean dev loss where the runs have test scores (selection reads dev, the verdicts
   test), else (a study from before test scores) the higher mean BLiMP;
 - `report.md`: mean ± sd per arm, paired tests and effect sizes (Cohen's d_z) against the best baseline, BLiMP by
@@ -58,7 +59,7 @@ TEST_METRIC_KEYS = {"blimp": "blimp_overall", "test_loss": "test_loss"}    # ver
 CURVE_POINTS = 300  # training-loss points kept per run in its record
 STUDY_KEYS = ("arms", "common", "seeds", "budget", "natural", "tune")  # what identifies the study's runs
 DEFAULT_TITLE = "Does sleep help a small LM? The equal-budget study (issue 19)"
-SPEC_KEYS = ("baselines", "systems", "published", "title")  # the spec's keys compare does not read
+SPEC_KEYS = ("baselines", "systems", "contrasts", "published", "title")  # the spec's keys compare does not read
 TUNING = "tuning"  # records/tuning/<arm>/tNN/seed<k>.json: the tuning trials' runs (no arm may take this name)
 
 
@@ -252,8 +253,11 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, led
                 max(tied, key=lambda b: mean_sd(summary["arms"][b]["blimp"])["mean"]))
         summary["best_baseline"] = best
         summary["vs_best_baseline"] = {arm: paired_with(runs[arm], runs[best], keys) for arm in arms if arm != best}
-        # Holm over every comparison of the study (arms x metrics): the verdicts on the adjusted p
-        summary["family_size"] = adjust_family([c for row in summary["vs_best_baseline"].values() for c in row.values()])
+        summary["contrasts"] = contrasts_of(spec.get("contrasts") or {}, runs, keys)
+        # Holm over every comparison of the study (arms x metrics, and the ablations' contrasts): verdicts on it
+        family = [c for row in [*summary["vs_best_baseline"].values(), *summary["contrasts"].values()]
+                  for name, c in row.items() if name not in ("arm", "reference")]
+        summary["family_size"] = adjust_family(family)
         summary["curve_gaps"] = gaps_to(runs, best)
     summary["verdicts"] = verdicts(summary, spec.get("systems", {}))
     summary["end_op_cost"] = end_op_costs(summary["arms"])
@@ -265,6 +269,37 @@ def study_summary(study: dict, runs: dict[str, dict[int, dict]], spec: dict, led
     if study.get("imported"):
         summary["imported"] = {k: v for k, v in study["imported"].items() if k != "by_phenomenon"}
     return summary
+
+
+def contrasts_of(contrasts: dict, runs: dict[str, dict[int, dict]], keys: dict[str, str]) -> dict:
+    """The spec's `contrasts: {LABEL: [ARM, REFERENCE]}`: ARM − REFERENCE on each verdict metric, paired by seed — an
+    ablation's own effect (climb_sleep − climb_sleep_no_shrink: the shrink), beside each arm against the baseline."""
+    out = {}
+    for label, pair in contrasts.items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(arm in runs for arm in pair)):
+            raise ConfigError(f"contrasts: {label!r} must be [ARM, REFERENCE], two of the study's arms "
+                              f"({', '.join(runs)}); got {pair!r}")
+        arm, reference = pair
+        out[label] = {"arm": arm, "reference": reference, **paired_with(runs[arm], runs[reference], keys)}
+    return out
+
+
+def contrast_lines(summary: dict) -> list[str]:
+    """The ablations' contrasts, in the same Holm family as the comparisons against the best baseline."""
+    if not summary.get("contrasts"):
+        return []
+    lines = ["", "## Ablations: paired contrasts (in the same Holm family)", "",
+             "| contrast | arm − reference | metric | seeds | mean diff | 95 % CI | p | p (Holm) | MDE | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for label, row in summary["contrasts"].items():
+        for name, cmp in row.items():
+            if name in ("arm", "reference") or cmp.get("n", 0) == 0:
+                continue
+            c = table_cells(cmp, with_method=False)
+            lines.append(f"| {label} | {row['arm']} − {row['reference']} | {name} | {len(cmp['seeds'])} | "
+                         f"{cmp['mean_diff']:+.4f} | {c['ci']} | {c['p']} | {c['p_holm']} | {c['mde']} | "
+                         f"{cmp['verdict']} |")
+    return lines
 
 
 def end_op_costs(arms: dict) -> dict:
@@ -367,7 +402,7 @@ def write_study_report(summary: dict, results: Path, command: str) -> Path:
               "session ran on the machine it was given, sometimes beside other work: a cost indication, not a speed "
               "comparison between arms."]
     lines += per_seed_lines(summary) + budget_note_lines(summary)
-    lines += baseline_lines(summary) + tuning_and_curve_lines(summary)
+    lines += baseline_lines(summary) + contrast_lines(summary) + tuning_and_curve_lines(summary)
     lines += ["", f"## Verdict per seed system (at this scale: {scale_words(summary)})", "",
               "Each: the arm − best-baseline difference, its 95 % interval and Holm-adjusted p, then the verdict.", ""]
     for system, rows in summary["verdicts"].items():
