@@ -14,7 +14,7 @@ documented grid, `tune=default` (continual/tuning.py: EWC λ, SI c, OWM α, rehe
 as the SRC search has trials (`tune_points=--search-trials`, through the method's own setting: every method scores the
 same number of settings on validation, its untuned one among them), chosen on validation over the tuning seeds; src
 and rehearsal_src get their SRC vector from the search scored on validation (`search_trials=--search-trials
-seed=100 seeds=1 validation=N`, run in OUT/<name>-tuned-<method>-search/), then run
+seed=100 seeds=--tuning-orders validation=N`, run in OUT/<name>-tuned-<method>-search/), then run
 with `src=that/best_src.yaml`. rehearsal_src's wake is rehearsal's, so it takes the lr rehearsal's tuning chose (list
 rehearsal first) and its search runs at that lr (OUT/<name>-tuned-rehearsal_src-lrX-search/): each part tuned as
 the method it shares it with. Each tuned row records its choice; paired tests against sequential and against src
@@ -248,8 +248,9 @@ def tuned_lines(rows: dict, validation: int) -> list[str]:
             edge = f" (edge: {', '.join(row['choice_on_edge'])})" if row["choice_on_edge"] else ""
         added = "; ".join(f"{k} + {v}" for k, v in (row.get("widened") or {}).items())
         widened = f" (widened: {added})" if added else ""
+        trials = row.get("trials", 0 if row.get("tuned") == "nothing to tune" else "—")   # rows from before: none
         lines.append(f"| {m} | {acc['mean']:.3f} ± {acc['sd']:.3f} | {vs(row, 'sequential')} | {vs(row, 'src')} | "
-                     f"{choice}{edge}{widened} | {row.get('trials', '—')} |")
+                     f"{choice}{edge}{widened} | {trials} |")
     return lines
 
 
@@ -328,10 +329,11 @@ def write_table(results_dir: Path, name: str, base: dict, tuned: dict | None, ar
                 finished: bool = True) -> None:
     """RESULTS/<name>.json and .md: the untuned rows, and the tuned block where there is one (while it is being
     run, with the rows finished so far and a line naming the ones still to come)."""
-    widen = {"widen": args.tuned_widen} if args.tuned_widen else {}   # tables from before --tuned-widen stay equal
-    widen.update({"tuning_orders": args.tuning_orders} if args.tuning_orders > 1 else {})
+    # written only where set, so tables from before --tuned-widen / --tuning-orders stay equal
+    optional = {**({"widen": args.tuned_widen} if args.tuned_widen else {}),
+                **({"tuning_orders": args.tuning_orders} if args.tuning_orders > 1 else {})}
     summary = {**base, **({"tuned": {"validation": args.tuned_validation, "search_trials": args.search_trials,
-                                     "points": args.search_trials, **widen, "methods": tuned}} if tuned else {})}
+                                     "points": args.search_trials, **optional, "methods": tuned}} if tuned else {})}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# {name}: average test accuracy after the last stage ({len(base['seeds'])} seeds)", "",
