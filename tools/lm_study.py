@@ -14,9 +14,9 @@ to --results:
   "tokens" (token positions trained, replay included; mean over the finished seeds, the plan before any),
   "real_tokens"}}, "model", "data", "budget", "off_budget" (arms more than 2 % from it), "best_baseline",
   "vs_best_baseline", "contrasts" (the spec's `contrasts: {LABEL: [ARM, REFERENCE]}`, an ablation's own effect
-  paired by seed, in the same Holm family), "verdicts", "published"}; the best baseline is, among the baselines with the most finished
-  seeds, the one with the lower mean dev loss where the runs have test scores (selection reads dev, the verdicts
-  test), else (a study from before test scores) the higher mean BLiMP;
+  paired by seed, in the same Holm family), "verdicts", "published"}; the best baseline is, among the baselines with
+  the most finished seeds, the one with the lower mean dev loss where the runs have test scores (selection reads dev,
+  the verdicts test), else (a study from before test scores) the higher mean BLiMP;
 - `report.md`: mean ± sd per arm, paired tests and effect sizes (Cohen's d_z) against the best baseline, BLiMP by
   phenomenon, a verdict per seed system, the published numbers;
 - `loss.png` (training loss, mean ± sd over seeds, sleep phases shaded) and `blimp_by_phenomenon.png`.
