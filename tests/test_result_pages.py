@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from test_evidence import family   # the first LM study's Holm families (tests/test_evidence.py), computed once
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "docs" / "results" / "src"
@@ -68,6 +69,21 @@ def difference_cell(cell: str, cmp: dict) -> list[str]:
     assert m, f"unreadable difference cell {cell!r}"
     diff, p, mde = m.groups()
     return disagreements(cmp, diff, p, mde)
+
+
+def interval_cell(cell: str, cmp: dict, p: str | None = None, whole: bool = True) -> list[str]:
+    """'+0.281 [+0.240, +0.322]' (interval optional), then ', p = 0.03' or ', p < 0.001' (or `p`, the p of a cell of
+    its own), bold marks dropped, against an unadjusted comparison; `whole=False`: prose may follow. Returns what
+    disagrees."""
+    pattern = rf"({NUMBER})(?: \[({NUMBER}), ({NUMBER})\])?(?:, p (?:= ({NUMBER})|(< 0\.001)))?"
+    m = (re.fullmatch if whole else re.match)(pattern, cell.replace("*", ""))
+    assert m, f"unreadable difference cell {cell!r}"
+    diff, low, high, p_here, below = m.groups()
+    p = p or p_here or below
+    printed = [(diff, cmp["mean_diff"]), *([(low, cmp["ci95"][0]), (high, cmp["ci95"][1])] if low else []),
+               *([(p, cmp["p_value"])] if p and p != "< 0.001" else [])]
+    wrong = [f"{a} vs {b:.4g}" for a, b in printed if not agrees(a, b)]
+    return wrong + [f"p < 0.001 vs {cmp['p_value']:.4g}"] * (p == "< 0.001" and cmp["p_value"] >= 0.001)
 
 
 @pytest.mark.parametrize("benchmark,heading", [("split_mnist", "Split-MNIST, tuned"),
@@ -183,25 +199,13 @@ def _lr_label(header: str) -> str:
 FIRST_STUDY = ROOT / "docs" / "results" / "lm-study" / "2026-11-29"
 
 
-def first_study_family(base: str) -> dict[tuple[str, str], dict]:
-    """The first study's 18 comparisons against `base` (every other arm × BLiMP and dev loss), Holm as one family,
-    from its summary's per-seed values."""
-    from sleeptrain.experiments.paired import adjust_family, paired_comparison
-
-    arms = json.loads((FIRST_STUDY / "summary.json").read_text())["arms"]
-    cmps = {(arm, metric): paired_comparison(arms[arm][metric], arms[base][metric], higher)
-            for arm in arms if arm != base for metric, higher in (("blimp", True), ("val_loss", False))}
-    adjust_family(list(cmps.values()))
-    return cmps
-
-
 def test_the_first_lm_study_page_s_tables_match_its_summary():
     """History is checked too: its per-arm table (mean ± sd, minus epochs with the bootstrap interval, p, d_z) and the
     Holm table added when it was recomputed (against both baselines)."""
     from sleeptrain.stats import mean_sd
 
     arms = json.loads((FIRST_STUDY / "summary.json").read_text())["arms"]
-    vs_epochs, vs_best = first_study_family("epochs"), first_study_family("climb_baseline_like")
+    vs_epochs, vs_best = family("epochs"), family("climb_baseline_like")   # test_evidence's, computed once
     wrong = []
     rows = rows_below(FIRST_STUDY / "README.md", "arm (5 seeds each) | BLiMP")[1]
     assert sorted(r[0].split(" (")[0] for r in rows) == sorted(arms)
@@ -212,17 +216,15 @@ def test_the_first_lm_study_page_s_tables_match_its_summary():
         if arm == "epochs":
             continue
         cmp = vs_epochs[(arm, "blimp")]
-        diff, low, high = re.fullmatch(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\]", diff_ci).groups()
-        printed = [(diff, cmp["mean_diff"]), (low, cmp["ci95"][0]), (high, cmp["ci95"][1]), (p, cmp["p_value"]),
-                   (d_z, cmp["d_z"])]
-        wrong += [f"{arm}: {a} vs {b:.4f}" for a, b in printed if not agrees(a, b)]
+        wrong += [f"{arm}: {w}" for w in interval_cell(diff_ci, cmp, p)]
+        wrong += [f"{arm}: d_z {d_z} vs {cmp['d_z']:.2f}"] * (not agrees(d_z, cmp["d_z"]))
     for arm, diff_best, p_best, holm_best, diff_epochs, p_epochs, holm_epochs in rows_below(
             FIRST_STUDY / "README.md", "arm | BLiMP − climb_baseline_like")[1]:
         for (diff, p, holm), cmp in (((diff_best, p_best, holm_best), vs_best[(arm, "blimp")]),
                                      ((diff_epochs, p_epochs, holm_epochs), vs_epochs[(arm, "blimp")])):
             adjusted, hurts = re.fullmatch(rf"({NUMBER})( hurts)?", holm.replace("*", "")).groups()
-            wrong += [f"{arm}: {a} vs {b:.4f}" for a, b in ((diff, cmp["mean_diff"]), (p, cmp["p_value"]),
-                                                             (adjusted, cmp["p_holm"])) if not agrees(a, b)]
+            wrong += [f"{arm}: {w}" for w in interval_cell(diff, cmp, p)]
+            wrong += [f"{arm}: Holm p {adjusted} vs {cmp['p_holm']:.4f}"] * (not agrees(adjusted, cmp["p_holm"]))
             wrong += [f"{arm}: 'hurts' at Holm p {cmp['p_holm']:.3f}"] * ((hurts is not None) != (cmp["p_holm"] < 0.05))
     assert not wrong, f"docs/results/lm-study/2026-11-29/README.md: {wrong}"
 
@@ -252,16 +254,8 @@ def test_the_src_page_s_untuned_tables_match_their_json(benchmark, section):
         diff_cell = rest[-1] if benchmark != "split_mnist" else rest[0]
         if not diff_cell:
             continue
-        cmp = row["vs_sequential"]
-        m = re.match(rf"({NUMBER})(?: \[({NUMBER}), ({NUMBER})\])?(?:, p = ({NUMBER}))?", diff_cell.replace("*", ""))
-        diff, low, high, p = m.groups()
-        if benchmark == "split_mnist" and rest[1] != "< 0.001":
-            p = rest[1]
-        printed = [(diff, cmp["mean_diff"])] + ([(low, cmp["ci95"][0]), (high, cmp["ci95"][1])] if low else []) + \
-            ([(p, cmp["p_value"])] if p else [])
-        wrong += [f"{method}: {a} vs {b:.4f}" for a, b in printed if not agrees(a, b)]
-        if benchmark == "split_mnist" and rest[1] == "< 0.001":
-            wrong += [f"{method}: p < 0.001 vs {cmp['p_value']:.4g}"] * (cmp["p_value"] >= 0.001)
+        p_cell = rest[1] if benchmark == "split_mnist" else None   # Split-MNIST's table gives p a column
+        wrong += [f"{method}: {w}" for w in interval_cell(diff_cell, row["vs_sequential"], p_cell, whole=False)]
     assert sorted(seen) == sorted(methods), f"{benchmark}: the page's rows {seen} are the table's methods"
     assert not wrong, f"docs/results/src/README.md, {benchmark} at the authors' settings: {wrong}"
 
@@ -279,13 +273,8 @@ def test_the_src_page_s_rehearsal_loss_table_matches_its_json():
         for cell, method in ((rehearsal, "rehearsal"), (with_src, "rehearsal_src")):
             wrong += [f"{tag} {method}: {cell}"] * (not mean_sd_agrees(cell, methods[method]["average_accuracy"]))
         cmp = paired_comparison(methods["rehearsal_src"]["per_seed"], methods["rehearsal"]["per_seed"], True)
-        cell = diff_cell.replace("*", "")
-        diff, low, high, p, below = re.fullmatch(
-            rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\], p (?:= ({NUMBER})|< (0\.001))", cell).groups()
-        printed = [(diff, cmp["mean_diff"]), (low, cmp["ci95"][0]), (high, cmp["ci95"][1]),
-                   *([(p, cmp["p_value"])] if p else [])]
-        wrong += [f"{tag}: {a} vs {b:.4f}" for a, b in printed if not agrees(a, b)]
-        wrong += [f"{tag}: p < 0.001 vs {cmp['p_value']:.4g}"] * (below is not None and cmp["p_value"] >= 0.001)
+        assert "[" in diff_cell and ", p " in diff_cell, f"{tag}: the interval and p are printed ({diff_cell!r})"
+        wrong += [f"{tag}: {w}" for w in interval_cell(diff_cell, cmp)]
     assert not wrong, f"docs/results/src/README.md, rehearsal with 0.75 % stored: {wrong}"
 
 
@@ -330,10 +319,8 @@ def test_the_src_page_s_icarl_savings_table_matches_its_json():
             wrong += [f"{epochs} epochs: {cell}"] * (not mean_sd_agrees(cell, point[method]["nme_average_accuracy"]))
         for cell, method in ((net, "icarl"), (net_src, "icarl_src")):
             wrong += [f"{epochs} epochs network: {cell}"] * (not agrees(cell, point[method]["average_accuracy"]["mean"]))
-        diff, p = re.fullmatch(rf"({NUMBER}), p = ({NUMBER})", diff_cell).groups()
-        cmp = point["src_minus_icarl_nme"]
-        wrong += [f"{epochs} epochs: {a} vs {b:.4g}" for a, b in ((diff, cmp["mean_diff"]), (p, cmp["p_value"]))
-                  if not agrees(a, b)]
+        assert ", p = " in diff_cell, f"{epochs} epochs: the p is printed ({diff_cell!r})"
+        wrong += [f"{epochs} epochs: {w}" for w in interval_cell(diff_cell, point["src_minus_icarl_nme"])]
     family = [dict(curve[e]["src_minus_icarl_nme"]) for e in curve]
     adjust_family(family)
     largest = re.search(rf"the largest adjusted p is ({NUMBER})", (SRC / "README.md").read_text()).group(1)

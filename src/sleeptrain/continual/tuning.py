@@ -97,9 +97,11 @@ def spaced(values, points: int, through: float | None = None) -> list[float]:
 def default_grid(cfg, points: int | None = None) -> dict[str, list]:
     """The documented grid of `cfg.method` (empty when it has nothing to tune here), each key respaced to `points`
     values through the config's own value of the key (default `cfg.tune_points`; 0: as documented)."""
+    from sleeptrain.presets import flat_config
+
     points = cfg.tune_points if points is None else points
-    sources = GRID_SOURCES.get(cfg.method, {})
-    grid = {key: spaced(values, points, through=setting(cfg, key)) if points else list(values)
+    sources, own = GRID_SOURCES.get(cfg.method, {}), flat_config(cfg)
+    grid = {key: spaced(values, points, through=float(own[key])) if points else list(values)
             for key, values in sources.items() if values != "scaled"}
     if sources.get("owm_alphas") == "scaled":
         n_layers = len(cfg.net.hidden) + 1
@@ -107,14 +109,6 @@ def default_grid(cfg, points: int | None = None) -> dict[str, list]:
         scales = spaced(OWM_SCALES, points, through=1.0) if points else OWM_SCALES
         grid["owm_alphas"] = [[float(f"{a * s:.6g}") for a in base] for s in scales]
     return grid
-
-
-def setting(cfg, key: str) -> float:
-    """The config's value of a dotted key (`sgd.lr` -> cfg.sgd.lr)."""
-    value = cfg
-    for part in key.split("."):
-        value = getattr(value, part)
-    return float(value)
 
 
 def flatten(tune: dict) -> dict[str, list]:
