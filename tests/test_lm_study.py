@@ -420,3 +420,13 @@ def test_an_ablation_s_contrast_is_paired_and_joins_the_holm_family(tmp_path):
     assert "## Ablations: paired contrasts" in text and "| sleep minus one pass | sleep − single_pass | blimp | 2 |" in text
     with pytest.raises(tool.ConfigError, match=r"contrasts: 'bad' must be \[ARM, REFERENCE\], two of the study's arms"):
         _summary(tool, exp_dir, {"baselines": ["epochs"], "contrasts": {"bad": ["sleep", "nonesuch"]}})
+
+
+def test_the_committed_fair_study_summary_is_what_its_records_give():
+    """docs/results/lm-study/summary.json is regenerated, to the byte, from the committed records alone (the
+    documented `--report-only`, as on a fresh clone): nothing in it was typed in or left from an older layout."""
+    lm_study, study = _tool(), REPO / "docs" / "results" / "lm-study"
+    spec = lm_study.load_yaml(study / "spec.yaml", "spec")
+    meta, runs = lm_study.read_ledger(study / "records")
+    summary = lm_study.study_summary(meta, runs, spec, study / "records")
+    assert json.dumps(summary, indent=1) == (study / "summary.json").read_text()

@@ -196,6 +196,55 @@ def _lr_label(header: str) -> str:
     return " ".join([f"lr {float(value):g}", *rest])
 
 
+FAIR_STUDY = ROOT / "docs" / "results" / "lm-study"
+
+
+def holm_cell(cell: str, cmp: dict) -> list[str]:
+    """'0.047' or '< 0.001' (bold marks dropped) against a comparison's Holm-adjusted p."""
+    cell = cell.replace("*", "")
+    if cell == "< 0.001":
+        return [] if cmp["p_holm"] < 0.001 else [f"Holm p < 0.001 vs {cmp['p_holm']:.4g}"]
+    return [] if agrees(cell, cmp["p_holm"]) else [f"Holm p {cell} vs {cmp['p_holm']:.4g}"]
+
+
+def test_the_fair_lm_study_page_s_verdict_tables_match_its_summary():
+    """The page's verdict table (each arm's LR choice, test loss and BLiMP as mean ± sd over its seeds, its paired
+    difference from the best baseline with the interval and the Holm p), the ablations' contrasts and the CLIMB arms
+    before and after their final end ops, against summary.json."""
+    from sleeptrain.stats import mean_sd
+
+    s = json.loads((FAIR_STUDY / "summary.json").read_text())
+    page, base, wrong = FAIR_STUDY / "README.md", s["best_baseline"], []
+    rows = rows_below(page, "arm | lr | test loss |")[1]
+    assert sorted(r[0].strip("`") for r in rows) == sorted(s["arms"])
+    for label, lr, test, blimp, d_test, p_test, d_blimp, p_blimp in rows:
+        arm, row = label.strip("`"), s["arms"][label.strip("`")]
+        chosen = (s["tuning"].get(arm) or {}).get("chosen", {}).get("train.lr")
+        wrong += [f"{arm} lr {lr}"] * (lr != "—" if chosen is None else lr == "—" or float(lr) != chosen)
+        for cell, metric in ((test, "test_loss"), (blimp, "blimp")):
+            wrong += [f"{arm} {metric} {cell}"] * (not mean_sd_agrees(cell, mean_sd(row[metric])))
+        if arm == base:
+            wrong += [f"{arm}: the baseline's own difference cells are not empty"] * any((d_test, p_test, d_blimp, p_blimp))
+            continue
+        for diff, p, metric in ((d_test, p_test, "test_loss"), (d_blimp, p_blimp, "blimp")):
+            cmp = s["vs_best_baseline"][arm][metric]
+            wrong += [f"{arm} {metric}: {w}" for w in interval_cell(diff, cmp) + holm_cell(p, cmp)]
+    for label, metric, diff, p in rows_below(page, "ablation (arm − reference) | metric |")[1]:
+        arm, reference = label.strip("`").split("` − `")
+        cmp = next(c for c in s["contrasts"].values() if (c["arm"], c["reference"]) == (arm, reference))
+        key = {"test loss": "test_loss", "BLiMP": "blimp"}[metric]
+        wrong += [f"{label} {metric}: {w}" for w in interval_cell(diff, cmp[key]) + holm_cell(p, cmp[key])]
+    for label, pre_test, pre_blimp, d_test, d_blimp in rows_below(page, "arm | test loss before its final end ops |")[1]:
+        arm = label.strip("`")
+        pre = [run for run in s["arms"][arm]["pre_end_ops"] if run]
+        wrong += [f"{arm} pre-end test {pre_test}"] * (not mean_sd_agrees(pre_test, mean_sd([r["test_loss"] for r in pre])))
+        wrong += [f"{arm} pre-end BLiMP {pre_blimp}"] * (
+            not mean_sd_agrees(pre_blimp, mean_sd([r["blimp_overall"] for r in pre])))
+        for diff, metric in ((d_test, "test_loss"), (d_blimp, "blimp")):
+            wrong += [f"{arm} end ops {metric}: {w}" for w in interval_cell(diff, s["end_op_cost"][arm][metric])]
+    assert not wrong, f"docs/results/lm-study/README.md: {wrong}"
+
+
 FIRST_STUDY = ROOT / "docs" / "results" / "lm-study" / "2026-11-29"
 
 
