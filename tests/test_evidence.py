@@ -231,6 +231,9 @@ CLAIMS = [
           "shrink it is still behind", the_shrink),
     Claim("its 95 % interval clear of zero at every one of the {} points, 0.25M words to the end", no_curve_lead),
     Claim("{} pairs detect only d_z ≥ {}", detectable),
+    Claim("BabyLM's 10M words ≈ {} GPU-hours, CLIMB-Sleep at its paper's scale ≈ {}; the page's last table",
+          lambda: [on_page("docs/results/lm-study/README.md", "**≈ 2–3 GPU-hours** with evaluation") and "2–3",
+                   on_page("docs/results/lm-study/README.md", "**≈ 60–100 GPU-hours**") and "60–100"]),
     Claim("{} training tokens, {} seeds, selection and report on the same 20 dev batches): {} validation loss against "
           "the best normal length (p = {}, n.s.), at {}× the tokens — not FORGETTER's published gain (at {}× the "
           "model)", forgetter_study),
