@@ -88,6 +88,11 @@ def versus(arm: str, metric: str) -> dict:
     return s["vs_best_baseline"][arm][metric]
 
 
+def contrast(summary: dict, arm: str, reference: str) -> dict:
+    """The summary's paired contrast `arm` − `reference` (its `contrasts` are keyed by their long labels)."""
+    return next(c for c in summary["contrasts"].values() if (c["arm"], c["reference"]) == (arm, reference))
+
+
 def fair_scale() -> list[str]:
     s = fair()
     assert s["data"]["blimp_pairs_per_paradigm"] == "all"
@@ -124,7 +129,7 @@ def other_verdicts() -> list[str]:
 
 def the_shrink() -> list[str]:
     s = fair()
-    shrink = next(c for c in s["contrasts"].values() if (c["arm"], c["reference"]) == ("climb_sleep", "climb_sleep_no_shrink"))
+    shrink = contrast(s, "climb_sleep", "climb_sleep_no_shrink")
     assert shrink["test_loss"]["p_holm"] < 0.05
     pre = [run["test_loss"] for run in s["arms"]["climb_sleep"]["pre_end_ops"]]   # "still behind" before the shrink
     assert min(pre) > max(s["arms"]["climb_baseline_like"]["test_loss"])

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_evidence import family   # the first LM study's Holm families (tests/test_evidence.py), computed once
+from test_evidence import contrast, family   # the first LM study's Holm families, computed once; a fair-study contrast
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "docs" / "results" / "src"
@@ -49,13 +49,18 @@ def table(page: Path, heading: str) -> dict[str, list[str]]:
     return {LABELS[re.sub(r"\s*\(.*?\)$", "", row[0])]: row[1:] for row in rows_below(page, f"{heading} |")[1]}
 
 
+def holm_cell(cell: str, cmp: dict) -> list[str]:
+    """'0.047' or '< 0.001' (bold marks dropped) against a comparison's Holm-adjusted p."""
+    cell = cell.replace("*", "")
+    if cell == "< 0.001":
+        return [] if cmp["p_holm"] < 0.001 else [f"p < 0.001 vs {cmp['p_holm']:.4g}"]
+    return [] if agrees(cell, cmp["p_holm"]) else [f"Holm p {cell} vs {cmp['p_holm']:.4g}"]
+
+
 def disagreements(cmp: dict, diff: str, p: str | None = None, mde: str | None = None, ns: bool = False) -> list[str]:
     """A printed comparison (difference; Holm p as a number or "< 0.001"; "n.s."; MDE after Holm) against `cmp`."""
     wrong = [] if agrees(diff, cmp["mean_diff"]) else [f"diff {diff} vs {cmp['mean_diff']:.4f}"]
-    if p == "< 0.001":
-        wrong += [] if cmp["p_holm"] < 0.001 else [f"p < 0.001 vs {cmp['p_holm']:.4g}"]
-    elif p is not None and not agrees(p, cmp["p_holm"]):
-        wrong.append(f"Holm p {p} vs {cmp['p_holm']:.4g}")
+    wrong += holm_cell(p, cmp) if p is not None else []
     if ns and cmp["p_holm"] < 0.05:
         wrong.append(f"n.s. vs Holm p {cmp['p_holm']:.4g}")
     if mde is not None and not agrees(mde, cmp["mde_family"]):
@@ -199,14 +204,6 @@ def _lr_label(header: str) -> str:
 FAIR_STUDY = ROOT / "docs" / "results" / "lm-study"
 
 
-def holm_cell(cell: str, cmp: dict) -> list[str]:
-    """'0.047' or '< 0.001' (bold marks dropped) against a comparison's Holm-adjusted p."""
-    cell = cell.replace("*", "")
-    if cell == "< 0.001":
-        return [] if cmp["p_holm"] < 0.001 else [f"Holm p < 0.001 vs {cmp['p_holm']:.4g}"]
-    return [] if agrees(cell, cmp["p_holm"]) else [f"Holm p {cell} vs {cmp['p_holm']:.4g}"]
-
-
 def test_the_fair_lm_study_page_s_verdict_tables_match_its_summary():
     """The page's verdict table (each arm's LR choice, test loss and BLiMP as mean ± sd over its seeds, its paired
     difference from the best baseline with the interval and the Holm p), the ablations' contrasts and the CLIMB arms
@@ -230,8 +227,7 @@ def test_the_fair_lm_study_page_s_verdict_tables_match_its_summary():
             cmp = s["vs_best_baseline"][arm][metric]
             wrong += [f"{arm} {metric}: {w}" for w in interval_cell(diff, cmp) + holm_cell(p, cmp)]
     for label, metric, diff, p in rows_below(page, "ablation (arm − reference) | metric |")[1]:
-        arm, reference = label.strip("`").split("` − `")
-        cmp = next(c for c in s["contrasts"].values() if (c["arm"], c["reference"]) == (arm, reference))
+        cmp = contrast(s, *label.strip("`").split("` − `"))
         key = {"test loss": "test_loss", "BLiMP": "blimp"}[metric]
         wrong += [f"{label} {metric}: {w}" for w in interval_cell(diff, cmp[key]) + holm_cell(p, cmp[key])]
     for label, pre_test, pre_blimp, d_test, d_blimp in rows_below(page, "arm | test loss before its final end ops |")[1]:
