@@ -98,14 +98,26 @@ def test_the_src_page_s_tuned_tables_match_their_json(benchmark, heading):
     rows = table(SRC / "README.md", heading)
     assert set(rows) == set(results["tuned"]["methods"]), "the page's rows are the tuned block's methods"
     wrong = []
-    for method, (mean_sd, vs_sequential, vs_src, _choice, untuned) in rows.items():
+    for method, (mean_sd, vs_sequential, vs_src, _choice, trials, untuned) in rows.items():
         tuned = results["tuned"]["methods"][method]
         wrong += [f"{method}: mean ± sd {mean_sd}"] * (not mean_sd_agrees(mean_sd, tuned["average_accuracy"]))
+        wrong += [f"{method}: trials {trials}"] * (trials != str(tuned.get("trials", 0)))
         for cell, key in ((vs_sequential, "vs_sequential"), (vs_src, "vs_src")):
             if cell:
                 wrong += [f"{method} {key}: {w}" for w in difference_cell(cell, tuned[key])]
         wrong += [f"{method}: untuned {untuned}"] * (not agrees(untuned, results["methods"][method]["average_accuracy"]["mean"]))
     assert not wrong, f"docs/results/src/README.md, {heading}: {wrong}"
+
+
+def test_the_src_page_s_sleep_on_rehearsal_is_the_tuned_rows_paired_difference():
+    from sleeptrain.experiments.paired import paired_comparison
+
+    methods = json.loads((SRC / "split_fashion.json").read_text())["tuned"]["methods"]
+    cmp = paired_comparison(methods["rehearsal_src"]["per_seed"], methods["rehearsal"]["per_seed"], True)
+    page = " ".join((SRC / "README.md").read_text().split())
+    printed = page.split("rehearsal + SRC \u2212 rehearsal ", 1)[1]
+    wrong = interval_cell(printed, cmp, whole=False)
+    assert not wrong, f"docs/results/src/README.md, rehearsal + SRC − rehearsal: {wrong}"
 
 
 def mean_sd_agrees(cell: str, stats: dict) -> bool:
