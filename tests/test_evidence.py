@@ -205,14 +205,18 @@ def owm_vs_src() -> list[str]:
             f"{mnist['mde_family']:.3f}"]
 
 
-def sleep_on_rehearsal() -> list[str]:
+def sleep_on_rehearsal_pair() -> dict:
     """Split-Fashion's tuned rehearsal + SRC minus tuned rehearsal, paired by task order, at the same wake lr."""
     from sleeptrain.experiments.paired import paired_comparison
 
     methods = tuned("split_fashion")["methods"]
     assert methods["rehearsal_src"]["wake_lr"] == methods["rehearsal"]["choice"]["sgd.lr"]   # "the sleep only"
     assert methods["rehearsal_src"]["seeds"] == methods["rehearsal"]["seeds"]
-    cmp = paired_comparison(methods["rehearsal_src"]["per_seed"], methods["rehearsal"]["per_seed"], True)
+    return paired_comparison(methods["rehearsal_src"]["per_seed"], methods["rehearsal"]["per_seed"], True)
+
+
+def sleep_on_rehearsal() -> list[str]:
+    cmp = sleep_on_rehearsal_pair()
     return [signed(cmp["mean_diff"]), f"{cmp['p_value']:.3f}"]
 
 

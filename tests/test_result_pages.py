@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
-from test_evidence import contrast, family   # the first LM study's Holm families, computed once; a fair-study contrast
+# the first LM study's Holm families (computed once), a fair-study contrast, SRC's sleep on rehearsal
+from test_evidence import contrast, family, sleep_on_rehearsal_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "docs" / "results" / "src"
@@ -110,10 +111,7 @@ def test_the_src_page_s_tuned_tables_match_their_json(benchmark, heading):
 
 
 def test_the_src_page_s_sleep_on_rehearsal_is_the_tuned_rows_paired_difference():
-    from sleeptrain.experiments.paired import paired_comparison
-
-    methods = json.loads((SRC / "split_fashion.json").read_text())["tuned"]["methods"]
-    cmp = paired_comparison(methods["rehearsal_src"]["per_seed"], methods["rehearsal"]["per_seed"], True)
+    cmp = sleep_on_rehearsal_pair()
     page = " ".join((SRC / "README.md").read_text().split())
     printed = page.split("rehearsal + SRC \u2212 rehearsal ", 1)[1]
     wrong = interval_cell(printed, cmp, whole=False)
